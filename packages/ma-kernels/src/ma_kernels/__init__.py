@@ -1,0 +1,35 @@
+"""ma_kernels: the hot loops of ma-transformer as torch ops, CPU and CUDA.
+
+Every op has a float64 twin in :mod:`ma_kernels.reference`, the oracle of the
+tests. The compiled extension takes raw pointers and never links libtorch, so
+one build serves any torch >= 2.4.
+"""
+
+from importlib.metadata import version as _version
+
+from . import reference
+from ._C import cuda_device_count as _cuda_device_count
+from ._C import with_cuda as _with_cuda
+from .ops import BOOK_COLUMNS, L1_FEATURES, l1_features
+
+__version__ = _version("ma-kernels")
+
+__all__ = [
+    "BOOK_COLUMNS",
+    "L1_FEATURES",
+    "__version__",
+    "cuda_available",
+    "has_cuda",
+    "l1_features",
+    "reference",
+]
+
+
+def has_cuda() -> bool:
+    """Whether this build of ma_kernels has its CUDA kernels compiled in."""
+    return _with_cuda
+
+
+def cuda_available() -> bool:
+    """Whether CUDA kernels are compiled in and a CUDA device can run them."""
+    return _with_cuda and _cuda_device_count() > 0

@@ -1,0 +1,51 @@
+"""Argument checks shared by every op: each failure names the argument and
+what was expected, as a ValueError, before any pointer reaches C++."""
+
+from __future__ import annotations
+
+import torch
+
+from . import _C
+
+# The C++ side's DType codes (csrc/common.h).
+FLOAT_CODES = {torch.float32: 0, torch.float64: 1}
+
+
+def check_tensor(
+    name: str,
+    t: object,
+    *,
+    ndim: int,
+    dtypes: dict[torch.dtype, int],
+    shape: tuple[int | None, ...] | None = None,
+) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(t.shape)}")
+    if shape is not None:
+        for axis, (want, got) in enumerate(zip(shape, t.shape)):
+            if want is not None and want != got:
+                raise ValueError(
+                    f"{name} must have size {want} in dimension {axis}, got shape {tuple(t.shape)}"
+                )
+    if t.dtype not in dtypes:
+        allowed = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+        raise ValueError(f"{name} must have dtype {allowed}; got {str(t.dtype).removeprefix('torch.')}")
+    check_device(name, t)
+
+
+def check_device(name: str, t: torch.Tensor) -> None:
+    if t.device.type == "cuda":
+        if not _C.with_cuda:
+            raise ValueError(
+                f"{name} is on {t.device}, but this ma_kernels build has no CUDA kernels; "
+                "reinstall it where nvcc is found (MA_KERNELS_CUDA=ON makes that an error if not)"
+            )
+    elif t.device.type not in ("cpu", "meta"):
+        raise ValueError(f"{name} is on {t.device}; ma_kernels runs on cpu and cuda devices")
+
+
+def cuda_stream(t: torch.Tensor) -> int:
+    """The handle of torch's current stream on t's device, for the C++ launch."""
+    return torch.cuda.current_stream(t.device).cuda_stream

@@ -1,0 +1,18 @@
+"""Random level-1 books for kernel tests: a random-walk mid on a tick grid,
+spreads of 1-3 ticks, sizes that are sometimes zero, and repeated quotes, so
+every branch of OFI (price up, down, unchanged) is hit."""
+
+import torch
+
+
+def random_book(n: int, *, dtype=torch.float32, device="cpu", seed=None) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**31)
+    tick = 0.01
+    mid_ticks = 10_000 + torch.randint(-1, 2, (n,), generator=g).cumsum(0)
+    half = torch.randint(1, 4, (n,), generator=g)
+    bid = (mid_ticks - half // 2 - half % 2) * tick
+    ask = (mid_ticks + half // 2) * tick
+    sizes = torch.randint(0, 500, (n, 2), generator=g).to(torch.float64)
+    sizes[torch.rand(n, generator=g) < 0.02] = 0.0  # both sides empty now and then
+    book = torch.stack([bid, sizes[:, 0], ask, sizes[:, 1]], dim=1)
+    return book.to(dtype=dtype, device=device)
