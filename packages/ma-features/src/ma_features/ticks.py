@@ -1,0 +1,80 @@
+"""The tick data model: one row per book event, columnar, K price levels.
+
+Every array has one entry per event (``N`` rows). Book arrays are ``[N, K]``
+and hold the book *after* the event; level 0 is the best quote. An empty
+level has size 0 and price NaN. A row with no trade has trade size 0, trade
+price 0 and trade side 0, so size-weighted sums need no masking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from enum import IntEnum
+
+import numpy as np
+import torch
+
+
+class EventType(IntEnum):
+    """Event codes, those of LOBSTER's message files."""
+
+    SUBMIT = 1  # new limit order
+    CANCEL = 2  # partial cancellation
+    DELETE = 3  # full deletion of a limit order
+    EXECUTE_VISIBLE = 4  # execution against a visible limit order
+    EXECUTE_HIDDEN = 5  # execution against a hidden order
+    CROSS = 6  # auction cross trade
+    HALT = 7  # trading halt indicator
+
+
+@dataclass(frozen=True)
+class Ticks:
+    """A columnar sequence of order-book events.
+
+    Attributes:
+        time: int64 nanoseconds (since midnight for LOBSTER, else any epoch), non-decreasing.
+        event: int8 :class:`EventType` codes.
+        bid_price, bid_size, ask_price, ask_size: float64 ``[N, K]``, book after the event.
+        trade_price, trade_size: float64 ``[N]``, the trade this event is (0 when none).
+        trade_side: int8 ``[N]``, aggressor side: +1 buyer-initiated, -1 seller-initiated, 0 none.
+    """
+
+    time: np.ndarray
+    event: np.ndarray
+    bid_price: np.ndarray
+    bid_size: np.ndarray
+    ask_price: np.ndarray
+    ask_size: np.ndarray
+    trade_price: np.ndarray
+    trade_size: np.ndarray
+    trade_side: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.time)
+        for f in fields(self):
+            array = getattr(self, f.name)
+            if not isinstance(array, np.ndarray):
+                raise ValueError(f"Ticks.{f.name} must be a numpy array, got {type(array).__name__}")
+            if len(array) != n:
+                raise ValueError(f"Ticks.{f.name} has {len(array)} rows, Ticks.time has {n}")
+        shape = self.bid_price.shape
+        if len(shape) != 2:
+            raise ValueError(f"Ticks.bid_price must be [N, K], got shape {shape}")
+        for name in ("bid_size", "ask_price", "ask_size"):
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"Ticks.{name} has shape {getattr(self, name).shape}, bid_price {shape}")
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    @property
+    def levels(self) -> int:
+        return self.bid_price.shape[1]
+
+    def level1(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The best quote as a ``[N, 4]`` tensor, columns ``ma_kernels.BOOK_COLUMNS``."""
+        book = np.stack(
+            [self.bid_price[:, 0], self.bid_size[:, 0], self.ask_price[:, 0], self.ask_size[:, 0]],
+            axis=1,
+        )
+        return torch.from_numpy(book).to(device=device, dtype=dtype)

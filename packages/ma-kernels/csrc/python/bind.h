@@ -1,0 +1,12 @@
+// Binding entry points, one per kernel family. They take integers (data
+// pointers, shapes, strides, a CUDA stream handle) so the build needs no
+// torch; ma_kernels.ops validates every argument before calling in.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace ma_kernels::python {
+
+void register_l1_features(pybind11::module_& m);
+
+}  // namespace ma_kernels::python
