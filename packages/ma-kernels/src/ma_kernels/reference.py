@@ -26,3 +26,89 @@ def l1_features(book: torch.Tensor) -> torch.Tensor:
         ask_flow = (now_ask <= prev_ask) * now_ask_size - (now_ask >= prev_ask) * prev_ask_size
         ofi[1:] = bid_flow - ask_flow
     return torch.stack([spread, mid, microprice, imbalance, ofi], dim=1)
+
+
+def normalize_window(window: int | tuple[int, int]) -> tuple[int, int]:
+    """``window`` as ``(left, right)``: an int W is the causal window ``(W, 0)``.
+
+    ``left`` counts the visible keys at or before the query (itself included),
+    ``right`` those after it; both in units of ``dilation`` steps.
+    """
+    def is_int(w: object) -> bool:
+        return isinstance(w, int) and not isinstance(w, bool)
+
+    if is_int(window):
+        left, right = window, 0
+    elif isinstance(window, (tuple, list)) and len(window) == 2 and all(map(is_int, window)):
+        left, right = window
+    else:
+        raise ValueError(f"window must be an int or a (left, right) pair of ints, got {window!r}")
+    if left < 1 or right < 0:
+        raise ValueError(
+            f"window needs left >= 1 (each query sees itself) and right >= 0, got {window!r}"
+        )
+    return left, right
+
+
+def sliding_window_mask(
+    length: int, window: int | tuple[int, int], dilation: int = 1
+) -> torch.Tensor:
+    """``[length, length]`` boolean mask, True where query i sees key j:
+    ``(i - j) % dilation == 0`` and ``-right * dilation <= i - j < left * dilation``."""
+    left, right = normalize_window(window)
+    if dilation < 1:
+        raise ValueError(f"dilation must be >= 1, got {dilation}")
+    pos = torch.arange(length)
+    offset = pos[:, None] - pos[None, :]
+    return (offset % dilation == 0) & (offset >= -right * dilation) & (offset < left * dilation)
+
+
+def sliding_window_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    window: int | tuple[int, int],
+    dilation: int = 1,
+    scale: float | None = None,
+    return_lse: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Reference for :func:`ma_kernels.sliding_window_attention`: dense masked
+    softmax attention in float64 on ``[B, H, L, D]`` tensors.
+
+    ``k`` and ``v`` may have fewer heads than ``q`` (grouped-query attention:
+    query head h reads key/value head ``h // (H // H_kv)``). Differentiable:
+    gradients with respect to float64 leaves are the backward's oracle (see
+    :func:`sliding_window_attention_backward`). With ``return_lse`` also returns
+    the ``[B, H, L]`` log-sum-exp of the scaled scores over visible keys.
+    """
+    q, k, v = (t.to(device="cpu", dtype=torch.float64) for t in (q, k, v))
+    heads, kv_heads = q.shape[1], k.shape[1]
+    if heads % kv_heads:
+        raise ValueError(f"q has {heads} heads, not a multiple of k's {kv_heads}")
+    k = k.repeat_interleave(heads // kv_heads, dim=1)
+    v = v.repeat_interleave(heads // kv_heads, dim=1)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scores = (q @ k.transpose(-1, -2)) * scale
+    mask = sliding_window_mask(q.shape[-2], window, dilation)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    out = torch.softmax(scores, dim=-1) @ v
+    return (out, torch.logsumexp(scores, dim=-1)) if return_lse else out
+
+
+def sliding_window_attention_backward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    grad_out: torch.Tensor,
+    window: int | tuple[int, int],
+    dilation: int = 1,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(dq, dk, dv)`` of :func:`sliding_window_attention` for the output
+    gradient ``grad_out``, by autograd in float64 (dk, dv summed over each
+    key/value head's query group)."""
+    leaves = [t.detach().to(device="cpu", dtype=torch.float64).requires_grad_() for t in (q, k, v)]
+    out = sliding_window_attention(*leaves, window, dilation, scale)
+    grad = grad_out.detach().to(device="cpu", dtype=torch.float64)
+    dq, dk, dv = torch.autograd.grad(out, leaves, grad)
+    return dq, dk, dv
