@@ -1,11 +1,10 @@
 import pytest
 import torch
+from books import random_book
+from conftest import DEVICES, relative_error
 
 import ma_kernels
 from ma_kernels import ops, reference
-
-from books import random_book
-from conftest import DEVICES, relative_error
 
 TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-12}
 
@@ -14,9 +13,16 @@ TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-12}
 def poisoned(monkeypatch):
     """Makes the op allocate its output filled with NaN, so a row the kernel
     fails to write shows up instead of passing as stale memory."""
-    monkeypatch.setattr(ops, "_empty_features", lambda book: torch.full(
-        (book.shape[0], len(ma_kernels.L1_FEATURES)), float("nan"),
-        dtype=book.dtype, device=book.device))
+    monkeypatch.setattr(
+        ops,
+        "_empty_features",
+        lambda book: torch.full(
+            (book.shape[0], len(ma_kernels.L1_FEATURES)),
+            float("nan"),
+            dtype=book.dtype,
+            device=book.device,
+        ),
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -28,7 +34,9 @@ def test_matches_float64_reference(poisoned, device, dtype, n):
     assert out.shape == (n, 5) and out.dtype == dtype and out.device == book.device
     assert not out.isnan().any()
     err = relative_error(out, reference.l1_features(book))
-    assert (err <= TOLERANCE[dtype]).all(), dict(zip(ma_kernels.L1_FEATURES, err.tolist()))
+    assert (err <= TOLERANCE[dtype]).all(), dict(
+        zip(ma_kernels.L1_FEATURES, err.tolist(), strict=True)
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -46,8 +54,9 @@ def test_strided_views(poisoned, device):
 
 
 def test_hand_computed_row():
-    book = torch.tensor([[99.99, 300.0, 100.01, 100.0], [100.00, 50.0, 100.02, 10.0]],
-                        dtype=torch.float64)
+    book = torch.tensor(
+        [[99.99, 300.0, 100.01, 100.0], [100.00, 50.0, 100.02, 10.0]], dtype=torch.float64
+    )
     out = ma_kernels.l1_features(book)
     spread, mid, micro, imb, ofi = out[1].tolist()
     assert spread == pytest.approx(0.02)
@@ -124,5 +133,9 @@ def test_cuda_graph_capture_and_side_stream():
 @pytest.mark.gpu
 def test_cpu_and_gpu_agree():
     book = random_book(100_000, dtype=torch.float64)
-    torch.testing.assert_close(ma_kernels.l1_features(book.cuda()).cpu(),
-                               ma_kernels.l1_features(book), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        ma_kernels.l1_features(book.cuda()).cpu(),
+        ma_kernels.l1_features(book),
+        rtol=1e-12,
+        atol=1e-12,
+    )

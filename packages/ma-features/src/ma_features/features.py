@@ -23,4 +23,6 @@ def level1_features(
 def level1_features_frame(ticks: Ticks) -> pd.DataFrame:
     """The level-1 features as a float64 DataFrame indexed by event time."""
     values = level1_features(ticks, dtype=torch.float64).numpy()
-    return pd.DataFrame(values, columns=list(LEVEL1_FEATURES), index=pd.Index(ticks.time, name="time"))
+    return pd.DataFrame(
+        values, columns=list(LEVEL1_FEATURES), index=pd.Index(ticks.time, name="time")
+    )

@@ -54,7 +54,9 @@ class Ticks:
         for f in fields(self):
             array = getattr(self, f.name)
             if not isinstance(array, np.ndarray):
-                raise ValueError(f"Ticks.{f.name} must be a numpy array, got {type(array).__name__}")
+                raise ValueError(
+                    f"Ticks.{f.name} must be a numpy array, got {type(array).__name__}"
+                )
             if len(array) != n:
                 raise ValueError(f"Ticks.{f.name} has {len(array)} rows, Ticks.time has {n}")
         shape = self.bid_price.shape
@@ -62,7 +64,9 @@ class Ticks:
             raise ValueError(f"Ticks.bid_price must be [N, K], got shape {shape}")
         for name in ("bid_size", "ask_price", "ask_size"):
             if getattr(self, name).shape != shape:
-                raise ValueError(f"Ticks.{name} has shape {getattr(self, name).shape}, bid_price {shape}")
+                raise ValueError(
+                    f"Ticks.{name} has shape {getattr(self, name).shape}, bid_price {shape}"
+                )
 
     def __len__(self) -> int:
         return len(self.time)
@@ -71,7 +75,9 @@ class Ticks:
     def levels(self) -> int:
         return self.bid_price.shape[1]
 
-    def level1(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def level1(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         """The best quote as a ``[N, 4]`` tensor, columns ``ma_kernels.BOOK_COLUMNS``."""
         book = np.stack(
             [self.bid_price[:, 0], self.bid_size[:, 0], self.ask_price[:, 0], self.ask_size[:, 0]],

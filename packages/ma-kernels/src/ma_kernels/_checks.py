@@ -24,14 +24,16 @@ def check_tensor(
     if t.dim() != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(t.shape)}")
     if shape is not None:
-        for axis, (want, got) in enumerate(zip(shape, t.shape)):
+        for axis, (want, got) in enumerate(zip(shape, t.shape, strict=True)):
             if want is not None and want != got:
                 raise ValueError(
                     f"{name} must have size {want} in dimension {axis}, got shape {tuple(t.shape)}"
                 )
     if t.dtype not in dtypes:
         allowed = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
-        raise ValueError(f"{name} must have dtype {allowed}; got {str(t.dtype).removeprefix('torch.')}")
+        raise ValueError(
+            f"{name} must have dtype {allowed}; got {str(t.dtype).removeprefix('torch.')}"
+        )
     check_device(name, t)
 
 

@@ -54,7 +54,11 @@ def _l1_features_cpu(book: torch.Tensor) -> torch.Tensor:
     _check_book(book)
     out = _empty_features(book)
     _C.l1_features_cpu(
-        book.data_ptr(), book.shape[0], book.stride(0), book.stride(1), out.data_ptr(),
+        book.data_ptr(),
+        book.shape[0],
+        book.stride(0),
+        book.stride(1),
+        out.data_ptr(),
         FLOAT_CODES[book.dtype],
     )
     return out
@@ -65,8 +69,14 @@ def _l1_features_cuda(book: torch.Tensor) -> torch.Tensor:
     _check_book(book)
     out = _empty_features(book)
     _C.l1_features_cuda(
-        book.data_ptr(), book.shape[0], book.stride(0), book.stride(1), out.data_ptr(),
-        FLOAT_CODES[book.dtype], book.device.index, cuda_stream(book),
+        book.data_ptr(),
+        book.shape[0],
+        book.stride(0),
+        book.stride(1),
+        out.data_ptr(),
+        FLOAT_CODES[book.dtype],
+        book.device.index,
+        cuda_stream(book),
     )
     return out
 

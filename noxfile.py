@@ -1,0 +1,124 @@
+"""Sessions for building, testing and benchmarking the four packages.
+
+nox                      lint, tests, tests_package (what CI runs)
+nox -s demo              the main job on simulated ticks
+nox -s tests_package     each package alone in a fresh venv
+nox -s build bench gpu   wheels, asv smoke run, the GPU script
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PACKAGES = ["ma-kernels", "ma-features", "ma-model", "ma-runtime"]  # dependency order
+# torch variants the test sessions run against; a CUDA build is one more line.
+TORCH = {
+    "cpu": ["torch==2.13.0"],
+}
+
+nox.options.sessions = ["lint", "tests", "tests_package"]
+nox.options.reuse_existing_virtualenvs = False
+
+
+def _wheelhouse(session: nox.Session) -> Path:
+    """Wheels of all four packages, built once per source state and shared by
+    the sessions, so pip resolves our packages from here and never an index."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "packages").rglob("*")):
+        skip = {"build", "__pycache__", ".pytest_cache", ".hypothesis"}
+        if path.is_file() and not skip & set(path.parts) and ".egg-info" not in str(path):
+            digest.update(path.relative_to(ROOT).as_posix().encode() + path.read_bytes())
+    house = ROOT / ".nox" / "_wheelhouse" / digest.hexdigest()[:16]
+    if len(list(house.glob("*.whl"))) < len(PACKAGES):
+        for package in PACKAGES:
+            session.run(
+                "python",
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "-w",
+                str(house),
+                str(ROOT / "packages" / package),
+            )
+    return house
+
+
+def _install(session: nox.Session, variant: str, packages: list[str]) -> None:
+    session.install(*TORCH[variant])
+    house = _wheelhouse(session)
+    session.install("--find-links", str(house), *(f"{p}[test]" for p in packages))
+
+
+def _pytest(session: nox.Session, package: str) -> None:
+    # pytest exits 5 when it collects nothing: a failure for a package's own
+    # suite, but fine when a -k filter in posargs selects nothing in it.
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        cwd=str(ROOT / "packages" / package),
+        success_codes=[0, 5] if session.posargs else [0],
+    )
+
+
+@nox.session
+@nox.parametrize("variant", list(TORCH))
+def tests(session: nox.Session, variant: str) -> None:
+    """All packages installed together, every package's tests."""
+    _install(session, variant, PACKAGES)
+    for package in PACKAGES:
+        _pytest(session, package)
+
+
+@nox.session
+@nox.parametrize("variant", list(TORCH))
+@nox.parametrize("package", PACKAGES)
+def tests_package(session: nox.Session, variant: str, package: str) -> None:
+    """One package in a fresh venv with only its declared dependencies."""
+    _install(session, variant, [package])
+    _pytest(session, package)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """sdist and wheel of each package into dist/."""
+    session.install("build")
+    for package in PACKAGES:
+        session.run("python", "-m", "build", "--outdir", "dist", f"packages/{package}")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """asv smoke run of every benchmark against the packages installed here."""
+    _install(session, "cpu", PACKAGES)
+    session.install("asv")
+    session.run("asv", "machine", "--yes")
+    session.run("asv", "run", "--python=same", "--quick", "--show-stderr", "--dry-run")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job: simulated ticks, features, training, streaming replay."""
+    _install(session, "cpu", PACKAGES)
+    session.run("ma-demo", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def gpu(session: nox.Session) -> None:
+    """On a GPU machine with its own torch: build, GPU tests, GPU benchmarks, JSON."""
+    session.run("bash", "tools/device/run.sh", external=True)

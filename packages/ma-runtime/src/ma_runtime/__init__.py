@@ -1,0 +1,7 @@
+"""ma_runtime: streaming inference, one tick in, one signal out."""
+
+from .latency import LatencyStats, measure_latency
+
+__version__ = "0.1.0"
+
+__all__ = ["LatencyStats", "__version__", "measure_latency"]
