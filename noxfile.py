@@ -57,17 +57,17 @@ def _install(session: nox.Session, variant: str, packages: list[str]) -> None:
 def _pytest(session: nox.Session, package: str) -> None:
     # pytest exits 5 when it collects nothing: a failure for a package's own
     # suite, but fine when a -k filter in posargs selects nothing in it.
-    session.run(
-        "python",
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        *session.posargs,
-        cwd=str(ROOT / "packages" / package),
-        success_codes=[0, 5] if session.posargs else [0],
-    )
+    with session.chdir(ROOT / "packages" / package):
+        session.run(
+            "python",
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *session.posargs,
+            success_codes=[0, 5] if session.posargs else [0],
+        )
 
 
 @nox.session
