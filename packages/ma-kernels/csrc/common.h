@@ -14,8 +14,9 @@
 
 namespace ma_kernels {
 
-// Element type codes; ops.py holds the matching torch.dtype table.
-enum class DType : int { Float32 = 0, Float64 = 1 };
+// Element type codes; ops.py holds the matching torch.dtype table. The 16-bit
+// codes reach only kernels that dispatch on them (attention on CUDA).
+enum class DType : int { Float32 = 0, Float64 = 1, Float16 = 2, BFloat16 = 3 };
 
 // A strided 2-D view: element (r, c) lives at data[r * row_stride + c * col_stride].
 struct Matrix {
@@ -32,6 +33,7 @@ void dispatch_float(DType dtype, Fn&& fn) {
   switch (dtype) {
     case DType::Float32: fn(static_cast<float*>(nullptr)); return;
     case DType::Float64: fn(static_cast<double*>(nullptr)); return;
+    default: break;
   }
   throw std::invalid_argument("ma_kernels: unsupported dtype code " +
                               std::to_string(static_cast<int>(dtype)));

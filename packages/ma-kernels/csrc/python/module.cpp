@@ -35,4 +35,5 @@ PYBIND11_MODULE(_C, m) {
         "Number of CUDA devices our runtime sees (0 without a driver)");
 
   ma_kernels::python::register_l1_features(m);
+  ma_kernels::python::register_sliding_window_attention(m);
 }

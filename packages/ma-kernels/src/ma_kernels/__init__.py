@@ -10,6 +10,7 @@ from importlib.metadata import version as _version
 from . import reference
 from ._C import cuda_device_count as _cuda_device_count
 from ._C import with_cuda as _with_cuda
+from .attention import sliding_window_attention
 from .ops import BOOK_COLUMNS, L1_FEATURES, l1_features
 
 __version__ = _version("ma-kernels")
@@ -22,6 +23,7 @@ __all__ = [
     "has_cuda",
     "l1_features",
     "reference",
+    "sliding_window_attention",
 ]
 
 

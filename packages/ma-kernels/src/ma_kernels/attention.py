@@ -1,0 +1,222 @@
+"""Sliding-window and dilated attention on ``[B, H, L, D]`` tensors as torch ops.
+
+Two custom ops, ``ma_kernels::sliding_window_attention_forward`` (output and
+log-sum-exp) and ``ma_kernels::sliding_window_attention_backward`` (dq, dk,
+dv from the saved log-sum-exp), joined by ``register_autograd``; fakes let them
+trace under ``torch.compile`` and capture in CUDA graphs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import _C
+from ._checks import FLOAT_CODES, check_device, cuda_stream
+from .reference import normalize_window
+
+# The C++ DType codes (csrc/common.h); 16-bit ones run on CUDA only.
+DTYPE_CODES = {**FLOAT_CODES, torch.float16: 2, torch.bfloat16: 3}
+# Head dims the CUDA kernels are built for; the CPU kernel takes any.
+CUDA_HEAD_DIMS = (32, 64, 128)
+
+
+def sliding_window_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    window: int | tuple[int, int],
+    *,
+    dilation: int = 1,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Local attention: query i attends to keys j with ``(i - j) % dilation == 0``
+    and ``-right * dilation <= i - j < left * dilation``.
+
+    Args:
+        q: ``[B, H, L, D]`` queries (the layout of
+            ``scaled_dot_product_attention``), float32, float64, float16 or
+            bfloat16, on CPU or CUDA. Any strides with a contiguous last axis.
+        k, v: ``[B, H_kv, L, D]`` keys and values, same dtype and device;
+            ``H_kv`` divides ``H`` (grouped-query attention).
+        window: ``W`` for the causal window of W keys ending at the query
+            (itself included), or ``(left, right)``: ``left >= 1`` keys at or
+            before the query and ``right >= 0`` after it.
+        dilation: stride between visible keys; the window spans
+            ``(left + right - 1) * dilation + 1`` positions.
+        scale: score scale, ``D ** -0.5`` if None.
+
+    Returns:
+        ``[B, H, L, D]`` contiguous output of q's dtype. Differentiable in q,
+        k and v. On CPU, float16 and bfloat16 are computed in float32.
+    """
+    left, right, dilation, scale = _check(q, k, v, window, dilation, scale)
+    out, _ = torch.ops.ma_kernels.sliding_window_attention_forward(
+        q, k, v, left, right, dilation, scale
+    )
+    return out
+
+
+def _check(q, k, v, window, dilation, scale) -> tuple[int, int, int, float]:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        _check_bhld(name, t)
+    if not q.dtype == k.dtype == v.dtype:
+        raise ValueError(f"q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not q.device == k.device == v.device:
+        raise ValueError(f"q, k and v must share a device, got {q.device}, {k.device}, {v.device}")
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and "
+                         f"{tuple(v.shape)}")
+    batch, heads, length, head_dim = q.shape
+    if (k.shape[0], k.shape[2], k.shape[3]) != (batch, length, head_dim):
+        raise ValueError(f"k must be [B, H_kv, L, D] = [{batch}, H_kv, {length}, {head_dim}] "
+                         f"like q, got {tuple(k.shape)}")
+    if k.shape[1] == 0 or heads % k.shape[1]:
+        raise ValueError(f"k and v heads ({k.shape[1]}) must divide q's heads ({heads})")
+    if head_dim == 0:
+        raise ValueError("head dim D must be at least 1, got shape " + str(tuple(q.shape)))
+    if q.device.type == "cuda" and head_dim not in CUDA_HEAD_DIMS:
+        raise ValueError(f"head dim {head_dim} is not supported on CUDA; use one of "
+                         f"{CUDA_HEAD_DIMS} (the CPU takes any)")
+    left, right = normalize_window(window)
+    if not isinstance(dilation, int) or isinstance(dilation, bool) or dilation < 1:
+        raise ValueError(f"dilation must be an int >= 1, got {dilation!r}")
+    scale = head_dim**-0.5 if scale is None else scale
+    if not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise ValueError(f"scale must be a finite float or None, got {scale!r}")
+    return left, right, dilation, float(scale)
+
+
+def _check_bhld(name: str, t: object) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != 4:
+        raise ValueError(f"{name} must be [B, H, L, D] (4 dimensions), got shape {tuple(t.shape)}")
+    if t.dtype not in DTYPE_CODES:
+        raise ValueError(f"{name} must be float32, float64, float16 or bfloat16, got {t.dtype}")
+    if t.stride(-1) != 1 and t.shape[-1] > 1:
+        raise ValueError(f"{name} must be contiguous along D (stride 1), got strides "
+                         f"{t.stride()}; call .contiguous() first")
+    check_device(name, t)
+
+
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _empty(like: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """Every buffer a kernel writes comes from here (tests fill it with NaN)."""
+    return torch.empty(shape, dtype=dtype, device=like.device)
+
+
+def _lse_shape(q: torch.Tensor) -> tuple[int, int, int]:
+    return tuple(q.shape[:3])
+
+
+def _strided(t: torch.Tensor) -> tuple[int, int, int, int]:
+    return t.data_ptr(), t.stride(0), t.stride(1), t.stride(2)
+
+
+def _problem(q, k, left, right, dilation) -> tuple[int, ...]:
+    batch, heads, length, head_dim = q.shape
+    return batch, heads, k.shape[1], length, head_dim, left, right, dilation
+
+
+@torch.library.custom_op(
+    "ma_kernels::sliding_window_attention_forward", mutates_args=(), device_types="cpu"
+)
+def _forward_cpu(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, left: int, right: int, dilation: int,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    dtype = q.dtype
+    if dtype not in FLOAT_CODES:  # 16-bit on CPU: compute in float32
+        q, k, v = q.float(), k.float(), v.float()
+    out = _empty(q, tuple(q.shape), q.dtype)
+    lse = _empty(q, _lse_shape(q), q.dtype)
+    _C.sliding_window_attention_forward_cpu(
+        _problem(q, k, left, right, dilation), scale, _strided(q), _strided(k), _strided(v),
+        _strided(out), lse.data_ptr(), FLOAT_CODES[q.dtype],
+    )
+    return out.to(dtype), lse
+
+
+@_forward_cpu.register_kernel("cuda")
+def _forward_cuda(q, k, v, left, right, dilation, scale):
+    out = _empty(q, tuple(q.shape), q.dtype)
+    lse = _empty(q, _lse_shape(q), _accumulation_dtype(q.dtype))
+    _C.sliding_window_attention_forward_cuda(
+        _problem(q, k, left, right, dilation), scale, _strided(q), _strided(k), _strided(v),
+        _strided(out), lse.data_ptr(), DTYPE_CODES[q.dtype], q.device.index,
+        cuda_stream(q),
+    )
+    return out, lse
+
+
+@_forward_cpu.register_fake
+def _forward_fake(q, k, v, left, right, dilation, scale):
+    return (_empty(q, tuple(q.shape), q.dtype),
+            _empty(q, _lse_shape(q), _accumulation_dtype(q.dtype)))
+
+
+@torch.library.custom_op(
+    "ma_kernels::sliding_window_attention_backward", mutates_args=(), device_types="cpu"
+)
+def _backward_cpu(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, dout: torch.Tensor,
+    lse: torch.Tensor, left: int, right: int, dilation: int, scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    dtype = q.dtype
+    if dtype not in FLOAT_CODES:
+        q, k, v, out, dout = (t.float() for t in (q, k, v, out, dout))
+    dq, dk, dv, delta = _gradient_buffers(q, k, q.dtype)
+    _C.sliding_window_attention_backward_cpu(
+        _problem(q, k, left, right, dilation), scale, _strided(q), _strided(k), _strided(v),
+        _strided(out), _strided(dout), _strided(dq), _strided(dk), _strided(dv), lse.data_ptr(),
+        delta.data_ptr(), FLOAT_CODES[q.dtype],
+    )
+    return dq.to(dtype), dk.to(dtype), dv.to(dtype)
+
+
+@_backward_cpu.register_kernel("cuda")
+def _backward_cuda(q, k, v, out, dout, lse, left, right, dilation, scale):
+    dq, dk, dv, delta = _gradient_buffers(q, k, _accumulation_dtype(q.dtype))
+    _C.sliding_window_attention_backward_cuda(
+        _problem(q, k, left, right, dilation), scale, _strided(q), _strided(k), _strided(v),
+        _strided(out), _strided(dout), _strided(dq), _strided(dk), _strided(dv), lse.data_ptr(),
+        delta.data_ptr(), DTYPE_CODES[q.dtype], q.device.index, cuda_stream(q),
+    )
+    return dq.to(q.dtype), dk.to(q.dtype), dv.to(q.dtype)
+
+
+@_backward_cpu.register_fake
+def _backward_fake(q, k, v, out, dout, lse, left, right, dilation, scale):
+    return (_empty(q, tuple(q.shape), q.dtype), _empty(k, tuple(k.shape), k.dtype),
+            _empty(v, tuple(v.shape), v.dtype))
+
+
+def _gradient_buffers(q, k, dtype):
+    """dq, dk, dv in ``dtype`` and the kernel's delta workspace."""
+    return (_empty(q, tuple(q.shape), dtype), _empty(k, tuple(k.shape), dtype),
+            _empty(k, tuple(k.shape), dtype),
+            _empty(q, _lse_shape(q), _accumulation_dtype(q.dtype)))
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, left, right, dilation, scale = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse)
+    ctx.window = (left, right, dilation, scale)
+    ctx.mark_non_differentiable(lse)
+
+
+def _autograd_backward(ctx, dout, _dlse):
+    q, k, v, out, lse = ctx.saved_tensors
+    dq, dk, dv = torch.ops.ma_kernels.sliding_window_attention_backward(
+        q, k, v, out, dout.contiguous(), lse, *ctx.window
+    )
+    return dq, dk, dv, None, None, None, None
+
+
+_forward_cpu.register_autograd(_autograd_backward, setup_context=_setup_context)
