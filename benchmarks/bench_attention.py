@@ -1,0 +1,90 @@
+"""Sliding-window attention on the GPU against FlexAttention and SDPA, one run.
+
+Run as a script on a GPU machine: ``python benchmarks/bench_attention.py --out
+results.json``. Shapes are the ANCHORS ones; each figure sits beside its
+peers' from the same run, so ratios hold across machines. The JSON is
+rewritten after every shape, so a run cut short keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+import ma_kernels
+
+SHAPES = [(16, 4, 1024, 128, 32), (16, 4, 4096, 256, 64), (8, 4, 16384, 512, 64)]
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def median_ms(fn, reps: int) -> float:
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def window_flops(batch, heads, length, window, head_dim) -> int:
+    """4·B·H·D·Σ_i min(i+1, W): the forward's multiply-adds inside the window, x2."""
+    visible = sum(min(i + 1, window) for i in range(length))
+    return 4 * batch * heads * head_dim * visible
+
+
+def bench_shape(batch, heads, length, window, head_dim, dtype, reps) -> dict:
+    q, k, v = (torch.randn(batch, heads, length, head_dim, device="cuda", dtype=dtype,
+                           requires_grad=True) for _ in range(3))
+    dout = torch.randn_like(q)
+
+    def sliding(b, h, i, j):
+        return (i >= j) & (i - j < window)
+
+    block_mask = create_block_mask(sliding, None, None, length, length)
+    flex = torch.compile(flex_attention)
+    runs = {
+        "ma_kernels": lambda: ma_kernels.sliding_window_attention(q, k, v, window),
+        "flex": lambda: flex(q, k, v, block_mask=block_mask),
+    }
+    if dtype != torch.float32:  # SDPA's flash backend is 16-bit only
+        runs["sdpa_causal"] = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    result = {"shape": [batch, heads, length, window, head_dim], "dtype": str(dtype)}
+    flops = window_flops(batch, heads, length, window, head_dim)
+    for name, fn in runs.items():
+        with torch.no_grad():
+            result[f"{name}_fwd_ms"] = median_ms(fn, reps)
+        result[f"{name}_fwd_bwd_ms"] = median_ms(lambda fn=fn: fn().backward(dout), reps)
+        result[f"{name}_fwd_tflops"] = flops / result[f"{name}_fwd_ms"] / 1e9
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--reps", type=int, default=10)
+    args = parser.parse_args()
+    report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+              "commit": os.environ.get("MA_COMMIT", "unknown"), "results": []}
+    for dtype_name, dtype in DTYPES.items():
+        for shape in SHAPES:
+            r = bench_shape(*shape, dtype, args.reps)
+            report["results"].append(r)
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+            print(dtype_name, shape, {k: round(v, 3) for k, v in r.items()
+                                      if isinstance(v, float)}, flush=True)
+
+
+if __name__ == "__main__":
+    main()
