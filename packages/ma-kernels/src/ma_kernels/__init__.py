@@ -12,17 +12,20 @@ from ._C import cuda_device_count as _cuda_device_count
 from ._C import with_cuda as _with_cuda
 from .attention import sliding_window_attention
 from .ops import BOOK_COLUMNS, L1_FEATURES, l1_features
+from .simulator import LobSimulation, simulate_lob
 
 __version__ = _version("ma-kernels")
 
 __all__ = [
     "BOOK_COLUMNS",
     "L1_FEATURES",
+    "LobSimulation",
     "__version__",
     "cuda_available",
     "has_cuda",
     "l1_features",
     "reference",
+    "simulate_lob",
     "sliding_window_attention",
 ]
 
