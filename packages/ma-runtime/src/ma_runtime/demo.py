@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
+import yaml
 
 import ma_features
 import ma_kernels
@@ -58,18 +60,32 @@ def run(events: int, seed: int, device: str, replay: int) -> dict:
     return {"events": len(ticks), "stream_equals_batch": agree, "latency": stats}
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Flags over a YAML config (``--config``) over the built-in defaults."""
     parser = argparse.ArgumentParser(prog="ma-demo", description=__doc__)
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", type=Path, help="YAML file of the options below")
+    parser.add_argument("--events", type=int, default=1_000_000, help="simulated events")
+    parser.add_argument("--seed", type=int, default=0, help="simulator seed")
     parser.add_argument("--replay", type=int, default=2000, help="ticks replayed one by one")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    known, _ = parser.parse_known_args(argv)
+    if known.config is not None:
+        config = yaml.safe_load(known.config.read_text()) or {}
+        unknown = set(config) - {a.dest for a in parser._actions}
+        if unknown:
+            parser.error(f"{known.config}: unknown keys {sorted(unknown)}")
+        parser.set_defaults(**config)
     args = parser.parse_args(argv)
+    if args.replay >= args.events:
+        parser.error("--replay must be smaller than --events")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() and ma_kernels.cuda_available() else "cpu"
-    if args.replay >= args.events:
-        parser.error("--replay must be smaller than --events")
     result = run(args.events, args.seed, device, args.replay)
     if not result["stream_equals_batch"]:
         raise SystemExit("streamed features differ from the batch features")

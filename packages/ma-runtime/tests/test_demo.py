@@ -1,0 +1,37 @@
+from pathlib import Path
+
+import pytest
+
+from ma_runtime import demo
+
+REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo.yaml"
+
+
+def test_repo_config_states_the_builtin_defaults():
+    if not REPO_CONFIG.exists():
+        pytest.skip("configs/ is not beside this package (installed from a wheel)")
+    assert vars(demo.parse_args(["--config", str(REPO_CONFIG)])) == {
+        **vars(demo.parse_args([])),
+        "config": REPO_CONFIG,
+    }
+
+
+def test_flags_override_the_config(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("events: 5000\nreplay: 10\n")
+    args = demo.parse_args(["--config", str(config), "--replay", "20"])
+    assert (args.events, args.replay) == (5000, 20)
+
+
+def test_unknown_config_key_is_refused(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("evnts: 5000\n")
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--config", str(config)])
+    assert "unknown keys ['evnts']" in capsys.readouterr().err
+
+
+def test_replay_must_fit_in_the_events(capsys):
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--events", "100", "--replay", "100"])
+    assert "--replay must be smaller" in capsys.readouterr().err
