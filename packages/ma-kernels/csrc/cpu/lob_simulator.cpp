@@ -74,6 +74,9 @@ class Simulator {
     // orders; fresh levels are drawn with that mean size.
     const double depth = std::max(1.0, std::round(p.limit_rate / p.cancel_rate * mean_order));
     fresh_max_ = 2 * static_cast<std::int64_t>(depth) - 1;
+    // k / 100 is the double nearest k * 0.01, k * 0.01 often is not (99.99000000000001).
+    const double per_unit = std::round(1.0 / p.tick_size);
+    ticks_per_unit_ = std::abs(per_unit * p.tick_size - 1.0) < 1e-12 ? per_unit : 0.0;
     const auto bid = static_cast<std::int64_t>(std::llround(p.initial_bid / p.tick_size));
     init_side(bid_, bid, -1);
     init_side(ask_, bid + 1, +1);
@@ -85,7 +88,7 @@ class Simulator {
       const Trade trade = step(time);
       out.time[row] = time;
       out.event[row] = trade.event;
-      out.trade_price[row] = trade.side ? static_cast<double>(trade.price) * p_.tick_size : 0.0;
+      out.trade_price[row] = trade.side ? price(trade.price) : 0.0;
       out.trade_size[row] = static_cast<double>(trade.size);
       out.trade_side[row] = trade.side;
       write_side(bid_, out.bid_price + row * levels_, out.bid_size + row * levels_);
@@ -204,18 +207,23 @@ class Simulator {
     s.best += s.outward * shift;
   }
 
+  double price(std::int64_t ticks) const {
+    const auto k = static_cast<double>(ticks);
+    return ticks_per_unit_ > 0 ? k / ticks_per_unit_ : k * p_.tick_size;
+  }
+
   // Non-empty levels best first, then empty ones (price NaN, size 0).
-  void write_side(const Side& s, double* price, double* size) const {
+  void write_side(const Side& s, double* prices, double* sizes) const {
     std::int64_t j = 0;
     for (std::int64_t i = 0; i < levels_; ++i) {
       if (s.queue[i] == 0) continue;
-      price[j] = static_cast<double>(s.best + s.outward * i) * p_.tick_size;
-      size[j] = static_cast<double>(s.queue[i]);
+      prices[j] = price(s.best + s.outward * i);
+      sizes[j] = static_cast<double>(s.queue[i]);
       ++j;
     }
     for (; j < levels_; ++j) {
-      price[j] = std::numeric_limits<double>::quiet_NaN();
-      size[j] = 0.0;
+      prices[j] = std::numeric_limits<double>::quiet_NaN();
+      sizes[j] = 0.0;
     }
   }
 
@@ -224,6 +232,7 @@ class Simulator {
   Rng rng_;
   double cancel_per_unit_;
   std::int64_t fresh_max_;
+  double ticks_per_unit_;  // 1 / tick_size when that is an integer, else 0
   Side bid_;
   Side ask_;
 };
