@@ -71,6 +71,9 @@ def bench_shape(batch, heads, length, window, head_dim, dtype, reps) -> dict:
 
 
 def main() -> None:
+    # Each shape and dtype recompiles flex_attention; past dynamo's default limit
+    # it silently falls back to dense eager attention (O(L^2) memory).
+    torch._dynamo.config.recompile_limit = 64
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--reps", type=int, default=10)

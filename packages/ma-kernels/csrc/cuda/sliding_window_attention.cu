@@ -21,8 +21,9 @@ __device__ __forceinline__ double to_acc(double x) { return x; }
 __device__ __forceinline__ float to_acc(__half x) { return __half2float(x); }
 __device__ __forceinline__ float to_acc(__nv_bfloat16 x) { return __bfloat162float(x); }
 
-template <typename T>
-__device__ __forceinline__ T from_acc(float x) {
+// Takes A, not float: double results must not round through float.
+template <typename T, typename A>
+__device__ __forceinline__ T from_acc(A x) {
   if constexpr (std::is_same_v<T, __half>) {
     return __float2half_rn(x);
   } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
