@@ -8,6 +8,7 @@ price 0 and trade side 0, so size-weighted sums need no masking.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from enum import IntEnum
 
@@ -74,6 +75,53 @@ class Ticks:
     @property
     def levels(self) -> int:
         return self.bid_price.shape[1]
+
+    def __getitem__(self, index: slice | np.ndarray | Sequence[int]) -> Ticks:
+        """Rows selected by a slice, an integer index array or a boolean mask."""
+        if isinstance(index, (int, np.integer)):
+            # A single row as Ticks would silently drop a dimension or not; be explicit.
+            raise TypeError("index Ticks with a slice or an array; for one row use ticks[i:i + 1]")
+        return Ticks(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    @staticmethod
+    def concat(parts: Sequence[Ticks]) -> Ticks:
+        """Rows of ``parts`` one after the other (time order is not checked: see ``validate``)."""
+        if not parts:
+            raise ValueError("Ticks.concat needs at least one Ticks")
+        levels = sorted({p.levels for p in parts})
+        if len(levels) > 1:
+            raise ValueError(f"Ticks.concat: parts have different numbers of levels {levels}")
+        return Ticks(
+            **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Ticks)}
+        )
+
+    def equals(self, other: Ticks) -> bool:
+        """Same dtypes, shapes and values, NaN equal to NaN (``==`` is not defined on arrays)."""
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if a.dtype != b.dtype or not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
+                return False
+        return True
+
+    def to_tensors(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> dict[str, torch.Tensor]:
+        """Every field as a tensor on ``device``, keyed by field name.
+
+        Float fields (prices, sizes) become ``dtype``; ``time`` stays int64 and ``event`` and
+        ``trade_side`` int8. On the CPU with a matching dtype the tensor shares the array's memory.
+        """
+        out = {}
+        for f in fields(self):
+            array = np.ascontiguousarray(getattr(self, f.name))
+            if not array.flags.writeable:  # torch.from_numpy needs a writable buffer
+                array = array.copy()
+            tensor = torch.from_numpy(array)
+            if array.dtype.kind == "f":
+                out[f.name] = tensor.to(device=device, dtype=dtype)
+            else:
+                out[f.name] = tensor.to(device=device)
+        return out
 
     def level1(
         self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
