@@ -109,7 +109,7 @@ def _findings(t: Ticks) -> list[_Finding]:
     if t.levels:
         crossed = present["bid"][:, 0] & present["ask"][:, 0]
         crossed &= t.bid_price[:, 0] >= t.ask_price[:, 0]
-        check("crossed_book", "bid_price_1", crossed[:, None])
+        check("crossed_book", "bid_price", crossed[:, None])
     size, price, side = t.trade_size, t.trade_price, t.trade_side
     check("bad_size", "trade_size", ~np.isfinite(size) | (size < 0))
     check("bad_price", "trade_price", (size > 0) & ~np.isfinite(price))
