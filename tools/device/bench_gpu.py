@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 from pathlib import Path
 
@@ -20,23 +19,10 @@ import torch
 import ma_kernels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from timing import median_ms  # noqa: E402
+
 from benchmarks.bench_features import torch_l1_features  # noqa: E402
 from benchmarks.common import random_book  # noqa: E402
-
-
-def median_ms(fn, warmup: int = 5, reps: int = 50) -> float:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def bench_l1_features(ticks: int) -> dict:
