@@ -2,7 +2,21 @@
 
 from .features import LEVEL1_FEATURES, level1_features, level1_features_frame
 from .io import from_frame, read_csv, read_parquet, to_frame, write_csv, write_parquet
+from .labels import (
+    DOWN,
+    IGNORE_INDEX,
+    NUM_CLASSES,
+    STATIONARY,
+    UP,
+    direction_labels,
+    direction_labels_from_ticks,
+    imbalance_change,
+    imbalance_change_from_ticks,
+    smoothed_mid_change,
+)
 from .lobster import lobster_sample, lobster_sample_paths, read_lobster
+from .masked import Masked
+from .normalize import Standardizer, rolling_zscore
 from .simulator import SimulatorConfig, simulate
 from .ticks import EventType, Ticks
 from .validation import TickDataError, ValidationReport, validate
@@ -10,14 +24,25 @@ from .validation import TickDataError, ValidationReport, validate
 __version__ = "0.1.0"
 
 __all__ = [
+    "DOWN",
+    "IGNORE_INDEX",
     "LEVEL1_FEATURES",
+    "NUM_CLASSES",
+    "STATIONARY",
+    "UP",
     "EventType",
+    "Masked",
     "SimulatorConfig",
+    "Standardizer",
     "TickDataError",
     "Ticks",
     "ValidationReport",
     "__version__",
+    "direction_labels",
+    "direction_labels_from_ticks",
     "from_frame",
+    "imbalance_change",
+    "imbalance_change_from_ticks",
     "level1_features",
     "level1_features_frame",
     "lobster_sample",
@@ -25,7 +50,9 @@ __all__ = [
     "read_csv",
     "read_lobster",
     "read_parquet",
+    "rolling_zscore",
     "simulate",
+    "smoothed_mid_change",
     "to_frame",
     "validate",
     "write_csv",
