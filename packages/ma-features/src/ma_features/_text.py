@@ -60,8 +60,8 @@ def read_table(path: str | Path, n_fields: int | None = None, header: bool = Fal
     nonempty = np.flatnonzero(ends > starts)
     n_lines = int(nonempty[-1]) + 1 if len(nonempty) else 0
     starts, ends = starts[:n_lines], ends[:n_lines]
-    commas = np.concatenate([[0], np.cumsum(raw == 44)])
-    counts = commas[ends] - commas[starts] + 1
+    commas = np.flatnonzero(raw == 44)  # positions: 8 bytes a comma, not 8 bytes a byte
+    counts = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
 
     names = None
     first = 0
@@ -79,11 +79,14 @@ def read_table(path: str | Path, n_fields: int | None = None, header: bool = Fal
     good = counts[data] == n_fields
     bad = data[~good]
     good_lines = data[good]
-    # Keep the bytes of the well-formed lines (and their line ends) for pyarrow.
-    owner = np.repeat(np.arange(n_lines), ends - starts + 1)[: len(raw)]
-    keep = np.zeros(n_lines, dtype=bool)
-    keep[good_lines] = True
-    body = raw[: len(owner)][keep[owner]].tobytes()
+    # The bytes of the well-formed lines (and their line ends) go to pyarrow.
+    if len(bad) == 0:
+        body = raw[starts[first] : ends[-1]].tobytes() if len(data) else b""
+    else:
+        keep = np.zeros(n_lines, dtype=bool)
+        keep[good_lines] = True
+        keep_bytes = np.repeat(keep, ends - starts + 1)[: len(raw)]
+        body = raw[: len(keep_bytes)][keep_bytes].tobytes()
     if body and not body.endswith(b"\n"):
         body += b"\n"
 
