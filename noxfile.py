@@ -9,16 +9,21 @@ nox -s build bench gpu   wheels, asv smoke run, the GPU script
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).parent
 PACKAGES = ["ma-kernels", "ma-features", "ma-model", "ma-runtime"]  # dependency order
-# torch variants the test sessions run against; a CUDA build is one more line.
+# torch builds the test sessions can run against: adding one is one line.
+# The CUDA builds come from PyTorch's own wheel index: set PIP_EXTRA_INDEX_URL.
 TORCH = {
     "cpu": ["torch==2.13.0"],
+    "cu130": ["torch==2.13.0+cu130"],
 }
+# Which of them this machine runs, e.g. MA_TORCH_VARIANTS=cu130 on a GPU machine.
+VARIANTS = os.environ.get("MA_TORCH_VARIANTS", "cpu").split(",")
 
 nox.options.sessions = ["lint", "tests", "tests_package"]
 nox.options.reuse_existing_virtualenvs = False
@@ -71,7 +76,7 @@ def _pytest(session: nox.Session, package: str) -> None:
 
 
 @nox.session
-@nox.parametrize("variant", list(TORCH))
+@nox.parametrize("variant", VARIANTS)
 def tests(session: nox.Session, variant: str) -> None:
     """All packages installed together, every package's tests."""
     _install(session, variant, PACKAGES)
@@ -80,7 +85,7 @@ def tests(session: nox.Session, variant: str) -> None:
 
 
 @nox.session
-@nox.parametrize("variant", list(TORCH))
+@nox.parametrize("variant", VARIANTS)
 @nox.parametrize("package", PACKAGES)
 def tests_package(session: nox.Session, variant: str, package: str) -> None:
     """One package in a fresh venv with only its declared dependencies."""
