@@ -35,4 +35,5 @@ done
 
 echo "== benchmarks"
 python3 tools/device/bench_gpu.py --out "$OUT/gpu_bench.json" || status=1
+python3 tools/device/bench_attention.py --out "$OUT/attention_bench.json" || status=1
 exit $status

@@ -1,6 +1,6 @@
 """Sliding-window attention on the GPU against FlexAttention and SDPA, one run.
 
-Run as a script on a GPU machine: ``python benchmarks/bench_attention.py --out
+Run as a script on a GPU machine: ``python tools/device/bench_attention.py --out
 results.json``. Shapes are the ANCHORS ones; each figure sits beside its
 peers' from the same run, so ratios hold across machines. The JSON is
 rewritten after every shape, so a run cut short keeps what it measured.
@@ -11,31 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from timing import median_ms  # tools/device/, the script's own folder
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 import ma_kernels
 
 SHAPES = [(16, 4, 1024, 128, 32), (16, 4, 4096, 256, 64), (8, 4, 16384, 512, 64)]
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-
-
-def median_ms(fn, reps: int) -> float:
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+# Time against L at fixed W (bf16): the kernel should grow linearly.
+SCALING = [(2, 4, length, 256, 64) for length in (1024, 4096, 16384, 65536)]
 
 
 def window_flops(batch, heads, length, window, head_dim) -> int:
@@ -64,8 +52,8 @@ def bench_shape(batch, heads, length, window, head_dim, dtype, reps) -> dict:
     flops = window_flops(batch, heads, length, window, head_dim)
     for name, fn in runs.items():
         with torch.no_grad():
-            result[f"{name}_fwd_ms"] = median_ms(fn, reps)
-        result[f"{name}_fwd_bwd_ms"] = median_ms(lambda fn=fn: fn().backward(dout), reps)
+            result[f"{name}_fwd_ms"] = median_ms(fn, reps=reps)
+        result[f"{name}_fwd_bwd_ms"] = median_ms(lambda fn=fn: fn().backward(dout), reps=reps)
         result[f"{name}_fwd_tflops"] = flops / result[f"{name}_fwd_ms"] / 1e9
     return result
 
@@ -86,6 +74,12 @@ def main() -> None:
             report["results"].append(r)
             args.out.write_text(json.dumps(report, indent=2) + "\n")
             print(dtype_name, shape, {k: round(v, 3) for k, v in r.items()
+                                      if isinstance(v, float)}, flush=True)
+    for shape in SCALING:
+        r = bench_shape(*shape, torch.bfloat16, args.reps)
+        report.setdefault("scaling", []).append(r)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print("bf16 scaling", shape, {k: round(v, 3) for k, v in r.items()
                                       if isinstance(v, float)}, flush=True)
 
 
