@@ -1,9 +1,5 @@
-"""``ma-simulate``: simulated ticks to a Parquet or CSV file.
-
-Columns: ``time``, ``event``, ``bid_price_1 .. bid_price_K``, ``bid_size_*``,
-``ask_price_*``, ``ask_size_*`` (level 1 is the best quote; an empty level is
-a missing price and size 0), ``trade_price``, ``trade_size``, ``trade_side``.
-"""
+"""``ma-simulate``: simulated ticks to a Parquet or CSV file, in the layout
+of :mod:`ma_features.io` (read it back with ``read_parquet`` / ``read_csv``)."""
 
 from __future__ import annotations
 
@@ -12,24 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
+from .io import write_csv, write_parquet
 from .simulator import simulate
-from .ticks import Ticks
 
-FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
-
-
-def _ticks_frame(ticks: Ticks) -> pd.DataFrame:
-    """One row per event, one column per book level and side."""
-    columns = {"time": ticks.time, "event": ticks.event}
-    for name in ("bid_price", "bid_size", "ask_price", "ask_size"):
-        book = getattr(ticks, name)
-        for level in range(ticks.levels):
-            columns[f"{name}_{level + 1}"] = book[:, level]
-    for name in ("trade_price", "trade_size", "trade_side"):
-        columns[name] = getattr(ticks, name)
-    return pd.DataFrame(columns)
+WRITERS = {".parquet": write_parquet, ".pq": write_parquet, ".csv": write_csv}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,9 +27,9 @@ def main(argv: list[str] | None = None) -> None:
         "--out", type=Path, required=True, help="output file: .parquet, .pq or .csv"
     )
     args = parser.parse_args(argv)
-    fmt = FORMATS.get(args.out.suffix.lower())
-    if fmt is None:
-        parser.error(f"--out must end in {', '.join(FORMATS)}; got {args.out.name!r}")
+    write = WRITERS.get(args.out.suffix.lower())
+    if write is None:
+        parser.error(f"--out must end in {', '.join(WRITERS)}; got {args.out.name!r}")
 
     start = time.perf_counter()
     try:
@@ -55,11 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:
         parser.error(str(e))
     simulated = time.perf_counter() - start
-    frame = _ticks_frame(ticks)
-    if fmt == "parquet":
-        frame.to_parquet(args.out, index=False)
-    else:
-        frame.to_csv(args.out, index=False)
+    write(ticks, args.out)
     rate = len(ticks) / simulated if simulated > 0 else float("inf")
     print(
         f"ma-simulate: {len(ticks):,} events x {args.levels} levels in {simulated:.2f} s "
