@@ -53,7 +53,7 @@ def random_mids(n, seed, start=500.0):
 @pytest.mark.parametrize("reference", ["current", "past"])
 def test_smoothed_mid_change_matches_loop(reference):
     horizons = [1, 5, 10, 50, 1500]
-    mid = random_mids(3500, seed=1)  # > 3 blocks of the blocked prefix sums
+    mid = random_mids(3500, seed=1)  # k = 1500: windows span 3 blocks of k rows
     change, valid = smoothed_mid_change(mid, horizons, reference)
     assert change.dtype == torch.float64 and valid.dtype == torch.bool
     mids = mid.tolist()

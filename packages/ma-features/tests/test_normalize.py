@@ -36,7 +36,7 @@ def price_like(n, columns, seed):
 
 @pytest.mark.parametrize("window, min_periods", [(1, 1), (20, None), (20, 5), (1500, 100)])
 def test_rolling_zscore_matches_loop(window, min_periods):
-    x = price_like(3500, 3, seed=1)  # > 3 blocks of the blocked prefix sums
+    x = price_like(3500, 3, seed=1)  # window 1500: rows span 3 blocks of window rows
     periods = window if min_periods is None else min_periods
     z, valid = rolling_zscore(x, window, min_periods)
     assert z.shape == x.shape and z.dtype == x.dtype
@@ -69,7 +69,7 @@ def test_one_dimensional_and_float32():
 
 def test_no_look_ahead():
     x = price_like(3000, 2, seed=4)
-    t = 2047  # the last row of a block: later blocks must not leak back
+    t = 2099  # the last row of a block of 100: later blocks must not leak back
     before = rolling_zscore(x, 100).value
     changed = x.clone()
     changed[t + 1 :] = torch.randn(len(x) - t - 1, 2, dtype=torch.float64) * 1e3
@@ -106,10 +106,23 @@ def test_rolling_zscore_property(values, window, data):
     assert torch.all(z[~valid] == 0)
     assert torch.all(z.abs() <= math.sqrt(window - 1) + 1e-6)
     expected = loop_zscore(values, window, min_periods, 1e-12).squeeze(1)
-    # Where the window's spread is well above rounding, the two agree closely.
-    spread = torch.tensor([np.ptp(values[max(0, t - window + 1) : t + 1]) for t in range(len(x))])
-    clear = spread > 1e-6 * (1 + x.abs().max())
+    # The documented rounding bound: relative error ~1e-16 * (R / std)**2, R the
+    # range of the 2 * window rows ending at t. Compare where that is small.
+    ranges = [np.ptp(values[max(0, t - 2 * window + 1) : t + 1]) for t in range(len(x))]
+    stds = [np.std(values[max(0, t - window + 1) : t + 1]) for t in range(len(x))]
+    clear = torch.tensor([s > 0 and r / s < 1e4 for r, s in zip(ranges, stds, strict=True)])
     assert torch.allclose(z[clear], expected[clear], rtol=1e-6, atol=1e-6)
+
+
+def test_long_drifting_series_keeps_precision():
+    # Plateaus from 10 to 1000 with 1e-3 noise: a prefix sum of squares over the
+    # whole series would lose ~1e-4 of each variance; block-local sums do not.
+    g = torch.Generator().manual_seed(9)
+    levels = torch.arange(20000, dtype=torch.float64).div(500).floor() * 25 + 10
+    x = levels + torch.randn(20000, generator=g, dtype=torch.float64) * 1e-3
+    z = rolling_zscore(x, 50).value
+    expected = loop_zscore(x, 50, 50, 1e-12).squeeze(1)
+    assert torch.allclose(z, expected, rtol=0, atol=1e-8)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from typing import Literal
 
 import torch
 
-from ._tensors import require_finite, require_tensor, trailing_sums
+from ._tensors import require_finite, require_tensor, rolling_moments
 from .features import LEVEL1_FEATURES, level1_features
 from .masked import Masked
 from .ticks import Ticks
@@ -29,7 +29,7 @@ IGNORE_INDEX = -1
 
 CHANGE_TOLERANCE = 1e-12
 """Relative changes with ``|l| <= CHANGE_TOLERANCE`` are exactly 0: the rolling
-means carry float64 rounding of ~1e-14, and a real move (one tick) is ~1e-7 or
+means carry float64 rounding of ~1e-15, and a real move (one tick) is ~1e-7 or
 more, so a flat future is :data:`STATIONARY` even at ``alpha = 0``."""
 
 Reference = Literal["current", "past"]
@@ -68,19 +68,17 @@ def smoothed_mid_change(
     valid = torch.zeros((n, len(ks)), dtype=torch.bool, device=mid.device)
     if n == 0:
         return Masked(change, valid)
-    # Sums of mid - mid[0]: small numbers, and mid[0] is in every row's past.
-    centred = mid - mid[0]
     for h, k in enumerate(ks):
         if n <= k:
             continue
-        mean = trailing_sums(centred.unsqueeze(1), k).squeeze(1) / k
-        future = mean[k:]  # mean of mids t+1 .. t+k, for t = 0 .. N-k-1
+        mean, _ = rolling_moments(mid.unsqueeze(1), k, with_var=False)
+        future = mean[k:, 0]  # mean of mids t+1 .. t+k, for t = 0 .. N-k-1
         if reference == "current":
-            change[: n - k, h] = (future - centred[: n - k]) / mid[: n - k]
+            change[: n - k, h] = (future - mid[: n - k]) / mid[: n - k]
             valid[: n - k, h] = True
         else:
-            past = mean[k - 1 : n - k]  # mean of mids t-k+1 .. t, for t = k-1 .. N-k-1
-            change[k - 1 : n - k, h] = (future[k - 1 :] - past) / (past + mid[0])
+            past = mean[k - 1 : n - k, 0]  # mean of mids t-k+1 .. t, for t = k-1 .. N-k-1
+            change[k - 1 : n - k, h] = (future[k - 1 :] - past) / past
             valid[k - 1 : n - k, h] = True
     change[change.abs() <= CHANGE_TOLERANCE] = 0
     return Masked(change, valid)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ._tensors import require_finite, require_tensor, trailing_sums
+from ._tensors import require_finite, require_tensor, rolling_moments
 from .masked import Masked
 
 
@@ -50,13 +50,9 @@ def rolling_zscore(
     if n == 0:
         return Masked(torch.zeros_like(x), valid)
     columns = x.to(torch.float64).reshape(n, -1)
-    # Shift by the first row (causal) so the sums of squares do not cancel.
-    centred = columns - columns[0]
-    count = torch.arange(1, n + 1, device=x.device).clamp_max(window).unsqueeze(1)
-    mean = trailing_sums(centred, window) / count
-    var = (trailing_sums(centred.square(), window) / count - mean.square()).clamp_min(0)
+    mean, var = rolling_moments(columns, window)
     std = var.sqrt()
-    z = torch.where(std > eps, (centred - mean) / std, 0.0)
+    z = torch.where(std > eps, (columns - mean) / std, 0.0)
     z[~valid] = 0
     return Masked(z.reshape(x.shape).to(x.dtype), valid)
 
