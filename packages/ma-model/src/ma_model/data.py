@@ -1,0 +1,169 @@
+"""Tick arrays -> model inputs, labels and sequence windows, split by time.
+
+Every row of the series is computed once into a shared tensor; a sample is a
+view into it (``Tensor.unfold``), so a dataset of a million overlapping
+windows costs no more memory than the series.
+
+Splits are contiguous in time (train, then validation, then test) and
+separated by a gap of ``max(horizons) + sequence_length`` rows: no training
+label reads a mid that a later split sees, and no window straddles two
+splits. Normalisation statistics come from the training rows only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+import ma_features
+
+from .config import DataConfig
+
+FEATURES = ("spread", "mid_change", "microprice_offset", "imbalance", "ofi")
+"""Model inputs per tick; level-1 features made stationary (no price level)."""
+
+
+def load_ticks(cfg: DataConfig) -> ma_features.Ticks:
+    """The ticks ``cfg`` names: simulated, LOBSTER, Parquet or CSV."""
+    if cfg.source == "simulator":
+        return ma_features.simulate(cfg.events, levels=1, seed=cfg.seed)
+    if cfg.source == "lobster":
+        if not cfg.file_path:
+            return ma_features.lobster_sample()
+        message = Path(cfg.file_path)
+        orderbook = message.with_name(message.name.replace("message", "orderbook"))
+        return ma_features.read_lobster(message, orderbook)[0]
+    reader = ma_features.read_parquet if cfg.source == "parquet" else ma_features.read_csv
+    return reader(cfg.file_path)[0]
+
+
+@dataclass(frozen=True)
+class TickArrays:
+    """One row per tick: inputs ``x [N, F]``, inter-arrival times ``dt [N]``
+    in seconds, direction labels ``labels [N, H]`` (``ma_features.IGNORE_INDEX``
+    where undefined) and the imbalance-change target ``target [N, H]`` with
+    its mask ``target_valid``."""
+
+    x: torch.Tensor
+    dt: torch.Tensor
+    labels: torch.Tensor
+    target: torch.Tensor
+    target_valid: torch.Tensor
+
+    def rows(self, start: int, stop: int) -> TickArrays:
+        return TickArrays(*(t[start:stop] for t in (self.x, self.dt, self.labels, self.target,
+                                                     self.target_valid)))
+
+
+def tick_arrays(ticks: ma_features.Ticks, horizons: tuple[int, ...], alpha: float) -> TickArrays:
+    """Features, dt and both targets of ``ticks`` as float32/int64 tensors."""
+    if len(ticks) < 2:
+        raise ValueError(f"need at least 2 ticks, got {len(ticks)}")
+    level1 = ma_features.level1_features(ticks, dtype=torch.float64)
+    column = {name: level1[:, i] for i, name in enumerate(ma_features.LEVEL1_FEATURES)}
+    bad = ~torch.isfinite(level1).all(dim=1)
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0])
+        raise ValueError(f"level-1 features of tick {row} are not finite (empty best level?)")
+    mid = column["mid"]
+    x = torch.stack([
+        column["spread"],
+        torch.diff(mid, prepend=mid[:1]),
+        column["microprice"] - mid,
+        column["imbalance"],
+        column["ofi"],
+    ], dim=1)
+    time = torch.from_numpy(ticks.time.astype("int64"))
+    dt = torch.diff(time, prepend=time[:1]).double() / 1e9
+    labels = ma_features.direction_labels(mid, list(horizons), alpha)
+    target = ma_features.imbalance_change(column["imbalance"], list(horizons))
+    return TickArrays(x.float(), dt.float(), labels, target.value.float(), target.valid)
+
+
+class WindowDataset(Dataset):
+    """Windows of ``length`` rows every ``stride`` rows, each item a view.
+
+    Item ``i`` is ``(x [L, F], dt [L], labels [L, H], target [L, H],
+    target_valid [L, H])`` for rows ``i * stride .. i * stride + L - 1``.
+    """
+
+    def __init__(self, arrays: TickArrays, length: int, stride: int) -> None:
+        n = len(arrays.x)
+        if n < length:
+            raise ValueError(f"a split of {n} rows is shorter than one sequence of {length}")
+        self.length, self.stride = length, stride
+        self._x = arrays.x.unfold(0, length, stride).transpose(1, 2)
+        self._dt = arrays.dt.unfold(0, length, stride)
+        self._labels = arrays.labels.unfold(0, length, stride).transpose(1, 2)
+        self._target = arrays.target.unfold(0, length, stride).transpose(1, 2)
+        self._valid = arrays.target_valid.unfold(0, length, stride).transpose(1, 2)
+
+    def __len__(self) -> int:
+        return self._x.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        return self._x[i], self._dt[i], self._labels[i], self._target[i], self._valid[i]
+
+
+@dataclass
+class Splits:
+    """Normalised arrays of the three time splits, their row ranges, and the
+    statistics fitted on train (saved in checkpoints for inference)."""
+
+    train: TickArrays
+    val: TickArrays
+    test: TickArrays
+    ranges: dict[str, tuple[int, int]]
+    standardizer: ma_features.Standardizer
+    dt_scale: float
+
+    def normalization_state(self) -> dict:
+        return {"standardizer": self.standardizer.state_dict(), "dt_scale": self.dt_scale}
+
+
+def split_ranges(n: int, cfg: DataConfig) -> dict[str, tuple[int, int]]:
+    """Row ranges ``[start, stop)`` of train, val and test, in time order with
+    gaps of ``max(horizons) + sequence_length`` rows between them."""
+    gap = max(cfg.horizons) + cfg.sequence_length
+    n_val, n_test = int(n * cfg.val_fraction), int(n * cfg.test_fraction)
+    n_train = n - n_val - n_test - 2 * gap
+    shortest = min(n_train, n_val, n_test)
+    if shortest < cfg.sequence_length:
+        raise ValueError(
+            f"{n} rows are too few for train/val/test splits of at least sequence_length "
+            f"{cfg.sequence_length} rows each with gaps of {gap} rows (max horizon + "
+            f"sequence_length) between them: use more events or a shorter sequence"
+        )
+    val_start = n_train + gap
+    test_start = val_start + n_val + gap
+    return {"train": (0, n_train), "val": (val_start, val_start + n_val),
+            "test": (test_start, n)}
+
+
+def prepare(arrays: TickArrays, cfg: DataConfig,
+            normalization: dict | None = None) -> Splits:
+    """Splits ``arrays`` by time and normalises inputs with train statistics
+    (or the given ``normalization`` state of an earlier run)."""
+    ranges = split_ranges(len(arrays.x), cfg)
+    train_rows = arrays.rows(*ranges["train"])
+    standardizer = ma_features.Standardizer()
+    if normalization is None:
+        standardizer.fit(train_rows.x)
+        positive = train_rows.dt[train_rows.dt > 0]
+        # Inter-arrival times in units of a typical train gap, so log1p sees O(1) values.
+        dt_scale = float(positive.median()) if len(positive) else 1.0
+    else:
+        standardizer.load_state_dict(normalization["standardizer"])
+        dt_scale = float(normalization["dt_scale"])
+    normalised = TickArrays(standardizer.transform(arrays.x), arrays.dt / dt_scale,
+                            arrays.labels, arrays.target, arrays.target_valid)
+    parts = {name: normalised.rows(*r) for name, r in ranges.items()}
+    return Splits(**parts, ranges=ranges, standardizer=standardizer, dt_scale=dt_scale)
+
+
+def load_splits(cfg: DataConfig, normalization: dict | None = None) -> Splits:
+    """:func:`prepare` of the ticks ``cfg`` names."""
+    return prepare(tick_arrays(load_ticks(cfg), cfg.horizons, cfg.alpha), cfg, normalization)

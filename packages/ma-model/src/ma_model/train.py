@@ -1,0 +1,353 @@
+"""Training: ``ma-train --config configs/default.yaml`` (built-in defaults
+without one), ``--resume`` after an interruption, a grid search when the
+config has ``param_grid``, and several processes under ``torchrun``
+(DistributedDataParallel; gloo on CPU, nccl on GPU).
+
+The batch in the config is global: each of W processes takes ``batch / W``
+windows, and the loss is normalised by a constant (positions x horizons), so
+W processes follow the same trajectory as one (to float rounding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+import ma_features
+import ma_kernels
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ATTENTION_KINDS, Config, ModelConfig, load_config
+from .data import FEATURES, Splits, WindowDataset, load_splits
+from .model import MATransformer
+
+BEST, LAST = "best.pt", "last.pt"
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() and ma_kernels.cuda_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("train.device is 'cuda' but torch sees no CUDA device")
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def model_config(cfg: Config) -> ModelConfig:
+    """The model's config with its heads sized by the data's horizons."""
+    if cfg.model.input_dim != len(FEATURES):
+        raise ValueError(f"model.input_dim (input_dim) is {cfg.model.input_dim} but the data has "
+                         f"{len(FEATURES)} features {FEATURES}")
+    k = len(cfg.data.horizons)
+    return replace(cfg.model, num_horizons=k, num_regression=k)
+
+
+def loss_terms(logits, reg, labels, target, valid) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sums of cross-entropy (over defined labels) and of squared error (over
+    defined targets), in float32."""
+    ce = F.cross_entropy(logits.float().flatten(0, -2), labels.flatten(),
+                         ignore_index=ma_features.IGNORE_INDEX, reduction="sum")
+    se = ((reg.float() - target).square() * valid).sum()
+    return ce, se
+
+
+def training_loss(model, batch, regression_weight: float, autocast: bool) -> torch.Tensor:
+    """Sums divided by the batch's positions x horizons, a constant, so that
+    averaging over processes equals the loss of their union."""
+    x, dt, labels, target, valid = batch
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        logits, reg = model(x, dt)
+    ce, se = loss_terms(logits, reg, labels, target, valid)
+    return (ce + regression_weight * se) / labels.numel()
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup to 1 over ``warmup`` steps, then cosine to ``min_ratio``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class Progress:
+    """A one-line progress display on a terminal; silent elsewhere (logs get
+    the per-epoch lines instead)."""
+
+    def __init__(self, total: int, prefix: str, enabled: bool) -> None:
+        self.total, self.prefix = total, prefix
+        self.enabled = enabled and sys.stderr.isatty()
+        self.start = self.last = time.perf_counter()
+
+    def update(self, done: int, loss: float) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 0.2 and done < self.total):
+            return
+        self.last = now
+        width = 24
+        fill = width * done // self.total
+        rate = done / max(now - self.start, 1e-9)
+        sys.stderr.write(f"\r{self.prefix} [{'#' * fill}{'.' * (width - fill)}] {done}/"
+                         f"{self.total} loss {loss:.4f} {rate:.1f} it/s")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _move(batch, device):
+    return [t.to(device, non_blocking=True) for t in batch]
+
+
+@torch.no_grad()
+def validate(model, dataset: WindowDataset, cfg: Config, device, rank: int,
+             world: int) -> dict[str, float]:
+    """Mean cross-entropy (+ weighted MSE) and accuracy over every defined
+    label of ``dataset``; each process takes every W-th window and the sums
+    are reduced, so the result is the same for any number of processes."""
+    model.eval()
+    sums = torch.zeros(5, dtype=torch.float64, device=device)
+    indices = list(range(rank, len(dataset), world))
+    for start in range(0, len(indices), cfg.train.batch_size):
+        items = [dataset[i] for i in indices[start:start + cfg.train.batch_size]]
+        columns = zip(*items, strict=True)
+        x, dt, labels, target, valid = _move([torch.stack(t) for t in columns], device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits, reg = model(x, dt)
+        ce, se = loss_terms(logits, reg, labels, target, valid)
+        defined = labels != ma_features.IGNORE_INDEX
+        correct = ((logits.argmax(-1) == labels) & defined).sum()
+        sums += torch.stack([ce.double(), defined.sum().double(), correct.double(), se.double(),
+                             valid.sum().double()])
+    if world > 1:
+        dist.all_reduce(sums)
+    ce, n, correct, se, n_reg = sums.tolist()
+    model.train()
+    ce_mean, mse = ce / max(n, 1), se / max(n_reg, 1)
+    return {"loss": ce_mean + cfg.train.regression_weight * mse, "cross_entropy": ce_mean,
+            "mse": mse, "accuracy": correct / max(n, 1)}
+
+
+def _distributed() -> tuple[int, int, int]:
+    """rank, world size, local rank; initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and ma_kernels.cuda_available() else "gloo"
+        dist.init_process_group(backend)
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
+        stop_after_epochs: int | None = None, log=print) -> dict:
+    """Trains one config; returns ``{"history", "best_val_loss", "best",
+    "epochs_done", "stopped_early"}``.
+
+    ``data``: splits already prepared (else loaded from ``cfg.data``).
+    ``resume``: continue from ``<out_dir>/last.pt`` exactly where it ended.
+    ``stop_after_epochs``: end this call after that many epochs of the run
+    (the schedule still spans ``cfg.train.epochs``), as an interruption would.
+    """
+    rank, world, local_rank = _distributed()
+    if cfg.train.batch_size % world:
+        raise ValueError(f"train.batch_size {cfg.train.batch_size} must be divisible by the "
+                         f"{world} processes")
+    device = resolve_device(cfg.train.device, local_rank)
+    out_dir = Path(cfg.train.out_dir)
+    say = log if rank == 0 else (lambda *_: None)
+    previous = None
+    if resume:
+        previous = load_checkpoint(out_dir / LAST)
+        if previous["config"] != cfg.to_dict():
+            raise ValueError(f"{out_dir / LAST} was written by a different config; resume "
+                             "needs the same one (or start afresh without --resume)")
+    if data is None:
+        data = load_splits(cfg.data, previous["normalization"] if previous else None)
+    torch.manual_seed(cfg.train.seed)
+    model = MATransformer(model_config(cfg)).to(device)
+    train_set = WindowDataset(data.train, cfg.data.sequence_length, cfg.train.stride)
+    val_set = WindowDataset(data.val, cfg.data.sequence_length, cfg.data.sequence_length)
+    per_rank = cfg.train.batch_size // world
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
+                                 seed=cfg.train.seed, drop_last=True)
+    loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True)
+    if len(loader) == 0:
+        raise ValueError(f"{len(train_set)} training windows make no batch of "
+                         f"{cfg.train.batch_size}: lower train.batch_size or add data")
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.train.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.train.learning_rate, fused=device.type == "cuda")
+    total = cfg.train.epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
+        s, cfg.train.warmup_steps, total, cfg.train.min_lr_ratio))
+    state = {"epoch": 0, "step": 0, "best_val_loss": float("inf"), "bad_epochs": 0,
+             "history": {"train_loss": [], "val_loss": [], "val_accuracy": [], "lr": [],
+                         "step_loss": []}}
+    if previous is not None:
+        model.load_state_dict(previous["model"])
+        optimizer.load_state_dict(previous["optimizer"])
+        scheduler.load_state_dict(previous["scheduler"])
+        torch.set_rng_state(previous["rng"]["torch"])
+        state = {k: previous[k] for k in state}
+        say(f"resumed {out_dir / LAST} after epoch {state['epoch']}, step {state['step']}")
+    net = DistributedDataParallel(model) if world > 1 else model
+    autocast = device.type == "cuda"
+    epochs_this_call = 0
+    while state["epoch"] < cfg.train.epochs and state["bad_epochs"] < cfg.train.patience:
+        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+            break
+        epoch = state["epoch"]
+        sampler.set_epoch(epoch)
+        net.train()
+        progress = Progress(len(loader), f"epoch {epoch + 1}/{cfg.train.epochs}", rank == 0)
+        running = torch.zeros((), dtype=torch.float64, device=device)
+        for i, batch in enumerate(loader):
+            loss = training_loss(net, _move(batch, device), cfg.train.regression_weight, autocast)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step_loss = loss.detach().double()
+            if world > 1:  # the loss of the global batch, for the log and the history
+                dist.all_reduce(step_loss)
+                step_loss /= world
+            running += step_loss
+            state["history"]["step_loss"].append(float(step_loss))
+            state["step"] += 1
+            progress.update(i + 1, float(step_loss))
+        progress.close()
+        metrics = validate(model, val_set, cfg, device, rank, world)
+        train_loss = float(running) / len(loader)
+        history = state["history"]
+        history["train_loss"].append(train_loss)
+        history["val_loss"].append(metrics["loss"])
+        history["val_accuracy"].append(metrics["accuracy"])
+        history["lr"].append(scheduler.get_last_lr()[0])
+        improved = metrics["loss"] < state["best_val_loss"]
+        state["best_val_loss"] = min(state["best_val_loss"], metrics["loss"])
+        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+        state["epoch"] = epoch + 1
+        epochs_this_call += 1
+        say(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {metrics['loss']:.4f}  "
+            f"val accuracy {metrics['accuracy']:.4f}{'  (best)' if improved else ''}")
+        if rank == 0:
+            common = {"model": model.state_dict(), "config": cfg.to_dict(),
+                      "normalization": data.normalization_state(), "features": list(FEATURES),
+                      "metrics": metrics, **state}
+            if improved:
+                save_checkpoint(out_dir / BEST, **common)
+            save_checkpoint(out_dir / LAST, **common, optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict(),
+                            rng={"torch": torch.get_rng_state()})
+    finished = state["epoch"] >= cfg.train.epochs or state["bad_epochs"] >= cfg.train.patience
+    if finished and state["bad_epochs"] >= cfg.train.patience:
+        say(f"early stop: no lower validation loss for {cfg.train.patience} epochs")
+    return {"history": state["history"], "best_val_loss": state["best_val_loss"],
+            "best": str(out_dir / BEST), "epochs_done": state["epoch"],
+            "stopped_early": state["bad_epochs"] >= cfg.train.patience, "finished": finished}
+
+
+def grid_search(cfg: Config, *, resume: bool = False, log=print) -> dict:
+    """Trains every point of ``cfg.param_grid``; returns the best run's result
+    with ``"config"`` and a ``"runs"`` table (config name, best val loss)."""
+    runs, best = [], None
+    data = None if resume else load_splits(cfg.data)  # the same splits for every point
+    for point in cfg.grid():
+        log(f"== {point.train.out_dir}")
+        result = fit(point, data=data, resume=resume, log=log)
+        runs.append({"out_dir": point.train.out_dir, "best_val_loss": result["best_val_loss"]})
+        if best is None or result["best_val_loss"] < best["best_val_loss"]:
+            best = {**result, "config": point}
+    best["runs"] = runs
+    return best
+
+
+def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batch: int = 16,
+                    length: int = 4096, device: str = "cuda", warmup: int = 3) -> dict:
+    """Times ``steps`` training steps (forward + backward + AdamW) of the model
+    of ``cfg`` with ``attention`` in ``ATTENTION_KINDS``, on random data of
+    ``batch`` sequences of ``length`` ticks; bf16 autocast on CUDA."""
+    if attention not in ATTENTION_KINDS:
+        raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}")
+    device = torch.device(device)
+    model = MATransformer(replace(model_config(cfg), attention=attention)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    k = len(cfg.data.horizons)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    batch_data = _move([
+        torch.randn(batch, length, len(FEATURES), generator=g),
+        torch.rand(batch, length, generator=g),
+        torch.randint(0, 3, (batch, length, k), generator=g),
+        torch.randn(batch, length, k, generator=g),
+        torch.ones(batch, length, k, dtype=torch.bool),
+    ], device)
+
+    def one_step():
+        loss = training_loss(model, batch_data, cfg.train.regression_weight,
+                             device.type == "cuda")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        one_step()
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        one_step()
+    sync()
+    seconds = (time.perf_counter() - start) / steps
+    return {"attention": attention, "batch": batch, "length": length, "steps": steps,
+            "ms_per_step": seconds * 1e3, "ticks_per_s": batch * length / seconds}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="ma-train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, help="YAML config (default: built-in defaults)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from <out_dir>/last.pt of the same config")
+    parser.add_argument("--out-dir", help="override train.out_dir")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        overrides = {k: v for k, v in (("out_dir", args.out_dir), ("device", args.device)) if v}
+        cfg = replace(cfg, train=replace(cfg.train, **overrides))
+        if cfg.param_grid:
+            result = grid_search(cfg, resume=args.resume)
+        else:
+            result = {**fit(cfg, resume=args.resume), "config": cfg}
+    except ValueError as e:  # configuration and data errors, including CheckpointError
+        parser.exit(2, f"ma-train: error: {e}\n")
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        for run in result.get("runs", []):
+            print(f"grid: {run['out_dir']}: best val loss {run['best_val_loss']:.4f}")
+        summary = {"best_checkpoint": result["best"], "best_val_loss": result["best_val_loss"],
+                   "epochs_done": result["epochs_done"], "stopped_early": result["stopped_early"]}
+        print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
