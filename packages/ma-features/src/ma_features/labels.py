@@ -58,7 +58,7 @@ def smoothed_mid_change(
         raise ValueError(f"reference must be 'current' or 'past', got {reference!r}")
     require_tensor("mid", mid, ndims=(1,))
     require_finite("mid", mid)
-    if len(mid) and bool((mid <= 0).any()):
+    if bool((mid <= 0).any()):
         row = int((mid <= 0).nonzero()[0])
         raise ValueError(f"mid[{row}] is {mid[row].item()}: mid prices must be positive")
 
@@ -66,8 +66,6 @@ def smoothed_mid_change(
     mid = mid.to(torch.float64)
     change = mid.new_zeros((n, len(ks)))
     valid = torch.zeros((n, len(ks)), dtype=torch.bool, device=mid.device)
-    if n == 0:
-        return Masked(change, valid)
     for h, k in enumerate(ks):
         if n <= k:
             continue
