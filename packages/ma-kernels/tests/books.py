@@ -16,3 +16,17 @@ def random_book(n: int, *, dtype=torch.float32, device="cpu", seed=None) -> torc
     sizes[torch.rand(n, generator=g) < 0.02] = 0.0  # both sides empty now and then
     book = torch.stack([bid, sizes[:, 0], ask, sizes[:, 1]], dim=1)
     return book.to(dtype=dtype, device=device)
+
+
+def random_table(n: int, *, dtype=torch.float32, device="cpu", seed=None) -> torch.Tensor:
+    """``[n, 6]`` book plus trades (ma_kernels.MICROSTRUCTURE_INPUTS): about one
+    row in ten trades, near the touch, and long stretches without a trade."""
+    seed = seed if seed is not None else torch.seed() % 2**31
+    g = torch.Generator().manual_seed(seed + 1)
+    book = random_book(n, dtype=torch.float64, seed=seed)
+    trade = torch.rand(n, generator=g) < 0.1
+    trade &= (torch.arange(n) // 1000) % 3 != 2  # every third block of 1000 rows has none
+    price = torch.where(trade, book[:, 0] + 0.01 * torch.randint(0, 3, (n,), generator=g), 0.0)
+    size = torch.where(trade, torch.randint(1, 300, (n,), generator=g).double(), 0.0)
+    table = torch.cat([book, price[:, None], size[:, None]], dim=1)
+    return table.to(dtype=dtype, device=device)

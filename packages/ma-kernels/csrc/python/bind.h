@@ -9,6 +9,7 @@ namespace ma_kernels::python {
 
 void register_l1_features(pybind11::module_& m);
 void register_lob_simulator(pybind11::module_& m);
+void register_microstructure_features(pybind11::module_& m);
 void register_sliding_window_attention(pybind11::module_& m);
 
 }  // namespace ma_kernels::python

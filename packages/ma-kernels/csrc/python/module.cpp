@@ -36,5 +36,6 @@ PYBIND11_MODULE(_C, m) {
 
   ma_kernels::python::register_l1_features(m);
   ma_kernels::python::register_lob_simulator(m);
+  ma_kernels::python::register_microstructure_features(m);
   ma_kernels::python::register_sliding_window_attention(m);
 }

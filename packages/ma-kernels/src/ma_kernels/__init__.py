@@ -11,6 +11,11 @@ from . import reference
 from ._C import cuda_device_count as _cuda_device_count
 from ._C import with_cuda as _with_cuda
 from .attention import sliding_window_attention
+from .microstructure import (
+    MICROSTRUCTURE_FEATURES,
+    MICROSTRUCTURE_INPUTS,
+    microstructure_features,
+)
 from .ops import BOOK_COLUMNS, L1_FEATURES, l1_features
 from .simulator import LobSimulation, simulate_lob
 
@@ -20,10 +25,13 @@ __all__ = [
     "BOOK_COLUMNS",
     "L1_FEATURES",
     "LobSimulation",
+    "MICROSTRUCTURE_FEATURES",
+    "MICROSTRUCTURE_INPUTS",
     "__version__",
     "cuda_available",
     "has_cuda",
     "l1_features",
+    "microstructure_features",
     "reference",
     "simulate_lob",
     "sliding_window_attention",

@@ -28,6 +28,46 @@ def l1_features(book: torch.Tensor) -> torch.Tensor:
     return torch.stack([spread, mid, microprice, imbalance, ofi], dim=1)
 
 
+def rolling_sum(x: torch.Tensor, window: int) -> torch.Tensor:
+    """``out[t] = x[max(0, t - window + 1) : t + 1].sum(0)`` in float64: the
+    trailing window of ``window`` rows, partial at the start of the series."""
+    x = x.detach().to(device="cpu", dtype=torch.float64)
+    prefix = torch.cat([x.new_zeros((1, *x.shape[1:])), x.cumsum(0)])
+    t = torch.arange(len(x))
+    return prefix[t + 1] - prefix[(t + 1 - window).clamp_min(0)]
+
+
+def log_mid_returns(mid: torch.Tensor) -> torch.Tensor:
+    """``r[t] = log(mid[t] / mid[t - 1])``, ``r[0] = 0``, and 0 where a mid is not positive."""
+    m = mid.detach().to(device="cpu", dtype=torch.float64)
+    r = torch.zeros_like(m)
+    if len(m) > 1:
+        valid = (m[1:] > 0) & (m[:-1] > 0)
+        r[1:] = torch.where(valid, torch.log(m[1:] / m[:-1].where(valid, 1.0)), 0.0)
+    return r
+
+
+def rolling_vwap(
+    trade_price: torch.Tensor, trade_size: torch.Tensor, mid: torch.Tensor, window: int
+) -> torch.Tensor:
+    """Trade VWAP over the trailing window; the mid where the window holds no trade."""
+    price, size, mid = (t.detach().to("cpu", torch.float64) for t in (trade_price, trade_size, mid))
+    sums = rolling_sum(torch.stack([price * size, size, (size > 0).double()], 1), window)
+    notional, volume, trades = sums.unbind(1)
+    return torch.where(trades > 0, notional / volume.where(trades > 0, 1.0), mid)
+
+
+def microstructure_features(table: torch.Tensor, window: int = 100) -> torch.Tensor:
+    """Reference for :func:`ma_kernels.microstructure_features` (same columns, same policies)."""
+    t = table.detach().to(device="cpu", dtype=torch.float64)
+    level1 = l1_features(t[:, :4])
+    ofi, mid = level1[:, 4], level1[:, 1]
+    rolling_ofi = rolling_sum(ofi, window)
+    vwap = rolling_vwap(t[:, 4], t[:, 5], mid, window)
+    variance = rolling_sum(log_mid_returns(mid) ** 2, window)
+    return torch.cat([level1, torch.stack([rolling_ofi, vwap, variance], 1)], 1)
+
+
 def normalize_window(window: int | tuple[int, int]) -> tuple[int, int]:
     """``window`` as ``(left, right)``: an int W is the causal window ``(W, 0)``.
 
