@@ -22,8 +22,8 @@ import ma_kernels
 
 SHAPES = [(16, 4, 1024, 128, 32), (16, 4, 4096, 256, 64), (8, 4, 16384, 512, 64)]
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-# Time against L at fixed W (bf16): the kernel should grow linearly.
-SCALING = [(2, 4, length, 256, 64) for length in (1024, 4096, 16384, 65536)]
+# Time against L at fixed (B, H, W, D) = (2, 4, 256, 64), bf16: it should grow linearly.
+LENGTHS = "1024,4096,16384,65536"
 
 
 def window_flops(batch, heads, length, window, head_dim) -> int:
@@ -65,17 +65,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--dtypes", default=",".join(DTYPES), help="of " + ", ".join(DTYPES))
+    parser.add_argument("--lengths", default=LENGTHS, help="L of the scaling sweep ('' for none)")
     args = parser.parse_args()
     report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
               "commit": os.environ.get("MA_COMMIT", "unknown"), "results": []}
-    for dtype_name, dtype in DTYPES.items():
+    for dtype_name in filter(None, args.dtypes.split(",")):
         for shape in SHAPES:
-            r = bench_shape(*shape, dtype, args.reps)
+            r = bench_shape(*shape, DTYPES[dtype_name], args.reps)
             report["results"].append(r)
             args.out.write_text(json.dumps(report, indent=2) + "\n")
             print(dtype_name, shape, {k: round(v, 3) for k, v in r.items()
                                       if isinstance(v, float)}, flush=True)
-    for shape in SCALING:
+    for length in filter(None, args.lengths.split(",")):
+        shape = (2, 4, int(length), 256, 64)
         r = bench_shape(*shape, torch.bfloat16, args.reps)
         report.setdefault("scaling", []).append(r)
         args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,13 +1,12 @@
-// CUDA sliding-window attention, correctness-first version: one warp per query
-// row (forward, dq) or key row (dk, dv), lanes split the head dim, scores
-// reduced with warp shuffles, online softmax one key at a time. Like the CPU
-// kernel, each row has one writer, so no atomics. No tensor cores yet.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
+// CUDA sliding-window attention for float32 and float64 on CUDA cores: one
+// warp per query row (forward, dq) or key row (dk, dv), lanes split the head
+// dim, scores reduced with warp shuffles, online softmax one key at a time.
+// Each row has one writer, so no atomics. float16 and bfloat16 go to the
+// tensor-core kernels of sliding_window_attention_mma.cu.
 #include <type_traits>
 
 #include "cuda/check.cuh"
+#include "cuda/sliding_window_attention_mma.cuh"
 #include "sliding_window_attention.h"
 
 namespace ma_kernels {
@@ -16,25 +15,8 @@ namespace {
 constexpr int kWarp = 32;
 constexpr int kWarpsPerBlock = 4;
 
-__device__ __forceinline__ float to_acc(float x) { return x; }
-__device__ __forceinline__ double to_acc(double x) { return x; }
-__device__ __forceinline__ float to_acc(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-// Takes A, not float: double results must not round through float.
-template <typename T, typename A>
-__device__ __forceinline__ T from_acc(A x) {
-  if constexpr (std::is_same_v<T, __half>) {
-    return __float2half_rn(x);
-  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    return __float2bfloat16_rn(x);
-  } else {
-    return x;
-  }
-}
-
-template <typename A>
-__device__ __forceinline__ A warp_sum(A x) {
+template <typename T>
+__device__ __forceinline__ T warp_sum(T x) {
   for (int offset = kWarp / 2; offset > 0; offset /= 2) {
     x += __shfl_xor_sync(0xffffffffu, x, offset);
   }
@@ -42,17 +24,17 @@ __device__ __forceinline__ A warp_sum(A x) {
 }
 
 // Each lane holds head-dim elements lane, lane + 32, ... of a row.
-template <int D, typename T, typename A>
-__device__ __forceinline__ void load_row(const T* row, A (&x)[D / kWarp]) {
+template <int D, typename T>
+__device__ __forceinline__ void load_row(const T* row, T (&x)[D / kWarp]) {
 #pragma unroll
-  for (int e = 0; e < D / kWarp; ++e) x[e] = to_acc(row[threadIdx.x % kWarp + e * kWarp]);
+  for (int e = 0; e < D / kWarp; ++e) x[e] = row[threadIdx.x % kWarp + e * kWarp];
 }
 
-template <int D, typename T, typename A>
-__device__ __forceinline__ A warp_dot(const A (&x)[D / kWarp], const T* row) {
-  A s = 0;
+template <int D, typename T>
+__device__ __forceinline__ T warp_dot(const T (&x)[D / kWarp], const T* row) {
+  T s = 0;
 #pragma unroll
-  for (int e = 0; e < D / kWarp; ++e) s += x[e] * to_acc(row[threadIdx.x % kWarp + e * kWarp]);
+  for (int e = 0; e < D / kWarp; ++e) s += x[e] * row[threadIdx.x % kWarp + e * kWarp];
   return warp_sum(s);
 }
 
@@ -62,78 +44,78 @@ __device__ __forceinline__ std::int64_t warp_row(std::int64_t rows) {
   return r < rows ? r : -1;
 }
 
-// A: accumulation type (float, or double for double inputs); outputs out in T.
-template <int D, typename T, typename A>
+// T: float or double, also the accumulation type.
+template <int D, typename T>
 __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
     forward_kernel(AttentionProblem p, AttentionForward a) {
   const std::int64_t L = p.length, H = p.heads;
   const std::int64_t r = warp_row(p.batch * H * L);
   if (r < 0) return;
   const std::int64_t b = r / (H * L), h = (r / L) % H, i = r % L, g = h / p.group();
-  const A scale = static_cast<A>(p.scale);
-  A qi[D / kWarp], acc[D / kWarp] = {};
+  const T scale = static_cast<T>(p.scale);
+  T qi[D / kWarp], acc[D / kWarp] = {};
   load_row<D>(a.q.row<const T>(b, h, i), qi);
-  A running_max = -INFINITY, sum = 0;
+  T running_max = -INFINITY, sum = 0;
   for (std::int64_t j = p.first_key(i); j <= p.last_key(i); j += p.dilation) {
-    const A s = scale * warp_dot<D>(qi, a.k.row<const T>(b, g, j));
-    const A new_max = s > running_max ? s : running_max;
-    const A rescale = exp(running_max - new_max), w = exp(s - new_max);
+    const T s = scale * warp_dot<D>(qi, a.k.row<const T>(b, g, j));
+    const T new_max = s > running_max ? s : running_max;
+    const T rescale = exp(running_max - new_max), w = exp(s - new_max);
     const T* vj = a.v.row<const T>(b, g, j);
     sum = sum * rescale + w;
 #pragma unroll
     for (int e = 0; e < D / kWarp; ++e) {
-      acc[e] = acc[e] * rescale + w * to_acc(vj[threadIdx.x % kWarp + e * kWarp]);
+      acc[e] = acc[e] * rescale + w * vj[threadIdx.x % kWarp + e * kWarp];
     }
     running_max = new_max;
   }
   T* oi = a.out.row<T>(b, h, i);
 #pragma unroll
   for (int e = 0; e < D / kWarp; ++e) {
-    oi[threadIdx.x % kWarp + e * kWarp] = from_acc<T>(acc[e] / sum);
+    oi[threadIdx.x % kWarp + e * kWarp] = acc[e] / sum;
   }
-  if (threadIdx.x % kWarp == 0) reinterpret_cast<A*>(a.lse)[r] = running_max + log(sum);
+  if (threadIdx.x % kWarp == 0) reinterpret_cast<T*>(a.lse)[r] = running_max + log(sum);
 }
 
 // delta_i = dout_i . out_i, then dq_i = scale * sum_j P_ij (dout_i . v_j - delta_i) k_j.
-template <int D, typename T, typename A>
+template <int D, typename T>
 __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
     backward_dq_kernel(AttentionProblem p, AttentionBackward a) {
   const std::int64_t L = p.length, H = p.heads;
   const std::int64_t r = warp_row(p.batch * H * L);
   if (r < 0) return;
   const std::int64_t b = r / (H * L), h = (r / L) % H, i = r % L, g = h / p.group();
-  const A scale = static_cast<A>(p.scale);
-  const A lse = reinterpret_cast<const A*>(a.lse)[r];
-  A qi[D / kWarp], doi[D / kWarp], dq[D / kWarp] = {};
+  const T scale = static_cast<T>(p.scale);
+  const T lse = reinterpret_cast<const T*>(a.lse)[r];
+  T qi[D / kWarp], doi[D / kWarp], dq[D / kWarp] = {};
   load_row<D>(a.q.row<const T>(b, h, i), qi);
   load_row<D>(a.dout.row<const T>(b, h, i), doi);
-  const A delta = warp_dot<D>(doi, a.out.row<const T>(b, h, i));
-  if (threadIdx.x % kWarp == 0) reinterpret_cast<A*>(a.delta)[r] = delta;
+  const T delta = warp_dot<D>(doi, a.out.row<const T>(b, h, i));
+  if (threadIdx.x % kWarp == 0) reinterpret_cast<T*>(a.delta)[r] = delta;
   for (std::int64_t j = p.first_key(i); j <= p.last_key(i); j += p.dilation) {
     const T* kj = a.k.row<const T>(b, g, j);
-    const A prob = exp(scale * warp_dot<D>(qi, kj) - lse);
-    const A ds = scale * prob * (warp_dot<D>(doi, a.v.row<const T>(b, g, j)) - delta);
+    const T prob = exp(scale * warp_dot<D>(qi, kj) - lse);
+    const T ds = scale * prob * (warp_dot<D>(doi, a.v.row<const T>(b, g, j)) - delta);
 #pragma unroll
-    for (int e = 0; e < D / kWarp; ++e) dq[e] += ds * to_acc(kj[threadIdx.x % kWarp + e * kWarp]);
+    for (int e = 0; e < D / kWarp; ++e) dq[e] += ds * kj[threadIdx.x % kWarp + e * kWarp];
   }
-  A* dqi = a.dq.row<A>(b, h, i);
+  T* dqi = a.dq.row<T>(b, h, i);
 #pragma unroll
   for (int e = 0; e < D / kWarp; ++e) dqi[threadIdx.x % kWarp + e * kWarp] = dq[e];
 }
 
 // dv_j = sum_i P_ij dout_i, dk_j = scale * sum_i dS_ij q_i over every query
 // head of j's group; runs after backward_dq_kernel has written delta.
-template <int D, typename T, typename A>
+template <int D, typename T>
 __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
     backward_dkdv_kernel(AttentionProblem p, AttentionBackward a) {
   const std::int64_t L = p.length, H = p.heads;
   const std::int64_t r = warp_row(p.batch * p.kv_heads * L);
   if (r < 0) return;
   const std::int64_t b = r / (p.kv_heads * L), g = (r / L) % p.kv_heads, j = r % L;
-  const A scale = static_cast<A>(p.scale);
-  const A* lse = reinterpret_cast<const A*>(a.lse);
-  const A* delta = reinterpret_cast<const A*>(a.delta);
-  A kj[D / kWarp], vj[D / kWarp], dk[D / kWarp] = {}, dv[D / kWarp] = {};
+  const T scale = static_cast<T>(p.scale);
+  const T* lse = reinterpret_cast<const T*>(a.lse);
+  const T* delta = reinterpret_cast<const T*>(a.delta);
+  T kj[D / kWarp], vj[D / kWarp], dk[D / kWarp] = {}, dv[D / kWarp] = {};
   load_row<D>(a.k.row<const T>(b, g, j), kj);
   load_row<D>(a.v.row<const T>(b, g, j), vj);
   for (std::int64_t h = g * p.group(); h < (g + 1) * p.group(); ++h) {
@@ -141,17 +123,17 @@ __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
     for (std::int64_t i = p.first_query(j); i <= p.last_query(j); i += p.dilation) {
       const T* qi = a.q.row<const T>(b, h, i);
       const T* doi = a.dout.row<const T>(b, h, i);
-      const A prob = exp(scale * warp_dot<D>(kj, qi) - lse[row0 + i]);
-      const A ds = scale * prob * (warp_dot<D>(vj, doi) - delta[row0 + i]);
+      const T prob = exp(scale * warp_dot<D>(kj, qi) - lse[row0 + i]);
+      const T ds = scale * prob * (warp_dot<D>(vj, doi) - delta[row0 + i]);
 #pragma unroll
       for (int e = 0; e < D / kWarp; ++e) {
-        dv[e] += prob * to_acc(doi[threadIdx.x % kWarp + e * kWarp]);
-        dk[e] += ds * to_acc(qi[threadIdx.x % kWarp + e * kWarp]);
+        dv[e] += prob * doi[threadIdx.x % kWarp + e * kWarp];
+        dk[e] += ds * qi[threadIdx.x % kWarp + e * kWarp];
       }
     }
   }
-  A* dkj = a.dk.row<A>(b, g, j);
-  A* dvj = a.dv.row<A>(b, g, j);
+  T* dkj = a.dk.row<T>(b, g, j);
+  T* dvj = a.dv.row<T>(b, g, j);
 #pragma unroll
   for (int e = 0; e < D / kWarp; ++e) {
     dkj[threadIdx.x % kWarp + e * kWarp] = dk[e];
@@ -159,20 +141,7 @@ __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
   }
 }
 
-// Calls fn with (input type tag, accumulation type tag) for the dtype.
-template <typename Fn>
-void dispatch_attention(DType dtype, Fn&& fn) {
-  switch (dtype) {
-    case DType::Float32: fn(static_cast<float*>(nullptr), static_cast<float*>(nullptr)); return;
-    case DType::Float64: fn(static_cast<double*>(nullptr), static_cast<double*>(nullptr)); return;
-    case DType::Float16: fn(static_cast<__half*>(nullptr), static_cast<float*>(nullptr)); return;
-    case DType::BFloat16:
-      fn(static_cast<__nv_bfloat16*>(nullptr), static_cast<float*>(nullptr));
-      return;
-  }
-  throw std::invalid_argument("ma_kernels: unsupported attention dtype code " +
-                              std::to_string(static_cast<int>(dtype)));
-}
+bool is_16bit(DType dtype) { return dtype == DType::Float16 || dtype == DType::BFloat16; }
 
 // Calls fn with std::integral_constant<int, D> for the head dims built here.
 template <typename Fn>
@@ -197,12 +166,11 @@ void sliding_window_attention_forward_cuda(const AttentionProblem& p, const Atte
   const std::int64_t rows = p.batch * p.heads * p.length;
   if (rows == 0) return;
   cudaStream_t s = use_device(device, stream);
-  dispatch_attention(dtype, [&](auto* t_tag, auto* a_tag) {
-    using T = std::remove_pointer_t<decltype(t_tag)>;
-    using A = std::remove_pointer_t<decltype(a_tag)>;
+  if (is_16bit(dtype)) return sliding_window_attention_forward_mma(p, a, dtype, s);
+  dispatch_float(dtype, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
     dispatch_head_dim(p.head_dim, [&](auto d) {
-      forward_kernel<decltype(d)::value, T, A>
-          <<<blocks_for(rows), kWarp * kWarpsPerBlock, 0, s>>>(p, a);
+      forward_kernel<decltype(d)::value, T><<<blocks_for(rows), kWarp * kWarpsPerBlock, 0, s>>>(p, a);
     });
   });
   cuda_check(cudaGetLastError(), "sliding_window_attention forward launch");
@@ -214,13 +182,13 @@ void sliding_window_attention_backward_cuda(const AttentionProblem& p,
   const std::int64_t rows = p.batch * p.heads * p.length;
   if (rows == 0) return;
   cudaStream_t s = use_device(device, stream);
-  dispatch_attention(dtype, [&](auto* t_tag, auto* a_tag) {
-    using T = std::remove_pointer_t<decltype(t_tag)>;
-    using A = std::remove_pointer_t<decltype(a_tag)>;
+  if (is_16bit(dtype)) return sliding_window_attention_backward_mma(p, a, dtype, s);
+  dispatch_float(dtype, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
     dispatch_head_dim(p.head_dim, [&](auto d) {
       constexpr int D = decltype(d)::value;
-      backward_dq_kernel<D, T, A><<<blocks_for(rows), kWarp * kWarpsPerBlock, 0, s>>>(p, a);
-      backward_dkdv_kernel<D, T, A>
+      backward_dq_kernel<D, T><<<blocks_for(rows), kWarp * kWarpsPerBlock, 0, s>>>(p, a);
+      backward_dkdv_kernel<D, T>
           <<<blocks_for(p.batch * p.kv_heads * p.length), kWarp * kWarpsPerBlock, 0, s>>>(p, a);
     });
   });

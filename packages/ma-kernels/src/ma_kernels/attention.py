@@ -142,8 +142,20 @@ def _forward_cpu(
     return out.to(dtype), lse
 
 
+def _aligned_16bit(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensor-core kernels copy rows 16 bytes at a time: a 16-bit view whose
+    rows do not all start on a 16-byte boundary is copied to a fresh one."""
+    def aligned(t):
+        return t.data_ptr() % 16 == 0 and all(s % 8 == 0 for s in t.stride()[:3])
+    if tensors[0].dtype not in (torch.float16, torch.bfloat16):
+        return tensors
+    return tuple(t if aligned(t) else t.clone(memory_format=torch.contiguous_format)
+                 for t in tensors)
+
+
 @_forward_cpu.register_kernel("cuda")
 def _forward_cuda(q, k, v, left, right, dilation, scale):
+    q, k, v = _aligned_16bit(q, k, v)
     out = _empty(q, tuple(q.shape), q.dtype)
     lse = _empty(q, _lse_shape(q), _accumulation_dtype(q.dtype))
     _C.sliding_window_attention_forward_cuda(
@@ -181,6 +193,7 @@ def _backward_cpu(
 
 @_backward_cpu.register_kernel("cuda")
 def _backward_cuda(q, k, v, out, dout, lse, left, right, dilation, scale):
+    q, k, v, out, dout = _aligned_16bit(q, k, v, out, dout)
     dq, dk, dv, delta = _gradient_buffers(q, k, _accumulation_dtype(q.dtype))
     _C.sliding_window_attention_backward_cuda(
         _problem(q, k, left, right, dilation), scale, _strided(q), _strided(k), _strided(v),

@@ -1,0 +1,629 @@
+// CUDA sliding-window attention for bf16 and fp16 on tensor cores
+// (mma.sync m16n8k16, fp32 accumulation), FlashAttention-2 style.
+//
+// Dilation: query i and key j interact only when i = j (mod dilation), so a
+// dilated problem is `dilation` independent dense-band problems, one per
+// residue class r, on the rows r, r + dil, r + 2 dil, ... Each block works in
+// the "virtual" rows of one class (row stride multiplied by dilation), where
+// query i' sees keys i' - (left - 1) .. i' + right.
+//
+// Forward: a block of 4 warps owns 64 queries (16 per warp) and visits only
+// the 64-key tiles that intersect its band; K and V tiles are staged in shared
+// memory by cp.async (the next K tile loads during P.V), online softmax in
+// registers, the band mask only on tiles that cross its edge.
+// Backward: dq_kernel (per query tile: delta = rowsum(dO * O), then dq over the
+// key tiles) and dkdv_kernel (per key tile: dk, dv over the query tiles of
+// every query head of its group); each output has one writer, so no atomics.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "cuda/check.cuh"
+#include "cuda/sliding_window_attention_mma.cuh"
+
+namespace ma_kernels {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kTile = 64;  // queries per forward/dq block, keys per dkdv block
+constexpr float kLog2e = 1.4426950408889634f;
+
+// Rows of a shared tile are padded by 16 bytes, so the 8 rows an ldmatrix
+// reads fall in different banks.
+template <int D>
+constexpr int kLd = D + 8;
+
+// ---- PTX wrappers -------------------------------------------------------
+
+__device__ __forceinline__ std::uint32_t smem_addr(const void* p) {
+  return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global -> shared; zero-filled when !valid (rows past the end).
+__device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+// c[16x8] += a[16x16] b[16x8], 16-bit operands, fp32 accumulators.
+template <typename T>
+__device__ __forceinline__ void mma(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+                                    std::uint32_t b1) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ std::uint32_t pack(float lo, float hi) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<std::uint32_t*>(&v);
+  } else {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<std::uint32_t*>(&v);
+  }
+}
+
+// ---- warp-level tile products --------------------------------------------
+// An accumulator acc[N/8][4] holds a 16 x N fp32 tile: element e of n-block nb
+// is row lane/4 + 8*(e/2), column 8*nb + 2*(lane%4) + e%2.
+
+__device__ __forceinline__ int acc_row(int e) { return threadIdx.x % 32 / 4 + 8 * (e / 2); }
+__device__ __forceinline__ int acc_col(int nb, int e) { return 8 * nb + 2 * (threadIdx.x % 4) + e % 2; }
+
+// acc[16 x N] += A B^T: A is 16 rows of K at sA, B is N rows of K at sB (shared).
+template <int N, int K, typename T>
+__device__ __forceinline__ void mma_abt(float (&acc)[N / 8][4], const T* sA, int lda, const T* sB,
+                                        int ldb) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int kc = 0; kc < K / 16; kc += 2) {
+    std::uint32_t a0[4], a1[4];
+    ldmatrix_x4(a0, sA + (lane % 16) * lda + kc * 16 + (lane / 16) * 8);
+    ldmatrix_x4(a1, sA + (lane % 16) * lda + kc * 16 + 16 + (lane / 16) * 8);
+#pragma unroll
+    for (int nb = 0; nb < N / 8; ++nb) {
+      std::uint32_t b[4];
+      ldmatrix_x4(b, sB + (nb * 8 + lane % 8) * ldb + kc * 16 + (lane / 8) * 8);
+      mma<T>(acc[nb], a0, b[0], b[1]);
+      mma<T>(acc[nb], a1, b[2], b[3]);
+    }
+  }
+}
+
+// acc[16 x N] += A B: A as register fragments a[K/16][4], B is K rows of N at sB.
+template <int N, int K, typename T>
+__device__ __forceinline__ void mma_ab(float (&acc)[N / 8][4], const std::uint32_t (&a)[K / 16][4],
+                                       const T* sB, int ldb) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int kc = 0; kc < K / 16; ++kc) {
+#pragma unroll
+    for (int np = 0; np < N / 16; ++np) {
+      std::uint32_t b[4];
+      ldmatrix_x4_trans(b, sB + (kc * 16 + lane % 16) * ldb + np * 16 + (lane / 16) * 8);
+      mma<T>(acc[2 * np], a[kc], b[0], b[1]);
+      mma<T>(acc[2 * np + 1], a[kc], b[2], b[3]);
+    }
+  }
+}
+
+// A 16 x K accumulator tile as 16-bit A fragments (P or dS fed back into mma).
+template <int K, typename T>
+__device__ __forceinline__ void to_fragments(std::uint32_t (&a)[K / 16][4],
+                                             const float (&acc)[K / 8][4]) {
+#pragma unroll
+  for (int kc = 0; kc < K / 16; ++kc) {
+    a[kc][0] = pack<T>(acc[2 * kc][0], acc[2 * kc][1]);
+    a[kc][1] = pack<T>(acc[2 * kc][2], acc[2 * kc][3]);
+    a[kc][2] = pack<T>(acc[2 * kc + 1][0], acc[2 * kc + 1][1]);
+    a[kc][3] = pack<T>(acc[2 * kc + 1][2], acc[2 * kc + 1][3]);
+  }
+}
+
+// ---- problem geometry ----------------------------------------------------
+
+// One block's place: a tile of virtual rows in residue class r of (b, head).
+struct Place {
+  std::int64_t tile, r, b, head, rows;  // rows: length of the residue class
+  bool valid;
+};
+
+__device__ __forceinline__ Place place(const AttentionProblem& p, std::int64_t heads,
+                                       std::int64_t tiles) {
+  const std::int64_t classes = AttentionProblem::min(p.dilation, p.length);
+  std::int64_t id = blockIdx.x;
+  Place pl;
+  pl.tile = id % tiles;
+  id /= tiles;
+  pl.r = id % classes;
+  id /= classes;
+  pl.head = id % heads;
+  pl.b = id / heads;
+  pl.rows = (p.length - 1 - pl.r) / p.dilation + 1;
+  pl.valid = pl.tile * kTile < pl.rows;
+  return pl;
+}
+
+// Virtual query i sees virtual key j (both inside the class).
+struct Band {
+  std::int64_t left, right, rows;
+  __device__ __forceinline__ bool visible(std::int64_t i, std::int64_t j) const {
+    return i - j <= left - 1 && j - i <= right && i < rows && j < rows;
+  }
+  // Every (i, j) of the tile [i0, i0 + m) x [j0, j0 + n) is visible.
+  __device__ __forceinline__ bool full(std::int64_t i0, int m, std::int64_t j0, int n) const {
+    return i0 + m - 1 - j0 <= left - 1 && j0 + n - 1 - i0 <= right && i0 + m <= rows &&
+           j0 + n <= rows;
+  }
+};
+
+// Stages `n` virtual rows from row0 of a [rows, D] view (first row `base`,
+// row stride `stride`) into a padded shared tile; rows past the end read 0.
+template <int D, typename T>
+__device__ __forceinline__ void load_tile(T* dst, const T* base, std::int64_t stride,
+                                          std::int64_t row0, int n, std::int64_t rows) {
+  constexpr int kChunks = D / 8;  // 16-byte pieces per row
+  for (int c = threadIdx.x; c < n * kChunks; c += kThreads) {
+    const int r = c / kChunks, col = c % kChunks * 8;
+    const bool ok = row0 + r < rows;
+    cp_async_16(dst + r * kLd<D> + col, ok ? base + (row0 + r) * stride + col : base, ok);
+  }
+}
+
+// Row r (the first of residue class r) of head h in batch b.
+template <typename T>
+__device__ __forceinline__ const T* class_row0(const Bhld& t, std::int64_t b, std::int64_t h,
+                                               std::int64_t r) {
+  return t.row<const T>(b, h, r);
+}
+
+template <typename T>
+__device__ __forceinline__ float to_float(T x) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    return __bfloat162float(x);
+  } else {
+    return __half2float(x);
+  }
+}
+
+// ---- forward ---------------------------------------------------------------
+
+template <int D, typename T>
+__global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, AttentionForward a,
+                                                           std::int64_t tiles) {
+  constexpr int LD = kLd<D>;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* sQ = reinterpret_cast<T*>(smem);
+  T* sK = sQ + kTile * LD;
+  T* sV = sK + kTile * LD;
+
+  const Place pl = place(p, p.heads, tiles);
+  if (!pl.valid) return;
+  const std::int64_t g = pl.head / p.group(), dil = p.dilation;
+  const Band band{p.left, p.right, pl.rows};
+  const std::int64_t i0 = pl.tile * kTile;
+  const T* q = class_row0<T>(a.q, pl.b, pl.head, pl.r);
+  const T* k = class_row0<T>(a.k, pl.b, g, pl.r);
+  const T* v = class_row0<T>(a.v, pl.b, g, pl.r);
+  const std::int64_t qs = a.q.stride_l * dil, ks = a.k.stride_l * dil, vs = a.v.stride_l * dil;
+
+  const std::int64_t lo = i0 - (p.left - 1) > 0 ? i0 - (p.left - 1) : 0;
+  const std::int64_t hi = AttentionProblem::min(pl.rows - 1, i0 + kTile - 1 + p.right);
+  const std::int64_t first = lo / kTile, last = hi / kTile;
+
+  load_tile<D>(sQ, q, qs, i0, kTile, pl.rows);
+  load_tile<D>(sK, k, ks, first * kTile, kTile, pl.rows);
+  cp_async_commit();
+
+  const int warp = threadIdx.x / 32;
+  const T* sQw = sQ + warp * 16 * LD;
+  const float c = static_cast<float>(p.scale) * kLog2e;  // scores in log2 units
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  float o[D / 8][4] = {};
+
+  for (std::int64_t t = first; t <= last; ++t) {
+    const std::int64_t j0 = t * kTile;
+    load_tile<D>(sV, v, vs, j0, kTile, pl.rows);
+    cp_async_commit();
+    cp_async_wait<1>();  // Q and this K tile
+    __syncthreads();
+
+    float s[kTile / 8][4] = {};
+    mma_abt<kTile, D>(s, sQw, LD, sK, LD);
+    const bool full = band.full(i0, kTile, j0, kTile);
+#pragma unroll
+    for (int nb = 0; nb < kTile / 8; ++nb) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s[nb][e] *= c;
+        if (!full && !band.visible(i0 + warp * 16 + acc_row(e), j0 + acc_col(nb, e))) {
+          s[nb][e] = -INFINITY;
+        }
+      }
+    }
+    // Online softmax; row halves rr = 0, 1 are rows lane/4 and lane/4 + 8.
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      float mx = m[rr];
+#pragma unroll
+      for (int nb = 0; nb < kTile / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * rr], s[nb][2 * rr + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      // A row with no visible key yet keeps max -inf: subtract 0 instead (no NaN).
+      const float base = mx == -INFINITY ? 0.f : mx;
+      const float alpha = exp2f(m[rr] - base);
+      m[rr] = mx;
+      l[rr] *= alpha;
+#pragma unroll
+      for (int nb = 0; nb < D / 8; ++nb) {
+        o[nb][2 * rr] *= alpha;
+        o[nb][2 * rr + 1] *= alpha;
+      }
+#pragma unroll
+      for (int nb = 0; nb < kTile / 8; ++nb) {
+        s[nb][2 * rr] = exp2f(s[nb][2 * rr] - base);
+        s[nb][2 * rr + 1] = exp2f(s[nb][2 * rr + 1] - base);
+        l[rr] += s[nb][2 * rr] + s[nb][2 * rr + 1];
+      }
+    }
+    std::uint32_t pf[kTile / 16][4];
+    to_fragments<kTile, T>(pf, s);
+
+    __syncthreads();  // every warp is done with sK
+    if (t < last) {
+      load_tile<D>(sK, k, ks, j0 + kTile, kTile, pl.rows);
+      cp_async_commit();
+      cp_async_wait<1>();  // this V tile
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    mma_ab<D, kTile, T>(o, pf, sV, LD);
+    __syncthreads();  // every warp is done with sV
+  }
+
+  // Normalise, stage the warp's 16 rows in its own part of sQ, store 16 bytes a thread.
+  T* stage = sQ + warp * 16 * LD;
+  const std::int64_t row0 = i0 + warp * 16;
+  float* lse = reinterpret_cast<float*>(a.lse) + (pl.b * p.heads + pl.head) * p.length + pl.r;
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    float sum = l[rr];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const float inv = 1.f / sum;
+#pragma unroll
+    for (int nb = 0; nb < D / 8; ++nb) {
+      *reinterpret_cast<std::uint32_t*>(stage + acc_row(2 * rr) * LD + acc_col(nb, 0)) =
+          pack<T>(o[nb][2 * rr] * inv, o[nb][2 * rr + 1] * inv);
+    }
+    const std::int64_t i = row0 + acc_row(2 * rr);
+    if (threadIdx.x % 4 == 0 && i < pl.rows) lse[i * dil] = (m[rr] + log2f(sum)) / kLog2e;
+  }
+  __syncwarp();
+  T* out = a.out.row<T>(pl.b, pl.head, pl.r);
+  const std::int64_t os = a.out.stride_l * dil;
+  constexpr int kChunks = D / 8;
+  for (int cidx = threadIdx.x % 32; cidx < 16 * kChunks; cidx += 32) {
+    const int r = cidx / kChunks, col = cidx % kChunks * 8;
+    if (row0 + r < pl.rows) {
+      *reinterpret_cast<uint4*>(out + (row0 + r) * os + col) =
+          *reinterpret_cast<const uint4*>(stage + r * LD + col);
+    }
+  }
+}
+
+// ---- backward ------------------------------------------------------------
+
+// Tile of the inner loop of the backward kernels: 32 for D = 128 keeps the
+// two D-wide accumulators of dkdv_kernel in registers.
+template <int D>
+constexpr int kInner = D == 128 ? 32 : 64;
+
+// Per query tile: delta_i = dO_i . O_i, then dq_i = scale sum_j dS_ij k_j with
+// dS_ij = P_ij (dO_i . v_j - delta_i).
+template <int D, typename T>
+__global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, AttentionBackward a,
+                                                      std::int64_t tiles) {
+  constexpr int LD = kLd<D>, BK = kInner<D>;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* sQ = reinterpret_cast<T*>(smem);
+  T* sdO = sQ + kTile * LD;
+  T* sK = sdO + kTile * LD;
+  T* sV = sK + BK * LD;  // sK and sV together hold kTile rows: O while delta is made
+  float* sDelta = reinterpret_cast<float*>(sV + BK * LD);
+
+  const Place pl = place(p, p.heads, tiles);
+  if (!pl.valid) return;
+  const std::int64_t g = pl.head / p.group(), dil = p.dilation;
+  const Band band{p.left, p.right, pl.rows};
+  const std::int64_t i0 = pl.tile * kTile;
+  const T* k = class_row0<T>(a.k, pl.b, g, pl.r);
+  const T* v = class_row0<T>(a.v, pl.b, g, pl.r);
+  const std::int64_t ks = a.k.stride_l * dil, vs = a.v.stride_l * dil;
+  const std::int64_t row_base = (pl.b * p.heads + pl.head) * p.length + pl.r;
+
+  load_tile<D>(sQ, class_row0<T>(a.q, pl.b, pl.head, pl.r), a.q.stride_l * dil, i0, kTile,
+               pl.rows);
+  load_tile<D>(sdO, class_row0<T>(a.dout, pl.b, pl.head, pl.r), a.dout.stride_l * dil, i0,
+               kTile, pl.rows);
+  load_tile<D>(sK, class_row0<T>(a.out, pl.b, pl.head, pl.r), a.out.stride_l * dil, i0, kTile,
+               pl.rows);
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+  {  // two threads per row, D/2 columns each
+    const int r = threadIdx.x / 2, half = threadIdx.x % 2;
+    float d = 0.f;
+    for (int col = half * (D / 2); col < (half + 1) * (D / 2); ++col) {
+      d += to_float(sdO[r * LD + col]) * to_float(sK[r * LD + col]);
+    }
+    d += __shfl_xor_sync(0xffffffffu, d, 1);
+    if (half == 0) {
+      sDelta[r] = d;
+      if (i0 + r < pl.rows) reinterpret_cast<float*>(a.delta)[row_base + (i0 + r) * dil] = d;
+    }
+  }
+  __syncthreads();  // sK (holding O) is free again
+
+  const int warp = threadIdx.x / 32;
+  const T* sQw = sQ + warp * 16 * LD;
+  const T* sdOw = sdO + warp * 16 * LD;
+  const float c = static_cast<float>(p.scale) * kLog2e;
+  float lse2[2], delta[2];
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const std::int64_t i = i0 + warp * 16 + acc_row(2 * rr);
+    lse2[rr] = i < pl.rows ? reinterpret_cast<const float*>(a.lse)[row_base + i * dil] * kLog2e
+                           : 0.f;
+    delta[rr] = sDelta[warp * 16 + acc_row(2 * rr)];
+  }
+
+  const std::int64_t lo = i0 - (p.left - 1) > 0 ? i0 - (p.left - 1) : 0;
+  const std::int64_t hi = AttentionProblem::min(pl.rows - 1, i0 + kTile - 1 + p.right);
+  float dq[D / 8][4] = {};
+  for (std::int64_t t = lo / BK; t <= hi / BK; ++t) {
+    const std::int64_t j0 = t * BK;
+    load_tile<D>(sK, k, ks, j0, BK, pl.rows);
+    load_tile<D>(sV, v, vs, j0, BK, pl.rows);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+
+    float s[BK / 8][4] = {}, dp[BK / 8][4] = {};
+    mma_abt<BK, D>(s, sQw, LD, sK, LD);
+    mma_abt<BK, D>(dp, sdOw, LD, sV, LD);
+    const bool full = band.full(i0, kTile, j0, BK);
+#pragma unroll
+    for (int nb = 0; nb < BK / 8; ++nb) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const bool vis = full || band.visible(i0 + warp * 16 + acc_row(e), j0 + acc_col(nb, e));
+        const float prob = vis ? exp2f(s[nb][e] * c - lse2[e / 2]) : 0.f;
+        s[nb][e] = prob * (dp[nb][e] - delta[e / 2]);
+      }
+    }
+    std::uint32_t dsf[BK / 16][4];
+    to_fragments<BK, T>(dsf, s);
+    mma_ab<D, BK, T>(dq, dsf, sK, LD);
+    __syncthreads();  // every warp is done with sK, sV
+  }
+
+  const float scale = static_cast<float>(p.scale);
+  float* out = a.dq.row<float>(pl.b, pl.head, pl.r);
+  const std::int64_t os = a.dq.stride_l * dil;
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const std::int64_t i = i0 + warp * 16 + acc_row(2 * rr);
+    if (i >= pl.rows) continue;
+#pragma unroll
+    for (int nb = 0; nb < D / 8; ++nb) {
+      *reinterpret_cast<float2*>(out + i * os + acc_col(nb, 0)) =
+          make_float2(dq[nb][2 * rr] * scale, dq[nb][2 * rr + 1] * scale);
+    }
+  }
+}
+
+// Per key tile, over every query head of its group: dv_j = sum_i P_ij dO_i,
+// dk_j = scale sum_i dS_ij q_i. Works on transposed tiles (rows are keys).
+template <int D, typename T>
+__global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, AttentionBackward a,
+                                                        std::int64_t tiles) {
+  constexpr int LD = kLd<D>, BQ = kInner<D>;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* sK = reinterpret_cast<T*>(smem);
+  T* sV = sK + kTile * LD;
+  T* sQ = sV + kTile * LD;
+  T* sdO = sQ + BQ * LD;
+  float* sLse2 = reinterpret_cast<float*>(sdO + BQ * LD);
+  float* sDelta = sLse2 + BQ;
+
+  const Place pl = place(p, p.kv_heads, tiles);
+  if (!pl.valid) return;
+  const std::int64_t dil = p.dilation;
+  const Band band{p.left, p.right, pl.rows};
+  const std::int64_t j0 = pl.tile * kTile;
+  load_tile<D>(sK, class_row0<T>(a.k, pl.b, pl.head, pl.r), a.k.stride_l * dil, j0, kTile,
+               pl.rows);
+  load_tile<D>(sV, class_row0<T>(a.v, pl.b, pl.head, pl.r), a.v.stride_l * dil, j0, kTile,
+               pl.rows);
+  cp_async_commit();
+
+  const int warp = threadIdx.x / 32;
+  const T* sKw = sK + warp * 16 * LD;
+  const T* sVw = sV + warp * 16 * LD;
+  const float c = static_cast<float>(p.scale) * kLog2e;
+  const std::int64_t lo = j0 - p.right > 0 ? j0 - p.right : 0;
+  const std::int64_t hi = AttentionProblem::min(pl.rows - 1, j0 + kTile - 1 + p.left - 1);
+  float dk[D / 8][4] = {}, dv[D / 8][4] = {};
+
+  for (std::int64_t h = pl.head * p.group(); h < (pl.head + 1) * p.group(); ++h) {
+    const T* q = class_row0<T>(a.q, pl.b, h, pl.r);
+    const T* dout = class_row0<T>(a.dout, pl.b, h, pl.r);
+    const std::int64_t qs = a.q.stride_l * dil, dos = a.dout.stride_l * dil;
+    const std::int64_t row_base = (pl.b * p.heads + h) * p.length + pl.r;
+    for (std::int64_t t = lo / BQ; t <= hi / BQ; ++t) {
+      const std::int64_t i0 = t * BQ;
+      load_tile<D>(sQ, q, qs, i0, BQ, pl.rows);
+      load_tile<D>(sdO, dout, dos, i0, BQ, pl.rows);
+      cp_async_commit();
+      if (threadIdx.x < BQ) {
+        const std::int64_t i = i0 + threadIdx.x;
+        const bool ok = i < pl.rows;  // masked below; finite values keep 0 * x at 0
+        sLse2[threadIdx.x] =
+            ok ? reinterpret_cast<const float*>(a.lse)[row_base + i * dil] * kLog2e : 0.f;
+        sDelta[threadIdx.x] = ok ? reinterpret_cast<const float*>(a.delta)[row_base + i * dil]
+                                 : 0.f;
+      }
+      cp_async_wait<0>();
+      __syncthreads();
+
+      float s[BQ / 8][4] = {};
+      mma_abt<BQ, D>(s, sKw, LD, sQ, LD);
+      const bool full = band.full(i0, BQ, j0, kTile);
+#pragma unroll
+      for (int nb = 0; nb < BQ / 8; ++nb) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = acc_col(nb, e);
+          const bool vis = full || band.visible(i0 + col, j0 + warp * 16 + acc_row(e));
+          s[nb][e] = vis ? exp2f(s[nb][e] * c - sLse2[col]) : 0.f;
+        }
+      }
+      std::uint32_t frag[BQ / 16][4];
+      to_fragments<BQ, T>(frag, s);
+      mma_ab<D, BQ, T>(dv, frag, sdO, LD);
+
+      float dp[BQ / 8][4] = {};
+      mma_abt<BQ, D>(dp, sVw, LD, sdO, LD);
+#pragma unroll
+      for (int nb = 0; nb < BQ / 8; ++nb) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[nb][e] *= dp[nb][e] - sDelta[acc_col(nb, e)];
+      }
+      to_fragments<BQ, T>(frag, s);
+      mma_ab<D, BQ, T>(dk, frag, sQ, LD);
+      __syncthreads();  // every warp is done with sQ, sdO
+    }
+  }
+
+  const float scale = static_cast<float>(p.scale);
+  float* dk_out = a.dk.row<float>(pl.b, pl.head, pl.r);
+  float* dv_out = a.dv.row<float>(pl.b, pl.head, pl.r);
+  const std::int64_t dks = a.dk.stride_l * dil, dvs = a.dv.stride_l * dil;
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const std::int64_t j = j0 + warp * 16 + acc_row(2 * rr);
+    if (j >= pl.rows) continue;
+#pragma unroll
+    for (int nb = 0; nb < D / 8; ++nb) {
+      *reinterpret_cast<float2*>(dk_out + j * dks + acc_col(nb, 0)) =
+          make_float2(dk[nb][2 * rr] * scale, dk[nb][2 * rr + 1] * scale);
+      *reinterpret_cast<float2*>(dv_out + j * dvs + acc_col(nb, 0)) =
+          make_float2(dv[nb][2 * rr], dv[nb][2 * rr + 1]);
+    }
+  }
+}
+
+// ---- launch ----------------------------------------------------------------
+
+// Blocks for tiles of kTile virtual rows over every residue class and head.
+std::int64_t tiles_per_class(const AttentionProblem& p) {
+  const std::int64_t longest = (p.length + p.dilation - 1) / p.dilation;
+  return (longest + kTile - 1) / kTile;
+}
+
+unsigned grid(const AttentionProblem& p, std::int64_t heads, std::int64_t tiles) {
+  return static_cast<unsigned>(tiles * AttentionProblem::min(p.dilation, p.length) * p.batch *
+                               heads);
+}
+
+template <typename Args>
+void launch(void (*kernel)(AttentionProblem, Args, std::int64_t), unsigned blocks,
+            std::size_t smem, cudaStream_t s, const AttentionProblem& p, const Args& args,
+            std::int64_t tiles) {
+  // Past 48 KB a kernel must opt in to dynamic shared memory.
+  cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(smem)),
+             "cudaFuncSetAttribute");
+  kernel<<<blocks, kThreads, smem, s>>>(p, args, tiles);
+}
+
+template <typename Fn>
+void dispatch_16bit(DType dtype, std::int64_t head_dim, Fn&& fn) {
+  auto with_dim = [&](auto* tag) {
+    switch (head_dim) {
+      case 32: fn(tag, std::integral_constant<int, 32>{}); return;
+      case 64: fn(tag, std::integral_constant<int, 64>{}); return;
+      case 128: fn(tag, std::integral_constant<int, 128>{}); return;
+    }
+    throw std::invalid_argument("ma_kernels: CUDA attention supports head dims 32, 64, 128, not " +
+                                std::to_string(head_dim));
+  };
+  if (dtype == DType::BFloat16) return with_dim(static_cast<__nv_bfloat16*>(nullptr));
+  if (dtype == DType::Float16) return with_dim(static_cast<__half*>(nullptr));
+  throw std::invalid_argument("ma_kernels: tensor-core attention takes float16 or bfloat16");
+}
+
+}  // namespace
+
+void sliding_window_attention_forward_mma(const AttentionProblem& p, const AttentionForward& a,
+                                          DType dtype, cudaStream_t s) {
+  const std::int64_t tiles = tiles_per_class(p);
+  dispatch_16bit(dtype, p.head_dim, [&](auto* tag, auto d) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    constexpr int D = decltype(d)::value;
+    launch(forward_kernel<D, T>, grid(p, p.heads, tiles), 3 * kTile * kLd<D> * sizeof(T), s, p, a,
+           tiles);
+  });
+  cuda_check(cudaGetLastError(), "sliding_window_attention forward launch");
+}
+
+void sliding_window_attention_backward_mma(const AttentionProblem& p, const AttentionBackward& a,
+                                           DType dtype, cudaStream_t s) {
+  const std::int64_t tiles = tiles_per_class(p);
+  dispatch_16bit(dtype, p.head_dim, [&](auto* tag, auto d) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    constexpr int D = decltype(d)::value;
+    const std::size_t tiles_bytes = 2 * (kTile + kInner<D>)*kLd<D> * sizeof(T);
+    // dq_kernel writes delta, which dkdv_kernel reads: same stream, in order.
+    launch(dq_kernel<D, T>, grid(p, p.heads, tiles), tiles_bytes + kTile * sizeof(float), s, p, a,
+           tiles);
+    launch(dkdv_kernel<D, T>, grid(p, p.kv_heads, tiles),
+           tiles_bytes + 2 * kInner<D> * sizeof(float), s, p, a, tiles);
+  });
+  cuda_check(cudaGetLastError(), "sliding_window_attention backward launch");
+}
+
+}  // namespace ma_kernels
