@@ -1,5 +1,6 @@
 """ma_features: tick data, readers, simulation, features and labels."""
 
+from .compute import compute_features, compute_features_frame
 from .features import LEVEL1_FEATURES, level1_features, level1_features_frame
 from .io import from_frame, read_csv, read_parquet, to_frame, write_csv, write_parquet
 from .labels import (
@@ -18,6 +19,8 @@ from .lobster import lobster_sample, lobster_sample_paths, read_lobster
 from .masked import Masked
 from .normalize import Standardizer, rolling_zscore
 from .simulator import SimulatorConfig, simulate
+from .spec import INSTANT_FEATURES, ROLLING_FEATURES, FeatureSpec
+from .state import FeatureState
 from .ticks import EventType, Ticks
 from .validation import TickDataError, ValidationReport, validate
 
@@ -31,13 +34,19 @@ __all__ = [
     "STATIONARY",
     "UP",
     "EventType",
+    "FeatureSpec",
+    "FeatureState",
+    "INSTANT_FEATURES",
     "Masked",
+    "ROLLING_FEATURES",
     "SimulatorConfig",
     "Standardizer",
     "TickDataError",
     "Ticks",
     "ValidationReport",
     "__version__",
+    "compute_features",
+    "compute_features_frame",
     "direction_labels",
     "direction_labels_from_ticks",
     "from_frame",

@@ -1,0 +1,108 @@
+"""FeatureSpec: which microstructure features to compute, and over which windows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ma_kernels
+
+# Features of one event (and the one before it), in their column order.
+INSTANT_FEATURES = (
+    *ma_kernels.L1_FEATURES,
+    "log_return",
+    "signed_volume",
+    "inter_arrival",
+)
+# Features over a trailing window, each computed for every window of the spec.
+ROLLING_FEATURES = ("ofi", "signed_volume", "vwap", "realized_variance")
+_ROLLING_NAMES = {
+    "ofi": "ofi_sum",
+    "signed_volume": "signed_volume_sum",
+    "vwap": "vwap",
+    "realized_variance": "realized_variance",
+}
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A selection of features; formulas and policies in docs/features.md.
+
+    Attributes:
+        instant: per-event features, a subset of :data:`INSTANT_FEATURES`.
+        depth_imbalance: for each ``k``, the imbalance of the sizes summed over
+            the best ``k`` levels (column ``depth_imbalance_{k}``).
+        ofi_levels: ``L > 0`` adds the order flow imbalance of each of the best
+            ``L`` levels (``ofi_level_{i}``) and their sum, the multi-level OFI
+            (``mlofi_{L}``).
+        rolling: window features, a subset of :data:`ROLLING_FEATURES`.
+        windows: trailing windows in events (the current event included).
+        time_windows: trailing windows in nanoseconds: events with
+            ``time[t] - tau < time[j] <= time[t]``, ``j <= t``.
+
+    Columns come in that order: instant, depth imbalances, level OFIs, then
+    for each event window and then each time window the rolling features
+    (suffix ``_{W}`` or ``_{tau}ns``).
+    """
+
+    instant: tuple[str, ...] = INSTANT_FEATURES
+    depth_imbalance: tuple[int, ...] = ()
+    ofi_levels: int = 0
+    rolling: tuple[str, ...] = ROLLING_FEATURES
+    windows: tuple[int, ...] = (100,)
+    time_windows: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        for field, allowed in (("instant", INSTANT_FEATURES), ("rolling", ROLLING_FEATURES)):
+            chosen = getattr(self, field)
+            if isinstance(chosen, str) or not isinstance(chosen, (tuple, list)):
+                raise ValueError(f"FeatureSpec.{field} must be a tuple of names, got {chosen!r}")
+            unknown = [name for name in chosen if name not in allowed]
+            if unknown or len(set(chosen)) != len(chosen):
+                raise ValueError(
+                    f"FeatureSpec.{field}: {unknown or list(chosen)} not distinct names "
+                    f"among {allowed}"
+                )
+            object.__setattr__(self, field, tuple(chosen))
+        for field in ("depth_imbalance", "windows", "time_windows"):
+            values = getattr(self, field)
+            if not isinstance(values, (tuple, list)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values
+            ):
+                raise ValueError(
+                    f"FeatureSpec.{field} must be a tuple of ints >= 1, got {values!r}"
+                )
+            object.__setattr__(self, field, tuple(values))
+        if not isinstance(self.ofi_levels, int) or self.ofi_levels < 0:
+            raise ValueError(f"FeatureSpec.ofi_levels must be an int >= 0, got {self.ofi_levels!r}")
+
+    @classmethod
+    def anchors(cls) -> FeatureSpec:
+        """The set of ANCHORS.md, computed by one fused ma_kernels pass:
+        the level-1 features plus rolling OFI, VWAP and realized variance over 100 events."""
+        return cls(
+            instant=ma_kernels.L1_FEATURES,
+            rolling=("ofi", "vwap", "realized_variance"),
+            windows=(100,),
+        )
+
+    @property
+    def levels(self) -> int:
+        """Book levels the spec reads (1 for level-1 features only)."""
+        return max((1, self.ofi_levels, *self.depth_imbalance))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Column names, in column order."""
+        rolling = [
+            f"{_ROLLING_NAMES[name]}_{suffix}"
+            for suffix in (*map(str, self.windows), *(f"{tau}ns" for tau in self.time_windows))
+            for name in self.rolling
+        ]
+        levels = [f"ofi_level_{i}" for i in range(1, self.ofi_levels + 1)]
+        return (
+            *self.instant,
+            *(f"depth_imbalance_{k}" for k in self.depth_imbalance),
+            *levels,
+            *([f"mlofi_{self.ofi_levels}"] if self.ofi_levels else []),
+            *rolling,
+        )
