@@ -1,7 +1,61 @@
 """ma_model: the MA-Transformer, its training and evaluation."""
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import (
+    ATTENTION_KINDS,
+    Config,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+)
+from .data import (
+    FEATURES,
+    Splits,
+    TickArrays,
+    WindowDataset,
+    load_splits,
+    load_ticks,
+    prepare,
+    split_ranges,
+    tick_arrays,
+)
+from .evaluate import evaluate_checkpoint, logistic_regression
+from .metrics import classification_report, confusion_matrix
+from .model import KVCache, MATransformer
+from .train import benchmark_steps, fit, grid_search
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "__version__", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "ATTENTION_KINDS",
+    "FEATURES",
+    "CheckpointError",
+    "Config",
+    "DataConfig",
+    "KVCache",
+    "MATransformer",
+    "ModelConfig",
+    "Splits",
+    "TickArrays",
+    "TrainConfig",
+    "WindowDataset",
+    "__version__",
+    "benchmark_steps",
+    "classification_report",
+    "config_from_dict",
+    "confusion_matrix",
+    "evaluate_checkpoint",
+    "fit",
+    "grid_search",
+    "load_checkpoint",
+    "load_config",
+    "load_splits",
+    "load_ticks",
+    "logistic_regression",
+    "prepare",
+    "save_checkpoint",
+    "split_ranges",
+    "tick_arrays",
+]

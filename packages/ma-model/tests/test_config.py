@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import pytest
+
+from ma_model import Config, config_from_dict, load_config
+
+REPO_DEFAULT = Path(__file__).resolve().parents[3] / "configs" / "default.yaml"
+
+
+def test_builtin_defaults():
+    cfg = load_config(None)
+    assert cfg == Config()
+    assert cfg.model.attention == "ma" and len(cfg.model.dilations) == cfg.model.num_layers
+
+
+def test_original_design_keys_map_onto_the_sections(tmp_path):
+    path = tmp_path / "legacy.yaml"
+    path.write_text(
+        "file_path: data/AAPL_message_10.csv\nsequence_length: 32\nbatch_size: 16\n"
+        "epochs: 7\npatience: 2\ninput_dim: 5\n"
+        "param_grid:\n  learning_rate: [0.001, 0.003]\n  model_dim: [16, 32]\n"
+        "  num_heads: [2]\n  num_layers: [1, 3]\n"
+    )
+    cfg = load_config(path)
+    assert cfg.data.file_path == "data/AAPL_message_10.csv" and cfg.data.source == "lobster"
+    assert (cfg.data.sequence_length, cfg.train.batch_size, cfg.train.epochs,
+            cfg.train.patience, cfg.model.input_dim) == (32, 16, 7, 2, 5)
+    points = cfg.grid()
+    assert len(points) == 8
+    assert {(p.train.learning_rate, p.model.model_dim, p.model.num_layers) for p in points} == {
+        (lr, d, n) for lr in (0.001, 0.003) for d in (16, 32) for n in (1, 3)}
+    three = next(p for p in points if p.model.num_layers == 3)
+    assert three.model.dilations == (1, 2, 4)
+    assert len({p.train.out_dir for p in points}) == 8 and not points[0].param_grid
+
+
+def test_sections_and_round_trip_through_to_dict():
+    cfg = config_from_dict({"model": {"dilations": [1, 4], "window": 8},
+                            "data": {"source": "parquet", "file_path": "t.parquet"},
+                            "train": {"epochs": 3}})
+    assert cfg.model.dilations == (1, 4) and cfg.data.source == "parquet"
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"epoch": 3}, "unknown key 'epoch'"),
+    ({"model": {"model_dims": 3}}, r"unknown keys \['model_dims'\] in section 'model'"),
+    ({"param_grid": {"dropout": [0.1]}}, "param_grid: unknown key 'dropout'"),
+    ({"model": {"model_dim": 30, "num_heads": 4}}, "divisible"),
+    ({"model": {"num_layers": 3, "dilations": [1, 2]}}, "3 layers"),
+    ({"model": {"attention": "linear"}}, "model.attention must be one of"),
+    ({"batch_size": 0}, "train.batch_size must be a positive int"),
+    ({"data": {"source": "parquet"}}, "needs data.file_path"),
+    ({"file_path": "ticks.bin"}, "cannot tell the format"),
+    ([1, 2], "expected a mapping"),
+])
+def test_bad_configs_get_clear_errors(raw, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_dict(raw, "test.yaml")
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ValueError, match="no such config"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_repo_default_config_loads():
+    if not REPO_DEFAULT.exists():
+        pytest.skip("configs/ is not beside this package (installed from a wheel)")
+    cfg = load_config(REPO_DEFAULT)
+    assert cfg.data.source == "simulator"

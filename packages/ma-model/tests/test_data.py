@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+import ma_features
+from ma_model import DataConfig, WindowDataset, prepare, split_ranges, tick_arrays
+
+
+@pytest.fixture(scope="module")
+def arrays():
+    return tick_arrays(ma_features.simulate(4000, levels=1, seed=3), (5, 20), alpha=0.0)
+
+
+def test_tick_arrays_shapes_and_dt(arrays):
+    assert arrays.x.shape == (4000, 5) and arrays.dt.shape == (4000,)
+    assert arrays.labels.shape == arrays.target.shape == arrays.target_valid.shape == (4000, 2)
+    assert arrays.dt[0] == 0 and bool((arrays.dt[1:] > 0).all())
+    assert bool((arrays.labels[-5:, 0] == ma_features.IGNORE_INDEX).all())
+
+
+def test_windows_are_views_of_the_shared_tensor(arrays):
+    dataset = WindowDataset(arrays, length=16, stride=4)
+    assert len(dataset) == (4000 - 16) // 4 + 1
+    x, dt, labels, target, valid = dataset[10]
+    assert x.untyped_storage().data_ptr() == arrays.x.untyped_storage().data_ptr()
+    assert labels.untyped_storage().data_ptr() == arrays.labels.untyped_storage().data_ptr()
+    assert torch.equal(x, arrays.x[40:56]) and torch.equal(dt, arrays.dt[40:56])
+    assert torch.equal(labels, arrays.labels[40:56]) and torch.equal(valid,
+                                                                     arrays.target_valid[40:56])
+    with pytest.raises(ValueError, match="shorter than one sequence"):
+        WindowDataset(arrays.rows(0, 10), length=16, stride=1)
+
+
+def test_splits_are_in_time_order_with_a_gap_of_horizon_plus_sequence():
+    cfg = DataConfig(sequence_length=16, horizons=(5, 20), val_fraction=0.2, test_fraction=0.1)
+    ranges = split_ranges(4000, cfg)
+    gap = 20 + 16
+    assert ranges["train"][0] == 0 and ranges["test"][1] == 4000
+    assert ranges["val"][0] - ranges["train"][1] == gap
+    assert ranges["test"][0] - ranges["val"][1] == gap
+    with pytest.raises(ValueError, match="too few"):
+        split_ranges(120, cfg)  # test split: 12 rows < 16
+
+
+def test_no_leakage_across_splits(arrays):
+    cfg = DataConfig(sequence_length=16, horizons=(5, 20))
+    splits = prepare(arrays, cfg)
+    # The last training label reads mids up to row train_stop - 1 + max horizon: before val.
+    assert splits.ranges["train"][1] - 1 + 20 < splits.ranges["val"][0]
+    # Normalisation uses train rows only: changing every later row changes nothing in train.
+    changed = arrays.x.clone()
+    changed[splits.ranges["train"][1]:] *= 100
+    other = prepare(type(arrays)(changed, arrays.dt, arrays.labels, arrays.target,
+                                 arrays.target_valid), cfg)
+    assert torch.equal(other.train.x, splits.train.x)
+    assert torch.equal(other.standardizer.mean, splits.standardizer.mean)
+    train_x = arrays.x[: splits.ranges["train"][1]]
+    torch.testing.assert_close(splits.train.x.double().mean(0),
+                               torch.zeros(5, dtype=torch.float64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(splits.standardizer.mean, train_x.double().mean(0))
+
+
+def test_saved_normalization_reproduces_the_splits(arrays):
+    cfg = DataConfig(sequence_length=16, horizons=(5, 20))
+    splits = prepare(arrays, cfg)
+    again = prepare(arrays, cfg, splits.normalization_state())
+    assert torch.equal(again.test.x, splits.test.x) and again.dt_scale == splits.dt_scale
+
+
+def test_non_finite_features_are_named():
+    ticks = ma_features.simulate(100, levels=1, seed=0)
+    ticks.ask_price[7, 0] = float("nan")
+    with pytest.raises(ValueError, match="tick 7"):
+        tick_arrays(ticks, (5,), 0.0)

@@ -1,0 +1,91 @@
+import pytest
+import torch
+
+from ma_model import MATransformer, ModelConfig
+
+
+def _model(**overrides):
+    torch.manual_seed(0)
+    cfg = ModelConfig(**{"model_dim": 16, "num_heads": 2, "num_layers": 3, "window": 4,
+                         "dilations": (1, 2, 3), "time_frequencies": 4, **overrides})
+    return MATransformer(cfg).double().eval()
+
+
+def _inputs(batch=2, length=40, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, length, 5, generator=g, dtype=torch.float64)
+    dt = torch.rand(batch, length, generator=g, dtype=torch.float64) * 3
+    return x, dt
+
+
+def test_shapes():
+    model = _model(num_horizons=3, num_regression=2)
+    logits, reg = model(*_inputs(batch=3, length=12))
+    assert logits.shape == (3, 12, 3, 3) and reg.shape == (3, 12, 2)
+
+
+@pytest.mark.parametrize("dilations", [(1, 1, 1), (1, 2, 3)])
+def test_step_equals_forward_past_the_ring_wrap_around(dilations):
+    model = _model(dilations=dilations)
+    x, dt = _inputs(length=40)  # capacities are 4 * d <= 12: every ring wraps several times
+    with torch.no_grad():
+        logits, reg = model(x, dt)
+        cache = model.new_cache(2, dtype=torch.float64)
+        for t in range(40):
+            step_logits, step_reg = model.step(x[:, t], dt[:, t], cache)
+            torch.testing.assert_close(step_logits, logits[:, t], rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(step_reg, reg[:, t], rtol=1e-10, atol=1e-12)
+        # forward on the prefix alone gives the same last position too
+        prefix_logits, _ = model(x[:, :40], dt[:, :40])
+        torch.testing.assert_close(step_logits, prefix_logits[:, -1], rtol=1e-10, atol=1e-12)
+    assert int(cache.pos) == 40
+
+
+def test_future_inputs_do_not_change_past_outputs():
+    model = _model()
+    x, dt = _inputs(length=30)
+    logits, reg = model(x, dt)
+    x2, dt2 = x.clone(), dt.clone()
+    x2[:, 20:] += 5.0
+    dt2[:, 20:] *= 7.0
+    logits2, reg2 = model(x2, dt2)
+    torch.testing.assert_close(logits2[:, :20], logits[:, :20], rtol=0, atol=0)
+    torch.testing.assert_close(reg2[:, :20], reg[:, :20], rtol=0, atol=0)
+    assert not torch.allclose(logits2[:, 20:], logits[:, 20:])
+
+
+@pytest.mark.parametrize("dilation", [1, 3])
+def test_attention_sees_only_its_dilated_window(dilation):
+    # One layer: output i depends on tick j < i only through attention to j.
+    model = _model(num_layers=1, dilations=(dilation,))
+    x, dt = _inputs(length=30)
+    query = 25
+    base, _ = model(x, dt)
+    for j in range(query):
+        changed = x.clone()
+        changed[:, j] += 3.0
+        out, _ = model(changed, dt)
+        gap = query - j
+        visible = gap < 4 * dilation and gap % dilation == 0
+        assert torch.equal(out[:, query], base[:, query]) != visible, (j, visible)
+
+
+def test_dense_attention_matches_a_window_wider_than_the_sequence():
+    x, dt = _inputs(length=10)
+    windowed = _model(num_layers=1, dilations=(1,), window=10)
+    dense = _model(num_layers=1, dilations=(1,), window=10, attention="sdpa_dense")
+    dense.load_state_dict(windowed.state_dict())
+    torch.testing.assert_close(dense(x, dt)[0], windowed(x, dt)[0])
+    with pytest.raises(ValueError, match="dense causal attention has no bounded cache"):
+        dense.new_cache(2)
+
+
+def test_bad_inputs_are_named():
+    model = _model()
+    x, dt = _inputs(length=8)
+    with pytest.raises(ValueError, match="x must be"):
+        model(x[..., :4], dt)
+    with pytest.raises(ValueError, match="dt must have shape"):
+        model(x, dt[:, :7])
+    with pytest.raises(ValueError, match=r"x must be \[B, F\]"):
+        model.step(x, dt, model.new_cache(2, dtype=torch.float64))

@@ -1,0 +1,98 @@
+from dataclasses import replace
+
+import pytest
+import torch
+
+from ma_model import MATransformer, benchmark_steps, fit, grid_search, load_checkpoint
+from ma_model.train import BEST, LAST, lr_factor, main, model_config
+
+
+def test_short_run_reduces_the_loss(tiny_config):
+    cfg = replace(tiny_config, train=replace(tiny_config.train, epochs=3))
+    result = fit(cfg, log=lambda *_: None)
+    steps = result["history"]["step_loss"]
+    assert result["epochs_done"] == 3
+    assert sum(steps[-5:]) / 5 < 0.9 * sum(steps[:5]) / 5
+    assert result["history"]["val_loss"][-1] < result["history"]["val_loss"][0]
+
+
+def test_checkpoint_round_trip_rebuilds_the_model(tiny_config):
+    fit(tiny_config, log=lambda *_: None)
+    out = tiny_config.train.out_dir
+    best, last = load_checkpoint(f"{out}/{BEST}"), load_checkpoint(f"{out}/{LAST}")
+    assert best["config"] == tiny_config.to_dict() and best["versions"]["ma-model"]
+    assert {"optimizer", "scheduler", "rng", "epoch", "step"} <= set(last)
+    assert "optimizer" not in best and last["epoch"] == 2
+    model = MATransformer(model_config(tiny_config))
+    model.load_state_dict(last["model"])
+    x, dt = torch.randn(1, 16, 5), torch.rand(1, 16)
+    again = MATransformer(model_config(tiny_config))
+    again.load_state_dict(load_checkpoint(f"{out}/{LAST}")["model"])
+    assert torch.equal(model(x, dt)[0], again(x, dt)[0])
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_config, tmp_path):
+    cfg = replace(tiny_config, train=replace(tiny_config.train, epochs=3))
+    whole = fit(replace(cfg, train=replace(cfg.train, out_dir=str(tmp_path / "whole"))),
+                log=lambda *_: None)
+    parted_cfg = replace(cfg, train=replace(cfg.train, out_dir=str(tmp_path / "parted")))
+    first = fit(parted_cfg, stop_after_epochs=1, log=lambda *_: None)
+    assert first["epochs_done"] == 1 and not first["finished"]
+    second = fit(parted_cfg, resume=True, log=lambda *_: None)
+    assert second["history"] == whole["history"]
+    a = load_checkpoint(tmp_path / "whole" / LAST)["model"]
+    b = load_checkpoint(tmp_path / "parted" / LAST)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_another_config_is_refused(tiny_config):
+    fit(tiny_config, stop_after_epochs=1, log=lambda *_: None)
+    other = replace(tiny_config, train=replace(tiny_config.train, learning_rate=0.1))
+    with pytest.raises(ValueError, match="different config"):
+        fit(other, resume=True)
+
+
+def test_early_stopping_on_validation_loss(tiny_config):
+    # A learning rate this high makes the validation loss worse after the first epoch.
+    cfg = replace(tiny_config, train=replace(tiny_config.train, epochs=8, patience=1,
+                                             learning_rate=3.0, warmup_steps=1))
+    result = fit(cfg, log=lambda *_: None)
+    assert result["stopped_early"] and result["epochs_done"] < 8
+    val = result["history"]["val_loss"]
+    assert min(val[:-1]) <= val[-1]
+
+
+def test_grid_search_reports_the_best(tiny_config):
+    cfg = replace(tiny_config, train=replace(tiny_config.train, epochs=1),
+                  param_grid={"learning_rate": [1e-6, 3e-3]})
+    best = grid_search(cfg, log=lambda *_: None)
+    assert len(best["runs"]) == 2
+    assert best["best_val_loss"] == min(r["best_val_loss"] for r in best["runs"])
+    assert best["config"].train.learning_rate == 3e-3
+
+
+def test_lr_schedule_warms_up_then_decays():
+    factors = [lr_factor(s, 10, 100, 0.1) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+    assert factors[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_cli_reports_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epoch: 3\n")
+    with pytest.raises(SystemExit) as e:
+        main(["--config", str(bad)])
+    assert e.value.code == 2 and "unknown key 'epoch'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["--out-dir", str(tmp_path / "none"), "--resume"])
+    assert "no such checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("attention", ["ma", "sdpa_dense"])
+def test_benchmark_steps_runs_on_synthetic_data(tiny_config, attention):
+    out = benchmark_steps(tiny_config, attention, steps=2, batch=2, length=32, device="cpu",
+                          warmup=1)
+    assert out["attention"] == attention and out["ticks_per_s"] > 0
+    with pytest.raises(ValueError, match="attention must be one of"):
+        benchmark_steps(tiny_config, "linear", device="cpu")
