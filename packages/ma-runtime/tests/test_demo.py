@@ -42,7 +42,9 @@ def test_demo_runs_end_to_end_and_stream_equals_batch(capsys):
     assert result["events"] == 5000
     assert result["stream_equals_batch"]
     assert result["latency"].count == 100
+    assert 0 < result["train"]["val_accuracy"] <= 1 and result["train"]["train_loss"] > 0
     out = capsys.readouterr().out
+    assert "validation accuracy" in out
     assert "not there yet" in out  # unbuilt stages are named, not silently skipped
 
 
