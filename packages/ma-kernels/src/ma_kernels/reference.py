@@ -57,6 +57,38 @@ def rolling_vwap(
     return torch.where(trades > 0, notional / volume.where(trades > 0, 1.0), mid)
 
 
+def rolling_time_sum(x: torch.Tensor, time: torch.Tensor, tau: int) -> torch.Tensor:
+    """``out[t]`` = sum of ``x[j]`` over ``j <= t`` with ``time[j] > time[t] - tau``
+    (int64 ns), by an explicit ``[N, N]`` mask: for small tests only."""
+    x = x.detach().to(device="cpu", dtype=torch.float64)
+    time = time.detach().cpu()
+    j = torch.arange(len(x))
+    mask = (j[None, :] <= j[:, None]) & (time[None, :] > time[:, None] - tau)
+    return mask.to(torch.float64) @ x
+
+
+def depth_imbalance(bid_size: torch.Tensor, ask_size: torch.Tensor, k: int) -> torch.Tensor:
+    """``(sum of the best k bid sizes - same on the ask) / their total``; 0 on an empty book."""
+    bids = bid_size.detach().cpu().double()[:, :k].sum(1)
+    asks = ask_size.detach().cpu().double()[:, :k].sum(1)
+    total = bids + asks
+    return torch.where(total > 0, (bids - asks) / total.where(total > 0, 1.0), 0.0)
+
+
+def level_ofi(
+    bid_price: torch.Tensor, bid_size: torch.Tensor, ask_price: torch.Tensor, ask_size: torch.Tensor
+) -> torch.Tensor:
+    """``[N, K]`` order flow imbalance of each level against the previous row (row 0: 0).
+    An empty level (NaN price) is priced -inf on the bid side and +inf on the ask side."""
+    b, qb, a, qa = (t.detach().cpu().double() for t in (bid_price, bid_size, ask_price, ask_size))
+    b, a = b.nan_to_num(nan=-torch.inf), a.nan_to_num(nan=torch.inf)
+    ofi = torch.zeros_like(qb)
+    bid_flow = (b[1:] >= b[:-1]) * qb[1:] - (b[1:] <= b[:-1]) * qb[:-1]
+    ask_flow = (a[1:] <= a[:-1]) * qa[1:] - (a[1:] >= a[:-1]) * qa[:-1]
+    ofi[1:] = bid_flow - ask_flow
+    return ofi
+
+
 def microstructure_features(table: torch.Tensor, window: int = 100) -> torch.Tensor:
     """Reference for :func:`ma_kernels.microstructure_features` (same columns, same policies)."""
     t = table.detach().to(device="cpu", dtype=torch.float64)
