@@ -53,10 +53,12 @@ def _wheelhouse(session: nox.Session) -> Path:
     return house
 
 
-def _install(session: nox.Session, variant: str, packages: list[str]) -> None:
+def _install(
+    session: nox.Session, variant: str, packages: list[str], extra: str = "[test]"
+) -> None:
     session.install(*TORCH[variant])
     house = _wheelhouse(session)
-    session.install("--find-links", str(house), *(f"{p}[test]" for p in packages))
+    session.install("--find-links", str(house), *(p + extra for p in packages))
 
 
 def _pytest(session: nox.Session, package: str) -> None:
@@ -110,7 +112,7 @@ def build(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """asv smoke run of every benchmark against the packages installed here."""
-    _install(session, "cpu", PACKAGES)
+    _install(session, VARIANTS[0], PACKAGES, extra="")
     session.install("asv")
     session.run("asv", "machine", "--yes")
     session.run("asv", "run", "--python=same", "--quick", "--show-stderr", "--dry-run")
@@ -119,7 +121,7 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """The main job: simulated ticks, features, training, streaming replay."""
-    _install(session, "cpu", PACKAGES)
+    _install(session, VARIANTS[0], PACKAGES, extra="")
     session.run("ma-demo", *session.posargs)
 
 
