@@ -9,8 +9,8 @@
 //
 // Forward: a block of 4 warps owns 64 queries (16 per warp) and visits only
 // the 64-key tiles that intersect its band; K and V tiles are staged in shared
-// memory by cp.async (the next K tile loads during P.V), online softmax in
-// registers, the band mask only on tiles that cross its edge.
+// memory by cp.async in two stages (tile t + 1 loads while tile t computes),
+// online softmax in registers, the band mask only on tiles that cross its edge.
 // Backward: dq_kernel (per query tile: delta = rowsum(dO * O), then dq over the
 // key tiles) and dkdv_kernel (per key tile: dk, dv over the query tiles of
 // every query head of its group); each output has one writer, so no atomics.
@@ -225,8 +225,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
   constexpr int LD = kLd<D>;
   extern __shared__ __align__(16) unsigned char smem[];
   T* sQ = reinterpret_cast<T*>(smem);
-  T* sK = sQ + kTile * LD;
-  T* sV = sK + kTile * LD;
+  T* sK = sQ + kTile * LD;      // two stages of K tiles
+  T* sV = sK + 2 * kTile * LD;  // and of V tiles
 
   const Place pl = place(p, p.heads, tiles);
   if (!pl.valid) return;
@@ -244,6 +244,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
 
   load_tile<D>(sQ, q, qs, i0, kTile, pl.rows);
   load_tile<D>(sK, k, ks, first * kTile, kTile, pl.rows);
+  load_tile<D>(sV, v, vs, first * kTile, kTile, pl.rows);
   cp_async_commit();
 
   const int warp = threadIdx.x / 32;
@@ -254,13 +255,21 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
 
   for (std::int64_t t = first; t <= last; ++t) {
     const std::int64_t j0 = t * kTile;
-    load_tile<D>(sV, v, vs, j0, kTile, pl.rows);
-    cp_async_commit();
-    cp_async_wait<1>();  // Q and this K tile
+    const int stage = static_cast<int>((t - first) % 2);
+    const T* sKt = sK + stage * kTile * LD;
+    const T* sVt = sV + stage * kTile * LD;
+    if (t < last) {  // the next K, V tiles load into the other stage during this one
+      load_tile<D>(sK + (1 - stage) * kTile * LD, k, ks, j0 + kTile, kTile, pl.rows);
+      load_tile<D>(sV + (1 - stage) * kTile * LD, v, vs, j0 + kTile, kTile, pl.rows);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
     __syncthreads();
 
     float s[kTile / 8][4] = {};
-    mma_abt<kTile, D>(s, sQw, LD, sK, LD);
+    mma_abt<kTile, D>(s, sQw, LD, sKt, LD);
     const bool full = band.full(i0, kTile, j0, kTile);
 #pragma unroll
     for (int nb = 0; nb < kTile / 8; ++nb) {
@@ -299,18 +308,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
     }
     std::uint32_t pf[kTile / 16][4];
     to_fragments<kTile, T>(pf, s);
-
-    __syncthreads();  // every warp is done with sK
-    if (t < last) {
-      load_tile<D>(sK, k, ks, j0 + kTile, kTile, pl.rows);
-      cp_async_commit();
-      cp_async_wait<1>();  // this V tile
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
-    mma_ab<D, kTile, T>(o, pf, sV, LD);
-    __syncthreads();  // every warp is done with sV
+    mma_ab<D, kTile, T>(o, pf, sVt, LD);
+    __syncthreads();  // every warp is done with this stage before it refills
   }
 
   // Normalise, stage the warp's 16 rows in its own part of sQ, store 16 bytes a thread.
@@ -604,7 +603,7 @@ void sliding_window_attention_forward_mma(const AttentionProblem& p, const Atten
   dispatch_16bit(dtype, p.head_dim, [&](auto* tag, auto d) {
     using T = std::remove_pointer_t<decltype(tag)>;
     constexpr int D = decltype(d)::value;
-    launch(forward_kernel<D, T>, grid(p, p.heads, tiles), 3 * kTile * kLd<D> * sizeof(T), s, p, a,
+    launch(forward_kernel<D, T>, grid(p, p.heads, tiles), 5 * kTile * kLd<D> * sizeof(T), s, p, a,
            tiles);
   });
   cuda_check(cudaGetLastError(), "sliding_window_attention forward launch");
