@@ -71,3 +71,13 @@ def test_non_finite_features_are_named():
     ticks.ask_price[7, 0] = float("nan")
     with pytest.raises(ValueError, match="tick 7"):
         tick_arrays(ticks, (5,), 0.0)
+
+
+def test_parquet_source_reads_the_same_ticks(tmp_path):
+    from ma_model import load_ticks
+
+    ticks = ma_features.simulate(500, levels=1, seed=2)
+    ma_features.write_parquet(ticks, tmp_path / "t.parquet")
+    loaded = load_ticks(DataConfig(source="parquet", file_path=str(tmp_path / "t.parquet")))
+    assert loaded.equals(ticks)
+    assert len(load_ticks(DataConfig(source="lobster"))) == 999  # the shipped sample

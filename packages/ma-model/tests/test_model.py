@@ -89,3 +89,26 @@ def test_bad_inputs_are_named():
         model(x, dt[:, :7])
     with pytest.raises(ValueError, match=r"x must be \[B, F\]"):
         model.step(x, dt, model.new_cache(2, dtype=torch.float64))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("dilation", [1, 3])
+def test_flex_attention_computes_the_same_window(dilation):
+    windowed = _model(num_layers=1, dilations=(dilation,)).float()
+    flex = _model(num_layers=1, dilations=(dilation,), attention="flex").float()
+    flex.load_state_dict(windowed.state_dict())
+    x, dt = (t.float() for t in _inputs(length=40))
+    with torch.no_grad():  # FlexAttention has no CPU backward
+        torch.testing.assert_close(flex(x, dt)[0], windowed(x, dt)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_step_traces_as_one_graph():
+    # fullgraph=True fails on any graph break: .item(), a Python branch on data, a dynamic shape.
+    model = _model()
+    x, dt = _inputs(length=6)
+    step = torch.compile(model.step, backend="eager", fullgraph=True)
+    cache = model.new_cache(2, dtype=torch.float64)
+    with torch.no_grad():
+        for t in range(6):
+            logits, _ = step(x[:, t], dt[:, t], cache)
+        torch.testing.assert_close(logits, model(x, dt)[0][:, -1], rtol=1e-10, atol=1e-12)

@@ -20,6 +20,7 @@ captured in a CUDA graph.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -121,16 +122,28 @@ class Attention(nn.Module):
 
 
 def _flex_window_attention(q, k, v, window: int, dilation: int) -> torch.Tensor:
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    mask = _flex_block_mask(window, dilation, q.shape[2], str(q.device))
+    return _flex_kernel(q.is_cuda)(q, k, v, block_mask=mask)
+
+
+@functools.cache
+def _flex_kernel(compiled: bool):
+    # Compiled once per process; uncompiled FlexAttention (the CPU path) is a slow reference.
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention) if compiled else flex_attention
+
+
+@functools.lru_cache(maxsize=32)
+def _flex_block_mask(window: int, dilation: int, length: int, device: str):
+    """The block mask of the dilated causal window; built once per shape, not per call."""
+    from torch.nn.attention.flex_attention import create_block_mask
 
     def visible(b, h, qi, ki):
         gap = qi - ki
         return (gap >= 0) & (gap < window * dilation) & (gap % dilation == 0)
 
-    length = q.shape[2]
-    mask = create_block_mask(visible, None, None, length, length, device=q.device)
-    attend = torch.compile(flex_attention) if q.is_cuda else flex_attention
-    return attend(q, k, v, block_mask=mask)
+    return create_block_mask(visible, None, None, length, length, device=device)
 
 
 class MLP(nn.Module):
