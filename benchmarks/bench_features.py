@@ -1,12 +1,17 @@
-"""Level-1 features: the fused ma_kernels op against pandas and torch eager
-computing the same columns, on the CPU and (where there is one) the GPU."""
+"""Microstructure features: the fused ma_kernels ops against pandas and torch
+eager computing the same columns, on the CPU and (where there is one) the GPU:
+the level-1 set and the ANCHORS.md set (level 1 plus rolling OFI, trade VWAP
+and realized variance over 100 events)."""
 
+import numpy as np
 import pandas as pd
 import torch
 
 import ma_kernels
 
-from .common import random_book, require_gpu
+from .common import random_book, random_table, require_gpu
+
+WINDOW = 100
 
 
 def pandas_l1_features(frame: pd.DataFrame) -> pd.DataFrame:
@@ -45,6 +50,40 @@ def torch_l1_features(book: torch.Tensor) -> torch.Tensor:
     )
 
 
+def pandas_microstructure_features(frame: pd.DataFrame, window: int = WINDOW) -> pd.DataFrame:
+    features = pandas_l1_features(frame[list(ma_kernels.BOOK_COLUMNS)])
+    price, size = frame["trade_price"], frame["trade_size"]
+
+    def rolling(x: pd.Series) -> pd.Series:
+        return x.rolling(window, min_periods=1).sum()
+
+    trades = rolling((size > 0).astype(np.float64))
+    vwap = (rolling(price * size) / rolling(size)).where(trades > 0, features["mid"])
+    squared = np.log(features["mid"]).diff().fillna(0.0) ** 2
+    return features.assign(
+        rolling_ofi=rolling(features["ofi"]),
+        rolling_vwap=vwap,
+        rolling_realized_variance=rolling(squared).clip(lower=0.0),
+    )
+
+
+def torch_microstructure_features(table: torch.Tensor, window: int = WINDOW) -> torch.Tensor:
+    """The peer in torch eager. Window sums are differences of one float64
+    prefix sum: a float32 cumsum over millions of rows would be wrong."""
+    l1 = torch_l1_features(table[:, :4])
+    mid64 = (table[:, 0].double() + table[:, 2].double()) / 2
+    price, size = table[:, 4].double(), table[:, 5].double()
+    squared = torch.zeros_like(mid64)
+    squared[1:] = torch.diff(torch.log(mid64)) ** 2
+    terms = torch.stack([l1[:, 4].double(), price * size, size, (size > 0).double(), squared], 1)
+    prefix = torch.cat([terms.new_zeros(1, terms.shape[1]), terms.cumsum(0)])
+    end = torch.arange(1, len(table) + 1, device=table.device)
+    sums = prefix[end] - prefix[(end - window).clamp_min(0)]
+    vwap = torch.where(sums[:, 3] > 0, sums[:, 1] / sums[:, 2], mid64)
+    rolling = torch.stack([sums[:, 0], vwap, sums[:, 4].clamp_min(0)], 1).to(table.dtype)
+    return torch.cat([l1, rolling], 1)
+
+
 class L1FeaturesCPU:
     params = [1_000_000]
     param_names = ["ticks"]
@@ -77,4 +116,42 @@ class L1FeaturesGPU:
 
     def time_torch_eager(self, n):
         torch_l1_features(self.book)
+        torch.cuda.synchronize()
+
+
+class MicrostructureFeaturesCPU:
+    """The ANCHORS.md set on the CPU: ma_kernels (all cores) against pandas."""
+
+    params = [5_000_000]
+    param_names = ["ticks"]
+
+    def setup(self, n):
+        self.table = random_table(n)
+        columns = list(ma_kernels.MICROSTRUCTURE_INPUTS)
+        self.frame = pd.DataFrame(self.table.double().numpy(), columns=columns)
+
+    def time_ma_kernels(self, n):
+        ma_kernels.microstructure_features(self.table, WINDOW)
+
+    def time_torch_eager(self, n):
+        torch_microstructure_features(self.table)
+
+    def time_pandas(self, n):
+        pandas_microstructure_features(self.frame)
+
+
+class MicrostructureFeaturesGPU:
+    params = [50_000_000]
+    param_names = ["ticks"]
+
+    def setup(self, n):
+        require_gpu()
+        self.table = random_table(n, device="cuda")
+
+    def time_ma_kernels(self, n):
+        ma_kernels.microstructure_features(self.table, WINDOW)
+        torch.cuda.synchronize()
+
+    def time_torch_eager(self, n):
+        torch_microstructure_features(self.table)
         torch.cuda.synchronize()

@@ -18,3 +18,15 @@ def require_gpu() -> None:
     """asv skips a benchmark whose setup raises NotImplementedError."""
     if not (torch.cuda.is_available() and ma_kernels.cuda_available()):
         raise NotImplementedError("no CUDA device")
+
+
+def random_table(n: int, device: str = "cpu", seed: int = 0) -> torch.Tensor:
+    """``[n, 6]`` book plus trades (ma_kernels.MICROSTRUCTURE_INPUTS): one row
+    in ten trades at the bid or the ask, the others have price and size 0."""
+    g = torch.Generator().manual_seed(seed + 1)
+    book = random_book(n, seed=seed)
+    trade = torch.rand(n, generator=g) < 0.1
+    at_ask = torch.rand(n, generator=g) < 0.5
+    price = torch.where(trade, torch.where(at_ask, book[:, 2], book[:, 0]), 0.0)
+    size = torch.where(trade, torch.randint(1, 300, (n,), generator=g).float(), 0.0)
+    return torch.cat([book, price[:, None], size[:, None]], 1).to(device)

@@ -39,12 +39,13 @@ MA_HOST_DEVICE double log1p_of(double x) { return log1p(x); }
 
 // log(m_now / m_before) of two mids. The difference of mids is taken in double
 // (exact for float inputs), so a one-tick move is not lost to rounding of the
-// mids themselves; the logarithm runs in T. A non-positive mid gives 0.
+// mids themselves; the logarithm runs in T. A non-positive mid gives 0. Most
+// events leave the mid where it was: they skip the logarithm (log1p(0) = 0).
 template <typename T>
 MA_HOST_DEVICE T log_mid_return(const L1Quote<T>& now, const L1Quote<T>& before) {
   const double mid = 0.5 * (double(now.bid_price) + double(now.ask_price));
   const double mid_before = 0.5 * (double(before.bid_price) + double(before.ask_price));
-  if (!(mid > 0.0 && mid_before > 0.0)) return T(0);
+  if (mid == mid_before || !(mid > 0.0 && mid_before > 0.0)) return T(0);
   return log1p_of(T((mid - mid_before) / mid_before));
 }
 

@@ -1,5 +1,6 @@
 #include <vector>
 
+#include "cpu/huge_pages.h"
 #include "cpu/parallel.h"
 #include "microstructure_features.h"
 
@@ -14,14 +15,6 @@ template <typename T>
 void features_rows(const T* in, const Matrix& table, std::int64_t window, std::int64_t begin,
                    std::int64_t end, T* out) {
   auto quote = [&](std::int64_t i) { return load_quote(in, i, table.row_stride, table.col_stride); };
-  auto terms = [&](std::int64_t i) {
-    const T* row = in + i * table.row_stride;
-    const L1Quote<T> now = quote(i);
-    const T price = row[4 * table.col_stride], size = row[5 * table.col_stride];
-    if (i == 0) return rolling_terms<T>(now, nullptr, price, size);
-    const L1Quote<T> before = quote(i - 1);
-    return rolling_terms(now, &before, price, size);
-  };
 
   // ring[slot] holds the terms of the event `window` rows before the one that
   // will overwrite it; events before row 0 (or before this chunk's warm-up) are 0.
@@ -29,28 +22,29 @@ void features_rows(const T* in, const Matrix& table, std::int64_t window, std::i
   RollingTerms sum{};
   const std::int64_t first = std::max<std::int64_t>(0, begin - window + 1);
   std::int64_t slot = first % window;
-  auto push = [&](const RollingTerms& x) {
+  std::int64_t until_reanchor = kReanchorRows;
+  L1Quote<T> before = quote(std::max<std::int64_t>(0, first - 1));
+
+  for (std::int64_t i = first; i < end; ++i) {
+    const L1Quote<T> now = quote(i);
+    const L1Quote<T>* previous = i > 0 ? &before : nullptr;
+    const T* row = in + i * table.row_stride;
+    const RollingTerms x =
+        rolling_terms(now, previous, row[4 * table.col_stride], row[5 * table.col_stride]);
     sum = sum + x - ring[slot];
     ring[slot] = x;
     if (++slot == window) slot = 0;
-  };
-  for (std::int64_t i = first; i < begin; ++i) push(terms(i));
-
-  for (std::int64_t i = begin; i < end; ++i) {
-    push(terms(i));
-    if ((i - begin) % kReanchorRows == kReanchorRows - 1) {
-      sum = RollingTerms{};
-      for (const RollingTerms& x : ring) sum = sum + x;
+    if (i >= begin) {
+      if (--until_reanchor == 0) {
+        until_reanchor = kReanchorRows;
+        sum = RollingTerms{};
+        for (const RollingTerms& r : ring) sum = sum + r;
+      }
+      T* row_out = out + i * kMicrostructureFeatures;
+      l1_features_row(now, previous, row_out);
+      rolling_features(sum, row_out[1], row_out + kL1Features);
     }
-    T* row_out = out + i * kMicrostructureFeatures;
-    const L1Quote<T> now = quote(i);
-    if (i == 0) {
-      l1_features_row<T>(now, nullptr, row_out);
-    } else {
-      const L1Quote<T> before = quote(i - 1);
-      l1_features_row(now, &before, row_out);
-    }
-    rolling_features(sum, row_out[1], row_out + kL1Features);
+    before = now;
   }
 }
 
@@ -62,6 +56,7 @@ void microstructure_features_cpu(const Matrix& table, std::int64_t window, std::
     using T = std::remove_pointer_t<decltype(type_tag)>;
     const T* in = reinterpret_cast<const T*>(table.data);
     T* features = reinterpret_cast<T*>(out);
+    advise_huge_pages(out, sizeof(T) * kMicrostructureFeatures * table.rows);
     // Each chunk re-reads `window - 1` rows before it: keep chunks much longer.
     const std::int64_t grain = std::max<std::int64_t>(1 << 15, 16 * window);
     parallel_for(table.rows, grain, [&](std::int64_t begin, std::int64_t end) {
