@@ -440,7 +440,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
   }
 
   const float scale = static_cast<float>(p.scale);
-  float* out = a.dq.row<float>(pl.b, pl.head, pl.r);
+  T* out = a.dq.row<T>(pl.b, pl.head, pl.r);
   const std::int64_t os = a.dq.stride_l * dil;
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
@@ -448,8 +448,8 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
     if (i >= pl.rows) continue;
 #pragma unroll
     for (int nb = 0; nb < D / 8; ++nb) {
-      *reinterpret_cast<float2*>(out + i * os + acc_col(nb, 0)) =
-          make_float2(dq[nb][2 * rr] * scale, dq[nb][2 * rr + 1] * scale);
+      *reinterpret_cast<std::uint32_t*>(out + i * os + acc_col(nb, 0)) =
+          pack<T>(dq[nb][2 * rr] * scale, dq[nb][2 * rr + 1] * scale);
     }
   }
 }
@@ -538,8 +538,8 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, Atte
   }
 
   const float scale = static_cast<float>(p.scale);
-  float* dk_out = a.dk.row<float>(pl.b, pl.head, pl.r);
-  float* dv_out = a.dv.row<float>(pl.b, pl.head, pl.r);
+  T* dk_out = a.dk.row<T>(pl.b, pl.head, pl.r);
+  T* dv_out = a.dv.row<T>(pl.b, pl.head, pl.r);
   const std::int64_t dks = a.dk.stride_l * dil, dvs = a.dv.stride_l * dil;
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
@@ -547,10 +547,10 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, Atte
     if (j >= pl.rows) continue;
 #pragma unroll
     for (int nb = 0; nb < D / 8; ++nb) {
-      *reinterpret_cast<float2*>(dk_out + j * dks + acc_col(nb, 0)) =
-          make_float2(dk[nb][2 * rr] * scale, dk[nb][2 * rr + 1] * scale);
-      *reinterpret_cast<float2*>(dv_out + j * dvs + acc_col(nb, 0)) =
-          make_float2(dv[nb][2 * rr], dv[nb][2 * rr + 1]);
+      *reinterpret_cast<std::uint32_t*>(dk_out + j * dks + acc_col(nb, 0)) =
+          pack<T>(dk[nb][2 * rr] * scale, dk[nb][2 * rr + 1] * scale);
+      *reinterpret_cast<std::uint32_t*>(dv_out + j * dvs + acc_col(nb, 0)) =
+          pack<T>(dv[nb][2 * rr], dv[nb][2 * rr + 1]);
     }
   }
 }

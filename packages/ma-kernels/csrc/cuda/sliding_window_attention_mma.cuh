@@ -10,7 +10,7 @@ namespace ma_kernels {
 
 void sliding_window_attention_forward_mma(const AttentionProblem& p, const AttentionForward& a,
                                           DType dtype, cudaStream_t stream);
-// dq, dk, dv are float32 [B, H(_kv), L, D]; delta is written, then read.
+// dq, dk, dv are in the input dtype; delta (float32) is written, then read.
 void sliding_window_attention_backward_mma(const AttentionProblem& p, const AttentionBackward& a,
                                            DType dtype, cudaStream_t stream);
 

@@ -194,13 +194,14 @@ def _backward_cpu(
 @_backward_cpu.register_kernel("cuda")
 def _backward_cuda(q, k, v, out, dout, lse, left, right, dilation, scale):
     q, k, v, out, dout = _aligned_16bit(q, k, v, out, dout)
-    dq, dk, dv, delta = _gradient_buffers(q, k, _accumulation_dtype(q.dtype))
+    # The kernels accumulate in fp32 (fp64) and write the input dtype.
+    dq, dk, dv, delta = _gradient_buffers(q, k, q.dtype)
     _C.sliding_window_attention_backward_cuda(
         _problem(q, k, left, right, dilation), scale, _strided(q), _strided(k), _strided(v),
         _strided(out), _strided(dout), _strided(dq), _strided(dk), _strided(dv), lse.data_ptr(),
         delta.data_ptr(), DTYPE_CODES[q.dtype], q.device.index, cuda_stream(q),
     )
-    return dq.to(q.dtype), dk.to(q.dtype), dv.to(q.dtype)
+    return dq, dk, dv
 
 
 @_backward_cpu.register_fake
