@@ -21,8 +21,12 @@ import ma_kernels
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from timing import median_ms  # noqa: E402
 
-from benchmarks.bench_features import torch_l1_features  # noqa: E402
-from benchmarks.common import random_book  # noqa: E402
+from benchmarks.bench_features import (  # noqa: E402
+    WINDOW,
+    torch_l1_features,
+    torch_microstructure_features,
+)
+from benchmarks.common import random_book, random_table  # noqa: E402
 
 
 def bench_l1_features(ticks: int) -> dict:
@@ -46,6 +50,36 @@ def bench_l1_features(ticks: int) -> dict:
     return result
 
 
+def bench_microstructure_features(ticks: int) -> dict:
+    """The ANCHORS.md set: 6 float32 columns in, 8 out, rolling windows of 100 events."""
+    table = random_table(ticks, device="cuda")
+    out = ma_kernels.microstructure_features(table, WINDOW)
+    peer = torch_microstructure_features(table, WINDOW)
+    # Correct before fast: each column within 1e-5 (relative norm) of the peer,
+    # whose window sums are float64 prefix differences.
+    err = (out.double() - peer.double()).norm(dim=0) / peer.double().norm(dim=0)
+    errors = dict(zip(ma_kernels.MICROSTRUCTURE_FEATURES, err.tolist(), strict=True))
+    if not bool(torch.isfinite(out).all()) or max(errors.values()) > 1e-5:
+        raise AssertionError(f"microstructure_features disagrees with torch eager: {errors}")
+    del peer
+    moved = table.numel() * table.element_size() + out.numel() * out.element_size()
+    src = torch.empty(moved // 4, dtype=torch.float32, device="cuda")
+    dst = torch.empty_like(src)
+    result = {
+        "ticks": ticks,
+        "window": WINDOW,
+        "bytes_moved": moved,
+        "max_relative_error_vs_torch_eager": max(errors.values()),
+        "ma_kernels_ms": median_ms(lambda: ma_kernels.microstructure_features(table, WINDOW)),
+        "torch_eager_ms": median_ms(lambda: torch_microstructure_features(table, WINDOW)),
+        "copy_floor_ms": median_ms(lambda: dst.copy_(src)),
+    }
+    result["speedup_vs_torch_eager"] = result["torch_eager_ms"] / result["ma_kernels_ms"]
+    result["ratio_to_copy_floor"] = result["ma_kernels_ms"] / result["copy_floor_ms"]
+    result["ticks_per_s"] = ticks / (result["ma_kernels_ms"] / 1e3)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
@@ -59,15 +93,18 @@ def main() -> None:
         "python": platform.python_version(),
         "l1_features": bench_l1_features(args.ticks),
     }
+    torch.cuda.empty_cache()
+    report["microstructure_features"] = bench_microstructure_features(args.ticks)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    f = report["l1_features"]
     print(f"{report['gpu']}, torch {report['torch']}, commit {report['commit'][:10]}")
-    print(
-        f"l1_features {f['ticks']:,} ticks: {f['ma_kernels_ms']:.3f} ms, torch eager "
-        f"{f['torch_eager_ms']:.3f} ms ({f['speedup_vs_torch_eager']:.1f}x), copy floor "
-        f"{f['copy_floor_ms']:.3f} ms ({f['ratio_to_copy_floor']:.2f}x of floor)"
-    )
+    for name in ("l1_features", "microstructure_features"):
+        f = report[name]
+        print(
+            f"{name} {f['ticks']:,} ticks: {f['ma_kernels_ms']:.3f} ms, torch eager "
+            f"{f['torch_eager_ms']:.3f} ms ({f['speedup_vs_torch_eager']:.1f}x), copy floor "
+            f"{f['copy_floor_ms']:.3f} ms ({f['ratio_to_copy_floor']:.2f}x of floor)"
+        )
 
 
 if __name__ == "__main__":
