@@ -17,14 +17,14 @@ def test_original_design_keys_map_onto_the_sections(tmp_path):
     path = tmp_path / "legacy.yaml"
     path.write_text(
         "file_path: data/AAPL_message_10.csv\nsequence_length: 32\nbatch_size: 16\n"
-        "epochs: 7\npatience: 2\ninput_dim: 5\n"
+        "epochs: 7\npatience: 2\ninput_dim: 6\n"
         "param_grid:\n  learning_rate: [0.001, 0.003]\n  model_dim: [16, 32]\n"
         "  num_heads: [2]\n  num_layers: [1, 3]\n"
     )
     cfg = load_config(path)
     assert cfg.data.file_path == "data/AAPL_message_10.csv" and cfg.data.source == "lobster"
     assert (cfg.data.sequence_length, cfg.train.batch_size, cfg.train.epochs,
-            cfg.train.patience, cfg.model.input_dim) == (32, 16, 7, 2, 5)
+            cfg.train.patience, cfg.model.input_dim) == (32, 16, 7, 2, 6)
     points = cfg.grid()
     assert len(points) == 8
     assert {(p.train.learning_rate, p.model.model_dim, p.model.num_layers) for p in points} == {

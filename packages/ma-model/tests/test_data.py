@@ -11,7 +11,7 @@ def arrays():
 
 
 def test_tick_arrays_shapes_and_dt(arrays):
-    assert arrays.x.shape == (4000, 5) and arrays.dt.shape == (4000,)
+    assert arrays.x.shape == (4000, 6) and arrays.dt.shape == (4000,)
     assert arrays.labels.shape == arrays.target.shape == arrays.target_valid.shape == (4000, 2)
     assert arrays.dt[0] == 0 and bool((arrays.dt[1:] > 0).all())
     assert bool((arrays.labels[-5:, 0] == ma_features.IGNORE_INDEX).all())
@@ -55,7 +55,7 @@ def test_no_leakage_across_splits(arrays):
     assert torch.equal(other.standardizer.mean, splits.standardizer.mean)
     train_x = arrays.x[: splits.ranges["train"][1]]
     torch.testing.assert_close(splits.train.x.double().mean(0),
-                               torch.zeros(5, dtype=torch.float64), atol=1e-5, rtol=0)
+                               torch.zeros(6, dtype=torch.float64), atol=1e-5, rtol=0)
     torch.testing.assert_close(splits.standardizer.mean, train_x.double().mean(0))
 
 

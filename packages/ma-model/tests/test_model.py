@@ -13,7 +13,7 @@ def _model(**overrides):
 
 def _inputs(batch=2, length=40, seed=1):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, length, 5, generator=g, dtype=torch.float64)
+    x = torch.randn(batch, length, 6, generator=g, dtype=torch.float64)
     dt = torch.rand(batch, length, generator=g, dtype=torch.float64) * 3
     return x, dt
 
@@ -84,7 +84,7 @@ def test_bad_inputs_are_named():
     model = _model()
     x, dt = _inputs(length=8)
     with pytest.raises(ValueError, match="x must be"):
-        model(x[..., :4], dt)
+        model(x[..., :5], dt)
     with pytest.raises(ValueError, match="dt must have shape"):
         model(x, dt[:, :7])
     with pytest.raises(ValueError, match=r"x must be \[B, F\]"):

@@ -25,7 +25,7 @@ def test_checkpoint_round_trip_rebuilds_the_model(tiny_config):
     assert "optimizer" not in best and last["epoch"] == 2
     model = MATransformer(model_config(tiny_config))
     model.load_state_dict(last["model"])
-    x, dt = torch.randn(1, 16, 5), torch.rand(1, 16)
+    x, dt = torch.randn(1, 16, 6), torch.rand(1, 16)
     again = MATransformer(model_config(tiny_config))
     again.load_state_dict(load_checkpoint(f"{out}/{LAST}")["model"])
     assert torch.equal(model(x, dt)[0], again(x, dt)[0])
@@ -96,3 +96,9 @@ def test_benchmark_steps_runs_on_synthetic_data(tiny_config, attention):
     assert out["attention"] == attention and out["ticks_per_s"] > 0
     with pytest.raises(ValueError, match="attention must be one of"):
         benchmark_steps(tiny_config, "linear", device="cpu")
+
+
+def test_input_dim_must_match_the_features(tiny_config):
+    cfg = replace(tiny_config, model=replace(tiny_config.model, input_dim=5))
+    with pytest.raises(ValueError, match="input_dim.*is 5 but the data has 6 features"):
+        fit(cfg)

@@ -29,7 +29,7 @@ class ModelConfig:
     FlexAttention) or ``sdpa_dense`` (dense causal attention, the baseline).
     """
 
-    input_dim: int = 5
+    input_dim: int = 6
     model_dim: int = 32
     num_heads: int = 2
     num_layers: int = 2
@@ -74,8 +74,9 @@ class DataConfig:
     """Where ticks come from and how they become windows and labels.
 
     ``source``: ``simulator`` (``events`` ticks of ``ma_features.simulate``
-    with ``seed``), ``lobster`` (``file_path`` is a message file, its
-    orderbook file beside it; the shipped AAPL sample when empty),
+    with ``seed`` and ``levels`` book levels per side), ``lobster``
+    (``file_path`` is a message file, its orderbook file beside it; the
+    shipped AAPL sample when empty),
     ``parquet`` or ``csv`` (``file_path`` written by ma_features).
     Splits are by time, in this order: train, validation, test.
     """
@@ -84,6 +85,7 @@ class DataConfig:
     file_path: str | None = None
     events: int = 60_000
     seed: int = 0
+    levels: int = 10
     sequence_length: int = 64
     horizons: tuple[int, ...] = (10, 50)
     alpha: float = 0.0
@@ -96,6 +98,7 @@ class DataConfig:
         if self.source in ("parquet", "csv") and not self.file_path:
             raise ValueError(f"data.source {self.source!r} needs data.file_path")
         _positive_int("data.events", self.events)
+        _positive_int("data.levels", self.levels)
         _positive_int("data.sequence_length", self.sequence_length)
         object.__setattr__(self, "horizons", tuple(self.horizons))
         if not self.horizons:

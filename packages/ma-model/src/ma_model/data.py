@@ -22,14 +22,14 @@ import ma_features
 
 from .config import DataConfig
 
-FEATURES = ("spread", "mid_change", "microprice_offset", "imbalance", "ofi")
+FEATURES = ("spread", "mid_change", "microprice_offset", "imbalance", "ofi", "log_depth")
 """Model inputs per tick; level-1 features made stationary (no price level)."""
 
 
 def load_ticks(cfg: DataConfig) -> ma_features.Ticks:
     """The ticks ``cfg`` names: simulated, LOBSTER, Parquet or CSV."""
     if cfg.source == "simulator":
-        return ma_features.simulate(cfg.events, levels=1, seed=cfg.seed)
+        return ma_features.simulate(cfg.events, levels=cfg.levels, seed=cfg.seed)
     if cfg.source == "lobster":
         if not cfg.file_path:
             return ma_features.lobster_sample()
@@ -76,6 +76,9 @@ def tick_arrays(ticks: ma_features.Ticks, horizons: tuple[int, ...], alpha: floa
         column["imbalance"],
         column["ofi"],
     ], dim=1)
+    # Queue sizes, not only their ratio: a thin best level is about to move the mid.
+    depth = torch.from_numpy(ticks.bid_size[:, 0] + ticks.ask_size[:, 0]).double()
+    x = torch.cat([x, torch.log1p(depth).unsqueeze(1)], dim=1)
     time = torch.from_numpy(ticks.time.astype("int64"))
     dt = torch.diff(time, prepend=time[:1]).double() / 1e9
     labels = ma_features.direction_labels(mid, list(horizons), alpha)
