@@ -4,12 +4,16 @@
 # included), run the GPU benchmarks, write logs and JSON under $OUT.
 #
 #   OUT=/tmp/out MA_COMMIT=$(git rev-parse HEAD) bash tools/device/run.sh [pytest args]
+#
+# SANITIZE=1 also runs the CUDA tests of ma-kernels under compute-sanitizer
+# (memcheck, racecheck); BENCH=0 skips the benchmarks.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-$PWD/benchmarks/results/latest}
+ROOT=$PWD
+OUT=${OUT:-$ROOT/benchmarks/results/latest}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-export PYTHONPATH=$PWD/packages/ma-features/src:$PWD/packages/ma-model/src:$PWD/packages/ma-runtime/src:$PWD${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=$ROOT/packages/ma-features/src:$ROOT/packages/ma-model/src:$ROOT/packages/ma-runtime/src:$ROOT${PYTHONPATH:+:$PYTHONPATH}
 
 # Test-only packages the device image lacks travel as wheels in .whl (carried).
 if ls .whl/*.whl > /dev/null 2>&1; then
@@ -17,23 +21,57 @@ if ls .whl/*.whl > /dev/null 2>&1; then
   export PYTHONPATH=$PYTHONPATH:/tmp/site
 fi
 
+# Some images' pip cannot import scikit-build-core; then build with CMake
+# directly and import the package from its source tree.
+build_with_cmake() {
+  local build=/tmp/ma-kernels-build src=$ROOT/packages/ma-kernels
+  cmake -S "$src" -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMA_KERNELS_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES="${CMAKE_CUDA_ARCHITECTURES:-90}" \
+    -DPython_EXECUTABLE="$(command -v python3)" -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" &&
+  cmake --build $build -j "$(nproc)" &&
+  cp $build/_C*.so "$src/src/ma_kernels/" || return 1
+  local version
+  version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$src/pyproject.toml")
+  mkdir -p "$src/src/ma_kernels-$version.dist-info"
+  printf 'Metadata-Version: 2.1\nName: ma-kernels\nVersion: %s\n' "$version" \
+    > "$src/src/ma_kernels-$version.dist-info/METADATA"
+  export PYTHONPATH=$src/src:$PYTHONPATH
+}
+
 echo "== build ma-kernels (CUDA required)"
-MA_KERNELS_CUDA=ON CMAKE_CUDA_ARCHITECTURES=${CMAKE_CUDA_ARCHITECTURES:-90} \
-  python3 -m pip install --no-build-isolation --no-deps -q ./packages/ma-kernels \
-  > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+{
+  MA_KERNELS_CUDA=ON CMAKE_CUDA_ARCHITECTURES=${CMAKE_CUDA_ARCHITECTURES:-90} \
+    python3 -m pip install --no-build-isolation --no-deps ./packages/ma-kernels ||
+    { echo "pip build failed; building with CMake"; build_with_cmake; }
+} > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
 python3 -c "import ma_kernels as m; assert m.cuda_available(), 'no CUDA in ma_kernels'; print('ma_kernels', m.__version__, 'cuda ok')" || exit 1
 
 echo "== tests"
 status=0
 for package in ma-kernels ma-features ma-model ma-runtime; do
-  (cd "packages/$package" && python3 -m pytest -q -p no:cacheprovider "$@" \
-    --junitxml="$OUT/tests-$package.xml") > "$OUT/tests-$package.log" 2>&1
+  (cd "packages/$package" && python3 -m pytest -q -p no:cacheprovider "$@") > /tmp/tests.log 2>&1
   code=$?
-  echo "$package: $(tail -1 "$OUT/tests-$package.log") (exit $code)"
-  [ $code -eq 0 ] || { status=1; grep -E "^(FAILED|ERROR)" "$OUT/tests-$package.log" | head -20; }
+  { echo "===== $package (exit $code)"; cat /tmp/tests.log; } >> "$OUT/tests.log"
+  echo "$package: $(tail -1 /tmp/tests.log) (exit $code)"
+  [ $code -eq 0 ] || { status=1; grep -E "^(FAILED|ERROR)" /tmp/tests.log | head -20; }
 done
 
-echo "== benchmarks"
-python3 tools/device/bench_gpu.py --out "$OUT/gpu_bench.json" || status=1
-python3 tools/device/bench_attention.py --out "$OUT/attention_bench.json" || status=1
+if [ "${SANITIZE:-0}" = 1 ]; then
+  echo "== compute-sanitizer"
+  for tool in memcheck racecheck; do
+    (cd packages/ma-kernels && compute-sanitizer --tool $tool --error-exitcode 3 \
+      python3 -m pytest -q -p no:cacheprovider -x -m gpu -k "not compile and not graph") \
+      > /tmp/sanitizer.log 2>&1
+    code=$?
+    { echo "===== $tool (exit $code)"; cat /tmp/sanitizer.log; } >> "$OUT/sanitizer.log"
+    echo "$tool: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" /tmp/sanitizer.log | tail -1) $(tail -1 /tmp/sanitizer.log) (exit $code)"
+    [ $code -eq 0 ] || status=1
+  done
+fi
+
+if [ "${BENCH:-1}" = 1 ]; then
+  echo "== benchmarks"
+  python3 tools/device/bench_gpu.py --out "$OUT/gpu_bench.json" || status=1
+  python3 tools/device/bench_attention.py --out "$OUT/attention_bench.json" || status=1
+fi
 exit $status
