@@ -27,12 +27,12 @@ struct AddTerms {
 
 // Rows are 32 (float) or 64 (double) bytes and the output is ours, so whole
 // 16-byte vectors can be stored.
-__device__ void store_row(float* out, const float* v) {
+__device__ __forceinline__ void store_row(float* out, const float* v) {
   reinterpret_cast<float4*>(out)[0] = make_float4(v[0], v[1], v[2], v[3]);
   reinterpret_cast<float4*>(out)[1] = make_float4(v[4], v[5], v[6], v[7]);
 }
 
-__device__ void store_row(double* out, const double* v) {
+__device__ __forceinline__ void store_row(double* out, const double* v) {
   for (int i = 0; i < 4; ++i) {
     reinterpret_cast<double2*>(out)[i] = make_double2(v[2 * i], v[2 * i + 1]);
   }
@@ -42,20 +42,40 @@ template <typename T>
 struct Table {
   const T* data;
   std::int64_t rows, row_stride, col_stride;
-
-  __device__ L1Quote<T> quote(std::int64_t i) const {
-    return load_quote(data, i, row_stride, col_stride);
-  }
-
-  __device__ RollingTerms terms(std::int64_t i) const {
-    const T* row = data + i * row_stride;
-    const L1Quote<T> now = quote(i);
-    const T price = row[4 * col_stride], size = row[5 * col_stride];
-    if (i == 0) return rolling_terms<T>(now, nullptr, price, size);
-    const L1Quote<T> before = quote(i - 1);
-    return rolling_terms(now, &before, price, size);
-  }
 };
+
+// An event as one thread sees it: its quote, the quote before it and its trade.
+template <typename T>
+struct Event {
+  L1Quote<T> now, before;
+  T trade_price, trade_size;
+};
+
+template <typename T>
+__device__ L1Quote<T> shuffle_up(const L1Quote<T>& q) {
+  constexpr unsigned kAll = 0xffffffffu;
+  return {__shfl_up_sync(kAll, q.bid_price, 1), __shfl_up_sync(kAll, q.bid_size, 1),
+          __shfl_up_sync(kAll, q.ask_price, 1), __shfl_up_sync(kAll, q.ask_size, 1)};
+}
+
+// Row `i` of the calling thread, where consecutive lanes hold consecutive rows:
+// each row is read from memory once and the quote before it comes from the
+// lane below (lane 0 reads it). Every lane of the warp must call this.
+template <typename T>
+__device__ Event<T> load_event(const Table<T>& t, std::int64_t i, bool valid) {
+  Event<T> e{};
+  if (valid) {
+    const T* row = t.data + i * t.row_stride;
+    e.now = load_quote(t.data, i, t.row_stride, t.col_stride);
+    e.trade_price = row[4 * t.col_stride];
+    e.trade_size = row[5 * t.col_stride];
+  }
+  e.before = shuffle_up(e.now);
+  if (valid && i > 0 && threadIdx.x % 32 == 0) {
+    e.before = load_quote(t.data, i - 1, t.row_stride, t.col_stride);
+  }
+  return e;
+}
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
@@ -68,39 +88,54 @@ __global__ void __launch_bounds__(kThreads)
   const std::int64_t origin = start - window;  // Q(origin) = 0: its row is excluded
   const int head = static_cast<int>(std::min<std::int64_t>(window, kTile));
   RollingTerms carry{};
-
-  // Scans rows [first, first + count) in steps of kThreads, storing Q at
-  // prefix[store + offset] unless store < 0.
-  auto scan_rows = [&](std::int64_t first, std::int64_t count, int store) {
-    for (std::int64_t step = 0; step < count; step += kThreads) {
-      const std::int64_t local = step + threadIdx.x;
-      const std::int64_t row = first + local;
-      RollingTerms x{};
-      if (local < count && row > origin && row >= 0 && row < table.rows) x = table.terms(row);
-      RollingTerms total;
-      Scan(scan_storage).InclusiveScan(x, x, AddTerms(), total);
-      if (store >= 0 && local < count) prefix[store + local] = carry + x;
-      carry = carry + total;
-      __syncthreads();  // scan_storage is reused by the next step
+  // One scan step over rows first + offset + [0, kThreads) of a range of
+  // `count` rows: stores Q at prefix[store + local] unless store < 0, advances
+  // the carry and returns the thread's event.
+  auto scan_step = [&](std::int64_t first, std::int64_t offset, std::int64_t count, int store) {
+    const std::int64_t local = offset + threadIdx.x;
+    const std::int64_t row = first + local;
+    const bool valid = local < count && row >= 0 && row < table.rows;
+    const Event<T> e = load_event(table, row, valid);
+    RollingTerms x{};
+    if (valid && row > origin) {
+      x = row == 0 ? rolling_terms<T>(e.now, nullptr, e.trade_price, e.trade_size)
+                   : rolling_terms(e.now, &e.before, e.trade_price, e.trade_size);
     }
+    RollingTerms total;
+    Scan(scan_storage).InclusiveScan(x, x, AddTerms(), total);
+    if (store >= 0 && local < count) prefix[store + local] = carry + x;
+    carry = carry + total;
+    __syncthreads();  // scan_storage is reused by the next step
+    return e;
   };
-  scan_rows(origin, head, 0);
-  scan_rows(origin + head, window - head, -1);
-  scan_rows(start, kTile, head);
+  for (std::int64_t offset = 0; offset < head; offset += kThreads) {
+    scan_step(origin, offset, head, 0);
+  }
+  for (std::int64_t offset = 0; offset < window - head; offset += kThreads) {
+    scan_step(origin + head, offset, window - head, -1);
+  }
+  constexpr int kSteps = kTile / kThreads;
+  Event<T> own[kSteps];  // this thread's output rows, start + step * kThreads + threadIdx.x
+#pragma unroll
+  for (int step = 0; step < kSteps; ++step) {
+    own[step] = scan_step(start, step * kThreads, kTile, head);
+  }
 
-  for (int local = threadIdx.x; local < kTile; local += kThreads) {
+#pragma unroll
+  for (int step = 0; step < kSteps; ++step) {
+    const int local = step * kThreads + threadIdx.x;
     const std::int64_t i = start + local;
-    if (i >= table.rows) break;
-    T v[kMicrostructureFeatures];
-    const L1Quote<T> now = table.quote(i);
-    if (i == 0) {
-      l1_features_row<T>(now, nullptr, v);
-    } else {
-      const L1Quote<T> before = table.quote(i - 1);
-      l1_features_row(now, &before, v);
+    if (i < table.rows) {
+      T v[kMicrostructureFeatures];
+      const Event<T>& e = own[step];
+      if (i == 0) {
+        l1_features_row<T>(e.now, nullptr, v);
+      } else {
+        l1_features_row(e.now, &e.before, v);
+      }
+      rolling_features(prefix[head + local] - prefix[local], v[1], v + kL1Features);
+      store_row(out + i * kMicrostructureFeatures, v);
     }
-    rolling_features(prefix[head + local] - prefix[local], v[1], v + kL1Features);
-    store_row(out + i * kMicrostructureFeatures, v);
   }
 }
 
