@@ -99,3 +99,22 @@ def test_gpu_state_stays_on_the_gpu_and_equals_cpu():
     assert out.device.type == "cuda" and state._ring.device.type == "cuda"
     cpu = FeatureState(SPEC, dtype=torch.float64).update_ticks(ticks)
     torch.testing.assert_close(out.cpu(), cpu, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.gpu
+def test_gpu_update_never_syncs_with_the_host():
+    ticks = simulate(20, levels=3, seed=10)
+    events = [
+        {f: torch.from_numpy(getattr(ticks, f)[t : t + 1]).cuda() for f in FIELDS}
+        for t in range(len(ticks))
+    ]
+    state = FeatureState(SPEC, device="cuda")
+    state.update(events[0])
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        rows = [state.update(event) for event in events[1:]]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    expected = FeatureState(SPEC).update_ticks(ticks)[1:]
+    torch.testing.assert_close(torch.cat(rows).cpu(), expected, rtol=1e-5, atol=1e-5)
