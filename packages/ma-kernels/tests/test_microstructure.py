@@ -69,6 +69,18 @@ def test_no_drift_over_millions_of_rows():
     assert (relative_error(out, ref) <= 1e-6).all()
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_window_longer_than_the_series(device):
+    table = random_table(1000, dtype=torch.float64, device=device, seed=3)
+    torch.testing.assert_close(
+        ma_kernels.microstructure_features(table, 10**15),
+        ma_kernels.microstructure_features(table, 1000),
+        rtol=0,
+        atol=0,
+    )
+    assert_matches_reference(table, 5000)
+
+
 def test_thread_chunks_do_not_matter(monkeypatch):
     table = random_table(300_000, dtype=torch.float64, seed=2)
     monkeypatch.setenv("MA_KERNELS_NUM_THREADS", "1")
@@ -136,6 +148,7 @@ def test_empty_input():
         (torch.zeros(5, 6), 0, "window must be an int >= 1"),
         (torch.zeros(5, 6), 2.5, "window must be an int >= 1"),
         (torch.zeros(5, 6), True, "window must be an int >= 1"),
+        (torch.zeros(5, 6), 2**63, "window must be an int >= 1"),
     ],
 )
 def test_bad_input_names_the_problem(bad, window, message):

@@ -52,6 +52,10 @@ void features_rows(const T* in, const Matrix& table, std::int64_t window, std::i
 
 void microstructure_features_cpu(const Matrix& table, std::int64_t window, std::uintptr_t out,
                                  DType dtype) {
+  if (table.rows == 0) return;
+  // A window longer than the series sums the same rows as one of its length,
+  // and the ring buffer must not grow with a huge W.
+  window = std::min(window, table.rows);
   dispatch_float(dtype, [&](auto* type_tag) {
     using T = std::remove_pointer_t<decltype(type_tag)>;
     const T* in = reinterpret_cast<const T*>(table.data);

@@ -144,6 +144,9 @@ __global__ void __launch_bounds__(kThreads)
 void microstructure_features_cuda(const Matrix& table, std::int64_t window, std::uintptr_t out,
                                   DType dtype, int device, std::uintptr_t stream) {
   if (table.rows == 0) return;
+  // A window longer than the series sums the same rows as one of its length;
+  // each tile walks its whole window, so W must not exceed the rows.
+  window = std::min(window, table.rows);
   cudaStream_t s = use_device(device, stream);
   const std::int64_t tiles = (table.rows + kTile - 1) / kTile;
   dispatch_float(dtype, [&](auto* type_tag) {

@@ -54,8 +54,8 @@ def _check(table: torch.Tensor, window: int) -> None:
     check_tensor(
         "table", table, ndim=2, shape=(None, len(MICROSTRUCTURE_INPUTS)), dtypes=FLOAT_CODES
     )
-    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
-        raise ValueError(f"window must be an int >= 1, got {window!r}")
+    if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window < 2**63:
+        raise ValueError(f"window must be an int >= 1 (and below 2**63), got {window!r}")
 
 
 def _empty_features(table: torch.Tensor) -> torch.Tensor:
