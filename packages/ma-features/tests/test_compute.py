@@ -103,6 +103,13 @@ def test_frame_and_lobster_sample():
                          reference_features(ticks, spec), rel=1e-10)
 
 
+def test_window_longer_than_the_series():
+    ticks = valid_ticks(9, 300)
+    long, _ = compute_features(ticks, FeatureSpec(windows=(10**12,)), dtype=torch.float64)
+    short, _ = compute_features(ticks, FeatureSpec(windows=(len(ticks),)), dtype=torch.float64)
+    torch.testing.assert_close(long, short, rtol=0, atol=0)
+
+
 def test_empty_ticks():
     out, names = compute_features(valid_ticks(0, 10)[:0], FULL)
     assert out.shape == (0, len(names))

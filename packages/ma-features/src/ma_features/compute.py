@@ -124,6 +124,7 @@ def _shift(x: torch.Tensor) -> torch.Tensor:
 
 def _window_sums(terms: torch.Tensor, window: int) -> torch.Tensor:
     """Sums over rows ``max(0, t - window + 1) .. t``, from block-local prefix sums."""
+    window = min(window, len(terms))  # the same sums; rolling_moments pads to a whole window
     mean, _ = rolling_moments(terms, window, with_var=False)
     count = (torch.arange(len(terms), device=terms.device) + 1).clamp_max(window)
     return mean * count.unsqueeze(1).to(terms.dtype)
