@@ -21,7 +21,7 @@ from .data import (
     split_ranges,
     tick_arrays,
 )
-from .evaluate import evaluate_checkpoint, logistic_regression
+from .evaluate import evaluate_checkpoint, load_model, logistic_regression
 from .metrics import classification_report, confusion_matrix
 from .model import KVCache, MATransformer
 from .train import benchmark_steps, fit, grid_search
@@ -51,6 +51,7 @@ __all__ = [
     "grid_search",
     "load_checkpoint",
     "load_config",
+    "load_model",
     "load_splits",
     "load_ticks",
     "logistic_regression",

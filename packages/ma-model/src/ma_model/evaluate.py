@@ -84,6 +84,19 @@ def logistic_regression(train: TickArrays, steps: int = 300, seed: int = 0):
     return lambda x, dt: linear(inputs(x, dt)).unflatten(-1, (horizons, 3))
 
 
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MATransformer, dict]:
+    """The trained model of a checkpoint, on ``device`` in eval mode, and the
+    normalisation state its inputs need (``Splits.normalization_state()``)."""
+    ckpt = load_checkpoint(path)
+    return _model_from(ckpt, path).to(device).eval(), ckpt["normalization"]
+
+
+def _model_from(ckpt: dict, path: str | Path) -> MATransformer:
+    model = MATransformer(model_config(config_from_dict(ckpt["config"], f"{path} config")))
+    model.load_state_dict(ckpt["model"])
+    return model
+
+
 def evaluate_checkpoint(path: str | Path, split: str = "test", baselines: bool = False,
                         log=print) -> dict:
     """``{"model": [per-horizon reports], "logistic": ..., "dense": ...}`` on ``split``."""
@@ -93,8 +106,7 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", baselines: bool =
     cfg = config_from_dict(ckpt["config"], f"{path} config")
     splits: Splits = load_splits(cfg.data, ckpt["normalization"])
     device = resolve_device(cfg.train.device)
-    model = MATransformer(model_config(cfg)).to(device)
-    model.load_state_dict(ckpt["model"])
+    model = _model_from(ckpt, path).to(device)
     arrays, length = getattr(splits, split), cfg.data.sequence_length
     results = {"model": report(*scored_rows(arrays, length, network_predictor(model, device)))}
     if baselines:

@@ -1,7 +1,8 @@
 """ma_runtime: streaming inference, one tick in, one signal out."""
 
+from .engine import Signal, StreamEngine
 from .latency import LatencyStats, measure_latency
 
 __version__ = "0.1.0"
 
-__all__ = ["LatencyStats", "__version__", "measure_latency"]
+__all__ = ["LatencyStats", "Signal", "StreamEngine", "__version__", "measure_latency"]
