@@ -140,6 +140,7 @@ def test_errors_name_the_problem():
         ({"windows": (0,)}, "windows must be a tuple of ints >= 1"),
         ({"time_windows": (1.5,)}, "time_windows must be a tuple of ints >= 1"),
         ({"ofi_levels": -1}, "ofi_levels must be an int >= 0"),
+        ({"ofi_levels": True}, "ofi_levels must be an int >= 0"),
     ],
 )
 def test_bad_spec(kwargs, message):

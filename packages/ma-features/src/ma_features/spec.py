@@ -72,7 +72,9 @@ class FeatureSpec:
                     f"FeatureSpec.{field} must be a tuple of ints >= 1, got {values!r}"
                 )
             object.__setattr__(self, field, tuple(values))
-        if not isinstance(self.ofi_levels, int) or self.ofi_levels < 0:
+        if not isinstance(self.ofi_levels, int) or isinstance(self.ofi_levels, bool) or (
+            self.ofi_levels < 0
+        ):
             raise ValueError(f"FeatureSpec.ofi_levels must be an int >= 0, got {self.ofi_levels!r}")
 
     @classmethod
