@@ -51,8 +51,10 @@ def graph_ms(fn, reps: int) -> float | None:
 
 
 def bench_shape(batch, heads, length, window, head_dim, dtype, reps) -> dict:
-    q, k, v = (torch.randn(batch, heads, length, head_dim, device="cuda", dtype=dtype,
-                           requires_grad=True) for _ in range(3))
+    q, k, v = (
+        torch.randn(batch, heads, length, head_dim, device="cuda", dtype=dtype, requires_grad=True)
+        for _ in range(3)
+    )
     dout = torch.randn_like(q)
 
     def sliding(b, h, i, j):
@@ -78,10 +80,14 @@ def bench_shape(batch, heads, length, window, head_dim, dtype, reps) -> dict:
     # Our backward op alone, replayed from a graph (device time of dq, dk, dv).
     with torch.no_grad():
         out, lse = torch.ops.ma_kernels.sliding_window_attention_forward(
-            q, k, v, window, 0, 1, head_dim**-0.5)
+            q, k, v, window, 0, 1, head_dim**-0.5
+        )
     result["ma_kernels_bwd_graph_ms"] = graph_ms(
         lambda: torch.ops.ma_kernels.sliding_window_attention_backward(
-            q, k, v, out, dout, lse, window, 0, 1, head_dim**-0.5), reps)
+            q, k, v, out, dout, lse, window, 0, 1, head_dim**-0.5
+        ),
+        reps,
+    )
     return result
 
 
@@ -95,22 +101,34 @@ def main() -> None:
     parser.add_argument("--dtypes", default=",".join(DTYPES), help="of " + ", ".join(DTYPES))
     parser.add_argument("--lengths", default=LENGTHS, help="L of the scaling sweep ('' for none)")
     args = parser.parse_args()
-    report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-              "commit": os.environ.get("MA_COMMIT", "unknown"), "results": []}
+    report = {
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "commit": os.environ.get("MA_COMMIT", "unknown"),
+        "results": [],
+    }
     for dtype_name in filter(None, args.dtypes.split(",")):
         for shape in SHAPES:
             r = bench_shape(*shape, DTYPES[dtype_name], args.reps)
             report["results"].append(r)
             args.out.write_text(json.dumps(report, indent=2) + "\n")
-            print(dtype_name, shape, {k: round(v, 3) for k, v in r.items()
-                                      if isinstance(v, float)}, flush=True)
+            print(
+                dtype_name,
+                shape,
+                {k: round(v, 3) for k, v in r.items() if isinstance(v, float)},
+                flush=True,
+            )
     for length in filter(None, args.lengths.split(",")):
         shape = (2, 4, int(length), 256, 64)
         r = bench_shape(*shape, torch.bfloat16, args.reps)
         report.setdefault("scaling", []).append(r)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
-        print("bf16 scaling", shape, {k: round(v, 3) for k, v in r.items()
-                                      if isinstance(v, float)}, flush=True)
+        print(
+            "bf16 scaling",
+            shape,
+            {k: round(v, 3) for k, v in r.items() if isinstance(v, float)},
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

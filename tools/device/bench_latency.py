@@ -63,6 +63,12 @@ def floors(calls: int) -> dict:
     }
 
 
+def engine_latency(instruments: int, calls: int) -> ma_runtime.LatencyStats:
+    engine = anchors_engine(instruments)
+    x, dt = torch.randn(instruments, engine.features), torch.full((instruments,), 1e-3)
+    return ma_runtime.measure_latency(lambda _: engine.step(x, dt), calls, warmup=50)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
@@ -76,10 +82,9 @@ def main() -> None:
         "engine": {},
     }
     for instruments in (1, 256):
-        engine = anchors_engine(instruments)
-        x, dt = torch.randn(instruments, engine.features), torch.full((instruments,), 1e-3)
-        stats = ma_runtime.measure_latency(lambda _: engine.step(x, dt), args.calls, warmup=50)
-        report["engine"][f"instruments_{instruments}"] = vars(stats)
+        report["engine"][f"instruments_{instruments}"] = vars(
+            engine_latency(instruments, args.calls)
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"tick-to-signal latency, {report['gpu']} (p50 / p99 us):")

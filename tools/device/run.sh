@@ -74,5 +74,6 @@ if [ "${BENCH:-1}" = 1 ]; then
   python3 tools/device/bench_gpu.py --out "$OUT/gpu_bench.json" || status=1
   python3 tools/device/bench_attention.py --out "$OUT/attention_bench.json" || status=1
   python3 tools/device/bench_training.py --out "$OUT/training_bench.json" || status=1
+  python3 tools/device/bench_latency.py --out "$OUT/latency_bench.json" || status=1
 fi
 exit $status
