@@ -141,15 +141,18 @@ def validate(model, dataset: WindowDataset, cfg: Config, device, rank: int,
             "mse": mse, "accuracy": correct / max(n, 1)}
 
 
-def _distributed() -> tuple[int, int, int]:
-    """rank, world size, local rank; initialises the process group under torchrun."""
+def _distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """rank, world size and this process's device; initialises the process
+    group under torchrun: nccl when training on GPUs, gloo on CPUs (whatever
+    else the machine has)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
     if world == 1:
-        return 0, 1, 0
+        return 0, 1, device
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and ma_kernels.cuda_available() else "gloo"
-        dist.init_process_group(backend)
-    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
 
 
 def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
@@ -162,11 +165,10 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
     ``stop_after_epochs``: end this call after that many epochs of the run
     (the schedule still spans ``cfg.train.epochs``), as an interruption would.
     """
-    rank, world, local_rank = _distributed()
+    rank, world, device = _distributed(cfg.train.device)
     if cfg.train.batch_size % world:
         raise ValueError(f"train.batch_size {cfg.train.batch_size} must be divisible by the "
                          f"{world} processes")
-    device = resolve_device(cfg.train.device, local_rank)
     out_dir = Path(cfg.train.out_dir)
     say = log if rank == 0 else (lambda *_: None)
     previous = None
