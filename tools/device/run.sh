@@ -6,7 +6,7 @@
 #   OUT=/tmp/out MA_COMMIT=$(git rev-parse HEAD) bash tools/device/run.sh [pytest args]
 #
 # SANITIZE=1 also runs the CUDA tests of ma-kernels under compute-sanitizer
-# (memcheck, racecheck); BENCH=0 skips the benchmarks.
+# (memcheck, racecheck); TESTS=0 skips the tests, BENCH=0 the benchmarks.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -45,10 +45,11 @@ echo "== build ma-kernels (CUDA required)"
     { echo "pip build failed; building with CMake"; build_with_cmake; }
 } > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
 python3 -c "import ma_kernels as m; assert m.cuda_available(), 'no CUDA in ma_kernels'; print('ma_kernels', m.__version__, 'cuda ok')" || exit 1
+echo "built in ${SECONDS}s"
 
-echo "== tests"
 status=0
-for package in ma-kernels ma-features ma-model ma-runtime; do
+[ "${TESTS:-1}" = 1 ] && echo "== tests"
+for package in $([ "${TESTS:-1}" = 1 ] && echo ma-kernels ma-features ma-model ma-runtime); do
   (cd "packages/$package" && python3 -m pytest -q -p no:cacheprovider "$@") > /tmp/tests.log 2>&1
   code=$?
   { echo "===== $package (exit $code)"; cat /tmp/tests.log; } >> "$OUT/tests.log"
@@ -70,10 +71,10 @@ if [ "${SANITIZE:-0}" = 1 ]; then
 fi
 
 if [ "${BENCH:-1}" = 1 ]; then
-  echo "== benchmarks"
-  python3 tools/device/bench_gpu.py --out "$OUT/gpu_bench.json" || status=1
-  python3 tools/device/bench_attention.py --out "$OUT/attention_bench.json" || status=1
-  python3 tools/device/bench_training.py --out "$OUT/training_bench.json" || status=1
-  python3 tools/device/bench_latency.py --out "$OUT/latency_bench.json" || status=1
+  echo "== benchmarks (at ${SECONDS}s)"
+  for bench in ${BENCHES:-features attention training latency}; do
+    python3 "tools/device/bench_$bench.py" --out "$OUT/${bench}_bench.json" || status=1
+    echo "bench_$bench done at ${SECONDS}s"
+  done
 fi
 exit $status

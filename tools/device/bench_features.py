@@ -93,6 +93,7 @@ def main() -> None:
         "python": platform.python_version(),
         "l1_features": bench_l1_features(args.ticks),
     }
+    print("l1_features measured", flush=True)
     torch.cuda.empty_cache()
     report["microstructure_features"] = bench_microstructure_features(args.ticks)
     args.out.parent.mkdir(parents=True, exist_ok=True)
