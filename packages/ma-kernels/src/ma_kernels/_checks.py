@@ -51,3 +51,13 @@ def check_device(name: str, t: torch.Tensor) -> None:
 def cuda_stream(t: torch.Tensor) -> int:
     """The handle of torch's current stream on t's device, for the C++ launch."""
     return torch.cuda.current_stream(t.device).cuda_stream
+
+
+def matrix_args(t: torch.Tensor) -> tuple[int, int, int, int]:
+    """A 2-D tensor as the C++ side takes it: pointer, rows, row and column strides."""
+    return t.data_ptr(), t.shape[0], t.stride(0), t.stride(1)
+
+
+def launch_args(t: torch.Tensor) -> tuple[int, int]:
+    """Where a CUDA kernel on t runs: device index and torch's current stream."""
+    return t.device.index, cuda_stream(t)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from . import _C
-from ._checks import FLOAT_CODES, check_tensor, cuda_stream
+from ._checks import FLOAT_CODES, check_tensor, launch_args, matrix_args
 from .ops import BOOK_COLUMNS, L1_FEATURES
 
 MICROSTRUCTURE_INPUTS = (*BOOK_COLUMNS, "trade_price", "trade_size")
@@ -62,20 +62,12 @@ def _empty_features(table: torch.Tensor) -> torch.Tensor:
     return table.new_empty((table.shape[0], len(MICROSTRUCTURE_FEATURES)))
 
 
-@torch.library.custom_op(
-    "ma_kernels::microstructure_features", mutates_args=(), device_types="cpu"
-)
+@torch.library.custom_op("ma_kernels::microstructure_features", mutates_args=(), device_types="cpu")
 def _microstructure_cpu(table: torch.Tensor, window: int) -> torch.Tensor:
     _check(table, window)
     out = _empty_features(table)
     _C.microstructure_features_cpu(
-        table.data_ptr(),
-        table.shape[0],
-        table.stride(0),
-        table.stride(1),
-        window,
-        out.data_ptr(),
-        FLOAT_CODES[table.dtype],
+        *matrix_args(table), window, out.data_ptr(), FLOAT_CODES[table.dtype]
     )
     return out
 
@@ -85,15 +77,7 @@ def _microstructure_cuda(table: torch.Tensor, window: int) -> torch.Tensor:
     _check(table, window)
     out = _empty_features(table)  # contiguous and 16-byte aligned: the kernel stores vectors
     _C.microstructure_features_cuda(
-        table.data_ptr(),
-        table.shape[0],
-        table.stride(0),
-        table.stride(1),
-        window,
-        out.data_ptr(),
-        FLOAT_CODES[table.dtype],
-        table.device.index,
-        cuda_stream(table),
+        *matrix_args(table), window, out.data_ptr(), FLOAT_CODES[table.dtype], *launch_args(table)
     )
     return out
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from . import _C
-from ._checks import FLOAT_CODES, check_tensor, cuda_stream
+from ._checks import FLOAT_CODES, check_tensor, launch_args, matrix_args
 
 BOOK_COLUMNS = ("bid_price", "bid_size", "ask_price", "ask_size")
 L1_FEATURES = ("spread", "mid", "microprice", "imbalance", "ofi")
@@ -53,14 +53,7 @@ def _empty_features(book: torch.Tensor) -> torch.Tensor:
 def _l1_features_cpu(book: torch.Tensor) -> torch.Tensor:
     _check_book(book)
     out = _empty_features(book)
-    _C.l1_features_cpu(
-        book.data_ptr(),
-        book.shape[0],
-        book.stride(0),
-        book.stride(1),
-        out.data_ptr(),
-        FLOAT_CODES[book.dtype],
-    )
+    _C.l1_features_cpu(*matrix_args(book), out.data_ptr(), FLOAT_CODES[book.dtype])
     return out
 
 
@@ -69,14 +62,7 @@ def _l1_features_cuda(book: torch.Tensor) -> torch.Tensor:
     _check_book(book)
     out = _empty_features(book)
     _C.l1_features_cuda(
-        book.data_ptr(),
-        book.shape[0],
-        book.stride(0),
-        book.stride(1),
-        out.data_ptr(),
-        FLOAT_CODES[book.dtype],
-        book.device.index,
-        cuda_stream(book),
+        *matrix_args(book), out.data_ptr(), FLOAT_CODES[book.dtype], *launch_args(book)
     )
     return out
 
