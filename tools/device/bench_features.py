@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import torch
 import ma_kernels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from timing import median_ms  # noqa: E402
+from timing import environment, median_ms  # noqa: E402
 
 from benchmarks.bench_features import (  # noqa: E402
     WINDOW,
@@ -86,11 +84,7 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=50_000_000)
     args = parser.parse_args()
     report = {
-        "gpu": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
-        "ma_kernels": ma_kernels.__version__,
-        "commit": os.environ.get("MA_COMMIT", "unknown"),
-        "python": platform.python_version(),
+        **environment(),
         "l1_features": bench_l1_features(args.ticks),
     }
     print("l1_features measured", flush=True)

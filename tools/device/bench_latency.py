@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
+from timing import environment
 
 import ma_features
 import ma_model
@@ -75,9 +75,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
     report = {
-        "gpu": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
-        "commit": os.environ.get("MA_COMMIT", "unknown"),
+        **environment(),
         "floors": floors(args.calls),
         "engine": {},
     }

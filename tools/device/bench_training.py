@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
+from timing import environment
 
 import ma_model
 
@@ -54,9 +54,7 @@ def main() -> None:
     }
     faster_peer = min(runs["sdpa_dense"]["ms_per_step"], runs["flex"]["ms_per_step"])
     report = {
-        "gpu": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
-        "commit": os.environ.get("MA_COMMIT", "unknown"),
+        **environment(),
         "config": {
             "batch": args.batch,
             "length": args.length,

@@ -1,10 +1,26 @@
-"""CUDA-event timing shared by the GPU benchmark scripts."""
+"""What the GPU benchmark scripts share: CUDA-event timing and the header
+that says where and on what a result was measured."""
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 
 import torch
+
+import ma_kernels
+
+
+def environment() -> dict:
+    """GPU, versions and commit (MA_COMMIT, as the device copy has no .git)."""
+    return {
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "ma_kernels": ma_kernels.__version__,
+        "python": platform.python_version(),
+        "commit": os.environ.get("MA_COMMIT", "unknown"),
+    }
 
 
 def median_ms(fn, warmup: int = 5, reps: int = 50) -> float:
