@@ -69,18 +69,20 @@ def pandas_microstructure_features(frame: pd.DataFrame, window: int = WINDOW) ->
 
 def torch_microstructure_features(table: torch.Tensor, window: int = WINDOW) -> torch.Tensor:
     """The peer in torch eager. Window sums are differences of one float64
-    prefix sum: a float32 cumsum over millions of rows would be wrong."""
+    prefix sum per column: a float32 cumsum over millions of rows would be
+    wrong. Columns are rows of a [5, N] tensor, so each scan is contiguous
+    (a cumsum down the columns of [N, 5] is a slow strided path on CUDA)."""
     l1 = torch_l1_features(table[:, :4])
     mid64 = (table[:, 0].double() + table[:, 2].double()) / 2
     price, size = table[:, 4].double(), table[:, 5].double()
     squared = torch.zeros_like(mid64)
     squared[1:] = torch.diff(torch.log(mid64)) ** 2
-    terms = torch.stack([l1[:, 4].double(), price * size, size, (size > 0).double(), squared], 1)
-    prefix = torch.cat([terms.new_zeros(1, terms.shape[1]), terms.cumsum(0)])
-    end = torch.arange(1, len(table) + 1, device=table.device)
-    sums = prefix[end] - prefix[(end - window).clamp_min(0)]
-    vwap = torch.where(sums[:, 3] > 0, sums[:, 1] / sums[:, 2], mid64)
-    rolling = torch.stack([sums[:, 0], vwap, sums[:, 4].clamp_min(0)], 1).to(table.dtype)
+    terms = torch.stack([l1[:, 4].double(), price * size, size, (size > 0).double(), squared])
+    prefix = torch.nn.functional.pad(terms.cumsum(1), (1, 0))
+    start = (torch.arange(1, len(table) + 1, device=table.device) - window).clamp_min(0)
+    ofi, notional, volume, trades, squares = prefix[:, 1:] - prefix.index_select(1, start)
+    vwap = torch.where(trades > 0, notional / volume, mid64)
+    rolling = torch.stack([ofi, vwap, squares.clamp_min(0)], 1).to(table.dtype)
     return torch.cat([l1, rolling], 1)
 
 

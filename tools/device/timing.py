@@ -23,13 +23,14 @@ def environment() -> dict:
     }
 
 
-def median_ms(fn, warmup: int = 5, reps: int = 50) -> float:
-    """Median milliseconds of ``fn()`` over ``reps`` runs, each timed by CUDA events."""
+def median_ms(fn, warmup: int = 5, reps: int = 50, budget_ms: float = 3000) -> float:
+    """Median milliseconds of ``fn()`` over up to ``reps`` runs, each timed by
+    CUDA events; a slow peer gets fewer runs (at least 5) to fit ``budget_ms``."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
     times = []
-    for _ in range(reps):
+    while len(times) < reps and (len(times) < 5 or sum(times) < budget_ms):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
