@@ -84,15 +84,18 @@ def test_16bit_matches_reference(poisoned, device, dtype, case):
     check_against_reference(*qkv(*shape, dtype=dtype, device=device), window, dilation)
 
 
-# The tensor-core kernels work on tiles of 64 queries and 64 (or 32) keys in
-# each residue class of the dilation: L around tile multiples, windows that
-# are not, windows past L, bands crossing many tiles, GQA, many blocks.
+# The tiled kernels (tensor-core 16-bit, CUDA-core fp32 forward) work on tiles
+# of 64 queries and 64 (or 32) keys in each residue class of the dilation: L
+# around tile multiples, windows that are not, windows past L, bands crossing
+# many tiles, GQA, many blocks.
 TILE_CASES = {
     "L 63": (2, 2, 2, 63, 64, 20, 1),
     "L 64, W 64": (1, 2, 2, 64, 64, 64, 1),
     "L 65, W 65": (1, 2, 1, 65, 32, 65, 1),
     "L 127, W 50": (1, 2, 2, 127, 128, 50, 1),
+    "L 128, W 128": (1, 2, 2, 128, 64, 128, 1),
     "L 129, W 200 > L": (1, 2, 2, 129, 64, 200, 1),
+    "L 257, W 129, D 32": (1, 2, 2, 257, 32, 129, 1),
     "two-sided (100, 37), L 300": (1, 2, 2, 300, 64, (100, 37), 1),
     "right only (1, 70), D 128": (1, 1, 1, 200, 128, (1, 70), 1),
     "dilation 2, L 257": (1, 2, 2, 257, 32, 70, 2),
@@ -103,29 +106,29 @@ TILE_CASES = {
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("case", TILE_CASES.values(), ids=TILE_CASES.keys())
-def test_16bit_tile_boundaries(poisoned, dtype, case):
+def test_tile_boundaries(poisoned, dtype, case):
     *shape, window, dilation = case
     check_against_reference(*qkv(*shape, dtype=dtype, device="cuda"), window, dilation)
 
 
 @pytest.mark.gpu
-def test_16bit_rows_off_16_byte_boundaries(poisoned):
-    """q starting 2 bytes into its storage: forward and dq still right."""
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_rows_off_16_byte_boundaries(poisoned, dtype):
+    """q starting one element into its storage: forward and dq still right."""
     shape = (2, 3, 70, 64)
-    flat = torch.randn(2 * 3 * 70 * 64 + 1, dtype=torch.bfloat16, device="cuda",
-                       requires_grad=True)
+    flat = torch.randn(2 * 3 * 70 * 64 + 1, dtype=dtype, device="cuda", requires_grad=True)
     q = flat[1:].view(shape)
     assert q.data_ptr() % 16
-    _, k, v = qkv(*shape[:2], *shape[1:], dtype=torch.bfloat16, device="cuda")
+    _, k, v = qkv(*shape[:2], *shape[1:], dtype=dtype, device="cuda")
     out = ma_kernels.sliding_window_attention(q, k, v, 33)
     dout = torch.randn_like(out)
     out.backward(dout)
     ref = reference.sliding_window_attention(q.detach(), k, v, 33, 1, None)
     dq, _, _ = reference.sliding_window_attention_backward(q.detach(), k, v, dout, 33, 1, None)
-    assert relative_error(out, ref) <= 1e-2
-    assert relative_error(flat.grad[1:].view(shape), dq) <= 1e-2
+    assert relative_error(out, ref) <= TOLERANCE[dtype]
+    assert relative_error(flat.grad[1:].view(shape), dq) <= TOLERANCE[dtype]
 
 
 def test_any_head_dim_and_scale_on_cpu(poisoned):

@@ -1,11 +1,13 @@
-// CUDA sliding-window attention for float32 and float64 on CUDA cores: one
-// warp per query row (forward, dq) or key row (dk, dv), lanes split the head
-// dim, scores reduced with warp shuffles, online softmax one key at a time.
-// Each row has one writer, so no atomics. float16 and bfloat16 go to the
-// tensor-core kernels of sliding_window_attention_mma.cu.
+// CUDA sliding-window attention for float32 and float64 on CUDA cores.
+// float32 forward: tiled_forward_kernel, exact fp32 FMA on shared-memory tiles
+// (the 1e-5 tolerance rules out tf32). The float32 backward and everything
+// float64: one warp per query row (forward, dq) or key row (dk, dv), lanes
+// split the head dim, scores reduced with warp shuffles, online softmax one
+// key at a time. Each row has one writer, so no atomics. float16 and bfloat16
+// go to the tensor-core kernels of sliding_window_attention_mma.cu.
 #include <type_traits>
 
-#include "cuda/check.cuh"
+#include "cuda/attention_tiles.cuh"
 #include "cuda/sliding_window_attention_mma.cuh"
 #include "sliding_window_attention.h"
 
@@ -44,7 +46,7 @@ __device__ __forceinline__ std::int64_t warp_row(std::int64_t rows) {
   return r < rows ? r : -1;
 }
 
-// T: float or double, also the accumulation type.
+// float64 (T is also the accumulation type).
 template <int D, typename T>
 __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
     forward_kernel(AttentionProblem p, AttentionForward a) {
@@ -141,6 +143,181 @@ __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
   }
 }
 
+// ---- float32 forward on tiles ----------------------------------------------
+//
+// A block of 128 threads owns 64 queries of one residue class (attention_tiles.cuh)
+// and visits the 64-key tiles of its band, K and V staged by cp.async in two
+// stages. Thread (rg, cg) = (tid / 16, tid % 16) computes scores of rows
+// 8 rg .. 8 rg + 7 against keys cg + 16 c (c < 4) and accumulates output
+// columns cg * D/16 .. (cg + 1) * D/16 - 1 of the same rows; P goes through
+// shared memory between the two products. Every shared load is 16 bytes:
+// 12 loads per 128 FMA, so the kernel is FMA-bound.
+namespace tiled {
+
+constexpr int kRows = 64, kKeys = 64, kRowsPerThread = 8, kKeysPerThread = 4;
+constexpr int kLdP = kKeys + 4;
+
+__device__ __forceinline__ float4 lds4(const float* p) {
+  return *reinterpret_cast<const float4*>(p);
+}
+
+template <int D>
+__global__ void __launch_bounds__(tiles::kThreads)
+    forward_kernel(AttentionProblem p, AttentionForward a, std::int64_t n_tiles) {
+  using namespace tiles;
+  constexpr int LD = kLd<D, float>, kCols = D / 16;  // output columns per thread
+  extern __shared__ __align__(16) unsigned char smem[];
+  float* sQ = reinterpret_cast<float*>(smem);
+  float* sK = sQ + kRows * LD;      // two stages of K tiles
+  float* sV = sK + 2 * kKeys * LD;  // and of V tiles
+  float* sP = sV + 2 * kKeys * LD;
+
+  const Place pl = place(p, p.heads, n_tiles, kRows);
+  if (!pl.valid) return;
+  const std::int64_t g = pl.head / p.group(), dil = p.dilation;
+  const Band band{p.left, p.right, pl.rows};
+  const std::int64_t i0 = pl.tile * kRows;
+  const float* k = class_row0<float>(a.k, pl.b, g, pl.r);
+  const float* v = class_row0<float>(a.v, pl.b, g, pl.r);
+  const std::int64_t ks = a.k.stride_l * dil, vs = a.v.stride_l * dil;
+  const std::int64_t first = band.first_key(i0) / kKeys, last = band.last_key(i0, kRows) / kKeys;
+
+  load_tile<D>(sQ, class_row0<float>(a.q, pl.b, pl.head, pl.r), a.q.stride_l * dil, i0, kRows,
+               pl.rows);
+  load_tile<D>(sK, k, ks, first * kKeys, kKeys, pl.rows);
+  load_tile<D>(sV, v, vs, first * kKeys, kKeys, pl.rows);
+  cp_async_commit();
+
+  const int rg = threadIdx.x / 16, cg = threadIdx.x % 16;
+  const std::int64_t row0 = i0 + rg * kRowsPerThread;
+  const float c = static_cast<float>(p.scale) * kLog2e;  // scores in log2 units
+  float m[kRowsPerThread], l[kRowsPerThread] = {}, o[kRowsPerThread][kCols] = {};
+#pragma unroll
+  for (int r = 0; r < kRowsPerThread; ++r) m[r] = -INFINITY;
+
+  for (std::int64_t t = first; t <= last; ++t) {
+    const std::int64_t j0 = t * kKeys;
+    const int stage = static_cast<int>((t - first) % 2);
+    const float* sKt = sK + stage * kKeys * LD;
+    const float* sVt = sV + stage * kKeys * LD;
+    if (t < last) {  // the next K, V tiles load into the other stage during this one
+      load_tile<D>(sK + (1 - stage) * kKeys * LD, k, ks, j0 + kKeys, kKeys, pl.rows);
+      load_tile<D>(sV + (1 - stage) * kKeys * LD, v, vs, j0 + kKeys, kKeys, pl.rows);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+
+    // S = Q K^T over 4 columns of D at a time.
+    float s[kRowsPerThread][kKeysPerThread] = {};
+#pragma unroll 1
+    for (int d = 0; d < D; d += 4) {
+      float4 kv[kKeysPerThread];
+#pragma unroll
+      for (int j = 0; j < kKeysPerThread; ++j) kv[j] = lds4(sKt + (cg + 16 * j) * LD + d);
+#pragma unroll
+      for (int r = 0; r < kRowsPerThread; ++r) {
+        const float4 qv = lds4(sQ + (rg * kRowsPerThread + r) * LD + d);
+#pragma unroll
+        for (int j = 0; j < kKeysPerThread; ++j) {
+          s[r][j] = fmaf(qv.x, kv[j].x, s[r][j]);
+          s[r][j] = fmaf(qv.y, kv[j].y, s[r][j]);
+          s[r][j] = fmaf(qv.z, kv[j].z, s[r][j]);
+          s[r][j] = fmaf(qv.w, kv[j].w, s[r][j]);
+        }
+      }
+    }
+    // Online softmax; a row's 64 scores sit in the 16 lanes of its half warp.
+    const bool full = band.full(i0, kRows, j0, kKeys);
+#pragma unroll
+    for (int r = 0; r < kRowsPerThread; ++r) {
+      float mx = m[r];
+#pragma unroll
+      for (int j = 0; j < kKeysPerThread; ++j) {
+        s[r][j] *= c;
+        if (!full && !band.visible(row0 + r, j0 + cg + 16 * j)) s[r][j] = -INFINITY;
+        mx = fmaxf(mx, s[r][j]);
+      }
+#pragma unroll
+      for (int offset = 1; offset < 16; offset *= 2) {
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, offset));
+      }
+      // A row with no visible key yet keeps max -inf: subtract 0 instead (no NaN).
+      const float base = mx == -INFINITY ? 0.f : mx;
+      const float alpha = exp2f(m[r] - base);
+      m[r] = mx;
+      l[r] *= alpha;
+#pragma unroll
+      for (int col = 0; col < kCols; ++col) o[r][col] *= alpha;
+#pragma unroll
+      for (int j = 0; j < kKeysPerThread; ++j) {
+        const float prob = exp2f(s[r][j] - base);
+        l[r] += prob;
+        sP[(rg * kRowsPerThread + r) * kLdP + cg + 16 * j] = prob;
+      }
+    }
+    __syncthreads();
+
+    // O += P V over 4 keys at a time.
+#pragma unroll 1
+    for (int j = 0; j < kKeys; j += 4) {
+      float vv[4][kCols];
+#pragma unroll
+      for (int jj = 0; jj < 4; ++jj) {
+#pragma unroll
+        for (int col = 0; col < kCols; col += 2) {
+          const float2 x = *reinterpret_cast<const float2*>(sVt + (j + jj) * LD + cg * kCols + col);
+          vv[jj][col] = x.x;
+          vv[jj][col + 1] = x.y;
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < kRowsPerThread; ++r) {
+        const float4 pv = lds4(sP + (rg * kRowsPerThread + r) * kLdP + j);
+#pragma unroll
+        for (int col = 0; col < kCols; ++col) {
+          o[r][col] = fmaf(pv.x, vv[0][col], o[r][col]);
+          o[r][col] = fmaf(pv.y, vv[1][col], o[r][col]);
+          o[r][col] = fmaf(pv.z, vv[2][col], o[r][col]);
+          o[r][col] = fmaf(pv.w, vv[3][col], o[r][col]);
+        }
+      }
+    }
+    __syncthreads();  // every thread is done with this stage and sP before they refill
+  }
+
+  float* out = a.out.row<float>(pl.b, pl.head, pl.r);
+  float* lse = reinterpret_cast<float*>(a.lse) + (pl.b * p.heads + pl.head) * p.length + pl.r;
+  const std::int64_t os = a.out.stride_l * dil;
+#pragma unroll
+  for (int r = 0; r < kRowsPerThread; ++r) {
+    float sum = l[r];
+#pragma unroll
+    for (int offset = 1; offset < 16; offset *= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+    const std::int64_t i = row0 + r;
+    if (i >= pl.rows) continue;
+    const float inv = 1.f / sum;
+#pragma unroll
+    for (int col = 0; col < kCols; col += 2) {
+      *reinterpret_cast<float2*>(out + i * os + cg * kCols + col) =
+          make_float2(o[r][col] * inv, o[r][col + 1] * inv);
+    }
+    if (cg == 0) lse[i * dil] = (m[r] + log2f(sum)) / kLog2e;
+  }
+}
+
+template <int D>
+void forward(const AttentionProblem& p, const AttentionForward& a, cudaStream_t s) {
+  const std::int64_t n_tiles = tiles::tiles_per_class(p, kRows);
+  const std::size_t smem =
+      ((kRows + 4 * kKeys) * tiles::kLd<D, float> + kRows * kLdP) * sizeof(float);
+  tiles::launch(forward_kernel<D>, tiles::grid(p, p.heads, n_tiles), smem, s, p, a, n_tiles);
+}
+
+}  // namespace tiled
+
 bool is_16bit(DType dtype) { return dtype == DType::Float16 || dtype == DType::BFloat16; }
 
 // Calls fn with std::integral_constant<int, D> for the head dims built here.
@@ -167,12 +344,14 @@ void sliding_window_attention_forward_cuda(const AttentionProblem& p, const Atte
   if (rows == 0) return;
   cudaStream_t s = use_device(device, stream);
   if (is_16bit(dtype)) return sliding_window_attention_forward_mma(p, a, dtype, s);
-  dispatch_float(dtype, [&](auto* tag) {
-    using T = std::remove_pointer_t<decltype(tag)>;
+  if (dtype == DType::Float32) {
+    dispatch_head_dim(p.head_dim, [&](auto d) { tiled::forward<decltype(d)::value>(p, a, s); });
+  } else {  // float64
     dispatch_head_dim(p.head_dim, [&](auto d) {
-      forward_kernel<decltype(d)::value, T><<<blocks_for(rows), kWarp * kWarpsPerBlock, 0, s>>>(p, a);
+      forward_kernel<decltype(d)::value, double>
+          <<<blocks_for(rows), kWarp * kWarpsPerBlock, 0, s>>>(p, a);
     });
-  });
+  }
   cuda_check(cudaGetLastError(), "sliding_window_attention forward launch");
 }
 

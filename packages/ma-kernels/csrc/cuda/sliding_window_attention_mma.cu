@@ -1,57 +1,32 @@
 // CUDA sliding-window attention for bf16 and fp16 on tensor cores
-// (mma.sync m16n8k16, fp32 accumulation), FlashAttention-2 style.
+// (mma.sync m16n8k16, fp32 accumulation), FlashAttention-2 style, on the
+// residue-class tiles of attention_tiles.cuh (dilation).
 //
-// Dilation: query i and key j interact only when i = j (mod dilation), so a
-// dilated problem is `dilation` independent dense-band problems, one per
-// residue class r, on the rows r, r + dil, r + 2 dil, ... Each block works in
-// the "virtual" rows of one class (row stride multiplied by dilation), where
-// query i' sees keys i' - (left - 1) .. i' + right.
-//
-// Forward: a block of 4 warps owns 64 queries (16 per warp) and visits only
-// the 64-key tiles that intersect its band; K and V tiles are staged in shared
+// Forward: a block of 4 warps owns 64 queries (16 per warp) and visits only the
+// 64-key tiles that intersect its band; K and V tiles are staged in shared
 // memory by cp.async in two stages (tile t + 1 loads while tile t computes),
 // online softmax in registers, the band mask only on tiles that cross its edge.
 // Backward: dq_kernel (per query tile: delta = rowsum(dO * O), then dq over the
 // key tiles) and dkdv_kernel (per key tile: dk, dv over the query tiles of
-// every query head of its group); each output has one writer, so no atomics.
+// every query head of its group), each with its inner tiles in two cp.async
+// stages; each output has one writer, so no atomics.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <cstdint>
 #include <type_traits>
 
-#include "cuda/check.cuh"
+#include "cuda/attention_tiles.cuh"
 #include "cuda/sliding_window_attention_mma.cuh"
 
 namespace ma_kernels {
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kThreads = 32 * kWarps;
-constexpr int kTile = 64;  // queries per forward/dq block, keys per dkdv block
-constexpr float kLog2e = 1.4426950408889634f;
+using namespace tiles;
 
-// Rows of a shared tile are padded by 16 bytes, so the 8 rows an ldmatrix
-// reads fall in different banks.
-template <int D>
-constexpr int kLd = D + 8;
+constexpr int kTile = 64;  // queries per forward/dq block, keys per dkdv block
 
 // ---- PTX wrappers -------------------------------------------------------
-
-__device__ __forceinline__ std::uint32_t smem_addr(const void* p) {
-  return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global -> shared; zero-filled when !valid (rows past the end).
-__device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
 
 __device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -63,7 +38,6 @@ __device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const v
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr(p)));
 }
-
 // c[16x8] += a[16x16] b[16x8], 16-bit operands, fp32 accumulators.
 template <typename T>
 __device__ __forceinline__ void mma(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
@@ -151,63 +125,6 @@ __device__ __forceinline__ void to_fragments(std::uint32_t (&a)[K / 16][4],
   }
 }
 
-// ---- problem geometry ----------------------------------------------------
-
-// One block's place: a tile of virtual rows in residue class r of (b, head).
-struct Place {
-  std::int64_t tile, r, b, head, rows;  // rows: length of the residue class
-  bool valid;
-};
-
-__device__ __forceinline__ Place place(const AttentionProblem& p, std::int64_t heads,
-                                       std::int64_t tiles) {
-  const std::int64_t classes = AttentionProblem::min(p.dilation, p.length);
-  std::int64_t id = blockIdx.x;
-  Place pl;
-  pl.tile = id % tiles;
-  id /= tiles;
-  pl.r = id % classes;
-  id /= classes;
-  pl.head = id % heads;
-  pl.b = id / heads;
-  pl.rows = (p.length - 1 - pl.r) / p.dilation + 1;
-  pl.valid = pl.tile * kTile < pl.rows;
-  return pl;
-}
-
-// Virtual query i sees virtual key j (both inside the class).
-struct Band {
-  std::int64_t left, right, rows;
-  __device__ __forceinline__ bool visible(std::int64_t i, std::int64_t j) const {
-    return i - j <= left - 1 && j - i <= right && i < rows && j < rows;
-  }
-  // Every (i, j) of the tile [i0, i0 + m) x [j0, j0 + n) is visible.
-  __device__ __forceinline__ bool full(std::int64_t i0, int m, std::int64_t j0, int n) const {
-    return i0 + m - 1 - j0 <= left - 1 && j0 + n - 1 - i0 <= right && i0 + m <= rows &&
-           j0 + n <= rows;
-  }
-};
-
-// Stages `n` virtual rows from row0 of a [rows, D] view (first row `base`,
-// row stride `stride`) into a padded shared tile; rows past the end read 0.
-template <int D, typename T>
-__device__ __forceinline__ void load_tile(T* dst, const T* base, std::int64_t stride,
-                                          std::int64_t row0, int n, std::int64_t rows) {
-  constexpr int kChunks = D / 8;  // 16-byte pieces per row
-  for (int c = threadIdx.x; c < n * kChunks; c += kThreads) {
-    const int r = c / kChunks, col = c % kChunks * 8;
-    const bool ok = row0 + r < rows;
-    cp_async_16(dst + r * kLd<D> + col, ok ? base + (row0 + r) * stride + col : base, ok);
-  }
-}
-
-// Row r (the first of residue class r) of head h in batch b.
-template <typename T>
-__device__ __forceinline__ const T* class_row0(const Bhld& t, std::int64_t b, std::int64_t h,
-                                               std::int64_t r) {
-  return t.row<const T>(b, h, r);
-}
-
 template <typename T>
 __device__ __forceinline__ float to_float(T x) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
@@ -222,13 +139,13 @@ __device__ __forceinline__ float to_float(T x) {
 template <int D, typename T>
 __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, AttentionForward a,
                                                            std::int64_t tiles) {
-  constexpr int LD = kLd<D>;
+  constexpr int LD = kLd<D, T>;
   extern __shared__ __align__(16) unsigned char smem[];
   T* sQ = reinterpret_cast<T*>(smem);
   T* sK = sQ + kTile * LD;      // two stages of K tiles
   T* sV = sK + 2 * kTile * LD;  // and of V tiles
 
-  const Place pl = place(p, p.heads, tiles);
+  const Place pl = place(p, p.heads, tiles, kTile);
   if (!pl.valid) return;
   const std::int64_t g = pl.head / p.group(), dil = p.dilation;
   const Band band{p.left, p.right, pl.rows};
@@ -238,9 +155,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
   const T* v = class_row0<T>(a.v, pl.b, g, pl.r);
   const std::int64_t qs = a.q.stride_l * dil, ks = a.k.stride_l * dil, vs = a.v.stride_l * dil;
 
-  const std::int64_t lo = i0 - (p.left - 1) > 0 ? i0 - (p.left - 1) : 0;
-  const std::int64_t hi = AttentionProblem::min(pl.rows - 1, i0 + kTile - 1 + p.right);
-  const std::int64_t first = lo / kTile, last = hi / kTile;
+  const std::int64_t first = band.first_key(i0) / kTile, last = band.last_key(i0, kTile) / kTile;
 
   load_tile<D>(sQ, q, qs, i0, kTile, pl.rows);
   load_tile<D>(sK, k, ks, first * kTile, kTile, pl.rows);
@@ -355,15 +270,16 @@ constexpr int kInner = D == 128 ? 32 : 64;
 template <int D, typename T>
 __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, AttentionBackward a,
                                                       std::int64_t tiles) {
-  constexpr int LD = kLd<D>, BK = kInner<D>;
+  constexpr int LD = kLd<D, T>, BK = kInner<D>;
   extern __shared__ __align__(16) unsigned char smem[];
   T* sQ = reinterpret_cast<T*>(smem);
   T* sdO = sQ + kTile * LD;
-  T* sK = sdO + kTile * LD;
-  T* sV = sK + BK * LD;  // sK and sV together hold kTile rows: O while delta is made
-  float* sDelta = reinterpret_cast<float*>(sV + BK * LD);
+  // Two stages of [K tile; V tile] (2 BK >= kTile rows: stage 1 holds O while
+  // delta is made and the first K, V tiles load into stage 0).
+  T* sKV = sdO + kTile * LD;
+  float* sDelta = reinterpret_cast<float*>(sKV + 4 * BK * LD);
 
-  const Place pl = place(p, p.heads, tiles);
+  const Place pl = place(p, p.heads, tiles, kTile);
   if (!pl.valid) return;
   const std::int64_t g = pl.head / p.group(), dil = p.dilation;
   const Band band{p.left, p.right, pl.rows};
@@ -372,13 +288,21 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
   const T* v = class_row0<T>(a.v, pl.b, g, pl.r);
   const std::int64_t ks = a.k.stride_l * dil, vs = a.v.stride_l * dil;
   const std::int64_t row_base = (pl.b * p.heads + pl.head) * p.length + pl.r;
+  const std::int64_t first = band.first_key(i0) / BK, last = band.last_key(i0, kTile) / BK;
+  auto load_kv = [&](std::int64_t t, int stage) {
+    T* dst = sKV + 2 * stage * BK * LD;
+    load_tile<D>(dst, k, ks, t * BK, BK, pl.rows);
+    load_tile<D>(dst + BK * LD, v, vs, t * BK, BK, pl.rows);
+  };
 
+  T* sO = sKV + 2 * BK * LD;
   load_tile<D>(sQ, class_row0<T>(a.q, pl.b, pl.head, pl.r), a.q.stride_l * dil, i0, kTile,
                pl.rows);
   load_tile<D>(sdO, class_row0<T>(a.dout, pl.b, pl.head, pl.r), a.dout.stride_l * dil, i0,
                kTile, pl.rows);
-  load_tile<D>(sK, class_row0<T>(a.out, pl.b, pl.head, pl.r), a.out.stride_l * dil, i0, kTile,
+  load_tile<D>(sO, class_row0<T>(a.out, pl.b, pl.head, pl.r), a.out.stride_l * dil, i0, kTile,
                pl.rows);
+  load_kv(first, 0);
   cp_async_commit();
   cp_async_wait<0>();
   __syncthreads();
@@ -386,7 +310,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
     const int r = threadIdx.x / 2, half = threadIdx.x % 2;
     float d = 0.f;
     for (int col = half * (D / 2); col < (half + 1) * (D / 2); ++col) {
-      d += to_float(sdO[r * LD + col]) * to_float(sK[r * LD + col]);
+      d += to_float(sdO[r * LD + col]) * to_float(sO[r * LD + col]);
     }
     d += __shfl_xor_sync(0xffffffffu, d, 1);
     if (half == 0) {
@@ -394,7 +318,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
       if (i0 + r < pl.rows) reinterpret_cast<float*>(a.delta)[row_base + (i0 + r) * dil] = d;
     }
   }
-  __syncthreads();  // sK (holding O) is free again
+  __syncthreads();  // stage 1 (holding O) is free again
 
   const int warp = threadIdx.x / 32;
   const T* sQw = sQ + warp * 16 * LD;
@@ -409,16 +333,20 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
     delta[rr] = sDelta[warp * 16 + acc_row(2 * rr)];
   }
 
-  const std::int64_t lo = i0 - (p.left - 1) > 0 ? i0 - (p.left - 1) : 0;
-  const std::int64_t hi = AttentionProblem::min(pl.rows - 1, i0 + kTile - 1 + p.right);
   float dq[D / 8][4] = {};
-  for (std::int64_t t = lo / BK; t <= hi / BK; ++t) {
+  for (std::int64_t t = first; t <= last; ++t) {
     const std::int64_t j0 = t * BK;
-    load_tile<D>(sK, k, ks, j0, BK, pl.rows);
-    load_tile<D>(sV, v, vs, j0, BK, pl.rows);
-    cp_async_commit();
-    cp_async_wait<0>();
+    const int stage = static_cast<int>((t - first) % 2);
+    if (t < last) {  // the next K, V tiles load into the other stage during this one
+      load_kv(t + 1, 1 - stage);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
     __syncthreads();
+    const T* sK = sKV + 2 * stage * BK * LD;
+    const T* sV = sK + BK * LD;
 
     float s[BK / 8][4] = {}, dp[BK / 8][4] = {};
     mma_abt<BK, D>(s, sQw, LD, sK, LD);
@@ -435,8 +363,8 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
     }
     std::uint32_t dsf[BK / 16][4];
     to_fragments<BK, T>(dsf, s);
-    mma_ab<D, BK, T>(dq, dsf, sK, LD);
-    __syncthreads();  // every warp is done with sK, sV
+    mma_ab<D, BK>(dq, dsf, sK, LD);
+    __syncthreads();  // every warp is done with this stage before it refills
   }
 
   const float scale = static_cast<float>(p.scale);
@@ -459,16 +387,15 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
 template <int D, typename T>
 __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, AttentionBackward a,
                                                         std::int64_t tiles) {
-  constexpr int LD = kLd<D>, BQ = kInner<D>;
+  constexpr int LD = kLd<D, T>, BQ = kInner<D>;
   extern __shared__ __align__(16) unsigned char smem[];
   T* sK = reinterpret_cast<T*>(smem);
   T* sV = sK + kTile * LD;
-  T* sQ = sV + kTile * LD;
-  T* sdO = sQ + BQ * LD;
-  float* sLse2 = reinterpret_cast<float*>(sdO + BQ * LD);
-  float* sDelta = sLse2 + BQ;
+  T* sQdO = sV + kTile * LD;  // two stages of [Q tile; dO tile]
+  float* sLse = reinterpret_cast<float*>(sQdO + 4 * BQ * LD);  // two stages of BQ
+  float* sDelta = sLse + 2 * BQ;
 
-  const Place pl = place(p, p.kv_heads, tiles);
+  const Place pl = place(p, p.kv_heads, tiles, kTile);
   if (!pl.valid) return;
   const std::int64_t dil = p.dilation;
   const Band band{p.left, p.right, pl.rows};
@@ -477,64 +404,80 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, Atte
                pl.rows);
   load_tile<D>(sV, class_row0<T>(a.v, pl.b, pl.head, pl.r), a.v.stride_l * dil, j0, kTile,
                pl.rows);
+
+  // Steps run over (query head of the group, query tile of the band).
+  const std::int64_t lo = j0 - p.right > 0 ? j0 - p.right : 0;
+  const std::int64_t hi = AttentionProblem::min(pl.rows - 1, j0 + kTile - 1 + p.left - 1);
+  const std::int64_t first = lo / BQ, per_head = hi / BQ - first + 1;
+  const std::int64_t steps = p.group() * per_head;
+  auto load_queries = [&](std::int64_t step, int stage) {
+    const std::int64_t h = pl.head * p.group() + step / per_head;
+    const std::int64_t i0 = (first + step % per_head) * BQ;
+    T* dst = sQdO + 2 * stage * BQ * LD;
+    load_tile<D>(dst, class_row0<T>(a.q, pl.b, h, pl.r), a.q.stride_l * dil, i0, BQ, pl.rows);
+    load_tile<D>(dst + BQ * LD, class_row0<T>(a.dout, pl.b, h, pl.r), a.dout.stride_l * dil, i0,
+                 BQ, pl.rows);
+    if (threadIdx.x < BQ) {  // rows past the end read 0: finite, masked below
+      const std::int64_t i = i0 + threadIdx.x;
+      const std::int64_t row = (pl.b * p.heads + h) * p.length + pl.r + i * dil;
+      const bool ok = i < pl.rows;
+      const float* lse = reinterpret_cast<const float*>(a.lse);
+      const float* delta = reinterpret_cast<const float*>(a.delta);
+      cp_async_4(sLse + stage * BQ + threadIdx.x, ok ? lse + row : lse, ok);
+      cp_async_4(sDelta + stage * BQ + threadIdx.x, ok ? delta + row : delta, ok);
+    }
+  };
+  load_queries(0, 0);
   cp_async_commit();
 
   const int warp = threadIdx.x / 32;
   const T* sKw = sK + warp * 16 * LD;
   const T* sVw = sV + warp * 16 * LD;
   const float c = static_cast<float>(p.scale) * kLog2e;
-  const std::int64_t lo = j0 - p.right > 0 ? j0 - p.right : 0;
-  const std::int64_t hi = AttentionProblem::min(pl.rows - 1, j0 + kTile - 1 + p.left - 1);
   float dk[D / 8][4] = {}, dv[D / 8][4] = {};
 
-  for (std::int64_t h = pl.head * p.group(); h < (pl.head + 1) * p.group(); ++h) {
-    const T* q = class_row0<T>(a.q, pl.b, h, pl.r);
-    const T* dout = class_row0<T>(a.dout, pl.b, h, pl.r);
-    const std::int64_t qs = a.q.stride_l * dil, dos = a.dout.stride_l * dil;
-    const std::int64_t row_base = (pl.b * p.heads + h) * p.length + pl.r;
-    for (std::int64_t t = lo / BQ; t <= hi / BQ; ++t) {
-      const std::int64_t i0 = t * BQ;
-      load_tile<D>(sQ, q, qs, i0, BQ, pl.rows);
-      load_tile<D>(sdO, dout, dos, i0, BQ, pl.rows);
+  for (std::int64_t step = 0; step < steps; ++step) {
+    const int stage = static_cast<int>(step % 2);
+    if (step + 1 < steps) {  // the next Q, dO tiles load into the other stage during this one
+      load_queries(step + 1, 1 - stage);
       cp_async_commit();
-      if (threadIdx.x < BQ) {
-        const std::int64_t i = i0 + threadIdx.x;
-        const bool ok = i < pl.rows;  // masked below; finite values keep 0 * x at 0
-        sLse2[threadIdx.x] =
-            ok ? reinterpret_cast<const float*>(a.lse)[row_base + i * dil] * kLog2e : 0.f;
-        sDelta[threadIdx.x] = ok ? reinterpret_cast<const float*>(a.delta)[row_base + i * dil]
-                                 : 0.f;
-      }
+      cp_async_wait<1>();
+    } else {
       cp_async_wait<0>();
-      __syncthreads();
-
-      float s[BQ / 8][4] = {};
-      mma_abt<BQ, D>(s, sKw, LD, sQ, LD);
-      const bool full = band.full(i0, BQ, j0, kTile);
-#pragma unroll
-      for (int nb = 0; nb < BQ / 8; ++nb) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int col = acc_col(nb, e);
-          const bool vis = full || band.visible(i0 + col, j0 + warp * 16 + acc_row(e));
-          s[nb][e] = vis ? exp2f(s[nb][e] * c - sLse2[col]) : 0.f;
-        }
-      }
-      std::uint32_t frag[BQ / 16][4];
-      to_fragments<BQ, T>(frag, s);
-      mma_ab<D, BQ, T>(dv, frag, sdO, LD);
-
-      float dp[BQ / 8][4] = {};
-      mma_abt<BQ, D>(dp, sVw, LD, sdO, LD);
-#pragma unroll
-      for (int nb = 0; nb < BQ / 8; ++nb) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[nb][e] *= dp[nb][e] - sDelta[acc_col(nb, e)];
-      }
-      to_fragments<BQ, T>(frag, s);
-      mma_ab<D, BQ, T>(dk, frag, sQ, LD);
-      __syncthreads();  // every warp is done with sQ, sdO
     }
+    __syncthreads();
+    const std::int64_t i0 = (first + step % per_head) * BQ;
+    const T* sQ = sQdO + 2 * stage * BQ * LD;
+    const T* sdO = sQ + BQ * LD;
+    const float* lse = sLse + stage * BQ;
+    const float* delta = sDelta + stage * BQ;
+
+    float s[BQ / 8][4] = {};
+    mma_abt<BQ, D>(s, sKw, LD, sQ, LD);
+    const bool full = band.full(i0, BQ, j0, kTile);
+#pragma unroll
+    for (int nb = 0; nb < BQ / 8; ++nb) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = acc_col(nb, e);
+        const bool vis = full || band.visible(i0 + col, j0 + warp * 16 + acc_row(e));
+        s[nb][e] = vis ? exp2f(s[nb][e] * c - lse[col] * kLog2e) : 0.f;
+      }
+    }
+    std::uint32_t frag[BQ / 16][4];
+    to_fragments<BQ, T>(frag, s);
+    mma_ab<D, BQ>(dv, frag, sdO, LD);
+
+    float dp[BQ / 8][4] = {};
+    mma_abt<BQ, D>(dp, sVw, LD, sdO, LD);
+#pragma unroll
+    for (int nb = 0; nb < BQ / 8; ++nb) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[nb][e] *= dp[nb][e] - delta[acc_col(nb, e)];
+    }
+    to_fragments<BQ, T>(frag, s);
+    mma_ab<D, BQ>(dk, frag, sQ, LD);
+    __syncthreads();  // every warp is done with this stage before it refills
   }
 
   const float scale = static_cast<float>(p.scale);
@@ -557,28 +500,6 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, Atte
 
 // ---- launch ----------------------------------------------------------------
 
-// Blocks for tiles of kTile virtual rows over every residue class and head.
-std::int64_t tiles_per_class(const AttentionProblem& p) {
-  const std::int64_t longest = (p.length + p.dilation - 1) / p.dilation;
-  return (longest + kTile - 1) / kTile;
-}
-
-unsigned grid(const AttentionProblem& p, std::int64_t heads, std::int64_t tiles) {
-  return static_cast<unsigned>(tiles * AttentionProblem::min(p.dilation, p.length) * p.batch *
-                               heads);
-}
-
-template <typename Args>
-void launch(void (*kernel)(AttentionProblem, Args, std::int64_t), unsigned blocks,
-            std::size_t smem, cudaStream_t s, const AttentionProblem& p, const Args& args,
-            std::int64_t tiles) {
-  // Past 48 KB a kernel must opt in to dynamic shared memory.
-  cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(smem)),
-             "cudaFuncSetAttribute");
-  kernel<<<blocks, kThreads, smem, s>>>(p, args, tiles);
-}
-
 template <typename Fn>
 void dispatch_16bit(DType dtype, std::int64_t head_dim, Fn&& fn) {
   auto with_dim = [&](auto* tag) {
@@ -599,28 +520,28 @@ void dispatch_16bit(DType dtype, std::int64_t head_dim, Fn&& fn) {
 
 void sliding_window_attention_forward_mma(const AttentionProblem& p, const AttentionForward& a,
                                           DType dtype, cudaStream_t s) {
-  const std::int64_t tiles = tiles_per_class(p);
+  const std::int64_t tiles = tiles_per_class(p, kTile);
   dispatch_16bit(dtype, p.head_dim, [&](auto* tag, auto d) {
     using T = std::remove_pointer_t<decltype(tag)>;
     constexpr int D = decltype(d)::value;
-    launch(forward_kernel<D, T>, grid(p, p.heads, tiles), 5 * kTile * kLd<D> * sizeof(T), s, p, a,
-           tiles);
+    launch(forward_kernel<D, T>, grid(p, p.heads, tiles), 5 * kTile * kLd<D, T> * sizeof(T), s, p,
+           a, tiles);
   });
   cuda_check(cudaGetLastError(), "sliding_window_attention forward launch");
 }
 
 void sliding_window_attention_backward_mma(const AttentionProblem& p, const AttentionBackward& a,
                                            DType dtype, cudaStream_t s) {
-  const std::int64_t tiles = tiles_per_class(p);
+  const std::int64_t tiles = tiles_per_class(p, kTile);
   dispatch_16bit(dtype, p.head_dim, [&](auto* tag, auto d) {
     using T = std::remove_pointer_t<decltype(tag)>;
     constexpr int D = decltype(d)::value;
-    const std::size_t tiles_bytes = 2 * (kTile + kInner<D>)*kLd<D> * sizeof(T);
+    const std::size_t tiles_bytes = (2 * kTile + 4 * kInner<D>)*kLd<D, T> * sizeof(T);
     // dq_kernel writes delta, which dkdv_kernel reads: same stream, in order.
     launch(dq_kernel<D, T>, grid(p, p.heads, tiles), tiles_bytes + kTile * sizeof(float), s, p, a,
            tiles);
     launch(dkdv_kernel<D, T>, grid(p, p.kv_heads, tiles),
-           tiles_bytes + 2 * kInner<D> * sizeof(float), s, p, a, tiles);
+           tiles_bytes + 4 * kInner<D> * sizeof(float), s, p, a, tiles);
   });
   cuda_check(cudaGetLastError(), "sliding_window_attention backward launch");
 }

@@ -142,12 +142,13 @@ def _forward_cpu(
     return out.to(dtype), lse
 
 
-def _aligned_16bit(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The tensor-core kernels copy rows 16 bytes at a time: a 16-bit view whose
-    rows do not all start on a 16-byte boundary is copied to a fresh one."""
+def _aligned_rows(*tensors: torch.Tensor, dtypes=(torch.float16, torch.bfloat16)) -> tuple:
+    """The tiled kernels copy rows 16 bytes at a time: a view (of one of
+    ``dtypes``) whose rows do not all start on a 16-byte boundary is copied."""
     def aligned(t):
-        return t.data_ptr() % 16 == 0 and all(s % 8 == 0 for s in t.stride()[:3])
-    if tensors[0].dtype not in (torch.float16, torch.bfloat16):
+        return t.data_ptr() % 16 == 0 and all(s * t.element_size() % 16 == 0
+                                              for s in t.stride()[:3])
+    if tensors[0].dtype not in dtypes:
         return tensors
     return tuple(t if aligned(t) else t.clone(memory_format=torch.contiguous_format)
                  for t in tensors)
@@ -155,7 +156,8 @@ def _aligned_16bit(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 @_forward_cpu.register_kernel("cuda")
 def _forward_cuda(q, k, v, left, right, dilation, scale):
-    q, k, v = _aligned_16bit(q, k, v)
+    # The float32 forward is tiled too; float64 and the float32 backward are not.
+    q, k, v = _aligned_rows(q, k, v, dtypes=(torch.float16, torch.bfloat16, torch.float32))
     out = _empty(q, tuple(q.shape), q.dtype)
     lse = _empty(q, _lse_shape(q), _accumulation_dtype(q.dtype))
     _C.sliding_window_attention_forward_cuda(
@@ -193,7 +195,7 @@ def _backward_cpu(
 
 @_backward_cpu.register_kernel("cuda")
 def _backward_cuda(q, k, v, out, dout, lse, left, right, dilation, scale):
-    q, k, v, out, dout = _aligned_16bit(q, k, v, out, dout)
+    q, k, v, out, dout = _aligned_rows(q, k, v, out, dout)
     # The kernels accumulate in fp32 (fp64) and write the input dtype.
     dq, dk, dv, delta = _gradient_buffers(q, k, q.dtype)
     _C.sliding_window_attention_backward_cuda(
