@@ -16,7 +16,7 @@ import ma_features
 import ma_kernels
 import ma_model
 
-from .engine import StreamEngine
+from .engine import StreamEngine, auto_device
 from .latency import measure_latency
 
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     device = args.device
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() and ma_kernels.cuda_available() else "cpu"
+        device = auto_device()
     result = run(args.events, args.seed, device, args.replay)
     if not result["stream_equals_batch"]:
         raise SystemExit("streamed features differ from the batch features")

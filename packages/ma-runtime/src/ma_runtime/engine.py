@@ -20,6 +20,11 @@ import ma_kernels
 import ma_model
 
 
+def auto_device() -> str:
+    """cuda where torch sees a GPU and ma_kernels can run on it, else cpu."""
+    return "cuda" if torch.cuda.is_available() and ma_kernels.cuda_available() else "cpu"
+
+
 class Signal(NamedTuple):
     """Per instrument: ``probabilities [I, H, 3]`` (down, stationary, up per
     horizon) and ``regression [I, R]``, on the host."""
@@ -76,7 +81,7 @@ class StreamEngine:
     ) -> StreamEngine:
         """An engine for the model and normalisation of a training checkpoint."""
         if device == "auto":
-            device = "cuda" if torch.cuda.is_available() and ma_kernels.cuda_available() else "cpu"
+            device = auto_device()
         model, normalization = ma_model.load_model(path, device)
         return cls(
             model, normalization, instruments=instruments, device=device, cuda_graph=cuda_graph
