@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,8 @@ from test_compute import valid_ticks
 from ma_features import FeatureSpec, FeatureState, Ticks, compute_features, simulate
 
 SPEC = FeatureSpec(depth_imbalance=(1, 3), ofi_levels=3, windows=(1, 4, 9))
+# Time windows in ns over tick_times() below (gaps 0-3 ns): a few events each.
+TIMED = FeatureSpec(ofi_levels=2, windows=(3,), time_windows=(1, 5, 17))
 FIELDS = ("time", "bid_price", "bid_size", "ask_price", "ask_size", "trade_price",
           "trade_size", "trade_side")
 
@@ -18,38 +22,77 @@ def batch_features(ticks: Ticks, spec: FeatureSpec) -> dict[str, torch.Tensor]:
     return dict(zip(names, out.unbind(1), strict=True))
 
 
-@settings(max_examples=25, deadline=None)
+def with_tick_times(ticks: Ticks, seed: int) -> Ticks:
+    """``ticks`` at small, non-decreasing times with ties (gaps of 0 to 3 ns)."""
+    gaps = np.random.default_rng(seed).integers(0, 4, len(ticks))
+    return type(ticks)(**{**vars(ticks), "time": np.cumsum(gaps).astype(np.int64)})
+
+
+def events_needed(ticks: Ticks, spec: FeatureSpec) -> int:
+    """The most events any time window of ``spec`` holds over ``ticks``."""
+    rows = np.arange(len(ticks))
+    return max(
+        (int((rows + 1 - np.searchsorted(ticks.time, ticks.time - tau, side="right")).max())
+         for tau in spec.time_windows if len(ticks)),
+        default=0,
+    )
+
+
+def stream(state: FeatureState, ticks: Ticks, cuts) -> torch.Tensor:
+    bounds = sorted({0, len(ticks), *(c for c in cuts if c < len(ticks))})
+    return torch.cat(
+        [state.update_ticks(ticks[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+        or [torch.empty(0, len(state.names), dtype=state.dtype)]
+    )
+
+
+@settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**31),
     n=st.integers(1, 60),
     cuts=st.lists(st.integers(0, 60), max_size=6),
-    spec=st.sampled_from([SPEC, FeatureSpec(), FeatureSpec.anchors()]),
+    spec=st.sampled_from([SPEC, FeatureSpec(), FeatureSpec.anchors(), TIMED]),
 )
 def test_stream_in_any_chunks_equals_batch(seed, n, cuts, spec):
-    ticks = valid_ticks(seed, n)
-    bounds = sorted({0, len(ticks), *(c for c in cuts if c < len(ticks))})
-    state = FeatureState(spec, dtype=torch.float64)
-    streamed = torch.cat(
-        [state.update_ticks(ticks[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
-        or [torch.empty(0, len(spec.names), dtype=torch.float64)]
-    )
+    ticks = with_tick_times(valid_ticks(seed, n), seed)
+    # The least max_events that fits: streaming must neither overflow nor truncate.
+    state = FeatureState(spec, dtype=torch.float64, max_events=max(1, events_needed(ticks, spec)))
+    streamed = stream(state, ticks, cuts)
     assert streamed.shape == (len(ticks), len(spec.names))
     assert_columns_close(streamed, state.names, batch_features(ticks, spec), rel=1e-9)
 
 
-@settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 2**31), batch=st.integers(1, 5), n=st.integers(1, 40))
-def test_many_instruments_at_once_equal_each_alone(seed, batch, n):
-    streams = [simulate(n, levels=3, seed=seed + i) for i in range(batch)]
-    state = FeatureState(SPEC, batch=batch, dtype=torch.float64)
-    rows = []
-    for t in range(n):
-        event = {f: torch.from_numpy(np.stack([getattr(s, f)[t] for s in streams]))
-                 for f in FIELDS}
-        rows.append(state.update(event))
-    out = torch.stack(rows, dim=1)  # [batch, n, F]
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(2, 60), cuts=st.lists(st.integers(0, 60)))
+def test_time_window_over_max_events_raises(seed, n, cuts):
+    ticks = with_tick_times(valid_ticks(seed, n), seed)
+    needed = events_needed(ticks, TIMED)
+    if needed < 2:
+        return
+    state = FeatureState(TIMED, dtype=torch.float64, max_events=needed - 1)
+    with pytest.raises(ValueError, match=rf"time window \d+ns would hold more than "
+                                         rf"max_events={needed - 1} events \(instruments \[0\]\)"):
+        stream(state, ticks, cuts)
+
+
+def stacked(streams: list[Ticks], t: int, device="cpu") -> dict[str, torch.Tensor]:
+    """Event ``t`` of every stream, as one batched update."""
+    return {f: torch.from_numpy(np.stack([getattr(s, f)[t] for s in streams])).to(device)
+            for f in FIELDS}
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31), batch=st.integers(1, 5), n=st.integers(1, 40),
+       spec=st.sampled_from([SPEC, TIMED]))
+def test_many_instruments_at_once_equal_each_alone(seed, batch, n, spec):
+    # Each instrument has its own clock, so its time windows hold their own counts.
+    streams = [with_tick_times(simulate(n, levels=3, seed=seed + i), seed + i)
+               for i in range(batch)]
+    needed = max(events_needed(s, spec) for s in streams)
+    state = FeatureState(spec, batch=batch, dtype=torch.float64, max_events=max(1, needed))
+    out = torch.stack([state.update(stacked(streams, t)) for t in range(n)], dim=1)  # [B, n, F]
     for i, ticks in enumerate(streams):
-        assert_columns_close(out[i], SPEC.names, batch_features(ticks, SPEC), rel=1e-9)
+        assert_columns_close(out[i], spec.names, batch_features(ticks, spec), rel=1e-9)
 
 
 def test_float32_output_and_reset():
@@ -74,10 +117,10 @@ def test_caller_may_refill_its_buffers():
 
 
 def test_errors_name_the_problem():
-    with pytest.raises(ValueError, match="event windows only"):
-        FeatureState(FeatureSpec(time_windows=(10,)))
     with pytest.raises(ValueError, match="batch must be an int >= 1"):
         FeatureState(batch=0)
+    with pytest.raises(ValueError, match="max_events must be an int >= 1, got 0"):
+        FeatureState(TIMED, max_events=0)
     state = FeatureState(SPEC, batch=2)
     ticks = simulate(2, levels=3, seed=0)
     event = {f: torch.from_numpy(getattr(ticks, f)) for f in FIELDS}
@@ -101,14 +144,27 @@ def test_gpu_state_stays_on_the_gpu_and_equals_cpu():
     torch.testing.assert_close(out.cpu(), cpu, rtol=1e-12, atol=1e-12)
 
 
+def test_cpu_overflow_raises_at_the_first_overflowing_tick():
+    ticks = with_tick_times(simulate(40, levels=3, seed=3), 3)
+    tau = TIMED.time_windows[-1]
+    limit = events_needed(ticks, TIMED) - 1
+    held = np.arange(40) + 1 - np.searchsorted(ticks.time, ticks.time - tau, side="right")
+    first = int(np.argmax(held > limit))
+    state = FeatureState(TIMED, dtype=torch.float64, max_events=limit)
+    rows = [state.update(stacked([ticks], t)) for t in range(first)]
+    assert_columns_close(torch.cat(rows), TIMED.names, batch_features(ticks[:first], TIMED),
+                         rel=1e-9)
+    for _ in range(2):  # the failing update changed nothing: it fails again the same way
+        with pytest.raises(ValueError, match=f"time window {tau}ns would hold more than"):
+            state.update(stacked([ticks], first))
+
+
 @pytest.mark.gpu
-def test_gpu_update_never_syncs_with_the_host():
-    ticks = simulate(20, levels=3, seed=10)
-    events = [
-        {f: torch.from_numpy(getattr(ticks, f)[t : t + 1]).cuda() for f in FIELDS}
-        for t in range(len(ticks))
-    ]
-    state = FeatureState(SPEC, device="cuda")
+@pytest.mark.parametrize("spec", [SPEC, TIMED], ids=["event", "time"])
+def test_gpu_update_never_syncs_with_the_host(spec):
+    ticks = with_tick_times(simulate(40, levels=3, seed=10), 10)
+    events = [stacked([ticks], t, "cuda") for t in range(len(ticks))]
+    state = FeatureState(spec, device="cuda", dtype=torch.float64)
     state.update(events[0])
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
@@ -116,5 +172,37 @@ def test_gpu_update_never_syncs_with_the_host():
         rows = [state.update(event) for event in events[1:]]
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    expected = FeatureState(SPEC).update_ticks(ticks)[1:]
-    torch.testing.assert_close(torch.cat(rows).cpu(), expected, rtol=1e-5, atol=1e-5)
+    state.check()
+    expected = FeatureState(spec, dtype=torch.float64).update_ticks(ticks)[1:]
+    torch.testing.assert_close(torch.cat(rows).cpu(), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.gpu
+def test_gpu_overflow_is_nan_where_it_happens_then_check_raises():
+    streams = [with_tick_times(simulate(60, levels=3, seed=s), s) for s in (11, 12, 13)]
+    tau = TIMED.time_windows[-1]
+    needed = [events_needed(s, FeatureSpec(windows=(), time_windows=(tau,))) for s in streams]
+    limit = sorted(needed)[1] - 1  # the two busiest instruments overflow the longest window
+    state = FeatureState(TIMED, batch=3, device="cuda", dtype=torch.float64, max_events=limit)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = torch.stack([state.update(stacked(streams, t, "cuda")) for t in range(60)], 1)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    out = out.cpu()
+    columns = [i for i, name in enumerate(TIMED.names) if name.endswith(f"_{tau}ns")]
+    for i, ticks in enumerate(streams):
+        held = np.arange(60) + 1 - np.searchsorted(ticks.time, ticks.time - tau, side="right")
+        over = torch.from_numpy(held > limit)
+        assert over.any() == (needed[i] > limit)
+        assert out[i][over][:, columns].isnan().all()
+        # Everything else equals the batch output.
+        expected = torch.stack(list(batch_features(ticks, TIMED).values()), 1)
+        torch.testing.assert_close(out[i][~over], expected[~over], rtol=1e-9, atol=1e-9)
+        assert not out[i][:, [c for c in range(out.shape[2]) if c not in columns]].isnan().any()
+    busy = [i for i in range(3) if needed[i] > limit]
+    message = f"time window {tau}ns held more than max_events={limit} events (instruments {busy})"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        state.check()
+    state.reset()
+    state.check()

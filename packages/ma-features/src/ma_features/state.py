@@ -3,9 +3,17 @@ for one or many instruments, equal to :func:`compute_features` on the same
 ticks.
 
 All state lives in tensors on the state's device: the previous event and a
-ring buffer of each instrument's last ``max(windows)`` rolling terms. An
-update runs only tensor ops on that device and never reads a value back to
-the host, so on a GPU ticks stream without a sync per tick.
+ring buffer of each instrument's last rolling terms and event times (as many
+as the longest event window, or ``max_events`` for time windows). An update
+runs only tensor ops on that device and never reads a value back to the
+host, so on a GPU ticks stream without a sync per tick.
+
+A time window has no bound on the events it holds, so a state holds at most
+``max_events`` per time window. Overflow is detected exactly (the event
+``max_events`` back is still inside the window) and never yields a truncated
+sum: on the CPU the update raises; on other devices, where raising would need
+a sync per tick, the window's columns are NaN where it overflowed and
+:meth:`FeatureState.check` (called by ``update_ticks``) raises.
 """
 
 from __future__ import annotations
@@ -27,9 +35,11 @@ class FeatureState:
     """Streaming features of ``batch`` instruments that step together.
 
     Args:
-        spec: the features (default ``FeatureSpec()``); time windows are not
-            supported (a time window has no bound on the events it holds).
+        spec: the features (default ``FeatureSpec()``).
         batch: instruments per update.
+        max_events: the most events a time window may hold (the current one
+            included); a tick whose window holds more is an overflow (see the
+            module docstring). The ring costs 56 bytes per instrument and slot.
         device, dtype: where the state lives and the dtype of the features;
             the state itself is float64.
     """
@@ -41,20 +51,24 @@ class FeatureState:
         batch: int = 1,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        max_events: int = 4096,
     ) -> None:
         spec = FeatureSpec() if spec is None else spec
-        if spec.time_windows:
-            raise ValueError(
-                f"FeatureState supports event windows only, got time_windows={spec.time_windows}"
-            )
-        if not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be an int >= 1, got {batch!r}")
-        self.spec, self.batch, self.dtype = spec, batch, dtype
+        for name, value in (("batch", batch), ("max_events", max_events)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        self.spec, self.batch, self.dtype, self.max_events = spec, batch, dtype, max_events
         self.device = torch.device(device)
-        capacity = max(spec.windows, default=1)
+        capacity = max((*spec.windows, max_events if spec.time_windows else 1))
         self._ring = torch.zeros(batch, capacity, len(TERMS), dtype=torch.float64, device=device)
+        self._times = torch.zeros(batch, capacity, dtype=torch.int64, device=device)
         self._slots = torch.arange(capacity, device=device)
         self._windows = torch.tensor(spec.windows, dtype=torch.long, device=device)
+        self._taus = torch.tensor(spec.time_windows, dtype=torch.int64, device=device)
+        # Sticky per (instrument, time window): some tick overflowed (read by check()).
+        self._overflow = torch.zeros(
+            batch, len(spec.time_windows), dtype=torch.bool, device=device
+        )
         self._before: Event | None = None
         self._count = 0  # events seen; a Python int, so no update reads the device
 
@@ -65,7 +79,27 @@ class FeatureState:
     def reset(self) -> None:
         """Forget every event: the next one is treated as the first of a series."""
         self._ring.zero_()
+        self._times.zero_()
+        self._overflow.zero_()
         self._before, self._count = None, 0
+
+    def check(self) -> None:
+        """Raise ValueError if a time window overflowed ``max_events`` since the
+        last reset (its columns are NaN there). Reads the device: one sync."""
+        if not self.spec.time_windows:
+            return
+        over = self._overflow.cpu()
+        if over.any():
+            self._raise_overflow(over, "held")
+
+    def _raise_overflow(self, over: torch.Tensor, verb: str) -> None:
+        w = int(over.any(0).nonzero()[0, 0])
+        instruments = over[:, w].nonzero()[:, 0].tolist()
+        raise ValueError(
+            f"time window {self.spec.time_windows[w]}ns {verb} more than "
+            f"max_events={self.max_events} events (instruments {instruments[:10]}): "
+            "raise max_events"
+        )
 
     def update(self, event: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Features ``[batch, F]`` of the next event of every instrument.
@@ -84,7 +118,20 @@ class FeatureState:
 
         capacity = self._ring.shape[1]
         slot = self._count % capacity
+        # Events at or before the horizon are outside the time window (as in the batch path).
+        horizon = now.time[:, None] - self._taus  # [batch, time windows]
+        over = None
+        if self.spec.time_windows and self._count >= self.max_events:
+            # Times are non-decreasing: the window holds more than max_events
+            # events iff the event max_events back (read before its slot may
+            # be overwritten) is still inside it.
+            oldest = self._times[:, (self._count - self.max_events) % capacity]
+            over = oldest[:, None] > horizon
+            if self.device.type == "cpu" and over.any():  # free on the CPU: raise at once
+                self._raise_overflow(over, "would hold")
+            self._overflow |= over
         self._ring[:, slot] = terms
+        self._times[:, slot] = now.time
         # Slots written within the last W events; unwritten slots hold zeros,
         # so early windows are the partial sums of the batch path.
         age = (slot - self._slots) % capacity
@@ -92,6 +139,16 @@ class FeatureState:
         sums = torch.einsum("bst,ws->bwt", self._ring, in_window)
         for w in range(len(self.spec.windows)):
             columns += rolling_values(self.spec, sums[:, w], mid)
+        if self.spec.time_windows:
+            # Without overflow every event of the window is in the ring; unwritten
+            # slots may pass the time test but hold zero terms.
+            in_time = (self._times[:, None, :] > horizon[:, :, None]).to(torch.float64)
+            time_sums = torch.einsum("bst,bws->bwt", self._ring, in_time)
+            for w in range(len(self.spec.time_windows)):
+                values = rolling_values(self.spec, time_sums[:, w], mid)
+                if over is not None:
+                    values = [torch.where(over[:, w], torch.nan, v) for v in values]
+                columns += values
 
         if self._before is None:  # own copies: the caller may refill its buffers in place
             self._before = Event(**{f.name: getattr(now, f.name).clone() for f in fields(Event)})
@@ -114,6 +171,7 @@ class FeatureState:
             self.update({f.name: getattr(rows, f.name)[i : i + 1] for f in fields(Event)})
             for i in range(len(ticks))
         ]
+        self.check()
         return torch.cat(out) if out else torch.empty((0, len(self.names)), dtype=self.dtype)
 
     def _event(self, event: Mapping[str, torch.Tensor]) -> Event:
