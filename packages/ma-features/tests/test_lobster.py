@@ -1,9 +1,17 @@
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ma_features import EventType, TickDataError, lobster_sample, lobster_sample_paths, read_lobster
+from ma_features import (
+    EventType,
+    TickDataError,
+    lobster,
+    lobster_sample,
+    lobster_sample_paths,
+    read_lobster,
+)
 
 MESSAGE, ORDERBOOK = lobster_sample_paths()
 
@@ -170,3 +178,71 @@ def test_orderbook_width_must_be_levels_of_four(tmp_path):
     m = small(tmp_path, ["1,1,7,5,990000,1"], [f"{BOOK_1},1"])
     with pytest.raises(ValueError, match="5 fields, expected 4 per level"):
         read_lobster(m)
+
+
+def read_exact(monkeypatch, *args, **kwargs):
+    """read_lobster on its field-by-field path only."""
+    with monkeypatch.context() as m:
+        m.setattr(lobster, "_read_fast", lambda *a: None)
+        return read_lobster(*args, **kwargs)
+
+
+def write_varied_sample(tmp_path):
+    """The sample with empty levels and every event type, CRLF line ends and a blank last line.
+
+    Some deletes become partial cancels (2), some rows become crosses (6) and halts (7), and on
+    some rows one side of the book is empty from a random level down.
+    """
+    rng = np.random.default_rng(0)
+    message = [line.split(",") for line in MESSAGE.read_text().splitlines()]
+    book = [line.split(",") for line in ORDERBOOK.read_text().splitlines()]
+    for i in rng.choice(len(book), 200, replace=False):
+        side = int(rng.integers(2))  # 0 ask, 1 bid
+        for level in range(int(rng.integers(10)), 10):
+            book[i][4 * level + 2 * side : 4 * level + 2 * side + 2] = [
+                ("9999999999", "-9999999999")[side], "0"]  # fmt: skip
+    for i in rng.choice(len(message), 60, replace=False):
+        kind = i % 3
+        if kind == 0 and message[i][1] == "3":
+            message[i][1] = "2"
+        elif kind == 1:
+            message[i][1:] = ["6", "-1", "300", message[i][4], "-1"]
+        elif kind == 2:
+            message[i][1:] = ["7", "0", "0", str(rng.integers(-1, 2)), "-1"]
+    m = tmp_path / "V_message_10.csv"
+    m.write_bytes(("\r\n".join(",".join(r) for r in message) + "\r\n\r\n").encode())
+    (tmp_path / "V_orderbook_10.csv").write_bytes(
+        ("\r\n".join(",".join(r) for r in book) + "\r\n").encode()
+    )
+    return m
+
+
+@pytest.mark.parametrize("which", ["sample", "varied"])
+def test_fast_and_field_by_field_paths_give_identical_ticks(tmp_path, monkeypatch, which):
+    m = MESSAGE if which == "sample" else write_varied_sample(tmp_path)
+    b = Path(str(m).replace("message", "orderbook"))
+    assert lobster._read_fast(m, b, None) is not None  # the fast path is the one taken
+    ticks = read_lobster(m)[0]
+    assert len(ticks) == 999
+    if which == "varied":
+        assert set(ticks.event.tolist()) == {int(e) for e in EventType}
+        assert np.isnan(ticks.bid_price).any() and np.isnan(ticks.ask_price).any()
+    assert ticks.equals(read_exact(monkeypatch, m)[0])
+    for kwargs in ({"levels": 3}, {"events": {4, 5, 6}}):
+        assert read_lobster(m, **kwargs)[0].equals(read_exact(monkeypatch, m, **kwargs)[0])
+
+
+def test_fields_an_arrow_cast_alone_would_misread(tmp_path, monkeypatch):
+    # leading zeros up to 19 digits are good fields, read by the fast path too
+    m = small(tmp_path, ["1,1,7,5,990000,1"], [f"1000000,0010,990000,{'0' * 18}5,{EMPTY_1}"])
+    assert lobster._read_fast(m, tmp_path / "X_orderbook_2.csv", None) is not None
+    ticks = read_lobster(m)[0]
+    assert ticks.equals(read_exact(monkeypatch, m)[0])
+    assert (ticks.ask_size[0, 0], ticks.bid_size[0, 0]) == (10, 5)
+    # spaces, hexadecimal and over 19 digits are malformed, though arrow casts them
+    for value in (" 10", "0x10", "0" * 19 + "10"):
+        small(tmp_path, ["1,1,7,5,990000,1"], [f"1000000,{value},990000,5,{EMPTY_1}"])
+        with pytest.raises(
+            TickDataError, match=rf"line 1, column 2 \('ask size 1'\): malformed value '{value}'"
+        ):
+            read_lobster(m)

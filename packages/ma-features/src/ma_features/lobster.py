@@ -84,6 +84,69 @@ def read_lobster(
         orderbook_file = message_path.with_name(message_path.name.replace("message", "orderbook"))
     orderbook_path = Path(orderbook_file)
 
+    parsed = _read_fast(message_path, orderbook_path, levels)
+    if parsed is None:
+        parsed, ok, problems = _read_exact(message_path, orderbook_path, levels)
+        if on_error == "raise" and problems:
+            raise TickDataError(min(problems)[1], "malformed")
+    else:
+        ok = np.ones(len(parsed[0]), dtype=bool)
+    time, kind, size, price, direction, raw_book = parsed
+    keep = ok if events is None else ok & np.isin(kind, list(events))
+    rows = np.flatnonzero(keep)
+    ticks = _ticks(time, kind, size, price, direction, raw_book, rows)
+
+    def where(row: int, column: str) -> str:
+        line = rows[row] + 1
+        if column in _FROM_MESSAGE:
+            index, name = _FROM_MESSAGE[column]
+            return f"{message_path}, line {line}, column {index} ('{name}')"
+        field, level = column.rsplit("_", 1)
+        index = 4 * (int(level) - 1) + _BOOK_OFFSET[field]
+        return f"{orderbook_path}, line {line}, column {index} ('{_book_name(index - 1)}')"
+
+    return check(ticks, on_error, source=str(message_path), where=where, malformed=int((~ok).sum()))
+
+
+def _read_fast(message_path: Path, orderbook_path: Path, levels: int | None):
+    """The columns of :func:`_read_exact` when both files are plain and every field is good;
+    else None (and :func:`_read_exact` says what is wrong).
+
+    The same parsers over the six message columns; the book's many columns are cast whole,
+    which :func:`_text.parse_plain_int` shows equal to parsing them field by field.
+    """
+    messages = _text.read_regular(message_path, b"0123456789-.", len(MESSAGE_COLUMNS))
+    book = _text.read_regular(orderbook_path, b"0123456789-")
+    if messages is None or book is None or len(messages[0]) != len(book[0]) or len(book) % 4:
+        return None
+    levels = len(book) // 4 if levels is None else levels
+    if not 1 <= levels <= len(book) // 4:
+        return None
+    time, good = _text.parse_seconds(messages[0])
+    kind, kind_good = _text.parse_int(messages[1], np.int8)
+    direction, direction_good = _text.parse_int(messages[5], np.int8)
+    good &= kind_good & np.isin(kind, [int(e) for e in EventType])
+    good &= direction_good & np.isin(direction, [-1, 1])
+    (_, order_id_good), (size, size_good), (price, price_good) = (
+        _text.parse_int(messages[j]) for j in (2, 3, 4)
+    )
+    good &= order_id_good & size_good & price_good
+    if not good.all():
+        return None
+    raw_book = np.empty((len(time), 4 * levels), dtype=np.int64)
+    for j in range(4 * levels):
+        values = _text.parse_plain_int(book[j])
+        if values is None:
+            return None
+        raw_book[:, j] = values
+    return time, kind, size, price, direction, raw_book.reshape(-1, levels, 4)
+
+
+def _read_exact(message_path: Path, orderbook_path: Path, levels: int | None):
+    """Columns of both files, parsed field by field: ``(columns, ok, problems)``.
+
+    Every unparsable field is located: ``problems`` holds (line, message) per bad column.
+    """
     messages = _text.read_table(message_path, n_fields=len(MESSAGE_COLUMNS))
     book = _text.read_table(orderbook_path)
     if messages.n_rows != book.n_rows:
@@ -139,22 +202,7 @@ def read_lobster(
         axis=1,
     ).reshape(n, levels, 4)
 
-    if on_error == "raise" and problems:
-        raise TickDataError(min(problems)[1], "malformed")
-    keep = ok if events is None else ok & np.isin(kind, list(events))
-    rows = np.flatnonzero(keep)
-    ticks = _ticks(time, kind, size, price, direction, raw_book, rows)
-
-    def where(row: int, column: str) -> str:
-        line = rows[row] + 1
-        if column in _FROM_MESSAGE:
-            index, name = _FROM_MESSAGE[column]
-            return f"{message_path}, line {line}, column {index} ('{name}')"
-        field, level = column.rsplit("_", 1)
-        index = 4 * (int(level) - 1) + _BOOK_OFFSET[field]
-        return f"{orderbook_path}, line {line}, column {index} ('{_book_name(index - 1)}')"
-
-    return check(ticks, on_error, source=str(message_path), where=where, malformed=int((~ok).sum()))
+    return (time, kind, size, price, direction, raw_book), ok, problems
 
 
 def _book_name(j: int) -> str:
