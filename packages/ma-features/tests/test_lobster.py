@@ -246,3 +246,11 @@ def test_fields_an_arrow_cast_alone_would_misread(tmp_path, monkeypatch):
             TickDataError, match=rf"line 1, column 2 \('ask size 1'\): malformed value '{value}'"
         ):
             read_lobster(m)
+
+
+def test_explicit_plus_signs_are_read(tmp_path):
+    # "+" passes the integer pattern; arrow's cast alone would refuse it.
+    m = small(tmp_path, ["1,4,7,+30,+1000000,-1"], [f"{BOOK_1},1010000,+1,980000,2"])
+    t, _ = read_lobster(m)
+    assert (t.trade_size[0], t.trade_price[0], t.trade_side[0]) == (30.0, 100.0, 1)
+    assert t.ask_size[0, 1] == 1.0

@@ -189,7 +189,9 @@ def parse_int(column: pa.Array, dtype: type = np.int64) -> tuple[np.ndarray, np.
         pc.equal(pc.utf8_length(digits), 19), pc.greater(digits, _INT64_MAX)
     ).to_numpy(zero_copy_only=False)
     ok &= ~too_long
-    values = pc.cast(pc.if_else(pa.array(ok), column, "0"), pa.int64()).to_numpy().copy()
+    # _INT admits a leading "+", which arrow's cast refuses: strip it first.
+    text = pc.if_else(pa.array(ok), pc.utf8_ltrim(column, "+"), "0")
+    values = pc.cast(text, pa.int64()).to_numpy().copy()
     info = np.iinfo(dtype)
     ok &= (values >= info.min) & (values <= info.max)
     values[~ok] = 0
