@@ -1,7 +1,7 @@
 import pytest
 import torch
 from books import random_table
-from conftest import DEVICES, relative_error
+from conftest import DEVICES, check_graph_capture_and_side_stream, relative_error
 
 import ma_kernels
 from ma_kernels import microstructure, reference
@@ -178,21 +178,10 @@ def test_torch_compile_fullgraph(device):
 
 @pytest.mark.gpu
 def test_cuda_graph_capture_and_side_stream():
-    table = random_table(20_000, device="cuda")
-    side = torch.cuda.Stream()
-    with torch.cuda.stream(side):
-        on_side = ma_kernels.microstructure_features(table, 100)
-    side.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    static_table = table.clone()
-    with torch.cuda.graph(graph):
-        static_out = ma_kernels.microstructure_features(static_table, 100)
-    fresh = random_table(20_000, device="cuda")
-    static_table.copy_(fresh)
-    graph.replay()
-    torch.cuda.synchronize()
-    torch.testing.assert_close(static_out, ma_kernels.microstructure_features(fresh, 100))
-    torch.testing.assert_close(on_side, ma_kernels.microstructure_features(table, 100))
+    check_graph_capture_and_side_stream(
+        lambda t: ma_kernels.microstructure_features(t, 100),
+        lambda: random_table(20_000, device="cuda"),
+    )
 
 
 @pytest.mark.gpu

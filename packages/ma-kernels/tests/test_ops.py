@@ -1,7 +1,7 @@
 import pytest
 import torch
 from books import random_book
-from conftest import DEVICES, relative_error
+from conftest import DEVICES, check_graph_capture_and_side_stream, relative_error
 
 import ma_kernels
 from ma_kernels import ops, reference
@@ -113,21 +113,9 @@ def test_torch_compile_fullgraph(device):
 
 @pytest.mark.gpu
 def test_cuda_graph_capture_and_side_stream():
-    book = random_book(10_000, device="cuda")
-    side = torch.cuda.Stream()
-    with torch.cuda.stream(side):
-        on_side = ma_kernels.l1_features(book)
-    side.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    static_book = book.clone()
-    with torch.cuda.graph(graph):
-        static_out = ma_kernels.l1_features(static_book)
-    fresh = random_book(10_000, device="cuda")
-    static_book.copy_(fresh)
-    graph.replay()
-    torch.cuda.synchronize()
-    torch.testing.assert_close(static_out, ma_kernels.l1_features(fresh))
-    torch.testing.assert_close(on_side, ma_kernels.l1_features(book))
+    check_graph_capture_and_side_stream(
+        ma_kernels.l1_features, lambda: random_book(10_000, device="cuda")
+    )
 
 
 @pytest.mark.gpu
