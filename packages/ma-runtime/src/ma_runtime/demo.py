@@ -70,14 +70,14 @@ def stream(
     """Replays ticks the model never saw through the engine, one at a time,
     and checks each signal against the model run on the whole span at once."""
     arrays = ma_model.tick_arrays(ticks, config.data.horizons, config.data.alpha)
-    engine = StreamEngine.from_checkpoint(checkpoint, device=device)
+    model, normalization = ma_model.load_model(checkpoint, device)
+    engine = StreamEngine(model, normalization, device=device)
     probabilities = torch.empty(replay, len(config.data.horizons), 3)
 
     def step(i: int) -> None:
         probabilities[i] = engine.step(arrays.x[i : i + 1], arrays.dt[i : i + 1]).probabilities[0]
 
     stats = measure_latency(step, replay, warmup=0)
-    model, normalization = ma_model.load_model(checkpoint, device)
     standardizer = ma_features.Standardizer()
     standardizer.load_state_dict(normalization["standardizer"])
     x = standardizer.transform(arrays.x[:replay]).to(device)
