@@ -11,6 +11,7 @@ W processes follow the same trajectory as one (to float rounding).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -342,6 +343,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"ma-train: error: {e}\n")
     finally:
         if dist.is_initialized():
+            # The DDP wrapper sits in a reference cycle that holds the group; freeing it
+            # first lets destroy_process_group join gloo's worker threads, which
+            # otherwise release their last tensors while the interpreter shuts down (abort).
+            gc.collect()
             dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         for run in result.get("runs", []):
