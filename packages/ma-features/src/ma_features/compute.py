@@ -1,14 +1,14 @@
 """compute_features: the features of a :class:`FeatureSpec` over a whole
-series of ticks, on the CPU or a GPU.
+series of ticks, on the CPU or a GPU, as one fused ma_kernels pass.
 
-The ANCHORS set (and any subset of it with one event window) runs as one
-fused ma_kernels pass; any other spec runs as vectorised torch over the
-formulas of :mod:`ma_features.rows`, in float64.
+The ANCHORS set (and any subset of it with one event window) runs on
+``ma_kernels.microstructure_features``, which reads the level-1 table in the
+output dtype; every other spec on ``ma_kernels.book_features``, which reads
+the float64 ticks. :class:`~ma_features.FeatureState` computes the same
+function event by event from the formulas of :mod:`ma_features.rows`.
 """
 
 from __future__ import annotations
-
-from dataclasses import fields
 
 import numpy as np
 import pandas as pd
@@ -16,14 +16,15 @@ import torch
 
 import ma_kernels
 
-from ._tensors import rolling_moments
-from .rows import Event, event_values, rolling_values
 from .spec import FeatureSpec
 from .ticks import Ticks
 
 # Where the fused op puts each feature it computes.
 _FUSED_INSTANT = {name: i for i, name in enumerate(ma_kernels.L1_FEATURES)}
 _FUSED_ROLLING = {"ofi": 5, "vwap": 6, "realized_variance": 7}
+# The Ticks fields ma_kernels.book_features reads.
+_BOOK_FEATURES_INPUTS = ("time", "bid_price", "bid_size", "ask_price", "ask_size", "trade_price",
+                         "trade_size", "trade_side")
 
 
 def compute_features(
@@ -51,7 +52,14 @@ def compute_features(
         window = spec.windows[0] if spec.windows else 1
         out = ma_kernels.microstructure_features(_table(ticks, device, dtype), window)
         return out[:, columns], spec.names
-    return _features(ticks, spec, device).to(dtype), spec.names
+    tensors = ticks.to_tensors(device=device, dtype=torch.float64)
+    book = {name: tensors[name] for name in _BOOK_FEATURES_INPUTS}
+    out = ma_kernels.book_features(
+        **book, instant=spec.instant, depth_imbalance=spec.depth_imbalance,
+        ofi_levels=spec.ofi_levels, rolling=spec.rolling, windows=spec.windows,
+        time_windows=spec.time_windows, dtype=dtype,
+    )
+    return out, spec.names
 
 
 def compute_features_frame(ticks: Ticks, spec: FeatureSpec | None = None) -> pd.DataFrame:
@@ -94,45 +102,3 @@ def _table(ticks: Ticks, device, dtype) -> torch.Tensor:
     columns = [ticks.bid_price[:, 0], ticks.bid_size[:, 0], ticks.ask_price[:, 0],
                ticks.ask_size[:, 0], ticks.trade_price, ticks.trade_size]
     return torch.from_numpy(np.stack(columns, axis=1)).to(device=device, dtype=dtype)
-
-
-def events(ticks: Ticks, device) -> Event:
-    """All rows of ``ticks`` as one float64 :class:`Event` on ``device`` (time stays int64)."""
-    tensors = ticks.to_tensors(device=device, dtype=torch.float64)
-    tensors["trade_side"] = tensors["trade_side"].to(torch.float64)
-    return Event(**{f.name: tensors[f.name] for f in fields(Event)})
-
-
-def _features(ticks: Ticks, spec: FeatureSpec, device) -> torch.Tensor:
-    now = events(ticks, device)
-    before = Event(**{f.name: _shift(getattr(now, f.name)) for f in fields(Event)})
-    has_before = torch.arange(len(ticks), device=now.time.device) > 0
-    columns, terms, mid = event_values(spec, now, before, has_before)
-    for window in spec.windows:
-        columns += rolling_values(spec, _window_sums(terms, window), mid)
-    for tau in spec.time_windows:
-        columns += rolling_values(spec, _time_window_sums(terms, now.time, tau), mid)
-    if not columns:
-        return mid.new_empty((len(ticks), 0))
-    return torch.stack(columns, dim=1)
-
-
-def _shift(x: torch.Tensor) -> torch.Tensor:
-    """Row t holds row t - 1 (row 0 itself; event_values masks it)."""
-    return torch.cat([x[:1], x[:-1]])
-
-
-def _window_sums(terms: torch.Tensor, window: int) -> torch.Tensor:
-    """Sums over rows ``max(0, t - window + 1) .. t``, from block-local prefix sums."""
-    window = min(window, len(terms))  # the same sums; rolling_moments pads to a whole window
-    mean, _ = rolling_moments(terms, window, with_var=False)
-    count = (torch.arange(len(terms), device=terms.device) + 1).clamp_max(window)
-    return mean * count.unsqueeze(1).to(terms.dtype)
-
-
-def _time_window_sums(terms: torch.Tensor, time: torch.Tensor, tau: int) -> torch.Tensor:
-    """Sums over rows ``j <= t`` with ``time[j] > time[t] - tau``: differences of
-    one float64 prefix sum (relative error ~ N * 2**-53 of the prefix's scale)."""
-    prefix = torch.cat([terms.new_zeros((1, terms.shape[1])), terms.cumsum(0)])
-    first = torch.searchsorted(time, time - tau, right=True)
-    return prefix[1:] - prefix[first]

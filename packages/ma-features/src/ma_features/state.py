@@ -23,7 +23,6 @@ from dataclasses import fields
 
 import torch
 
-from .compute import events
 from .rows import TERMS, Event, event_values, rolling_values
 from .spec import FeatureSpec
 from .ticks import Ticks
@@ -166,7 +165,7 @@ class FeatureState:
             raise ValueError(
                 f"update_ticks feeds one instrument; this state has batch {self.batch}"
             )
-        rows = events(ticks, self.device)
+        rows = _events(ticks, self.device)
         out = [
             self.update({f.name: getattr(rows, f.name)[i : i + 1] for f in fields(Event)})
             for i in range(len(ticks))
@@ -199,3 +198,10 @@ class FeatureState:
             else:
                 values[f.name] = x.to(device=self.device, dtype=torch.float64)
         return Event(**values)
+
+
+def _events(ticks: Ticks, device) -> Event:
+    """All rows of ``ticks`` as one float64 :class:`Event` on ``device`` (time stays int64)."""
+    tensors = ticks.to_tensors(device=device, dtype=torch.float64)
+    tensors["trade_side"] = tensors["trade_side"].to(torch.float64)
+    return Event(**{f.name: tensors[f.name] for f in fields(Event)})

@@ -7,6 +7,7 @@
 
 namespace ma_kernels::python {
 
+void register_book_features(pybind11::module_& m);
 void register_l1_features(pybind11::module_& m);
 void register_lob_simulator(pybind11::module_& m);
 void register_microstructure_features(pybind11::module_& m);

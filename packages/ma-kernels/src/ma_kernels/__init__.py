@@ -11,6 +11,7 @@ from . import reference
 from ._C import cuda_device_count as _cuda_device_count
 from ._C import with_cuda as _with_cuda
 from .attention import sliding_window_attention
+from .book import BOOK_INSTANT_FEATURES, BOOK_ROLLING_FEATURES, book_features
 from .microstructure import (
     MICROSTRUCTURE_FEATURES,
     MICROSTRUCTURE_INPUTS,
@@ -23,11 +24,14 @@ __version__ = _version("ma-kernels")
 
 __all__ = [
     "BOOK_COLUMNS",
+    "BOOK_INSTANT_FEATURES",
+    "BOOK_ROLLING_FEATURES",
     "L1_FEATURES",
     "LobSimulation",
     "MICROSTRUCTURE_FEATURES",
     "MICROSTRUCTURE_INPUTS",
     "__version__",
+    "book_features",
     "cuda_available",
     "has_cuda",
     "l1_features",

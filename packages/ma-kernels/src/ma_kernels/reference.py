@@ -59,15 +59,15 @@ def rolling_vwap(
 
 def rolling_time_sum(x: torch.Tensor, time: torch.Tensor, tau: int) -> torch.Tensor:
     """``out[t]`` = sum of ``x[j]`` over ``j <= t`` with ``time[j] > time[t] - tau``
-    (int64 ns), by an explicit ``[N, N]`` mask: for small tests only."""
+    (int64 ns, non-decreasing): differences of one float64 prefix sum."""
     x = x.detach().to(device="cpu", dtype=torch.float64)
     time = time.detach().cpu()
-    j = torch.arange(len(x))
-    mask = (j[None, :] <= j[:, None]) & (time[None, :] > time[:, None] - tau)
-    return mask.to(torch.float64) @ x
+    prefix = torch.cat([x.new_zeros((1, *x.shape[1:])), x.cumsum(0)])
+    first = torch.searchsorted(time, time - tau, right=True)
+    return prefix[1:] - prefix[first]
 
 
-def depth_imbalance(bid_size: torch.Tensor, ask_size: torch.Tensor, k: int) -> torch.Tensor:
+def depth_k_imbalance(bid_size: torch.Tensor, ask_size: torch.Tensor, k: int) -> torch.Tensor:
     """``(sum of the best k bid sizes - same on the ask) / their total``; 0 on an empty book."""
     bids = bid_size.detach().cpu().double()[:, :k].sum(1)
     asks = ask_size.detach().cpu().double()[:, :k].sum(1)
@@ -98,6 +98,62 @@ def microstructure_features(table: torch.Tensor, window: int = 100) -> torch.Ten
     vwap = rolling_vwap(t[:, 4], t[:, 5], mid, window)
     variance = rolling_sum(log_mid_returns(mid) ** 2, window)
     return torch.cat([level1, torch.stack([rolling_ofi, vwap, variance], 1)], 1)
+
+
+def book_features(
+    time: torch.Tensor,
+    bid_price: torch.Tensor,
+    bid_size: torch.Tensor,
+    ask_price: torch.Tensor,
+    ask_size: torch.Tensor,
+    trade_price: torch.Tensor,
+    trade_size: torch.Tensor,
+    trade_side: torch.Tensor,
+    *,
+    instant: tuple[str, ...] = (
+        "spread", "mid", "microprice", "imbalance", "ofi", "log_return", "signed_volume",
+        "inter_arrival",
+    ),
+    depth_imbalance: tuple[int, ...] = (),
+    ofi_levels: int = 0,
+    rolling: tuple[str, ...] = ("ofi", "signed_volume", "vwap", "realized_variance"),
+    windows: tuple[int, ...] = (100,),
+    time_windows: tuple[int, ...] = (),
+) -> torch.Tensor:
+    """Reference for :func:`ma_kernels.book_features` (same columns, same policies)."""
+    bp, bs, ap, as_, price, size, side = (
+        t.detach().to("cpu", torch.float64)
+        for t in (bid_price, bid_size, ask_price, ask_size, trade_price, trade_size, trade_side)
+    )
+    time = time.detach().cpu()
+    level1 = l1_features(torch.stack([bp[:, 0], bs[:, 0], ap[:, 0], as_[:, 0]], 1))
+    mid, ofi = level1[:, 1], level1[:, 4]
+    returns = log_mid_returns(mid)
+    signed = side * size
+    gaps = torch.zeros_like(mid)
+    gaps[1:] = (time[1:] - time[:-1]).double() * 1e-9
+    per_event = dict(zip(("spread", "mid", "microprice", "imbalance", "ofi"), level1.unbind(1),
+                         strict=True))
+    per_event.update(log_return=returns, signed_volume=signed, inter_arrival=gaps)
+    columns = [per_event[name] for name in instant]
+    columns += [depth_k_imbalance(bs, as_, k) for k in depth_imbalance]
+    if ofi_levels:
+        levels = level_ofi(bp[:, :ofi_levels], bs[:, :ofi_levels], ap[:, :ofi_levels],
+                           as_[:, :ofi_levels])
+        columns += [*levels.unbind(1), levels.sum(1)]
+    terms = torch.stack([ofi, signed, price * size, size, (size > 0).double(), returns**2], 1)
+    sums = [rolling_sum(terms, w) for w in windows]
+    sums += [rolling_time_sum(terms, time, tau) for tau in time_windows]
+    for window in sums:
+        ofi_sum, signed_sum, notional, volume, trades, squares = window.unbind(1)
+        values = {
+            "ofi": ofi_sum,
+            "signed_volume": signed_sum,
+            "vwap": torch.where(trades > 0, notional / volume.where(trades > 0, 1.0), mid),
+            "realized_variance": squares.clamp_min(0.0),
+        }
+        columns += [values[name] for name in rolling]
+    return torch.stack(columns, 1) if columns else mid.new_empty((len(mid), 0))
 
 
 def normalize_window(window: int | tuple[int, int]) -> tuple[int, int]:

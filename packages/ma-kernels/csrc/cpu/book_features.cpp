@@ -1,0 +1,29 @@
+#include <algorithm>
+#include <type_traits>
+
+#include "book_features.h"
+#include "cpu/huge_pages.h"
+#include "cpu/parallel.h"
+
+namespace ma_kernels {
+
+void book_features_cpu(const BookSeries& series, DType dtype, const BookFeatureSpec& spec,
+                       std::uintptr_t out, DType out_dtype) {
+  std::int64_t longest = 1;  // event window, for the warm-up each chunk re-reads
+  for (int w = 0; w < spec.window_count; ++w) longest = std::max(longest, spec.windows[w]);
+  longest = std::min(longest, series.rows);
+  const std::int64_t grain = std::max<std::int64_t>(1 << 15, 16 * longest);
+  dispatch_float(dtype, [&](auto* in_tag) {
+    dispatch_float(out_dtype, [&](auto* out_tag) {
+      using T = std::remove_pointer_t<decltype(in_tag)>;
+      using U = std::remove_pointer_t<decltype(out_tag)>;
+      U* features = reinterpret_cast<U*>(out);
+      advise_huge_pages(out, sizeof(U) * spec.columns() * series.rows);
+      parallel_for(series.rows, grain, [&](std::int64_t begin, std::int64_t end) {
+        book_features_rows<T>(series, spec, begin, end, features);
+      });
+    });
+  });
+}
+
+}  // namespace ma_kernels
