@@ -141,6 +141,7 @@ def test_errors_name_the_problem():
         ({"time_windows": (1.5,)}, "time_windows must be a tuple of ints >= 1"),
         ({"ofi_levels": -1}, "ofi_levels must be an int >= 0"),
         ({"ofi_levels": True}, "ofi_levels must be an int >= 0"),
+        ({"time_windows": tuple(range(1, 10))}, "time_windows: at most 8 entries"),
     ],
 )
 def test_bad_spec(kwargs, message):

@@ -114,7 +114,8 @@ template <typename T>
 MA_HOST_DEVICE double log_return(const BookSeries& s, std::int64_t t) {
   if (t == 0) return 0.0;
   const double now = mid<T>(s, t), before = mid<T>(s, t - 1);
-  if (!(now > 0.0 && before > 0.0)) return 0.0;
+  // Most events leave the mid where it was: they skip the logarithm.
+  if (now == before || !(now > 0.0 && before > 0.0)) return 0.0;
   return log1p((now - before) / before);
 }
 

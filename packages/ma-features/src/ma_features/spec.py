@@ -7,14 +7,9 @@ from dataclasses import dataclass
 import ma_kernels
 
 # Features of one event (and the one before it), in their column order.
-INSTANT_FEATURES = (
-    *ma_kernels.L1_FEATURES,
-    "log_return",
-    "signed_volume",
-    "inter_arrival",
-)
+INSTANT_FEATURES = ma_kernels.BOOK_INSTANT_FEATURES
 # Features over a trailing window, each computed for every window of the spec.
-ROLLING_FEATURES = ("ofi", "signed_volume", "vwap", "realized_variance")
+ROLLING_FEATURES = ma_kernels.BOOK_ROLLING_FEATURES
 _ROLLING_NAMES = {
     "ofi": "ofi_sum",
     "signed_volume": "signed_volume_sum",
@@ -38,6 +33,9 @@ class FeatureSpec:
         windows: trailing windows in events (the current event included).
         time_windows: trailing windows in nanoseconds: events with
             ``time[t] - tau < time[j] <= time[t]``, ``j <= t``.
+
+    Depth imbalances, windows and time windows hold at most
+    ``ma_kernels.BOOK_FEATURES_MAX_ENTRIES`` (8) entries each.
 
     Columns come in that order: instant, depth imbalances, level OFIs, then
     for each event window and then each time window the rolling features
@@ -70,6 +68,11 @@ class FeatureSpec:
             ):
                 raise ValueError(
                     f"FeatureSpec.{field} must be a tuple of ints >= 1, got {values!r}"
+                )
+            if len(values) > ma_kernels.BOOK_FEATURES_MAX_ENTRIES:
+                raise ValueError(
+                    f"FeatureSpec.{field}: at most {ma_kernels.BOOK_FEATURES_MAX_ENTRIES} "
+                    f"entries, got {len(values)}"
                 )
             object.__setattr__(self, field, tuple(values))
         if not isinstance(self.ofi_levels, int) or isinstance(self.ofi_levels, bool) or (

@@ -11,7 +11,12 @@ from . import reference
 from ._C import cuda_device_count as _cuda_device_count
 from ._C import with_cuda as _with_cuda
 from .attention import sliding_window_attention
-from .book import BOOK_INSTANT_FEATURES, BOOK_ROLLING_FEATURES, book_features
+from .book import (
+    BOOK_FEATURES_MAX_ENTRIES,
+    BOOK_INSTANT_FEATURES,
+    BOOK_ROLLING_FEATURES,
+    book_features,
+)
 from .microstructure import (
     MICROSTRUCTURE_FEATURES,
     MICROSTRUCTURE_INPUTS,
@@ -24,6 +29,7 @@ __version__ = _version("ma-kernels")
 
 __all__ = [
     "BOOK_COLUMNS",
+    "BOOK_FEATURES_MAX_ENTRIES",
     "BOOK_INSTANT_FEATURES",
     "BOOK_ROLLING_FEATURES",
     "L1_FEATURES",

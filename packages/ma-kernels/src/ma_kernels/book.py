@@ -20,7 +20,7 @@ BOOK_INSTANT_FEATURES = (
     "inter_arrival",
 )
 BOOK_ROLLING_FEATURES = ("ofi", "signed_volume", "vwap", "realized_variance")
-MAX_SPEC_ENTRIES = 8  # per list: depth imbalances, event windows, time windows (csrc)
+BOOK_FEATURES_MAX_ENTRIES = 8  # per list: depth imbalances, event windows, time windows (csrc)
 
 _BOOK = ("bid_price", "bid_size", "ask_price", "ask_size")
 
@@ -98,7 +98,7 @@ def _names(name: str, chosen: Sequence[str], allowed: tuple[str, ...]) -> list[i
     return [allowed.index(c) for c in chosen]
 
 
-def _ints(name: str, values: Sequence[int], *, most: int = MAX_SPEC_ENTRIES) -> list[int]:
+def _ints(name: str, values: Sequence[int], *, most: int = BOOK_FEATURES_MAX_ENTRIES) -> list[int]:
     if not isinstance(values, (tuple, list)) or not all(
         isinstance(v, int) and not isinstance(v, bool) and 1 <= v < 2**63 for v in values
     ):
