@@ -1,7 +1,8 @@
 """Microstructure features: the fused ma_kernels ops against pandas and torch
 eager computing the same columns, on the CPU and (where there is one) the GPU:
-the level-1 set and the ANCHORS.md set (level 1 plus rolling OFI, trade VWAP
-and realized variance over 100 events)."""
+the level-1 set, the ANCHORS.md set (level 1 plus rolling OFI, trade VWAP
+and realized variance over 100 events), and a 5-level spec with event and
+time windows (ma_kernels.book_features against torch eager)."""
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,7 @@ import torch
 
 import ma_kernels
 
-from .common import random_book, random_table, require_gpu
+from .common import random_book, random_series, random_table, require_gpu
 
 WINDOW = 100
 
@@ -86,6 +87,49 @@ def torch_microstructure_features(table: torch.Tensor, window: int = WINDOW) -> 
     return torch.cat([l1, rolling], 1)
 
 
+# A FeatureSpec beyond the ANCHORS set: 5 levels, two event and two time windows.
+BOOK_SPEC = {"depth_imbalance": (1, 5), "ofi_levels": 5, "windows": (10, 100),
+             "time_windows": (1_000_000, 100_000_000)}
+
+
+def torch_book_features(s: dict, spec: dict = BOOK_SPEC) -> torch.Tensor:
+    """The peer of ma_kernels.book_features in torch eager, float64 (as the
+    ticks are): window sums as differences of one float64 prefix sum, time
+    windows through searchsorted. Columns in the op's order, default instant set."""
+    bp, bs, ap, as_ = s["bid_price"], s["bid_size"], s["ask_price"], s["ask_size"]
+    size, price = s["trade_size"], s["trade_price"]
+    mid = (bp[:, 0] + ap[:, 0]) / 2
+    depth = bs[:, 0] + as_[:, 0]
+    levels = spec["ofi_levels"]
+    b, a = bp[:, :levels].nan_to_num(nan=-torch.inf), ap[:, :levels].nan_to_num(nan=torch.inf)
+    ofi = torch.zeros_like(bs[:, :levels])
+    ofi[1:] = ((b[1:] >= b[:-1]) * bs[1:, :levels] - (b[1:] <= b[:-1]) * bs[:-1, :levels]) - (
+        (a[1:] <= a[:-1]) * as_[1:, :levels] - (a[1:] >= a[:-1]) * as_[:-1, :levels])
+    returns = torch.zeros_like(mid)
+    returns[1:] = torch.log(mid[1:] / mid[:-1])
+    gaps = torch.zeros_like(mid)
+    gaps[1:] = (s["time"][1:] - s["time"][:-1]).double() * 1e-9
+    signed = s["trade_side"].double() * size
+    columns = [ap[:, 0] - bp[:, 0], mid, (bp[:, 0] * as_[:, 0] + ap[:, 0] * bs[:, 0]) / depth,
+               (bs[:, 0] - as_[:, 0]) / depth, ofi[:, 0], returns, signed, gaps]
+    for k in spec["depth_imbalance"]:
+        bids, asks = bs[:, :k].sum(1), as_[:, :k].sum(1)
+        columns.append((bids - asks) / (bids + asks))
+    columns += [*ofi.unbind(1), ofi.sum(1)]
+    terms = torch.stack([ofi[:, 0], signed, price * size, size, (size > 0).double(), returns**2])
+    prefix = torch.nn.functional.pad(terms.cumsum(1), (1, 0))
+    rows = torch.arange(1, len(mid) + 1, device=mid.device)
+    starts = [(rows - w).clamp_min(0) for w in spec["windows"]]
+    starts += [torch.searchsorted(s["time"], s["time"] - tau, right=True)
+               for tau in spec["time_windows"]]
+    for start in starts:
+        ofi_sum, signed_sum, notional, volume, trades, squares = (
+            prefix[:, 1:] - prefix.index_select(1, start))
+        columns += [ofi_sum, signed_sum, torch.where(trades > 0, notional / volume, mid),
+                    squares.clamp_min(0)]
+    return torch.stack(columns, 1).float()
+
+
 class L1FeaturesCPU:
     params = [1_000_000]
     param_names = ["ticks"]
@@ -160,4 +204,39 @@ class MicrostructureFeaturesGPU:
 
     def time_torch_eager(self, n):
         torch_microstructure_features(self.table)
+        torch.cuda.synchronize()
+
+
+class BookFeaturesCPU:
+    """BOOK_SPEC on the CPU: ma_kernels.book_features (all cores) against torch eager."""
+
+    params = [1_000_000]
+    param_names = ["ticks"]
+
+    def setup(self, n):
+        self.series = random_series(n)
+        ma_kernels.book_features(**random_series(16), **BOOK_SPEC)
+
+    def time_ma_kernels(self, n):
+        ma_kernels.book_features(**self.series, **BOOK_SPEC, dtype=torch.float32)
+
+    def time_torch_eager(self, n):
+        torch_book_features(self.series)
+
+
+class BookFeaturesGPU:
+    params = [10_000_000]
+    param_names = ["ticks"]
+
+    def setup(self, n):
+        require_gpu()
+        self.series = random_series(n, device="cuda")
+        ma_kernels.book_features(**random_series(16, device="cuda"), **BOOK_SPEC)
+
+    def time_ma_kernels(self, n):
+        ma_kernels.book_features(**self.series, **BOOK_SPEC, dtype=torch.float32)
+        torch.cuda.synchronize()
+
+    def time_torch_eager(self, n):
+        torch_book_features(self.series)
         torch.cuda.synchronize()

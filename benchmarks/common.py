@@ -30,3 +30,21 @@ def random_table(n: int, device: str = "cpu", seed: int = 0) -> torch.Tensor:
     price = torch.where(trade, torch.where(at_ask, book[:, 2], book[:, 0]), 0.0)
     size = torch.where(trade, torch.randint(1, 300, (n,), generator=g).float(), 0.0)
     return torch.cat([book, price[:, None], size[:, None]], 1).to(device)
+
+
+def random_series(n: int, levels: int = 5, device: str = "cpu", seed: int = 0) -> dict:
+    """The inputs of ma_kernels.book_features: random_table's best quotes and
+    trades under a ``levels``-deep book one tick apart, float64, times 1-100 us apart."""
+    g = torch.Generator().manual_seed(seed + 2)
+    table = random_table(n, seed=seed).double()
+    depth = torch.arange(levels, dtype=torch.float64) * 0.01
+    sizes = torch.randint(1, 500, (2, n, levels), generator=g).double()
+    side = torch.randint(0, 2, (n,), generator=g, dtype=torch.int8) * 2 - 1
+    series = {
+        "time": torch.randint(1_000, 100_000, (n,), generator=g).cumsum(0),
+        "bid_price": table[:, :1] - depth, "bid_size": sizes[0],
+        "ask_price": table[:, 2:3] + depth, "ask_size": sizes[1],
+        "trade_price": table[:, 4], "trade_size": table[:, 5],
+        "trade_side": torch.where(table[:, 5] > 0, side, 0).to(torch.int8),
+    }
+    return {k: v.to(device) for k, v in series.items()}

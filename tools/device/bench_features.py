@@ -20,11 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from timing import environment, median_ms  # noqa: E402
 
 from benchmarks.bench_features import (  # noqa: E402
+    BOOK_SPEC,
     WINDOW,
+    torch_book_features,
     torch_l1_features,
     torch_microstructure_features,
 )
-from benchmarks.common import random_book, random_table  # noqa: E402
+from benchmarks.common import random_book, random_series, random_table  # noqa: E402
 
 
 def copy_floor_ms(moved: int) -> float:
@@ -81,6 +83,34 @@ def bench_microstructure_features(ticks: int) -> dict:
     return result
 
 
+def bench_book_features(ticks: int) -> dict:
+    """BOOK_SPEC (5 levels, two event and two time windows): float64 ticks in,
+    float32 features out, against the same columns in torch eager."""
+    series = random_series(ticks, device="cuda")
+    op = lambda: ma_kernels.book_features(**series, **BOOK_SPEC, dtype=torch.float32)  # noqa: E731
+    out, peer = op(), torch_book_features(series)
+    err = ((out.double() - peer.double()).norm(dim=0) / peer.double().norm(dim=0)).max().item()
+    if not bool(torch.isfinite(out).all()) or err > 1e-5:
+        raise AssertionError(f"book_features disagrees with torch eager: {err}")
+    del peer
+    moved = sum(t.numel() * t.element_size() for t in series.values()) + (
+        out.numel() * out.element_size())
+    result = {
+        "ticks": ticks,
+        "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in BOOK_SPEC.items()},
+        "columns": out.shape[1],
+        "bytes_moved": moved,
+        "max_relative_error_vs_torch_eager": err,
+        "ma_kernels_ms": median_ms(op),
+        "torch_eager_ms": median_ms(lambda: torch_book_features(series)),
+        "copy_floor_ms": copy_floor_ms(moved),
+    }
+    result["speedup_vs_torch_eager"] = result["torch_eager_ms"] / result["ma_kernels_ms"]
+    result["ratio_to_copy_floor"] = result["ma_kernels_ms"] / result["copy_floor_ms"]
+    result["ticks_per_s"] = ticks / (result["ma_kernels_ms"] / 1e3)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
@@ -93,10 +123,12 @@ def main() -> None:
     print("l1_features measured", flush=True)
     torch.cuda.empty_cache()
     report["microstructure_features"] = bench_microstructure_features(args.ticks)
+    torch.cuda.empty_cache()
+    report["book_features"] = bench_book_features(args.ticks // 5)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{report['gpu']}, torch {report['torch']}, commit {report['commit'][:10]}")
-    for name in ("l1_features", "microstructure_features"):
+    for name in ("l1_features", "microstructure_features", "book_features"):
         f = report[name]
         print(
             f"{name} {f['ticks']:,} ticks: {f['ma_kernels_ms']:.3f} ms, torch eager "
