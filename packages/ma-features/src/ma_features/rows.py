@@ -66,7 +66,9 @@ def event_values(
     mid = (bid + ask) / 2
     mid_before = (before.bid_price[..., 0] + before.ask_price[..., 0]) / 2
     positive = has_before & (mid > 0) & (mid_before > 0)
-    log_return = torch.where(positive, torch.log(_safe_ratio(mid, mid_before, 1.0)), 0.0)
+    # log1p of the relative step: the log of the rounded ratio loses tiny returns.
+    log_return = torch.where(positive, torch.log1p(_safe_ratio(mid - mid_before, mid_before, 0.0)),
+                             0.0)
     ofi = torch.where(has_before, level_ofi(now, before, 1)[..., 0], 0.0)
     signed_volume = now.trade_side * now.trade_size
     depth = bid_size + ask_size

@@ -38,12 +38,15 @@ def rolling_sum(x: torch.Tensor, window: int) -> torch.Tensor:
 
 
 def log_mid_returns(mid: torch.Tensor) -> torch.Tensor:
-    """``r[t] = log(mid[t] / mid[t - 1])``, ``r[0] = 0``, and 0 where a mid is not positive."""
+    """``r[t] = log(mid[t] / mid[t - 1])``, ``r[0] = 0``, and 0 where a mid is not positive.
+    Taken as ``log1p((mid[t] - mid[t - 1]) / mid[t - 1])``: the logarithm of the
+    rounded ratio would lose the relative precision of a tiny return."""
     m = mid.detach().to(device="cpu", dtype=torch.float64)
     r = torch.zeros_like(m)
     if len(m) > 1:
         valid = (m[1:] > 0) & (m[:-1] > 0)
-        r[1:] = torch.where(valid, torch.log(m[1:] / m[:-1].where(valid, 1.0)), 0.0)
+        step = (m[1:] - m[:-1]) / m[:-1].where(valid, 1.0)
+        r[1:] = torch.where(valid, torch.log1p(step), 0.0)
     return r
 
 
