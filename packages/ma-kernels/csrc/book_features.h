@@ -144,14 +144,36 @@ MA_HOST_DEVICE bool before_time_window(const BookSeries& s, std::int64_t j, std:
 struct WindowSums {
   CompensatedSum term[kTerms];
   std::int64_t first;
+
+  MA_HOST_DEVICE void add(const double* x, double sign) {
+    for (int k = 0; k < kTerms; ++k) term[k].add(sign * x[k]);
+  }
 };
 
-template <typename T>
-MA_HOST_DEVICE void add_row(const BookSeries& s, WindowSums& w, std::int64_t j, double sign) {
-  double x[kTerms];
-  terms_at<T>(s, j, x);
-  for (int k = 0; k < kTerms; ++k) w.term[k].add(sign * x[k]);
-}
+// Terms of rows by row index, remembered in `capacity` direct-mapped slots
+// (a power of two): a row leaving a window is usually recent enough to be
+// there, so its logarithm is not taken again. Capacity 0 remembers nothing
+// (a CUDA thread has no room for it) and computes every time.
+struct TermsMemo {
+  double* terms;         // [capacity, kTerms]
+  std::int64_t* rows;    // [capacity], the row each slot holds (-1: none)
+  std::int64_t capacity;
+
+  template <typename T>
+  MA_HOST_DEVICE const double* get(const BookSeries& s, std::int64_t j, double* scratch) {
+    if (capacity == 0) {
+      terms_at<T>(s, j, scratch);
+      return scratch;
+    }
+    const std::int64_t slot = j & (capacity - 1);
+    double* x = terms + slot * kTerms;
+    if (rows[slot] != j) {
+      terms_at<T>(s, j, x);
+      rows[slot] = j;
+    }
+    return x;
+  }
+};
 
 template <typename U>
 MA_HOST_DEVICE void store_rolling(const BookFeatureSpec& spec, const WindowSums& w, double mid,
@@ -177,13 +199,15 @@ MA_HOST_DEVICE void store_rolling(const BookFeatureSpec& spec, const WindowSums&
 
 // Rows [begin, end) of the features of `s` into `out` (contiguous [rows, spec.columns()]).
 // Window sums start from the rows before `begin` that the windows cover, so any
-// split of the rows into ranges gives the same output.
+// split of the rows into ranges gives the same output. `memo` is this range's own.
 template <typename T, typename U>
 MA_HOST_DEVICE void book_features_rows(const BookSeries& s, const BookFeatureSpec& spec,
-                                       std::int64_t begin, std::int64_t end, U* out) {
+                                       std::int64_t begin, std::int64_t end, U* out,
+                                       book::TermsMemo memo) {
   using namespace book;
   const int event_windows = spec.window_count;
   WindowSums windows[2 * kMaxSpecEntries];
+  double scratch[kTerms];
   for (int w = 0; w < event_windows + spec.time_window_count; ++w) {
     std::int64_t first;
     if (w < event_windows) {
@@ -199,7 +223,7 @@ MA_HOST_DEVICE void book_features_rows(const BookSeries& s, const BookFeatureSpe
     }
     windows[w] = WindowSums{};
     windows[w].first = first;
-    for (std::int64_t j = first; j < begin; ++j) add_row<T>(s, windows[w], j, 1.0);
+    for (std::int64_t j = first; j < begin; ++j) windows[w].add(memo.get<T>(s, j, scratch), 1.0);
   }
 
   const std::int64_t columns = spec.columns();
@@ -245,15 +269,22 @@ MA_HOST_DEVICE void book_features_rows(const BookSeries& s, const BookFeatureSpe
       }
       row[c++] = U(total);
     }
+    double now[kTerms];
+    if (event_windows + spec.time_window_count) {
+      const double* x = memo.get<T>(s, t, scratch);
+      for (int k = 0; k < kTerms; ++k) now[k] = x[k];
+    }
     for (int w = 0; w < event_windows + spec.time_window_count; ++w) {
       WindowSums& sums = windows[w];
-      add_row<T>(s, sums, t, 1.0);
+      sums.add(now, 1.0);
       if (w < event_windows) {
-        for (; sums.first <= t - spec.windows[w]; ++sums.first) add_row<T>(s, sums, sums.first, -1.0);
+        for (; sums.first <= t - spec.windows[w]; ++sums.first) {
+          sums.add(memo.get<T>(s, sums.first, scratch), -1.0);
+        }
       } else {
         const std::int64_t tau = spec.time_windows[w - event_windows];
         for (; before_time_window(s, sums.first, t, tau); ++sums.first) {
-          add_row<T>(s, sums, sums.first, -1.0);
+          sums.add(memo.get<T>(s, sums.first, scratch), -1.0);
         }
       }
       store_rolling(spec, sums, mid, row + c);

@@ -1,11 +1,18 @@
 #include <algorithm>
 #include <type_traits>
+#include <vector>
 
 #include "book_features.h"
 #include "cpu/huge_pages.h"
 #include "cpu/parallel.h"
 
 namespace ma_kernels {
+namespace {
+
+// Rows whose terms each thread remembers: 8192 x 56 B stays in a core's L2.
+constexpr std::int64_t kMemoRows = 1 << 13;
+
+}  // namespace
 
 void book_features_cpu(const BookSeries& series, DType dtype, const BookFeatureSpec& spec,
                        std::uintptr_t out, DType out_dtype) {
@@ -20,7 +27,10 @@ void book_features_cpu(const BookSeries& series, DType dtype, const BookFeatureS
       U* features = reinterpret_cast<U*>(out);
       advise_huge_pages(out, sizeof(U) * spec.columns() * series.rows);
       parallel_for(series.rows, grain, [&](std::int64_t begin, std::int64_t end) {
-        book_features_rows<T>(series, spec, begin, end, features);
+        std::vector<double> terms(kMemoRows * book::kTerms);
+        std::vector<std::int64_t> rows(kMemoRows, -1);
+        book_features_rows<T>(series, spec, begin, end, features,
+                              book::TermsMemo{terms.data(), rows.data(), kMemoRows});
       });
     });
   });

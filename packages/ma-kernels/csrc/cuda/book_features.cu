@@ -1,6 +1,7 @@
 // One thread per chunk of consecutive rows, running the same row function as
-// the CPU threads (csrc/book_features.h). Each chunk first sums the rows its
-// windows reach back to, so chunks are several times the longest event window.
+// the CPU threads (csrc/book_features.h), without their memo of terms. Each
+// chunk first sums the rows its windows reach back to, so chunks are several
+// times the longest event window.
 #include <algorithm>
 #include <type_traits>
 
@@ -18,7 +19,7 @@ __global__ void book_features_kernel(BookSeries series, BookFeatureSpec spec,
   const std::int64_t begin = (std::int64_t(blockIdx.x) * kThreads + threadIdx.x) * chunk;
   if (begin >= series.rows) return;
   const std::int64_t end = begin + chunk < series.rows ? begin + chunk : series.rows;
-  book_features_rows<T>(series, spec, begin, end, out);
+  book_features_rows<T>(series, spec, begin, end, out, book::TermsMemo{nullptr, nullptr, 0});
 }
 
 }  // namespace
