@@ -37,22 +37,28 @@ def copy_floor_ms(moved: int) -> float:
     return median_ms(lambda: dst.copy_(src))
 
 
+def with_ratios(result: dict) -> dict:
+    """The timings of ``result`` as ratios: to the peer, to the floor, ticks per second."""
+    return {
+        **result,
+        "speedup_vs_torch_eager": result["torch_eager_ms"] / result["ma_kernels_ms"],
+        "ratio_to_copy_floor": result["ma_kernels_ms"] / result["copy_floor_ms"],
+        "ticks_per_s": result["ticks"] / (result["ma_kernels_ms"] / 1e3),
+    }
+
+
 def bench_l1_features(ticks: int) -> dict:
     book = random_book(ticks, device="cuda")
     out = ma_kernels.l1_features(book)
     torch.testing.assert_close(out, torch_l1_features(book), rtol=1e-5, atol=1e-4)
     moved = book.numel() * book.element_size() + out.numel() * out.element_size()
-    result = {
+    return with_ratios({
         "ticks": ticks,
         "bytes_moved": moved,
         "ma_kernels_ms": median_ms(lambda: ma_kernels.l1_features(book)),
         "torch_eager_ms": median_ms(lambda: torch_l1_features(book)),
         "copy_floor_ms": copy_floor_ms(moved),
-    }
-    result["speedup_vs_torch_eager"] = result["torch_eager_ms"] / result["ma_kernels_ms"]
-    result["ratio_to_copy_floor"] = result["ma_kernels_ms"] / result["copy_floor_ms"]
-    result["ticks_per_s"] = ticks / (result["ma_kernels_ms"] / 1e3)
-    return result
+    })
 
 
 def bench_microstructure_features(ticks: int) -> dict:
@@ -68,7 +74,7 @@ def bench_microstructure_features(ticks: int) -> dict:
         raise AssertionError(f"microstructure_features disagrees with torch eager: {errors}")
     del peer
     moved = table.numel() * table.element_size() + out.numel() * out.element_size()
-    result = {
+    return with_ratios({
         "ticks": ticks,
         "window": WINDOW,
         "bytes_moved": moved,
@@ -76,11 +82,7 @@ def bench_microstructure_features(ticks: int) -> dict:
         "ma_kernels_ms": median_ms(lambda: ma_kernels.microstructure_features(table, WINDOW)),
         "torch_eager_ms": median_ms(lambda: torch_microstructure_features(table, WINDOW)),
         "copy_floor_ms": copy_floor_ms(moved),
-    }
-    result["speedup_vs_torch_eager"] = result["torch_eager_ms"] / result["ma_kernels_ms"]
-    result["ratio_to_copy_floor"] = result["ma_kernels_ms"] / result["copy_floor_ms"]
-    result["ticks_per_s"] = ticks / (result["ma_kernels_ms"] / 1e3)
-    return result
+    })
 
 
 def bench_book_features(ticks: int) -> dict:
@@ -95,7 +97,7 @@ def bench_book_features(ticks: int) -> dict:
     del peer
     moved = sum(t.numel() * t.element_size() for t in series.values()) + (
         out.numel() * out.element_size())
-    result = {
+    return with_ratios({
         "ticks": ticks,
         "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in BOOK_SPEC.items()},
         "columns": out.shape[1],
@@ -104,11 +106,7 @@ def bench_book_features(ticks: int) -> dict:
         "ma_kernels_ms": median_ms(op),
         "torch_eager_ms": median_ms(lambda: torch_book_features(series)),
         "copy_floor_ms": copy_floor_ms(moved),
-    }
-    result["speedup_vs_torch_eager"] = result["torch_eager_ms"] / result["ma_kernels_ms"]
-    result["ratio_to_copy_floor"] = result["ma_kernels_ms"] / result["copy_floor_ms"]
-    result["ticks_per_s"] = ticks / (result["ma_kernels_ms"] / 1e3)
-    return result
+    })
 
 
 def main() -> None:
