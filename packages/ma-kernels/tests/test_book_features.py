@@ -142,6 +142,7 @@ def bad(**changes):
     "args, spec, message",
     [
         (bad(bid_price=torch.zeros(5)), {}, r"bid_price must be \[N, K\]"),
+        (bad(bid_price=torch.zeros(5, 0, dtype=torch.float64)), {}, r"K >= 1 levels"),
         (bad(ask_size=torch.zeros(5, 3, dtype=torch.float64)), {}, r"ask_size must have shape"),
         (bad(trade_size=torch.zeros(4, dtype=torch.float64)), {}, "trade_size must have shape"),
         (bad(time=torch.zeros(5)), {}, "time must have dtype torch.int64"),

@@ -80,13 +80,17 @@ def book_features(
     _check(time, bid_price, bid_size, ask_price, ask_size, trade_price, trade_size, trade_side)
     spec = _spec(bid_price.shape[1], instant, depth_imbalance, ofi_levels, rolling, windows,
                  time_windows)
-    dtype = bid_price.dtype if dtype is None else dtype
-    if dtype not in FLOAT_CODES:
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    dtype = _check_dtype(bid_price.dtype if dtype is None else dtype)
     return torch.ops.ma_kernels.book_features(
         time, bid_price, bid_size, ask_price, ask_size, trade_price, trade_size, trade_side, *spec,
         dtype,
     )
+
+
+def _check_dtype(dtype: torch.dtype) -> torch.dtype:
+    if dtype not in FLOAT_CODES:
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    return dtype
 
 
 def _names(name: str, chosen: Sequence[str], allowed: tuple[str, ...]) -> list[int]:
@@ -128,8 +132,9 @@ def _check(time, *columns: torch.Tensor) -> None:
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     bid_price = columns[0]
-    if bid_price.dim() != 2:
-        raise ValueError(f"bid_price must be [N, K], got shape {tuple(bid_price.shape)}")
+    if bid_price.dim() != 2 or bid_price.shape[1] == 0:
+        raise ValueError(f"bid_price must be [N, K] with K >= 1 levels, got shape "
+                         f"{tuple(bid_price.shape)}")
     rows, levels = bid_price.shape
     dtype = bid_price.dtype
     if dtype not in FLOAT_CODES:
@@ -176,9 +181,7 @@ def _prepare(time, bid_price, bid_size, ask_price, ask_size, trade_price, trade_
     _check(time, *book, trade_price, trade_size, trade_side)
     *spec, dtype = spec_and_dtype
     _check_codes(bid_price.shape[1], spec)
-    if dtype not in FLOAT_CODES:
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    out = _empty(bid_price, spec, dtype)
+    out = _empty(bid_price, spec, _check_dtype(dtype))
     args = (*bid_price.shape, [(t.data_ptr(), t.stride(0), t.stride(1)) for t in book],
             [(t.data_ptr(), t.stride(0), 0) for t in (trade_price, trade_size, trade_side, time)],
             *spec, FLOAT_CODES[bid_price.dtype], out.data_ptr(), FLOAT_CODES[dtype])
