@@ -6,7 +6,9 @@
 #   OUT=/tmp/out MA_COMMIT=$(git rev-parse HEAD) bash tools/device/run.sh [pytest args]
 #
 # SANITIZE=1 also runs the CUDA tests of ma-kernels under compute-sanitizer
-# (memcheck, racecheck); TESTS=0 skips the tests, BENCH=0 the benchmarks.
+# (memcheck, racecheck); TESTS=0 skips the tests, BENCH=0 the benchmarks;
+# BENCHES picks benchmarks (default: features attention training latency;
+# add scaling on a machine with 2 or more GPUs).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD

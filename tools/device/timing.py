@@ -15,7 +15,7 @@ import ma_kernels
 def environment() -> dict:
     """GPU, versions and commit (MA_COMMIT, as the device copy has no .git)."""
     return {
-        "gpu": torch.cuda.get_device_name(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
         "torch": torch.__version__,
         "ma_kernels": ma_kernels.__version__,
         "python": platform.python_version(),

@@ -284,31 +284,47 @@ def grid_search(cfg: Config, *, resume: bool = False, log=print) -> dict:
 
 
 def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batch: int = 16,
-                    length: int = 4096, device: str = "cuda", warmup: int = 3) -> dict:
+                    length: int = 4096, device: str = "cuda", warmup: int = 3,
+                    bf16: bool = True) -> dict:
     """Times ``steps`` training steps (forward + backward + AdamW) of the model
-    of ``cfg`` with ``attention`` in ``ATTENTION_KINDS``, on random data of
-    ``batch`` sequences of ``length`` ticks; bf16 autocast on CUDA."""
+    of ``cfg`` with ``attention`` in ``ATTENTION_KINDS``, after ``warmup``
+    untimed ones, on one random global batch of ``batch`` sequences of
+    ``length`` ticks; bf16 autocast on CUDA unless ``bf16=False``.
+
+    Under torchrun each of the W processes takes its 1/W of the same global
+    batch (DistributedDataParallel: nccl on GPUs, gloo on CPUs), so any W
+    computes the same steps. ``losses`` holds the global batch's loss at every
+    step, warm-up included; the throughput counts the global batch.
+    """
     if attention not in ATTENTION_KINDS:
         raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}")
-    device = torch.device(device)
+    rank, world, device = _distributed(device)
+    if batch % world:
+        raise ValueError(f"batch {batch} must be divisible by the {world} processes")
+    torch.manual_seed(0)  # the same initial weights in every process
     model = MATransformer(replace(model_config(cfg), attention=attention)).to(device)
+    net = DistributedDataParallel(model) if world > 1 else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     k = len(cfg.data.horizons)
     g = torch.Generator(device="cpu").manual_seed(0)
-    batch_data = _move([
+    global_batch = [
         torch.randn(batch, length, len(FEATURES), generator=g),
         torch.rand(batch, length, generator=g),
         torch.randint(0, 3, (batch, length, k), generator=g),
         torch.randn(batch, length, k, generator=g),
         torch.ones(batch, length, k, dtype=torch.bool),
-    ], device)
+    ]
+    share = batch // world
+    batch_data = _move([t[rank * share:(rank + 1) * share] for t in global_batch], device)
+    losses = []
 
     def one_step():
-        loss = training_loss(model, batch_data, cfg.train.regression_weight,
-                             device.type == "cuda")
+        loss = training_loss(net, batch_data, cfg.train.regression_weight,
+                             bf16 and device.type == "cuda")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        losses.append(loss.detach())
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
@@ -319,8 +335,14 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
         one_step()
     sync()
     seconds = (time.perf_counter() - start) / steps
+    step_losses = torch.stack(losses).double()
+    if world > 1:  # each process's loss is its share's; their mean is the global batch's
+        dist.all_reduce(step_losses)
+        step_losses /= world
     return {"attention": attention, "batch": batch, "length": length, "steps": steps,
-            "ms_per_step": seconds * 1e3, "ticks_per_s": batch * length / seconds}
+            "processes": world, "bf16": bf16 and device.type == "cuda",
+            "ms_per_step": seconds * 1e3, "ticks_per_s": batch * length / seconds,
+            "losses": step_losses.tolist()}
 
 
 def main(argv: list[str] | None = None) -> None:
