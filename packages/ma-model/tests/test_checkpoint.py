@@ -51,6 +51,8 @@ class _Evil:
         (pickle.dumps(_Evil()), "not a readable checkpoint"),
     ],
 )
+# torch warns about the protocol of the malicious pickle before refusing it.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_corrupt_or_malicious_file_is_refused(tmp_path, content, message):
     path = tmp_path / "bad.pt"
     path.write_bytes(content)
