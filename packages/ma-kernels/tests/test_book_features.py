@@ -67,6 +67,17 @@ def test_many_rows_across_threads_and_chunks(poisoned, monkeypatch, device):
                              time_windows=(7, 3000))
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_strided_views(poisoned, device):
+    """Every-other-row views and a book sliced from a deeper one, without copies."""
+    series = random_series(3000, 6, device=device, seed=7)
+    views = {k: v[::2] for k, v in series.items()}
+    views.update({k: series[k][::2, :3] for k in ("bid_price", "bid_size", "ask_price",
+                                                   "ask_size")})
+    assert not views["bid_price"].is_contiguous() and not views["time"].is_contiguous()
+    assert_matches_reference(views, **FULL | {"depth_imbalance": (1, 3), "ofi_levels": 3})
+
+
 def test_thread_count_does_not_matter(monkeypatch):
     series = random_series(100_000, 2, seed=5)
     spec = {"ofi_levels": 2, "windows": (3, 700)}
