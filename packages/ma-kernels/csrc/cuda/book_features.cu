@@ -12,6 +12,7 @@ namespace ma_kernels {
 namespace {
 
 constexpr int kThreads = 128;
+constexpr std::int64_t kMaxChunks = 8192;
 
 template <typename T, typename U>
 __global__ void book_features_kernel(BookSeries series, BookFeatureSpec spec,
@@ -28,7 +29,10 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
                         std::uintptr_t out, DType out_dtype, int device, std::uintptr_t stream) {
   std::int64_t longest = 1;
   for (int w = 0; w < spec.window_count; ++w) longest = std::max(longest, spec.windows[w]);
-  const std::int64_t chunk = std::max<std::int64_t>(256, 4 * std::min(longest, series.rows));
+  std::int64_t chunk = std::max<std::int64_t>(256, 4 * std::min(longest, series.rows));
+  // A time window's length in events is unknown here (the times stay on the
+  // device): at most kMaxChunks chunks bound what the warm-ups re-sum.
+  if (spec.time_window_count) chunk = std::max(chunk, (series.rows + kMaxChunks - 1) / kMaxChunks);
   const std::int64_t chunks = (series.rows + chunk - 1) / chunk;
   const std::int64_t blocks = (chunks + kThreads - 1) / kThreads;
   cudaStream_t s = use_device(device, stream);
