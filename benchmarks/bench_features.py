@@ -68,21 +68,26 @@ def pandas_microstructure_features(frame: pd.DataFrame, window: int = WINDOW) ->
     )
 
 
-def torch_microstructure_features(table: torch.Tensor, window: int = WINDOW) -> torch.Tensor:
-    """The peer in torch eager. Window sums are differences of one float64
-    prefix sum per column: a float32 cumsum over millions of rows would be
-    wrong. Columns are rows of a [5, N] tensor, so each scan is contiguous
-    (a cumsum down the columns of [N, 5] is a slow strided path on CUDA)."""
+def torch_microstructure_features(
+    table: torch.Tensor, window: int = WINDOW, accumulate: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """The peer in torch eager. Window sums are differences of one prefix sum
+    per column, in ``accumulate``: float64 is right; float32 (the faster peer,
+    as one would write it with the table's dtype) loses the low bits of
+    windows late in a long series, which the benchmarks report next to its time.
+    Columns are rows of a [5, N] tensor, so each scan is contiguous (a cumsum
+    down the columns of [N, 5] is a slow strided path on CUDA)."""
     l1 = torch_l1_features(table[:, :4])
-    mid64 = (table[:, 0].double() + table[:, 2].double()) / 2
-    price, size = table[:, 4].double(), table[:, 5].double()
-    squared = torch.zeros_like(mid64)
-    squared[1:] = torch.diff(torch.log(mid64)) ** 2
-    terms = torch.stack([l1[:, 4].double(), price * size, size, (size > 0).double(), squared])
+    mid = (table[:, 0].to(accumulate) + table[:, 2].to(accumulate)) / 2
+    price, size = table[:, 4].to(accumulate), table[:, 5].to(accumulate)
+    squared = torch.zeros_like(mid)
+    squared[1:] = torch.diff(torch.log(mid)) ** 2
+    terms = torch.stack([l1[:, 4].to(accumulate), price * size, size, (size > 0).to(accumulate),
+                         squared])
     prefix = torch.nn.functional.pad(terms.cumsum(1), (1, 0))
     start = (torch.arange(1, len(table) + 1, device=table.device) - window).clamp_min(0)
     ofi, notional, volume, trades, squares = prefix[:, 1:] - prefix.index_select(1, start)
-    vwap = torch.where(trades > 0, notional / volume, mid64)
+    vwap = torch.where(trades > 0.5, notional / volume, mid)
     rolling = torch.stack([ofi, vwap, squares.clamp_min(0)], 1).to(table.dtype)
     return torch.cat([l1, rolling], 1)
 
@@ -185,6 +190,9 @@ class MicrostructureFeaturesCPU:
     def time_torch_eager(self, n):
         torch_microstructure_features(self.table)
 
+    def time_torch_eager_float32_sums(self, n):
+        torch_microstructure_features(self.table, accumulate=torch.float32)
+
     def time_pandas(self, n):
         pandas_microstructure_features(self.frame)
 
@@ -204,6 +212,10 @@ class MicrostructureFeaturesGPU:
 
     def time_torch_eager(self, n):
         torch_microstructure_features(self.table)
+        torch.cuda.synchronize()
+
+    def time_torch_eager_float32_sums(self, n):
+        torch_microstructure_features(self.table, accumulate=torch.float32)
         torch.cuda.synchronize()
 
 
