@@ -142,6 +142,8 @@ def test_errors_name_the_problem():
         ({"ofi_levels": -1}, "ofi_levels must be an int >= 0"),
         ({"ofi_levels": True}, "ofi_levels must be an int >= 0"),
         ({"time_windows": tuple(range(1, 10))}, "time_windows: at most 8 entries"),
+        ({"windows": (5, 7, 5)}, "windows has repeated values"),
+        ({"depth_imbalance": (2, 2)}, "depth_imbalance has repeated values"),
     ],
 )
 def test_bad_spec(kwargs, message):

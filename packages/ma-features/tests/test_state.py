@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_compute import valid_ticks
 
-from ma_features import FeatureSpec, FeatureState, Ticks, compute_features, simulate
+from ma_features import (
+    INSTANT_FEATURES,
+    ROLLING_FEATURES,
+    FeatureSpec,
+    FeatureState,
+    Ticks,
+    compute_features,
+    simulate,
+)
 
 SPEC = FeatureSpec(depth_imbalance=(1, 3), ofi_levels=3, windows=(1, 4, 9))
 # Time windows in ns over tick_times() below (gaps 0-3 ns): a few events each.
@@ -58,6 +66,31 @@ def test_stream_in_any_chunks_equals_batch(seed, n, cuts, spec):
     # The least max_events that fits: streaming must neither overflow nor truncate.
     state = FeatureState(spec, dtype=torch.float64, max_events=max(1, events_needed(ticks, spec)))
     streamed = stream(state, ticks, cuts)
+    assert streamed.shape == (len(ticks), len(spec.names))
+    assert_columns_close(streamed, state.names, batch_features(ticks, spec), rel=1e-9)
+
+
+@st.composite
+def feature_specs(draw) -> FeatureSpec:
+    """Any FeatureSpec over 4 levels: subsets in any order, empty lists included."""
+    def subset(names):
+        return tuple(draw(st.permutations(names))[: draw(st.integers(0, len(names)))])
+
+    small = st.lists(st.integers(1, 12), max_size=3, unique=True).map(tuple)
+    return FeatureSpec(
+        instant=subset(INSTANT_FEATURES), rolling=subset(ROLLING_FEATURES),
+        depth_imbalance=draw(st.lists(st.integers(1, 4), max_size=3, unique=True).map(tuple)),
+        ofi_levels=draw(st.integers(0, 4)), windows=draw(small), time_windows=draw(small),
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 40), spec=feature_specs())
+def test_any_spec_streams_as_it_batches(seed, n, spec):
+    """The fused batch op and the torch stream agree column by column on any spec."""
+    ticks = with_tick_times(valid_ticks(seed, n), seed)
+    state = FeatureState(spec, dtype=torch.float64, max_events=max(1, events_needed(ticks, spec)))
+    streamed = state.update_ticks(ticks)
     assert streamed.shape == (len(ticks), len(spec.names))
     assert_columns_close(streamed, state.names, batch_features(ticks, spec), rel=1e-9)
 

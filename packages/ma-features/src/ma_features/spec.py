@@ -69,6 +69,9 @@ class FeatureSpec:
                 raise ValueError(
                     f"FeatureSpec.{field} must be a tuple of ints >= 1, got {values!r}"
                 )
+            if len(set(values)) != len(values):
+                raise ValueError(f"FeatureSpec.{field} has repeated values {values!r}: each "
+                                 "names columns, so each must be distinct")
             if len(values) > ma_kernels.BOOK_FEATURES_MAX_ENTRIES:
                 raise ValueError(
                     f"FeatureSpec.{field}: at most {ma_kernels.BOOK_FEATURES_MAX_ENTRIES} "
