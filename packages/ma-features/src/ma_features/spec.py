@@ -34,7 +34,7 @@ class FeatureSpec:
         time_windows: trailing windows in nanoseconds: events with
             ``time[t] - tau < time[j] <= time[t]``, ``j <= t``.
 
-    Depth imbalances, windows and time windows hold at most
+    Depth imbalances, windows and time windows hold distinct values, at most
     ``ma_kernels.BOOK_FEATURES_MAX_ENTRIES`` (8) entries each.
 
     Columns come in that order: instant, depth imbalances, level OFIs, then
