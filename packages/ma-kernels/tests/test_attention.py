@@ -76,6 +76,14 @@ def test_matches_float64_reference(poisoned, device, dtype, case):
     check_against_reference(*qkv(*shape, dtype=dtype, device=device), window, dilation)
 
 
+def test_cpu_rows_split_across_threads(poisoned, monkeypatch):
+    """The CPU kernels split rows into chunks of ~4M multiply-adds, so the small
+    cases above run on one thread; this one is cut into 8 chunks on 7 threads
+    (query rows for the forward and dq, GQA key rows for dk and dv)."""
+    monkeypatch.setenv("MA_KERNELS_NUM_THREADS", "7")
+    check_against_reference(*qkv(2, 4, 2, 1024, 64, dtype=torch.float64), 64, 1)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("case", ["L not a tile multiple", "dilation 3", "two-sided, GQA"])

@@ -17,14 +17,29 @@ namespace {
 // Keys whose scores are computed before one softmax rescale: amortizes the
 // rescale of the output accumulator over a block, as the GPU tiles do.
 constexpr std::int64_t kKeyBlock = 64;
-// Rows per thread chunk: enough to hide thread start-up behind a window's work.
-constexpr std::int64_t kRowGrain = 16;
+// Multiply-adds per thread chunk: a small problem stays on one thread, where
+// a second would cost more to start, and to share a core with torch's
+// spinning OpenMP threads, than it saves (measured: (32, 2, 64, 16), W = 16,
+// fwd+bwd 5.2 ms on two threads, 2.0 ms on one).
+constexpr std::int64_t kChunkWork = 1 << 22;
 
+// Rows per chunk for rows that each see `keys` keys of `p.head_dim`.
+std::int64_t row_grain(const AttentionProblem& p, std::int64_t keys) {
+  const std::int64_t row_work = std::max<std::int64_t>(1, std::min(keys, p.length) * p.head_dim);
+  return std::max<std::int64_t>(16, kChunkWork / row_work);
+}
+
+// Four partial sums: one running sum is a chain of dependent adds that the
+// compiler may not reorder (nor vectorize); four lanes are one SIMD register.
 template <typename T>
 T dot(const T* a, const T* b, std::int64_t n) {
-  T s = 0;
-  for (std::int64_t d = 0; d < n; ++d) s += a[d] * b[d];
-  return s;
+  T s[4] = {0, 0, 0, 0};
+  std::int64_t d = 0;
+  for (; d + 4 <= n; d += 4) {
+    for (int u = 0; u < 4; ++u) s[u] += a[d + u] * b[d + u];
+  }
+  for (; d < n; ++d) s[0] += a[d] * b[d];
+  return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
 template <typename T>
@@ -32,7 +47,8 @@ void forward(const AttentionProblem& p, const AttentionForward& a) {
   const std::int64_t D = p.head_dim, L = p.length, H = p.heads;
   const T scale = static_cast<T>(p.scale);
   T* lse = reinterpret_cast<T*>(a.lse);
-  parallel_for(p.batch * H * L, kRowGrain, [&](std::int64_t begin, std::int64_t end) {
+  const std::int64_t grain = row_grain(p, p.left + p.right);
+  parallel_for(p.batch * H * L, grain, [&](std::int64_t begin, std::int64_t end) {
     std::vector<T> acc(D), score(kKeyBlock);
     for (std::int64_t r = begin; r < end; ++r) {
       const std::int64_t b = r / (H * L), h = (r / L) % H, i = r % L, g = h / p.group();
@@ -73,7 +89,8 @@ void backward(const AttentionProblem& p, const AttentionBackward& a) {
   T* delta = reinterpret_cast<T*>(a.delta);
 
   // dq_i = scale * sum_j P_ij (dout_i . v_j - delta_i) k_j, one query row each.
-  parallel_for(p.batch * H * L, kRowGrain, [&](std::int64_t begin, std::int64_t end) {
+  const std::int64_t grain = row_grain(p, p.left + p.right);
+  parallel_for(p.batch * H * L, grain, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t r = begin; r < end; ++r) {
       const std::int64_t b = r / (H * L), h = (r / L) % H, i = r % L, g = h / G;
       const T* qi = a.q.row<T>(b, h, i);
@@ -93,7 +110,8 @@ void backward(const AttentionProblem& p, const AttentionBackward& a) {
 
   // dv_j = sum_i P_ij dout_i and dk_j = scale * sum_i dS_ij q_i over the
   // queries of every head in j's group, one key row each (needs all of delta).
-  parallel_for(p.batch * p.kv_heads * L, kRowGrain, [&](std::int64_t begin, std::int64_t end) {
+  parallel_for(p.batch * p.kv_heads * L, row_grain(p, G * (p.left + p.right)),
+               [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t r = begin; r < end; ++r) {
       const std::int64_t b = r / (p.kv_heads * L), g = (r / L) % p.kv_heads, j = r % L;
       const T* kj = a.k.row<T>(b, g, j);
