@@ -6,7 +6,8 @@
 #   OUT=/tmp/out MA_COMMIT=$(git rev-parse HEAD) bash tools/device/run.sh [pytest args]
 #
 # SANITIZE=1 also runs the CUDA tests of ma-kernels under compute-sanitizer
-# (memcheck, racecheck); TESTS=0 skips the tests, BENCH=0 the benchmarks;
+# (memcheck, racecheck); PROFILE=1 runs Nsight Compute on the feature kernels
+# (ncu.txt); TESTS=0 skips the tests, BENCH=0 the benchmarks;
 # BENCHES picks benchmarks (default: features attention training latency;
 # add scaling on a machine with 2 or more GPUs).
 set -uo pipefail
@@ -70,6 +71,14 @@ if [ "${SANITIZE:-0}" = 1 ]; then
     echo "$tool: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" /tmp/sanitizer.log | tail -1) $(tail -1 /tmp/sanitizer.log) (exit $code)"
     [ $code -eq 0 ] || status=1
   done
+fi
+
+if [ "${PROFILE:-0}" = 1 ]; then
+  echo "== ncu: feature kernels"
+  ncu --clock-control none -k regex:features -c 3 --section SpeedOfLight --section Occupancy \
+    --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+    python3 tools/device/profile_features.py > "$OUT/ncu.txt" 2>&1 || status=1
+  grep -E "features_kernel|Duration|DRAM Throughput|Achieved Occupancy|Registers Per" "$OUT/ncu.txt"
 fi
 
 if [ "${BENCH:-1}" = 1 ]; then
