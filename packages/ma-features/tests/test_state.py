@@ -217,9 +217,11 @@ def test_gpu_overflow_is_nan_where_it_happens_then_check_raises():
     needed = [events_needed(s, FeatureSpec(windows=(), time_windows=(tau,))) for s in streams]
     limit = sorted(needed)[1] - 1  # the two busiest instruments overflow the longest window
     state = FeatureState(TIMED, batch=3, device="cuda", dtype=torch.float64, max_events=limit)
+    events = [stacked(streams, t, "cuda") for t in range(60)]  # copies from the host sync
+    torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        out = torch.stack([state.update(stacked(streams, t, "cuda")) for t in range(60)], 1)
+        out = torch.stack([state.update(event) for event in events], 1)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     out = out.cpu()

@@ -34,13 +34,15 @@ def assert_matches_reference(table, window):
     assert (err <= TOLERANCE[table.dtype]).all(), dict(zip(NAMES, err.tolist(), strict=True))
 
 
-# Windows below, at and above the CUDA tile (512 rows), and above two tiles.
+# The CUDA kernel scans chunks of 1024 rows: windows below, at and above half
+# a chunk (one chunk per tile, or tiles of 512 rows with a gap between the
+# window's ends), and windows over one and several chunks.
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(
     "n, window",
     [(1, 1), (2, 100), (511, 1), (513, 100), (4097, 7), (4097, 512), (4097, 513),
-     (5000, 1500), (200_003, 100)],
+     (3001, 1024), (5000, 1500), (9001, 2600), (200_003, 100)],
 )
 def test_matches_float64_reference(poisoned, device, dtype, n, window):
     assert_matches_reference(random_table(n, dtype=dtype, device=device), window)

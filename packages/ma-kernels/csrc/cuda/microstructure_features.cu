@@ -1,11 +1,21 @@
-// One thread block per tile of kTile output rows. Window sums are differences
+// One thread block per tile of `outputs` rows. Window sums are differences
 // Q(t) - Q(t - W) of a running sum Q that starts at the tile's own origin
-// (row start - W), so every sum covers at most W + kTile events and nothing
-// accumulates across tiles. The block scans three row ranges with a carry:
-//   A:   rows [start - W, start - W + min(W, kTile))  ->  Q(t - W), stored
-//   gap: rows up to start, only when W > kTile         ->  carry only
-//   B:   rows [start, start + kTile)                   ->  Q(t), stored
-// When W < kTile, A ends where B starts and Q(t - W) of a late row lies in B.
+// (row start - W, whose own terms are excluded), so every sum covers at most
+// W + outputs events and nothing accumulates across tiles.
+//
+// The block walks rows (origin, start + outputs] in chunks of kChunk rows,
+// each staged in shared memory column by column with coalesced loads, then
+// scanned with kItems consecutive rows per thread (a serial prefix in
+// registers, one block scan of the threads' totals), carrying Q from chunk to
+// chunk. Q is kept for the rows a window subtracts, r = row - origin in
+// [0, outputs), and for the rows it ends at, r in [W, W + outputs):
+//   W <= kChunk / 2: outputs = kChunk - W, one chunk, Q kept at slot r;
+//   W >  kChunk / 2: outputs = kChunk / 2, the rows between the two ranges
+//                    only advance the carry (a long window costs W / kChunk
+//                    chunks per tile).
+// The last chunk ends at the tile's last row, so the output pass reads the
+// tile's quotes from the staged chunk and stores whole rows, consecutive
+// threads on consecutive rows.
 #include <cub/block/block_scan.cuh>
 
 #include <algorithm>
@@ -17,13 +27,48 @@ namespace ma_kernels {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kTile = 2 * kThreads;
+constexpr int kItems = 4;
+constexpr int kChunk = kThreads * kItems;
+// A staged column holds the row before the chunk at kFirst - 1 and row j at
+// kFirst + j: kFirst = 4 aligns each thread's 4 rows to 16 bytes, and a pitch
+// of 8 mod 32 words spreads the 6 columns of a row over distinct banks.
+constexpr int kFirst = 4;
+constexpr int kPitch = kChunk + 8;
+
+using Scan = cub::BlockScan<RollingTerms, kThreads, cub::BLOCK_SCAN_WARP_SCANS>;
 
 struct AddTerms {
   __device__ RollingTerms operator()(const RollingTerms& a, const RollingTerms& b) const {
     return a + b;
   }
 };
+
+template <typename T>
+struct Table {
+  const T* data;
+  std::int64_t rows, row_stride, col_stride;
+};
+
+// Shared memory of one block: the staged chunk, Q by slot (a column per term,
+// kChunk slots) and the scan's scratch.
+template <typename T>
+struct Shared {
+  T stage[kMicrostructureInputs][kPitch];
+  double q[5][kChunk];
+  typename Scan::TempStorage scan;
+};
+
+__device__ __forceinline__ void store_q(double (*q)[kChunk], int slot, const RollingTerms& x) {
+  q[0][slot] = x.ofi;
+  q[1][slot] = x.notional;
+  q[2][slot] = x.volume;
+  q[3][slot] = x.trades;
+  q[4][slot] = x.squared_return;
+}
+
+__device__ __forceinline__ RollingTerms load_q(const double (*q)[kChunk], int slot) {
+  return {q[0][slot], q[1][slot], q[2][slot], q[3][slot], q[4][slot]};
+}
 
 // Rows are 32 (float) or 64 (double) bytes and the output is ours, so whole
 // 16-byte vectors can be stored.
@@ -38,104 +83,90 @@ __device__ __forceinline__ void store_row(double* out, const double* v) {
   }
 }
 
+// Rows [first - 1, first + kChunk) into shared memory, 0 outside the table.
+// Consecutive threads read consecutive addresses whichever way the table is
+// laid out.
 template <typename T>
-struct Table {
-  const T* data;
-  std::int64_t rows, row_stride, col_stride;
-};
-
-// An event as one thread sees it: its quote, the quote before it and its trade.
-template <typename T>
-struct Event {
-  L1Quote<T> now, before;
-  T trade_price, trade_size;
-};
-
-template <typename T>
-__device__ L1Quote<T> shuffle_up(const L1Quote<T>& q) {
-  constexpr unsigned kAll = 0xffffffffu;
-  return {__shfl_up_sync(kAll, q.bid_price, 1), __shfl_up_sync(kAll, q.bid_size, 1),
-          __shfl_up_sync(kAll, q.ask_price, 1), __shfl_up_sync(kAll, q.ask_size, 1)};
-}
-
-// Row `i` of the calling thread, where consecutive lanes hold consecutive rows:
-// each row is read from memory once and the quote before it comes from the
-// lane below (lane 0 reads it). Every lane of the warp must call this.
-template <typename T>
-__device__ Event<T> load_event(const Table<T>& t, std::int64_t i, bool valid) {
-  Event<T> e{};
-  if (valid) {
-    const T* row = t.data + i * t.row_stride;
-    e.now = load_quote(t.data, i, t.row_stride, t.col_stride);
-    e.trade_price = row[4 * t.col_stride];
-    e.trade_size = row[5 * t.col_stride];
+__device__ void stage_chunk(const Table<T>& t, std::int64_t first, T (*stage)[kPitch]) {
+  constexpr int kRows = kChunk + 1;
+  const bool row_major = t.col_stride == 1;
+  for (int e = threadIdx.x; e < kRows * kMicrostructureInputs; e += kThreads) {
+    const int j = row_major ? e / kMicrostructureInputs : e % kRows;
+    const int c = row_major ? e % kMicrostructureInputs : e / kRows;
+    const std::int64_t row = first - 1 + j;
+    stage[c][kFirst - 1 + j] =
+        row >= 0 && row < t.rows ? t.data[row * t.row_stride + c * t.col_stride] : T(0);
   }
-  e.before = shuffle_up(e.now);
-  if (valid && i > 0 && threadIdx.x % 32 == 0) {
-    e.before = load_quote(t.data, i - 1, t.row_stride, t.col_stride);
-  }
-  return e;
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
-    microstructure_features_kernel(Table<T> table, std::int64_t window, T* __restrict__ out) {
-  using Scan = cub::BlockScan<RollingTerms, kThreads, cub::BLOCK_SCAN_WARP_SCANS>;
-  __shared__ typename Scan::TempStorage scan_storage;
-  __shared__ RollingTerms prefix[2 * kTile];
+__device__ __forceinline__ L1Quote<T> staged_quote(const T (*stage)[kPitch], int index) {
+  return {stage[0][index], stage[1][index], stage[2][index], stage[3][index]};
+}
 
-  const std::int64_t start = std::int64_t(blockIdx.x) * kTile;
-  const std::int64_t origin = start - window;  // Q(origin) = 0: its row is excluded
-  const int head = static_cast<int>(std::min<std::int64_t>(window, kTile));
+template <typename T>
+__global__ void __launch_bounds__(kThreads, 3)
+    microstructure_features_kernel(Table<T> table, std::int64_t window, std::int64_t outputs,
+                                   T* __restrict__ out) {
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  Shared<T>& sh = *reinterpret_cast<Shared<T>*>(shared_bytes);
+
+  const std::int64_t start = std::int64_t(blockIdx.x) * outputs;
+  const std::int64_t origin = start - window;
+  // Q of r = row - origin: the subtracted rows at slot r, the window ends at
+  // plus + r - W (the same slot r when one chunk holds the tile).
+  const std::int64_t plus = window + outputs <= kChunk ? window : outputs;
+  const std::int64_t end = start + outputs;
+  const int chunks = static_cast<int>((window + outputs + kChunk - 1) / kChunk);
+
   RollingTerms carry{};
-  // One scan step over rows first + offset + [0, kThreads) of a range of
-  // `count` rows: stores Q at prefix[store + local] unless store < 0, advances
-  // the carry and returns the thread's event.
-  auto scan_step = [&](std::int64_t first, std::int64_t offset, std::int64_t count, int store) {
-    const std::int64_t local = offset + threadIdx.x;
-    const std::int64_t row = first + local;
-    const bool valid = local < count && row >= 0 && row < table.rows;
-    const Event<T> e = load_event(table, row, valid);
-    RollingTerms x{};
-    if (valid && row > origin) {
-      x = row == 0 ? rolling_terms<T>(e.now, nullptr, e.trade_price, e.trade_size)
-                   : rolling_terms(e.now, &e.before, e.trade_price, e.trade_size);
-    }
-    RollingTerms total;
-    Scan(scan_storage).InclusiveScan(x, x, AddTerms(), total);
-    if (store >= 0 && local < count) prefix[store + local] = carry + x;
-    carry = carry + total;
-    __syncthreads();  // scan_storage is reused by the next step
-    return e;
-  };
-  for (std::int64_t offset = 0; offset < head; offset += kThreads) {
-    scan_step(origin, offset, head, 0);
-  }
-  for (std::int64_t offset = 0; offset < window - head; offset += kThreads) {
-    scan_step(origin + head, offset, window - head, -1);
-  }
-  constexpr int kSteps = kTile / kThreads;
-  Event<T> own[kSteps];  // this thread's output rows, start + step * kThreads + threadIdx.x
+  std::int64_t first = end - std::int64_t(chunks) * kChunk;
+  for (int chunk = 0; chunk < chunks; ++chunk, first += kChunk) {
+    stage_chunk(table, first, sh.stage);
+    __syncthreads();
+
+    // This thread's kItems consecutive rows: their running sum in registers.
+    RollingTerms running{}, q[kItems];
+    const int j0 = threadIdx.x * kItems;
+    L1Quote<T> before = staged_quote<T>(sh.stage, kFirst - 1 + j0);
 #pragma unroll
-  for (int step = 0; step < kSteps; ++step) {
-    own[step] = scan_step(start, step * kThreads, kTile, head);
+    for (int m = 0; m < kItems; ++m) {
+      const int index = kFirst + j0 + m;
+      const L1Quote<T> now = staged_quote<T>(sh.stage, index);
+      const std::int64_t row = first + j0 + m;
+      if (row > origin && row < table.rows) {
+        running = running + rolling_terms(now, row == 0 ? nullptr : &before,
+                                          sh.stage[4][index], sh.stage[5][index]);
+      }
+      q[m] = running;
+      before = now;
+    }
+    RollingTerms below, total;
+    Scan(sh.scan).ExclusiveScan(running, below, RollingTerms{}, AddTerms(), total);
+    const RollingTerms base = carry + below;
+#pragma unroll
+    for (int m = 0; m < kItems; ++m) {
+      const std::int64_t r = first + j0 + m - origin;
+      const std::int64_t slot = r < outputs ? r : r >= window ? plus + r - window : -1;
+      if (slot >= 0) store_q(sh.q, static_cast<int>(slot), base + q[m]);
+    }
+    carry = carry + total;
+    __syncthreads();  // the stage and the scan scratch are reused
   }
 
-#pragma unroll
-  for (int step = 0; step < kSteps; ++step) {
-    const int local = step * kThreads + threadIdx.x;
-    const std::int64_t i = start + local;
-    if (i < table.rows) {
-      T v[kMicrostructureFeatures];
-      const Event<T>& e = own[step];
-      if (i == 0) {
-        l1_features_row<T>(e.now, nullptr, v);
-      } else {
-        l1_features_row(e.now, &e.before, v);
-      }
-      rolling_features(prefix[head + local] - prefix[local], v[1], v + kL1Features);
-      store_row(out + i * kMicrostructureFeatures, v);
-    }
+  // The last chunk staged rows [end - kChunk, end): the tile's output rows.
+  first -= kChunk;
+  for (int k = threadIdx.x; k < outputs; k += kThreads) {
+    const std::int64_t i = start + k;
+    if (i >= table.rows) break;
+    const int index = static_cast<int>(kFirst + i - first);
+    const L1Quote<T> now = staged_quote<T>(sh.stage, index);
+    const L1Quote<T> before = staged_quote<T>(sh.stage, index - 1);
+    T v[kMicrostructureFeatures];
+    l1_features_row(now, i == 0 ? nullptr : &before, v);
+    rolling_features(load_q(sh.q, static_cast<int>(plus + k)) - load_q(sh.q, k), v[1],
+                     v + kL1Features);
+    store_row(out + i * kMicrostructureFeatures, v);
   }
 }
 
@@ -144,17 +175,21 @@ __global__ void __launch_bounds__(kThreads)
 void microstructure_features_cuda(const Matrix& table, std::int64_t window, std::uintptr_t out,
                                   DType dtype, int device, std::uintptr_t stream) {
   if (table.rows == 0) return;
-  // A window longer than the series sums the same rows as one of its length;
-  // each tile walks its whole window, so W must not exceed the rows.
+  // A window longer than the series sums the same rows as one of its length.
   window = std::min(window, table.rows);
+  const std::int64_t outputs = window <= kChunk / 2 ? kChunk - window : kChunk / 2;
+  const std::int64_t tiles = (table.rows + outputs - 1) / outputs;
   cudaStream_t s = use_device(device, stream);
-  const std::int64_t tiles = (table.rows + kTile - 1) / kTile;
   dispatch_float(dtype, [&](auto* type_tag) {
     using T = std::remove_pointer_t<decltype(type_tag)>;
+    const auto kernel = microstructure_features_kernel<T>;
+    constexpr int bytes = sizeof(Shared<T>);
+    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
+               "microstructure_features shared memory");
     const Table<T> view{reinterpret_cast<const T*>(table.data), table.rows, table.row_stride,
                         table.col_stride};
-    microstructure_features_kernel<T><<<static_cast<unsigned>(tiles), kThreads, 0, s>>>(
-        view, window, reinterpret_cast<T*>(out));
+    kernel<<<static_cast<unsigned>(tiles), kThreads, bytes, s>>>(view, window, outputs,
+                                                                 reinterpret_cast<T*>(out));
   });
   cuda_check(cudaGetLastError(), "microstructure_features kernel launch");
 }
