@@ -16,6 +16,8 @@
 // The last chunk ends at the tile's last row, so the output pass reads the
 // tile's quotes from the staged chunk and stores whole rows, consecutive
 // threads on consecutive rows.
+#include <cuda_pipeline.h>
+
 #include <cub/block/block_scan.cuh>
 
 #include <algorithm>
@@ -83,9 +85,10 @@ __device__ __forceinline__ void store_row(double* out, const double* v) {
   }
 }
 
-// Rows [first - 1, first + kChunk) into shared memory, 0 outside the table.
-// Consecutive threads read consecutive addresses whichever way the table is
-// laid out.
+// Rows [first - 1, first + kChunk) into shared memory, 0 outside the table,
+// by asynchronous copies: every load is in flight at once and none holds a
+// register. Consecutive threads read consecutive addresses whichever way the
+// table is laid out. The caller waits (__pipeline_wait_prior) and syncs.
 template <typename T>
 __device__ void stage_chunk(const Table<T>& t, std::int64_t first, T (*stage)[kPitch]) {
   constexpr int kRows = kChunk + 1;
@@ -94,9 +97,12 @@ __device__ void stage_chunk(const Table<T>& t, std::int64_t first, T (*stage)[kP
     const int j = row_major ? e / kMicrostructureInputs : e % kRows;
     const int c = row_major ? e % kMicrostructureInputs : e / kRows;
     const std::int64_t row = first - 1 + j;
-    stage[c][kFirst - 1 + j] =
-        row >= 0 && row < t.rows ? t.data[row * t.row_stride + c * t.col_stride] : T(0);
+    const bool inside = row >= 0 && row < t.rows;
+    const T* source = inside ? t.data + row * t.row_stride + c * t.col_stride : t.data;
+    __pipeline_memcpy_async(&stage[c][kFirst - 1 + j], source, sizeof(T),
+                            inside ? 0 : sizeof(T));  // outside: zero-filled
   }
+  __pipeline_commit();
 }
 
 template <typename T>
@@ -123,6 +129,7 @@ __global__ void __launch_bounds__(kThreads, 3)
   std::int64_t first = end - std::int64_t(chunks) * kChunk;
   for (int chunk = 0; chunk < chunks; ++chunk, first += kChunk) {
     stage_chunk(table, first, sh.stage);
+    __pipeline_wait_prior(0);
     __syncthreads();
 
     // This thread's kItems consecutive rows: their running sum in registers.
