@@ -21,6 +21,7 @@
 #include <cub/block/block_scan.cuh>
 
 #include <algorithm>
+#include <cstring>
 
 #include "cuda/check.cuh"
 #include "microstructure_features.h"
@@ -53,14 +54,20 @@ struct Table {
 
 // Shared memory of one block: the staged chunk, Q by slot (a column per term,
 // kChunk slots) and the scan's scratch.
+// Q by slot, a column per term, one pad after every 8 slots: a thread's 4
+// consecutive slots then fall on other banks than its neighbours'.
+constexpr int kSlots = kChunk + kChunk / 8;
+__device__ __forceinline__ int padded(int slot) { return slot + slot / 8; }
+
 template <typename T>
 struct Shared {
   T stage[kMicrostructureInputs][kPitch];
-  double q[5][kChunk];
+  double q[5][kSlots];
   typename Scan::TempStorage scan;
 };
 
-__device__ __forceinline__ void store_q(double (*q)[kChunk], int slot, const RollingTerms& x) {
+__device__ __forceinline__ void store_q(double (*q)[kSlots], int slot, const RollingTerms& x) {
+  slot = padded(slot);
   q[0][slot] = x.ofi;
   q[1][slot] = x.notional;
   q[2][slot] = x.volume;
@@ -68,20 +75,49 @@ __device__ __forceinline__ void store_q(double (*q)[kChunk], int slot, const Rol
   q[4][slot] = x.squared_return;
 }
 
-__device__ __forceinline__ RollingTerms load_q(const double (*q)[kChunk], int slot) {
+__device__ __forceinline__ RollingTerms load_q(const double (*q)[kSlots], int slot) {
+  slot = padded(slot);
   return {q[0][slot], q[1][slot], q[2][slot], q[3][slot], q[4][slot]};
 }
 
-// Rows are 32 (float) or 64 (double) bytes and the output is ours, so whole
-// 16-byte vectors can be stored.
-__device__ __forceinline__ void store_row(float* out, const float* v) {
-  reinterpret_cast<float4*>(out)[0] = make_float4(v[0], v[1], v[2], v[3]);
-  reinterpret_cast<float4*>(out)[1] = make_float4(v[4], v[5], v[6], v[7]);
+// Four consecutive staged values from a 16-byte aligned index.
+__device__ __forceinline__ void load4(const float* p, float (&v)[4]) {
+  const float4 x = *reinterpret_cast<const float4*>(p);
+  v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w;
 }
 
-__device__ __forceinline__ void store_row(double* out, const double* v) {
-  for (int i = 0; i < 4; ++i) {
-    reinterpret_cast<double2*>(out)[i] = make_double2(v[2 * i], v[2 * i + 1]);
+__device__ __forceinline__ void load4(const double* p, double (&v)[4]) {
+  const double2 x = reinterpret_cast<const double2*>(p)[0];
+  const double2 y = reinterpret_cast<const double2*>(p)[1];
+  v[0] = x.x, v[1] = x.y, v[2] = y.x, v[3] = y.y;
+}
+
+// Stores the output rows of a warp's 32 lanes, lane l holding row first + l
+// (rows at or past `rows` are not stored). A row is kVectors 16-byte vectors;
+// lanes trade them by shuffles so that each store instruction writes whole
+// 32-byte sectors, 512 consecutive bytes, rather than 16 bytes of 32 sectors.
+template <typename T>
+__device__ void store_rows(T* out, std::int64_t first, std::int64_t rows, const T* v) {
+  constexpr int kWords = kMicrostructureFeatures * sizeof(T) / 4;
+  constexpr int kVectors = kWords / 4;
+  constexpr int kRowsPerStore = 32 / kVectors;
+  std::uint32_t words[kWords];
+  memcpy(words, v, sizeof(words));
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int s = 0; s < kVectors; ++s) {
+    const int source = s * kRowsPerStore + lane / kVectors;
+    const int vector = lane % kVectors;
+    uint4 mine{};
+#pragma unroll
+    for (int w = 0; w < kWords; ++w) {
+      const std::uint32_t x = __shfl_sync(0xffffffffu, words[w], source);
+      if (w / 4 == vector) reinterpret_cast<std::uint32_t*>(&mine)[w % 4] = x;
+    }
+    const std::int64_t row = first + source;
+    if (row < rows) {
+      reinterpret_cast<uint4*>(out + row * kMicrostructureFeatures)[vector] = mine;
+    }
   }
 }
 
@@ -133,17 +169,19 @@ __global__ void __launch_bounds__(kThreads, 3)
     __syncthreads();
 
     // This thread's kItems consecutive rows: their running sum in registers.
-    RollingTerms running{}, q[kItems];
+    static_assert(kItems == 4, "rows are read as 4-vectors");
     const int j0 = threadIdx.x * kItems;
+    T x[kMicrostructureInputs][kItems];
+#pragma unroll
+    for (int c = 0; c < kMicrostructureInputs; ++c) load4(&sh.stage[c][kFirst + j0], x[c]);
     L1Quote<T> before = staged_quote<T>(sh.stage, kFirst - 1 + j0);
+    RollingTerms running{}, q[kItems];
 #pragma unroll
     for (int m = 0; m < kItems; ++m) {
-      const int index = kFirst + j0 + m;
-      const L1Quote<T> now = staged_quote<T>(sh.stage, index);
+      const L1Quote<T> now{x[0][m], x[1][m], x[2][m], x[3][m]};
       const std::int64_t row = first + j0 + m;
       if (row > origin && row < table.rows) {
-        running = running + rolling_terms(now, row == 0 ? nullptr : &before,
-                                          sh.stage[4][index], sh.stage[5][index]);
+        running = running + rolling_terms(now, row == 0 ? nullptr : &before, x[4][m], x[5][m]);
       }
       q[m] = running;
       before = now;
@@ -161,11 +199,12 @@ __global__ void __launch_bounds__(kThreads, 3)
     __syncthreads();  // the stage and the scan scratch are reused
   }
 
-  // The last chunk staged rows [end - kChunk, end): the tile's output rows.
+  // The last chunk staged rows [end - kChunk, end): the tile's output rows,
+  // kThreads at a time (whole warps, for the shuffles of store_rows).
   first -= kChunk;
-  for (int k = threadIdx.x; k < outputs; k += kThreads) {
+  for (std::int64_t k0 = 0; k0 < outputs; k0 += kThreads) {
+    const int k = static_cast<int>(std::min<std::int64_t>(k0 + threadIdx.x, outputs - 1));
     const std::int64_t i = start + k;
-    if (i >= table.rows) break;
     const int index = static_cast<int>(kFirst + i - first);
     const L1Quote<T> now = staged_quote<T>(sh.stage, index);
     const L1Quote<T> before = staged_quote<T>(sh.stage, index - 1);
@@ -173,7 +212,8 @@ __global__ void __launch_bounds__(kThreads, 3)
     l1_features_row(now, i == 0 ? nullptr : &before, v);
     rolling_features(load_q(sh.q, static_cast<int>(plus + k)) - load_q(sh.q, k), v[1],
                      v + kL1Features);
-    store_row(out + i * kMicrostructureFeatures, v);
+    store_rows(out, start + k0 + threadIdx.x / 32 * 32,
+               std::min(table.rows, start + outputs), v);
   }
 }
 
