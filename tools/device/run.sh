@@ -77,6 +77,7 @@ if [ "${PROFILE:-0}" = 1 ]; then
   echo "== ncu: feature kernels"
   ncu --clock-control none -k regex:features -c 3 --section SpeedOfLight --section Occupancy \
     --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+    --section InstructionStats --section SourceCounters \
     python3 tools/device/profile_features.py > "$OUT/ncu.txt" 2>&1 || status=1
   grep -E "features_kernel|Duration|DRAM Throughput|Achieved Occupancy|Registers Per" "$OUT/ncu.txt"
 fi

@@ -121,22 +121,42 @@ __device__ void store_rows(T* out, std::int64_t first, std::int64_t rows, const 
   }
 }
 
-// Rows [first - 1, first + kChunk) into shared memory, 0 outside the table,
-// by asynchronous copies: every load is in flight at once and none holds a
-// register. Consecutive threads read consecutive addresses whichever way the
-// table is laid out. The caller waits (__pipeline_wait_prior) and syncs.
+// Rows [first - 1, first + kChunk) into shared memory by asynchronous
+// copies: every load is in flight at once and none holds a register. Rows
+// outside the table are left as they are (the kernel masks them).
+// Consecutive threads read consecutive addresses whichever way the table is
+// laid out; a contiguous [rows, 6] table, the usual one, is copied as one flat
+// range with the row and column of element e = threadIdx.x + k * kThreads
+// advanced without divisions.
 template <typename T>
 __device__ void stage_chunk(const Table<T>& t, std::int64_t first, T (*stage)[kPitch]) {
   constexpr int kRows = kChunk + 1;
-  const bool row_major = t.col_stride == 1;
-  for (int e = threadIdx.x; e < kRows * kMicrostructureInputs; e += kThreads) {
-    const int j = row_major ? e / kMicrostructureInputs : e % kRows;
-    const int c = row_major ? e % kMicrostructureInputs : e / kRows;
-    const std::int64_t row = first - 1 + j;
-    const bool inside = row >= 0 && row < t.rows;
-    const T* source = inside ? t.data + row * t.row_stride + c * t.col_stride : t.data;
-    __pipeline_memcpy_async(&stage[c][kFirst - 1 + j], source, sizeof(T),
-                            inside ? 0 : sizeof(T));  // outside: zero-filled
+  constexpr int kValues = kRows * kMicrostructureInputs;
+  const std::int64_t lo = std::max<std::int64_t>(0, 1 - first);             // rows from
+  const std::int64_t hi = std::min<std::int64_t>(kRows, t.rows - first + 1);  // rows to
+  if (t.col_stride == 1 && t.row_stride == kMicrostructureInputs) {
+    constexpr int kStep = kThreads / kMicrostructureInputs;
+    constexpr int kColumnStep = kThreads % kMicrostructureInputs;
+    const T* flat = t.data + (first - 1) * kMicrostructureInputs;
+    const int begin = static_cast<int>(lo) * kMicrostructureInputs;
+    const int stop = static_cast<int>(std::max(hi, lo)) * kMicrostructureInputs;
+    int j = threadIdx.x / kMicrostructureInputs, c = threadIdx.x % kMicrostructureInputs;
+    for (int e = threadIdx.x; e < kValues; e += kThreads) {
+      if (e >= begin && e < stop) {
+        __pipeline_memcpy_async(&stage[c][kFirst - 1 + j], flat + e, sizeof(T));
+      }
+      j += kStep, c += kColumnStep;
+      if (c >= kMicrostructureInputs) c -= kMicrostructureInputs, ++j;
+    }
+  } else {
+    for (int e = threadIdx.x; e < kValues; e += kThreads) {
+      const int j = e % kRows, c = e / kRows;
+      if (j >= lo && j < hi) {
+        __pipeline_memcpy_async(&stage[c][kFirst - 1 + j],
+                                t.data + (first - 1 + j) * t.row_stride + c * t.col_stride,
+                                sizeof(T));
+      }
+    }
   }
   __pipeline_commit();
 }
@@ -175,13 +195,17 @@ __global__ void __launch_bounds__(kThreads, 3)
 #pragma unroll
     for (int c = 0; c < kMicrostructureInputs; ++c) load4(&sh.stage[c][kFirst + j0], x[c]);
     L1Quote<T> before = staged_quote<T>(sh.stage, kFirst - 1 + j0);
+    // Rows [first + from, first + to) are the tile's and the table's.
+    const int from = static_cast<int>(std::max<std::int64_t>(origin + 1 - first, 0));
+    const int to = static_cast<int>(std::min<std::int64_t>(table.rows - first, kChunk));
+    const std::int64_t series_start = -first;  // row 0, which has no quote before it
     RollingTerms running{}, q[kItems];
 #pragma unroll
     for (int m = 0; m < kItems; ++m) {
       const L1Quote<T> now{x[0][m], x[1][m], x[2][m], x[3][m]};
-      const std::int64_t row = first + j0 + m;
-      if (row > origin && row < table.rows) {
-        running = running + rolling_terms(now, row == 0 ? nullptr : &before, x[4][m], x[5][m]);
+      if (j0 + m >= from && j0 + m < to) {
+        running = running + rolling_terms(now, j0 + m == series_start ? nullptr : &before,
+                                          x[4][m], x[5][m]);
       }
       q[m] = running;
       before = now;
