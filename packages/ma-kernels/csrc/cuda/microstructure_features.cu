@@ -188,18 +188,28 @@ __global__ void __launch_bounds__(kThreads, 3)
     __pipeline_wait_prior(0);
     __syncthreads();
 
-    // This thread's kItems consecutive rows: their running sum in registers.
+    // This thread's kItems consecutive rows. Their running sums go to their
+    // slots at once and get the block's sum below them after the scan: kept in
+    // registers across the scan, they spilled.
     static_assert(kItems == 4, "rows are read as 4-vectors");
     const int j0 = threadIdx.x * kItems;
     T x[kMicrostructureInputs][kItems];
 #pragma unroll
     for (int c = 0; c < kMicrostructureInputs; ++c) load4(&sh.stage[c][kFirst + j0], x[c]);
-    L1Quote<T> before = staged_quote<T>(sh.stage, kFirst - 1 + j0);
-    // Rows [first + from, first + to) are the tile's and the table's.
-    const int from = static_cast<int>(std::max<std::int64_t>(origin + 1 - first, 0));
+    // The row before this thread's first is the last of the lane below's.
+    L1Quote<T> before{__shfl_up_sync(0xffffffffu, x[0][kItems - 1], 1),
+                      __shfl_up_sync(0xffffffffu, x[1][kItems - 1], 1),
+                      __shfl_up_sync(0xffffffffu, x[2][kItems - 1], 1),
+                      __shfl_up_sync(0xffffffffu, x[3][kItems - 1], 1)};
+    if (threadIdx.x % 32 == 0) before = staged_quote<T>(sh.stage, kFirst - 1 + j0);
+    // Rows [first + from, first + to) are the tile's, the table's, and not before row 0.
+    const std::int64_t series_start = -first;  // the chunk index of row 0
+    const int from = static_cast<int>(
+        std::max<std::int64_t>(std::max(origin + 1 - first, series_start), 0));
     const int to = static_cast<int>(std::min<std::int64_t>(table.rows - first, kChunk));
-    const std::int64_t series_start = -first;  // row 0, which has no quote before it
-    RollingTerms running{}, q[kItems];
+    const std::int64_t r0 = first + j0 - origin;
+    int slot[kItems];
+    RollingTerms running{};
 #pragma unroll
     for (int m = 0; m < kItems; ++m) {
       const L1Quote<T> now{x[0][m], x[1][m], x[2][m], x[3][m]};
@@ -207,17 +217,17 @@ __global__ void __launch_bounds__(kThreads, 3)
         running = running + rolling_terms(now, j0 + m == series_start ? nullptr : &before,
                                           x[4][m], x[5][m]);
       }
-      q[m] = running;
       before = now;
+      const std::int64_t r = r0 + m;
+      slot[m] = static_cast<int>(r < outputs ? r : r >= window ? plus + r - window : -1);
+      if (slot[m] >= 0) store_q(sh.q, slot[m], running);
     }
     RollingTerms below, total;
     Scan(sh.scan).ExclusiveScan(running, below, RollingTerms{}, AddTerms(), total);
     const RollingTerms base = carry + below;
 #pragma unroll
     for (int m = 0; m < kItems; ++m) {
-      const std::int64_t r = first + j0 + m - origin;
-      const std::int64_t slot = r < outputs ? r : r >= window ? plus + r - window : -1;
-      if (slot >= 0) store_q(sh.q, static_cast<int>(slot), base + q[m]);
+      if (slot[m] >= 0) store_q(sh.q, slot[m], base + load_q(sh.q, slot[m]));
     }
     carry = carry + total;
     __syncthreads();  // the stage and the scan scratch are reused
