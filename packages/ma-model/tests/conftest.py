@@ -1,10 +1,19 @@
 import pytest
 import torch
 
+import ma_kernels
 from ma_model.config import config_from_dict
 
 # Tiny matmuls run slower with several threads on a shared 2-core machine (spin-waiting).
 torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason="no CUDA device (or ma_kernels built without CUDA)")
+    if not (ma_kernels.cuda_available() and torch.cuda.is_available()):
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
 
 TINY = {
     "model": {"model_dim": 16, "num_heads": 2, "num_layers": 2, "window": 4,

@@ -112,3 +112,23 @@ def test_step_traces_as_one_graph():
         for t in range(6):
             logits, _ = step(x[:, t], dt[:, t], cache)
         torch.testing.assert_close(logits, model(x, dt)[0][:, -1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.gpu
+def test_gpu_forward_step_and_gradients_equal_the_cpu():
+    cpu = _model().float()
+    gpu = _model().float().cuda()
+    x, dt = (t.float() for t in _inputs(length=40))
+    logits, reg = cpu(x, dt)
+    gpu_logits, gpu_reg = gpu(x.cuda(), dt.cuda())
+    torch.testing.assert_close(gpu_logits.cpu(), logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gpu_reg.cpu(), reg, rtol=1e-4, atol=1e-5)
+    (logits.square().sum() + reg.square().sum()).backward()
+    (gpu_logits.square().sum() + gpu_reg.square().sum()).backward()
+    for (name, p), q in zip(cpu.named_parameters(), gpu.parameters(), strict=True):
+        torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-3, atol=1e-5, msg=name)
+    with torch.no_grad():  # the ring-buffer step on the GPU, past its wrap-around
+        cache = gpu.new_cache(2, device="cuda")
+        for t in range(40):
+            step_logits, _ = gpu.step(x[:, t].cuda(), dt[:, t].cuda(), cache)
+    torch.testing.assert_close(step_logits.cpu(), logits[:, -1].detach(), rtol=1e-4, atol=1e-5)
