@@ -15,6 +15,7 @@ import gc
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from dataclasses import replace
@@ -290,6 +291,8 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
     of ``cfg`` with ``attention`` in ``ATTENTION_KINDS``, after ``warmup``
     untimed ones, on one random global batch of ``batch`` sequences of
     ``length`` ticks; bf16 autocast on CUDA unless ``bf16=False``.
+    ``ms_per_step`` is the median step: device time between CUDA events on a
+    GPU (a stray slow step, a host hiccup, does not move it), wall time on a CPU.
 
     Under torchrun each of the W processes takes its 1/W of the same global
     batch (DistributedDataParallel: nccl on GPUs, gloo on CPUs), so any W
@@ -326,22 +329,32 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
         optimizer.step()
         losses.append(loss.detach())
 
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         one_step()
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        one_step()
-    sync()
-    seconds = (time.perf_counter() - start) / steps
+    step_ms = []
+    if device.type == "cuda":  # device time of each step, no sync between steps
+        torch.cuda.synchronize()
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(steps)]
+        for start, end in events:
+            start.record()
+            one_step()
+            end.record()
+        torch.cuda.synchronize()
+        step_ms = [start.elapsed_time(end) for start, end in events]
+    else:
+        for _ in range(steps):
+            start = time.perf_counter()
+            one_step()
+            step_ms.append((time.perf_counter() - start) * 1e3)
+    ms = statistics.median(step_ms)
     step_losses = torch.stack(losses).double()
     if world > 1:  # each process's loss is its share's; their mean is the global batch's
         dist.all_reduce(step_losses)
         step_losses /= world
     return {"attention": attention, "batch": batch, "length": length, "steps": steps,
             "processes": world, "bf16": bf16 and device.type == "cuda",
-            "ms_per_step": seconds * 1e3, "ticks_per_s": batch * length / seconds,
+            "ms_per_step": ms, "ticks_per_s": batch * length / (ms / 1e3),
             "losses": step_losses.tolist()}
 
 
