@@ -5,9 +5,8 @@
 //
 // The block walks rows (origin, start + outputs] in chunks of kChunk rows,
 // each staged in shared memory column by column with coalesced loads, then
-// scanned with kItems consecutive rows per thread (a serial prefix in
-// registers, one block scan of the threads' totals), carrying Q from chunk to
-// chunk. Q is kept for the rows a window subtracts, r = row - origin in
+// scanned with kItems consecutive rows per thread (a serial prefix per thread,
+// one block scan of the threads' totals), carrying Q from chunk to chunk. Q is kept for the rows a window subtracts, r = row - origin in
 // [0, outputs), and for the rows it ends at, r in [W, W + outputs):
 //   W <= kChunk / 2: outputs = kChunk - W, one chunk, Q kept at slot r;
 //   W >  kChunk / 2: outputs = kChunk / 2, the rows between the two ranges
