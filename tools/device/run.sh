@@ -80,6 +80,12 @@ if [ "${PROFILE:-0}" = 1 ]; then
     --section InstructionStats --section SourceCounters \
     python3 tools/device/profile_features.py > "$OUT/ncu.txt" 2>&1 || status=1
   grep -E "features_kernel|Duration|DRAM Throughput|Achieved Occupancy|Registers Per" "$OUT/ncu.txt"
+  # Per SASS instruction (shared wavefronts, excess ones, stalls) of the
+  # microstructure kernel: where the L1 and shared-memory traffic comes from.
+  ncu --clock-control none -k regex:microstructure -c 1 --set full --import-source yes \
+    -o /tmp/microstructure -f python3 tools/device/profile_features.py > /dev/null 2>&1 &&
+  ncu -i /tmp/microstructure.ncu-rep --page source --csv --print-source sass \
+    > "$OUT/ncu_microstructure_sass.csv" 2>&1 || status=1
 fi
 
 if [ "${BENCH:-1}" = 1 ]; then

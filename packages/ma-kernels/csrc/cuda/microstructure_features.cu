@@ -6,12 +6,14 @@
 // The block walks rows (origin, start + outputs] in chunks of kChunk rows,
 // each staged in shared memory column by column with coalesced loads, then
 // scanned with kItems consecutive rows per thread (a serial prefix per thread,
-// one block scan of the threads' totals), carrying Q from chunk to chunk. Q is kept for the rows a window subtracts, r = row - origin in
-// [0, outputs), and for the rows it ends at, r in [W, W + outputs):
-//   W <= kChunk / 2: outputs = kChunk - W, one chunk, Q kept at slot r;
+// one block scan of the threads' totals), carrying Q from chunk to chunk. Q is
+// kept for the rows a window subtracts, r = row - origin in [0, outputs), and
+// for the rows it ends at, r in [W, W + outputs):
+//   W <= kChunk / 2: outputs = kChunk - W, one chunk, Q at slot r kept as the
+//                    thread's running sum and its base (the exclusive scan);
 //   W >  kChunk / 2: outputs = kChunk / 2, the rows between the two ranges
 //                    only advance the carry (a long window costs W / kChunk
-//                    chunks per tile).
+//                    chunks per tile), and Q is rewritten after each scan.
 // The last chunk ends at the tile's last row, so the output pass reads the
 // tile's quotes from the staged chunk and stores whole rows, consecutive
 // threads on consecutive rows.
@@ -20,7 +22,6 @@
 #include <cub/block/block_scan.cuh>
 
 #include <algorithm>
-#include <cstring>
 
 #include "cuda/check.cuh"
 #include "microstructure_features.h"
@@ -51,33 +52,50 @@ struct Table {
   std::int64_t rows, row_stride, col_stride;
 };
 
-// Shared memory of one block: the staged chunk, Q by slot (a column per term,
-// kChunk slots) and the scan's scratch.
-// Q by slot, a column per term, one pad after every 8 slots: a thread's 4
-// consecutive slots then fall on other banks than its neighbours'.
-constexpr int kSlots = kChunk + kChunk / 8;
-__device__ __forceinline__ int padded(int slot) { return slot + slot / 8; }
+// Sums of the terms by slot, a column per term, with the trade count as an
+// integer: exact, and a difference mod 2^32 read as signed is a window's count
+// (below 2^31) or, between two threads' running sums, a small signed one. One pad after
+// every 16 slots: a thread's 4 consecutive slots, stored one at a time across
+// a warp (16 doubles per wavefront), then fall on 16 distinct banks, and 32
+// consecutive slots still read in two wavefronts. (One pad per 8 slots left
+// 2-way conflicts in every store: 40% of the shared wavefronts, by ncu.)
+template <int kSize>
+struct SumColumns {
+  double ofi[kSize], notional[kSize], volume[kSize], squared_return[kSize];
+  std::uint32_t trades[kSize];
 
+  __device__ void store(int slot, const RollingTerms& x) {
+    ofi[slot] = x.ofi;
+    notional[slot] = x.notional;
+    volume[slot] = x.volume;
+    squared_return[slot] = x.squared_return;
+    trades[slot] = static_cast<std::uint32_t>(static_cast<std::uint64_t>(x.trades));
+  }
+
+  __device__ RollingTerms load(int slot) const {
+    return {ofi[slot], notional[slot], volume[slot], double(trades[slot]), squared_return[slot]};
+  }
+
+  // The sums of slot `end` less those of slot `begin`.
+  __device__ RollingTerms difference(int end, int begin) const {
+    return {ofi[end] - ofi[begin], notional[end] - notional[begin], volume[end] - volume[begin],
+            double(static_cast<std::int32_t>(trades[end] - trades[begin])),
+            squared_return[end] - squared_return[begin]};
+  }
+};
+
+constexpr int kSlots = kChunk + kChunk / 16;
+__device__ __forceinline__ int padded(int slot) { return slot + slot / 16; }
+
+// Shared memory of one block: the staged chunk, Q by slot, the scan's scratch
+// and, when one chunk holds the tile, each thread's exclusive scan (its base).
 template <typename T>
 struct Shared {
   T stage[kMicrostructureInputs][kPitch];
-  double q[5][kSlots];
+  SumColumns<kSlots> q;
+  SumColumns<kThreads> base;
   typename Scan::TempStorage scan;
 };
-
-__device__ __forceinline__ void store_q(double (*q)[kSlots], int slot, const RollingTerms& x) {
-  slot = padded(slot);
-  q[0][slot] = x.ofi;
-  q[1][slot] = x.notional;
-  q[2][slot] = x.volume;
-  q[3][slot] = x.trades;
-  q[4][slot] = x.squared_return;
-}
-
-__device__ __forceinline__ RollingTerms load_q(const double (*q)[kSlots], int slot) {
-  slot = padded(slot);
-  return {q[0][slot], q[1][slot], q[2][slot], q[3][slot], q[4][slot]};
-}
 
 // Four consecutive staged values from a 16-byte aligned index.
 __device__ __forceinline__ void load4(const float* p, float (&v)[4]) {
@@ -91,17 +109,35 @@ __device__ __forceinline__ void load4(const double* p, double (&v)[4]) {
   v[0] = x.x, v[1] = x.y, v[2] = y.x, v[3] = y.y;
 }
 
+// The 32-bit words of a row of features, by bit casts: a memcpy of the row
+// put it in local memory (a 32-byte stack frame, by ptxas).
+__device__ __forceinline__ void row_words(const float (&v)[kMicrostructureFeatures],
+                                          std::uint32_t (&words)[kMicrostructureFeatures]) {
+#pragma unroll
+  for (int i = 0; i < kMicrostructureFeatures; ++i) words[i] = __float_as_uint(v[i]);
+}
+
+__device__ __forceinline__ void row_words(const double (&v)[kMicrostructureFeatures],
+                                          std::uint32_t (&words)[2 * kMicrostructureFeatures]) {
+#pragma unroll
+  for (int i = 0; i < kMicrostructureFeatures; ++i) {
+    words[2 * i] = __double2loint(v[i]);
+    words[2 * i + 1] = __double2hiint(v[i]);
+  }
+}
+
 // Stores the output rows of a warp's 32 lanes, lane l holding row first + l
 // (rows at or past `rows` are not stored). A row is kVectors 16-byte vectors;
 // lanes trade them by shuffles so that each store instruction writes whole
 // 32-byte sectors, 512 consecutive bytes, rather than 16 bytes of 32 sectors.
 template <typename T>
-__device__ void store_rows(T* out, std::int64_t first, std::int64_t rows, const T* v) {
+__device__ __forceinline__ void store_rows(T* out, std::int64_t first, std::int64_t rows,
+                                           const T (&v)[kMicrostructureFeatures]) {
   constexpr int kWords = kMicrostructureFeatures * sizeof(T) / 4;
   constexpr int kVectors = kWords / 4;
   constexpr int kRowsPerStore = 32 / kVectors;
   std::uint32_t words[kWords];
-  memcpy(words, v, sizeof(words));
+  row_words(v, words);
   const int lane = threadIdx.x % 32;
 #pragma unroll
   for (int s = 0; s < kVectors; ++s) {
@@ -165,7 +201,10 @@ __device__ __forceinline__ L1Quote<T> staged_quote(const T (*stage)[kPitch], int
   return {stage[0][index], stage[1][index], stage[2][index], stage[3][index]};
 }
 
-template <typename T>
+// kOneChunk: one chunk holds the tile (W <= kChunk / 2), so slot r is chunk
+// row r, written by thread r / kItems, and Q is that thread's running sum plus
+// its base: the output pass adds the two, no pass rewrites Q after the scan.
+template <typename T, bool kOneChunk>
 __global__ void __launch_bounds__(kThreads, 3)
     microstructure_features_kernel(Table<T> table, std::int64_t window, std::int64_t outputs,
                                    T* __restrict__ out) {
@@ -176,9 +215,9 @@ __global__ void __launch_bounds__(kThreads, 3)
   const std::int64_t origin = start - window;
   // Q of r = row - origin: the subtracted rows at slot r, the window ends at
   // plus + r - W (the same slot r when one chunk holds the tile).
-  const std::int64_t plus = window + outputs <= kChunk ? window : outputs;
+  const std::int64_t plus = kOneChunk ? window : outputs;
   const std::int64_t end = start + outputs;
-  const int chunks = static_cast<int>((window + outputs + kChunk - 1) / kChunk);
+  const int chunks = kOneChunk ? 1 : static_cast<int>((window + outputs + kChunk - 1) / kChunk);
 
   RollingTerms carry{};
   std::int64_t first = end - std::int64_t(chunks) * kChunk;
@@ -188,8 +227,7 @@ __global__ void __launch_bounds__(kThreads, 3)
     __syncthreads();
 
     // This thread's kItems consecutive rows. Their running sums go to their
-    // slots at once and get the block's sum below them after the scan: kept in
-    // registers across the scan, they spilled.
+    // slots at once, before the scan: kept in registers across it, they spilled.
     static_assert(kItems == 4, "rows are read as 4-vectors");
     const int j0 = threadIdx.x * kItems;
     T x[kMicrostructureInputs][kItems];
@@ -212,24 +250,31 @@ __global__ void __launch_bounds__(kThreads, 3)
 #pragma unroll
     for (int m = 0; m < kItems; ++m) {
       const L1Quote<T> now{x[0][m], x[1][m], x[2][m], x[3][m]};
+      // Each call gets a constant pointer: a pointer chosen at run time put
+      // `before` in local memory (a stack frame, by ptxas).
       if (j0 + m >= from && j0 + m < to) {
-        running = running + rolling_terms(now, j0 + m == series_start ? nullptr : &before,
-                                          x[4][m], x[5][m]);
+        running = running + (j0 + m == series_start
+                                 ? rolling_terms<T>(now, nullptr, x[4][m], x[5][m])
+                                 : rolling_terms(now, &before, x[4][m], x[5][m]));
       }
       before = now;
       const std::int64_t r = r0 + m;
       slot[m] = static_cast<int>(r < outputs ? r : r >= window ? plus + r - window : -1);
-      if (slot[m] >= 0) store_q(sh.q, slot[m], running);
+      if (slot[m] >= 0) sh.q.store(padded(slot[m]), running);
     }
     RollingTerms below, total;
     Scan(sh.scan).ExclusiveScan(running, below, RollingTerms{}, AddTerms(), total);
-    const RollingTerms base = carry + below;
+    if constexpr (kOneChunk) {
+      sh.base.store(threadIdx.x, below);
+    } else {
+      const RollingTerms base = carry + below;
 #pragma unroll
-    for (int m = 0; m < kItems; ++m) {
-      if (slot[m] >= 0) store_q(sh.q, slot[m], base + load_q(sh.q, slot[m]));
+      for (int m = 0; m < kItems; ++m) {
+        if (slot[m] >= 0) sh.q.store(padded(slot[m]), base + sh.q.load(padded(slot[m])));
+      }
+      carry = carry + total;
     }
-    carry = carry + total;
-    __syncthreads();  // the stage and the scan scratch are reused
+    __syncthreads();  // Q and the bases are complete; the stage and scratch are reused
   }
 
   // The last chunk staged rows [end - kChunk, end): the tile's output rows,
@@ -242,9 +287,15 @@ __global__ void __launch_bounds__(kThreads, 3)
     const L1Quote<T> now = staged_quote<T>(sh.stage, index);
     const L1Quote<T> before = staged_quote<T>(sh.stage, index - 1);
     T v[kMicrostructureFeatures];
-    l1_features_row(now, i == 0 ? nullptr : &before, v);
-    rolling_features(load_q(sh.q, static_cast<int>(plus + k)) - load_q(sh.q, k), v[1],
-                     v + kL1Features);
+    if (i == 0) {
+      l1_features_row<T>(now, nullptr, v);
+    } else {
+      l1_features_row(now, &before, v);
+    }
+    const int ends = static_cast<int>(plus + k);
+    RollingTerms sums = sh.q.difference(padded(ends), padded(k));
+    if constexpr (kOneChunk) sums = sums + sh.base.difference(ends / kItems, k / kItems);
+    rolling_features(sums, v[1], v + kL1Features);
     store_rows(out, start + k0 + threadIdx.x / 32 * 32,
                std::min(table.rows, start + outputs), v);
   }
@@ -262,8 +313,11 @@ void microstructure_features_cuda(const Matrix& table, std::int64_t window, std:
   cudaStream_t s = use_device(device, stream);
   dispatch_float(dtype, [&](auto* type_tag) {
     using T = std::remove_pointer_t<decltype(type_tag)>;
-    const auto kernel = microstructure_features_kernel<T>;
+    const auto kernel = window <= kChunk / 2 ? microstructure_features_kernel<T, true>
+                                             : microstructure_features_kernel<T, false>;
     constexpr int bytes = sizeof(Shared<T>);
+    // Three blocks per SM (of 228 KiB, 1 KiB reserved per block) for float32.
+    static_assert(sizeof(T) > 4 || 3 * (bytes + 1024) <= 228 * 1024, "shared memory");
     cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
                "microstructure_features shared memory");
     const Table<T> view{reinterpret_cast<const T*>(table.data), table.rows, table.row_stride,
