@@ -45,14 +45,15 @@ MA_HOST_DEVICE double log1p_of(double x) { return log1p(x); }
 
 // log(m_now / m_before) of two mids. The difference of mids is taken in double
 // (exact for float inputs), so a one-tick move is not lost to rounding of the
-// mids themselves; the logarithm runs in T. A non-positive mid gives 0. Most
-// events leave the mid where it was: they skip the logarithm (log1p(0) = 0).
+// mids themselves; the ratio and the logarithm run in T (a double division
+// was a tenth of the CUDA kernel's instructions). A non-positive mid gives 0.
+// Most events leave the mid where it was: they skip the logarithm.
 template <typename T>
 MA_HOST_DEVICE T log_mid_return(const L1Quote<T>& now, const L1Quote<T>& before) {
   const double mid = 0.5 * (double(now.bid_price) + double(now.ask_price));
   const double mid_before = 0.5 * (double(before.bid_price) + double(before.ask_price));
   if (mid == mid_before || !(mid > 0.0 && mid_before > 0.0)) return T(0);
-  return log1p_of(T((mid - mid_before) / mid_before));
+  return log1p_of(T(mid - mid_before) / T(mid_before));
 }
 
 // The terms of event i; `before` is null for the first event (no OFI, no return).
@@ -67,11 +68,11 @@ MA_HOST_DEVICE RollingTerms rolling_terms(const L1Quote<T>& now, const L1Quote<T
 
 // Rolling columns from the window's sums: a window with no trade has the mid
 // as its VWAP (not 0/0); the variance is clamped at 0 against the rounding of
-// a difference of running sums.
+// a difference of running sums. The VWAP divides in T, like the return.
 template <typename T>
 MA_HOST_DEVICE void rolling_features(const RollingTerms& window, T mid, T* out) {
   out[0] = T(window.ofi);
-  out[1] = window.trades > 0.5 ? T(window.notional / window.volume) : mid;
+  out[1] = window.trades > 0.5 ? T(window.notional) / T(window.volume) : mid;
   out[2] = T(window.squared_return > 0.0 ? window.squared_return : 0.0);
 }
 
