@@ -6,8 +6,9 @@
 #   OUT=/tmp/out MA_COMMIT=$(git rev-parse HEAD) bash tools/device/run.sh [pytest args]
 #
 # SANITIZE=1 also runs the CUDA tests of ma-kernels under compute-sanitizer
-# (memcheck, racecheck); PROFILE=1 runs Nsight Compute on the feature kernels
-# (ncu.txt); TESTS=0 skips the tests, BENCH=0 the benchmarks;
+# (memcheck, racecheck); PROFILE=1 profiles a training step by attention kind
+# (profile_training.txt) and runs Nsight Compute on the feature kernels
+# (ncu.txt, ncu_microstructure_sass.csv); TESTS=0 skips the tests, BENCH=0 the benchmarks;
 # BENCHES picks benchmarks (default: features attention training latency;
 # add scaling on a machine with 2 or more GPUs).
 set -uo pipefail
@@ -63,7 +64,8 @@ done
 if [ "${SANITIZE:-0}" = 1 ]; then
   echo "== compute-sanitizer"
   for tool in memcheck racecheck; do
-    (cd packages/ma-kernels && compute-sanitizer --tool $tool --error-exitcode 3 \
+    (cd packages/ma-kernels && timeout "${SANITIZE_TIMEOUT:-280}" \
+      compute-sanitizer --tool $tool --error-exitcode 3 \
       python3 -m pytest -q -p no:cacheprovider -x -m gpu -k "not compile and not graph") \
       > /tmp/sanitizer.log 2>&1
     code=$?
@@ -74,6 +76,8 @@ if [ "${SANITIZE:-0}" = 1 ]; then
 fi
 
 if [ "${PROFILE:-0}" = 1 ]; then
+  echo "== torch.profiler: a training step by attention kind"
+  python3 tools/device/profile_training.py --out "$OUT/profile_training.txt" || status=1
   echo "== ncu: feature kernels"
   ncu --clock-control none -k regex:features -c 3 --section SpeedOfLight --section Occupancy \
     --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
