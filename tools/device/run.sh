@@ -7,8 +7,9 @@
 #
 # SANITIZE=1 also runs the CUDA tests of ma-kernels under compute-sanitizer
 # (memcheck, racecheck); PROFILE=1 profiles a training step by attention kind
-# (profile_training.txt) and runs Nsight Compute on the feature kernels
-# (ncu.txt, ncu_microstructure_sass.csv); TESTS=0 skips the tests, BENCH=0 the benchmarks;
+# (profile_training.txt) and runs Nsight Compute on the attention kernels
+# (ncu_attention.txt) and the feature kernels (ncu.txt,
+# ncu_microstructure_sass.csv); TESTS=0 skips the tests, BENCH=0 the benchmarks;
 # BENCHES picks benchmarks (default: features attention training latency;
 # add scaling on a machine with 2 or more GPUs).
 set -uo pipefail
@@ -78,6 +79,12 @@ fi
 if [ "${PROFILE:-0}" = 1 ]; then
   echo "== torch.profiler: a training step by attention kind"
   python3 tools/device/profile_training.py --out "$OUT/profile_training.txt" || status=1
+  echo "== ncu: attention kernels at the training shape"
+  ncu --clock-control none -k regex:"forward_kernel|dq_kernel|dkdv_kernel" -c 3 \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+    --section InstructionStats --section ComputeWorkloadAnalysis \
+    python3 tools/device/profile_attention.py > "$OUT/ncu_attention.txt" 2>&1 || status=1
+  grep -E "_kernel<|Duration|Achieved Occupancy|Registers Per|Issue Slots Busy" "$OUT/ncu_attention.txt"
   echo "== ncu: feature kernels"
   ncu --clock-control none -k regex:features -c 3 --section SpeedOfLight --section Occupancy \
     --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
