@@ -263,6 +263,14 @@ def test_unsupported_cuda_head_dim():
 
 
 @pytest.mark.gpu
+def test_cuda_length_limit():
+    # A stride-0 view: 2^30 rows without the memory (the check comes first).
+    q = torch.zeros(1, 1, 1, 32, device="cuda", dtype=torch.bfloat16).expand(1, 1, 2**30, 32)
+    with pytest.raises(ValueError, match="too long for the CUDA kernels"):
+        ma_kernels.sliding_window_attention(q, q, q, 4)
+
+
+@pytest.mark.gpu
 def test_mixed_devices():
     q, k, v = qkv(1, 1, 1, 8, 32)
     with pytest.raises(ValueError, match="share a device"):

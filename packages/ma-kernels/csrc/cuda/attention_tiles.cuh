@@ -67,6 +67,21 @@ __device__ __forceinline__ Place place(const AttentionProblem& p, std::int64_t h
   return pl;
 }
 
+// The band seen from one tile pair, in 32-bit offsets from its corner (q0,
+// k0): query q0 + qo sees key k0 + ko when -right <= gap + qo - ko <= left - 1
+// (one unsigned compare) and both are inside the class. Per element this is
+// an add and a compare whose lane-dependent part the compiler hoists; the
+// 64-bit Band::visible cost ~12 instructions and was a third of the D = 32
+// forward's (ncu). Offsets fit: a tile pair inside the band has |gap| below
+// left + right + a tile, and the launchers refuse L >= 2^30.
+struct TileBand {
+  int gap, right, queries, keys;  // queries, keys: rows left in the class past q0, k0
+  unsigned width;                 // left - 1 + right
+  __device__ __forceinline__ bool visible(int qo, int ko) const {
+    return static_cast<unsigned>(gap + qo - ko + right) <= width && qo < queries && ko < keys;
+  }
+};
+
 // Virtual query i sees virtual key j (both inside the class).
 struct Band {
   std::int64_t left, right, rows;
@@ -77,6 +92,13 @@ struct Band {
   __device__ __forceinline__ bool full(std::int64_t i0, int m, std::int64_t j0, int n) const {
     return i0 + m - 1 - j0 <= left - 1 && j0 + n - 1 - i0 <= right && i0 + m <= rows &&
            j0 + n <= rows;
+  }
+  // The band from the tile pair at (q0, k0), which must intersect it.
+  __device__ __forceinline__ TileBand at(std::int64_t q0, std::int64_t k0) const {
+    // Beyond rows, left and right see nothing more: clamped, they fit 32 bits.
+    const std::int64_t l = AttentionProblem::min(left, rows), r = AttentionProblem::min(right, rows);
+    return {static_cast<int>(q0 - k0), static_cast<int>(r), static_cast<int>(rows - q0),
+            static_cast<int>(rows - k0), static_cast<unsigned>(l - 1 + r)};
   }
   // First and last virtual key seen by queries [i0, i0 + m).
   __device__ __forceinline__ std::int64_t first_key(std::int64_t i0) const {

@@ -183,27 +183,29 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
     }
     __syncthreads();
 
+    // Raw scores: the scale c goes into the exponent's FFMA below (c > 0, so
+    // the row maximum of raw scores times c is that of scaled ones).
     float s[kTile / 8][4] = {};
     mma_abt<kTile, D>(s, sQw, LD, sKt, LD);
-    const bool full = band.full(i0, kTile, j0, kTile);
+    if (!band.full(i0, kTile, j0, kTile)) {
+      const TileBand tb = band.at(i0 + warp * 16, j0);
 #pragma unroll
-    for (int nb = 0; nb < kTile / 8; ++nb) {
+      for (int nb = 0; nb < kTile / 8; ++nb) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[nb][e] *= c;
-        if (!full && !band.visible(i0 + warp * 16 + acc_row(e), j0 + acc_col(nb, e))) {
-          s[nb][e] = -INFINITY;
+        for (int e = 0; e < 4; ++e) {
+          if (!tb.visible(acc_row(e), acc_col(nb, e))) s[nb][e] = -INFINITY;
         }
       }
     }
     // Online softmax; row halves rr = 0, 1 are rows lane/4 and lane/4 + 8.
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      float mx = m[rr];
+      float mx = -INFINITY;
 #pragma unroll
       for (int nb = 0; nb < kTile / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * rr], s[nb][2 * rr + 1]));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      mx = fmaxf(m[rr], mx * c);
       // A row with no visible key yet keeps max -inf: subtract 0 instead (no NaN).
       const float base = mx == -INFINITY ? 0.f : mx;
       const float alpha = exp2f(m[rr] - base);
@@ -216,8 +218,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
       }
 #pragma unroll
       for (int nb = 0; nb < kTile / 8; ++nb) {
-        s[nb][2 * rr] = exp2f(s[nb][2 * rr] - base);
-        s[nb][2 * rr + 1] = exp2f(s[nb][2 * rr + 1] - base);
+        s[nb][2 * rr] = exp2f(fmaf(s[nb][2 * rr], c, -base));
+        s[nb][2 * rr + 1] = exp2f(fmaf(s[nb][2 * rr + 1], c, -base));
         l[rr] += s[nb][2 * rr] + s[nb][2 * rr + 1];
       }
     }
@@ -351,15 +353,25 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
     float s[BK / 8][4] = {}, dp[BK / 8][4] = {};
     mma_abt<BK, D>(s, sQw, LD, sK, LD);
     mma_abt<BK, D>(dp, sdOw, LD, sV, LD);
-    const bool full = band.full(i0, kTile, j0, BK);
 #pragma unroll
     for (int nb = 0; nb < BK / 8; ++nb) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const bool vis = full || band.visible(i0 + warp * 16 + acc_row(e), j0 + acc_col(nb, e));
-        const float prob = vis ? exp2f(s[nb][e] * c - lse2[e / 2]) : 0.f;
-        s[nb][e] = prob * (dp[nb][e] - delta[e / 2]);
+      for (int e = 0; e < 4; ++e) s[nb][e] = exp2f(s[nb][e] * c - lse2[e / 2]);
+    }
+    if (!band.full(i0, kTile, j0, BK)) {  // probabilities outside the band are 0
+      const TileBand tb = band.at(i0 + warp * 16, j0);
+#pragma unroll
+      for (int nb = 0; nb < BK / 8; ++nb) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          if (!tb.visible(acc_row(e), acc_col(nb, e))) s[nb][e] = 0.f;
+        }
       }
+    }
+#pragma unroll
+    for (int nb = 0; nb < BK / 8; ++nb) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[nb][e] *= dp[nb][e] - delta[e / 2];
     }
     std::uint32_t dsf[BK / 16][4];
     to_fragments<BK, T>(dsf, s);
@@ -454,14 +466,19 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, Atte
 
     float s[BQ / 8][4] = {};
     mma_abt<BQ, D>(s, sKw, LD, sQ, LD);
-    const bool full = band.full(i0, BQ, j0, kTile);
 #pragma unroll
     for (int nb = 0; nb < BQ / 8; ++nb) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = acc_col(nb, e);
-        const bool vis = full || band.visible(i0 + col, j0 + warp * 16 + acc_row(e));
-        s[nb][e] = vis ? exp2f(s[nb][e] * c - lse[col] * kLog2e) : 0.f;
+      for (int e = 0; e < 4; ++e) s[nb][e] = exp2f(s[nb][e] * c - lse[acc_col(nb, e)] * kLog2e);
+    }
+    if (!band.full(i0, BQ, j0, kTile)) {  // probabilities outside the band are 0
+      const TileBand tb = band.at(i0, j0 + warp * 16);
+#pragma unroll
+      for (int nb = 0; nb < BQ / 8; ++nb) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          if (!tb.visible(acc_col(nb, e), acc_row(e))) s[nb][e] = 0.f;
+        }
       }
     }
     std::uint32_t frag[BQ / 16][4];

@@ -20,6 +20,7 @@ from .reference import normalize_window
 DTYPE_CODES = {**FLOAT_CODES, torch.float16: 2, torch.bfloat16: 3}
 # Head dims the CUDA kernels are built for; the CPU kernel takes any.
 CUDA_HEAD_DIMS = (32, 64, 128)
+CUDA_MAX_LENGTH = 2**30
 
 
 def sliding_window_attention(
@@ -37,7 +38,8 @@ def sliding_window_attention(
     Args:
         q: ``[B, H, L, D]`` queries (the layout of
             ``scaled_dot_product_attention``), float32, float64, float16 or
-            bfloat16, on CPU or CUDA. Any strides with a contiguous last axis.
+            bfloat16, on CPU or CUDA (there D is 32, 64 or 128 and L below
+            2^30). Any strides with a contiguous last axis.
         k, v: ``[B, H_kv, L, D]`` keys and values, same dtype and device;
             ``H_kv`` divides ``H`` (grouped-query attention).
         window: ``W`` for the causal window of W keys ending at the query
@@ -79,6 +81,9 @@ def _check(q, k, v, window, dilation, scale) -> tuple[int, int, int, float]:
     if q.device.type == "cuda" and head_dim not in CUDA_HEAD_DIMS:
         raise ValueError(f"head dim {head_dim} is not supported on CUDA; use one of "
                          f"{CUDA_HEAD_DIMS} (the CPU takes any)")
+    if q.device.type == "cuda" and length >= CUDA_MAX_LENGTH:
+        raise ValueError(f"L = {length} is too long for the CUDA kernels (their tile offsets "
+                         f"are 32-bit); L must be below {CUDA_MAX_LENGTH}")
     left, right = normalize_window(window)
     if not isinstance(dilation, int) or isinstance(dilation, bool) or dilation < 1:
         raise ValueError(f"dilation must be an int >= 1, got {dilation!r}")
