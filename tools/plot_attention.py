@@ -17,9 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "img" / "attention_speedup.png"
-# bf16 from the final code's run; fp32 forward (unchanged since) from the run before it.
-BF16 = ROOT / "benchmarks" / "results" / "attention-v5-v7-h100.json"
-FP32 = ROOT / "benchmarks" / "results" / "attention-v5-v6-v7-h100.json"
+# bf16 and fp32 from one run of the current code.
+BF16 = FP32 = ROOT / "benchmarks" / "results" / "attention-h100-a565b9b.json"
 
 
 def rows(path: Path, dtype: str) -> tuple[str, list[dict]]:
