@@ -72,8 +72,8 @@ __device__ __forceinline__ Place place(const AttentionProblem& p, std::int64_t h
 // (one unsigned compare) and both are inside the class. Per element this is
 // an add and a compare whose lane-dependent part the compiler hoists; the
 // 64-bit Band::visible cost ~12 instructions and was a third of the D = 32
-// forward's (ncu). Offsets fit: a tile pair inside the band has |gap| below
-// left + right + a tile, and the launchers refuse L >= 2^30.
+// forward's (ncu). Offsets fit: left and right are clamped to the class's
+// rows, and the op refuses L >= 2^30 on CUDA (attention.py).
 struct TileBand {
   int gap, right, queries, keys;  // queries, keys: rows left in the class past q0, k0
   unsigned width;                 // left - 1 + right
@@ -93,7 +93,7 @@ struct Band {
     return i0 + m - 1 - j0 <= left - 1 && j0 + n - 1 - i0 <= right && i0 + m <= rows &&
            j0 + n <= rows;
   }
-  // The band from the tile pair at (q0, k0), which must intersect it.
+  // The band from the tile pair at (q0, k0).
   __device__ __forceinline__ TileBand at(std::int64_t q0, std::int64_t k0) const {
     // Beyond rows, left and right see nothing more: clamped, they fit 32 bits.
     const std::int64_t l = AttentionProblem::min(left, rows), r = AttentionProblem::min(right, rows);
