@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import DEVICES
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import ma_kernels
 from ma_kernels import attention, reference
@@ -205,6 +206,39 @@ def test_torch_compile_fullgraph(device):
     want = torch.autograd.grad(loss(q, k, v), (q, k, v))
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_eager_path_equals_the_ops(device):
+    """Plain eager mode runs the kernels without the ops' dispatch; the ops
+    (what compile, export and dispatch modes see) give the same bits."""
+    q, k, v = (t.requires_grad_() for t in qkv(2, 4, 2, 50, 32, device=device))
+    out = ma_kernels.sliding_window_attention(q, k, v, (5, 2), dilation=2)
+    via_op, _ = torch.ops.ma_kernels.sliding_window_attention_forward(q, k, v, 5, 2, 2, 32**-0.5)
+    assert "EagerAttention" in type(out.grad_fn).__name__
+    assert "EagerAttention" not in type(via_op.grad_fn).__name__
+    assert torch.equal(out, via_op)
+    dout = torch.randn_like(out)
+    for got, want in zip(torch.autograd.grad(out, (q, k, v), dout),
+                         torch.autograd.grad(via_op, (q, k, v), dout), strict=True):
+        assert torch.equal(got, want)
+
+
+def test_dispatch_modes_see_the_ops():
+    class OpLog(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.add(func.overloadpacket._qualified_op_name)
+            return func(*args, **(kwargs or {}))
+
+    q, k, v = (t.requires_grad_() for t in qkv(1, 2, 2, 20, 32))
+    with OpLog() as log:
+        ma_kernels.sliding_window_attention(q, k, v, 4).sum().backward()
+    assert {"ma_kernels::sliding_window_attention_forward",
+            "ma_kernels::sliding_window_attention_backward"} <= log.ops
 
 
 @pytest.mark.gpu

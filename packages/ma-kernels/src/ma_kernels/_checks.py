@@ -49,8 +49,9 @@ def check_device(name: str, t: torch.Tensor) -> None:
 
 
 def cuda_stream(t: torch.Tensor) -> int:
-    """The handle of torch's current stream on t's device, for the C++ launch."""
-    return torch.cuda.current_stream(t.device).cuda_stream
+    """The handle of torch's current stream on t's device, for the C++ launch
+    (the raw getter Inductor and Triton use: no Stream object per call)."""
+    return torch._C._cuda_getCurrentRawStream(t.device.index)
 
 
 def matrix_args(t: torch.Tensor) -> tuple[int, int, int, int]:

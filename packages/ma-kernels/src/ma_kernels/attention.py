@@ -4,6 +4,11 @@ Two custom ops, ``ma_kernels::sliding_window_attention_forward`` (output and
 log-sum-exp) and ``ma_kernels::sliding_window_attention_backward`` (dq, dk,
 dv from the saved log-sum-exp), joined by ``register_autograd``; fakes let them
 trace under ``torch.compile`` and capture in CUDA graphs.
+
+In plain eager mode (no compile, no dispatch or torch-function mode, no
+functorch transform, no tensor subclass) the same kernels run from an
+``autograd.Function`` without the ops' Python dispatch, which costs more host
+time per call than the whole kernel at small shapes.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from . import _C
 from ._checks import FLOAT_CODES, check_device, cuda_stream
@@ -54,6 +60,8 @@ def sliding_window_attention(
         k and v. On CPU, float16 and bfloat16 are computed in float32.
     """
     left, right, dilation, scale = _check(q, k, v, window, dilation, scale)
+    if _plain_eager(q, k, v):
+        return _EagerAttention.apply(q, k, v, left, right, dilation, scale)[0]
     out, _ = torch.ops.ma_kernels.sliding_window_attention_forward(
         q, k, v, left, right, dilation, scale
     )
@@ -128,9 +136,6 @@ def _problem(q, k, left, right, dilation) -> tuple[int, ...]:
     return batch, heads, k.shape[1], length, head_dim, left, right, dilation
 
 
-@torch.library.custom_op(
-    "ma_kernels::sliding_window_attention_forward", mutates_args=(), device_types="cpu"
-)
 def _forward_cpu(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, left: int, right: int, dilation: int,
     scale: float,
@@ -159,7 +164,6 @@ def _aligned_rows(*tensors: torch.Tensor, dtypes=(torch.float16, torch.bfloat16)
                  for t in tensors)
 
 
-@_forward_cpu.register_kernel("cuda")
 def _forward_cuda(q, k, v, left, right, dilation, scale):
     # The float32 forward is tiled too; float64 and the float32 backward are not.
     q, k, v = _aligned_rows(q, k, v, dtypes=(torch.float16, torch.bfloat16, torch.float32))
@@ -173,15 +177,11 @@ def _forward_cuda(q, k, v, left, right, dilation, scale):
     return out, lse
 
 
-@_forward_cpu.register_fake
 def _forward_fake(q, k, v, left, right, dilation, scale):
     return (_empty(q, tuple(q.shape), q.dtype),
             _empty(q, _lse_shape(q), _accumulation_dtype(q.dtype)))
 
 
-@torch.library.custom_op(
-    "ma_kernels::sliding_window_attention_backward", mutates_args=(), device_types="cpu"
-)
 def _backward_cpu(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, dout: torch.Tensor,
     lse: torch.Tensor, left: int, right: int, dilation: int, scale: float,
@@ -198,7 +198,6 @@ def _backward_cpu(
     return dq.to(dtype), dk.to(dtype), dv.to(dtype)
 
 
-@_backward_cpu.register_kernel("cuda")
 def _backward_cuda(q, k, v, out, dout, lse, left, right, dilation, scale):
     q, k, v, out, dout = _aligned_rows(q, k, v, out, dout)
     # The kernels accumulate in fp32 (fp64) and write the input dtype.
@@ -211,7 +210,6 @@ def _backward_cuda(q, k, v, out, dout, lse, left, right, dilation, scale):
     return dq, dk, dv
 
 
-@_backward_cpu.register_fake
 def _backward_fake(q, k, v, out, dout, lse, left, right, dilation, scale):
     return (_empty(q, tuple(q.shape), q.dtype), _empty(k, tuple(k.shape), k.dtype),
             _empty(v, tuple(v.shape), v.dtype))
@@ -234,10 +232,58 @@ def _setup_context(ctx, inputs, output):
 
 def _autograd_backward(ctx, dout, _dlse):
     q, k, v, out, lse = ctx.saved_tensors
-    dq, dk, dv = torch.ops.ma_kernels.sliding_window_attention_backward(
-        q, k, v, out, dout.contiguous(), lse, *ctx.window
-    )
+    args = (q, k, v, out, dout.contiguous(), lse, *ctx.window)
+    if _plain_eager(q, k, v):
+        dq, dk, dv = _BACKWARD_KERNELS[q.device.type](*args)
+    else:
+        dq, dk, dv = torch.ops.ma_kernels.sliding_window_attention_backward(*args)
     return dq, dk, dv, None, None, None, None
 
 
-_forward_cpu.register_autograd(_autograd_backward, setup_context=_setup_context)
+_forward_op = torch.library.custom_op(
+    "ma_kernels::sliding_window_attention_forward", _forward_cpu, mutates_args=(),
+    device_types="cpu",
+)
+_forward_op.register_kernel("cuda", _forward_cuda)
+_forward_op.register_fake(_forward_fake)
+_forward_op.register_autograd(_autograd_backward, setup_context=_setup_context)
+_backward_op = torch.library.custom_op(
+    "ma_kernels::sliding_window_attention_backward", _backward_cpu, mutates_args=(),
+    device_types="cpu",
+)
+_backward_op.register_kernel("cuda", _backward_cuda)
+_backward_op.register_fake(_backward_fake)
+
+_FORWARD_KERNELS = {"cpu": _forward_cpu, "cuda": _forward_cuda}
+_BACKWARD_KERNELS = {"cpu": _backward_cpu, "cuda": _backward_cuda}
+# Subclasses that may take the kernels straight (a Parameter is a plain tensor).
+_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
+
+
+def _plain_eager(*tensors: torch.Tensor) -> bool:
+    """Whether nothing needs to see the op: not compiling or exporting, no
+    dispatch mode (fake tensors, make_fx, FlopCounter), no torch-function mode,
+    no vmap or grad transform, plain tensors on a device with kernels."""
+    return (
+        not torch.compiler.is_compiling()
+        and torch._C._len_torch_dispatch_stack() == 0
+        and not torch._C._is_torch_function_mode_enabled()
+        and torch._C._functorch.peek_interpreter_stack() is None
+        and all(type(t) in _PLAIN_TYPES for t in tensors)
+        and tensors[0].device.type in _FORWARD_KERNELS
+    )
+
+
+class _EagerAttention(torch.autograd.Function):
+    """The forward op's kernels and autograd without its dispatch. (The old
+    forward(ctx, ...) form: with a separate setup_context, apply binds the
+    arguments through inspect.signature on every call.)"""
+
+    @staticmethod
+    def forward(ctx, q, k, v, left, right, dilation, scale):
+        args = (q, k, v, left, right, dilation, scale)
+        output = _FORWARD_KERNELS[q.device.type](*args)
+        _setup_context(ctx, args, output)
+        return output
+
+    backward = staticmethod(once_differentiable(_autograd_backward))

@@ -1,0 +1,52 @@
+"""Where an eager forward+backward spends its time, ours against the peers:
+wall time per step, GPU kernel time per step, and the host operators that
+take the rest (torch.profiler). ``--shape B,H,L,W,D`` (repeatable) picks shapes."""
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+from torch.profiler import ProfilerActivity, profile
+
+import ma_kernels
+
+
+def profile_shape(shape: str, steps: int, flex) -> None:
+    batch, heads, length, window, head_dim = map(int, shape.split(","))
+    q, k, v = (torch.randn(batch, heads, length, head_dim, device="cuda", dtype=torch.bfloat16,
+                           requires_grad=True) for _ in range(3))
+    dout = torch.randn_like(q)
+    block_mask = create_block_mask(lambda b, h, i, j: (i >= j) & (i - j < window), None, None,
+                                   length, length)
+    runs = {
+        "ma_kernels": lambda: ma_kernels.sliding_window_attention(q, k, v, window),
+        "flex": lambda: flex(q, k, v, block_mask=block_mask),
+        "sdpa_causal": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+    }
+    for name, fn in runs.items():
+        for _ in range(5):
+            fn().backward(dout)
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            start.record()
+            for _ in range(steps):
+                fn().backward(dout)
+            end.record()
+            torch.cuda.synchronize()
+        events = prof.key_averages()
+        gpu_us = sum(e.self_device_time_total for e in events) / steps
+        print(f"\n=== {name} {shape}: wall {start.elapsed_time(end) / steps * 1e3:.0f} us "
+              f"per fwd+bwd (under the profiler), GPU kernels {gpu_us:.0f} us")
+        print(events.table(sort_by="self_cpu_time_total", row_limit=14, max_name_column_width=60))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--shape", action="append")
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+    flex = torch.compile(flex_attention)
+    for shape in args.shape or ["16,4,1024,128,32", "16,4,4096,256,64"]:
+        profile_shape(shape, args.steps, flex)
