@@ -1,8 +1,10 @@
 """Where an eager forward+backward spends its time, ours against the peers:
 wall time per step, GPU kernel time per step, and the host operators that
-take the rest (torch.profiler). ``--shape B,H,L,W,D`` (repeatable) picks shapes."""
+take the rest (torch.profiler). ``--shape B,H,L,W,D`` (repeatable) picks shapes.
+First, the host microseconds of each step of our forward's Python path."""
 
 import argparse
+import time
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,46 @@ from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 from torch.profiler import ProfilerActivity, profile
 
 import ma_kernels
+
+
+def host_us(fn, calls: int = 2000) -> float:
+    """Host microseconds per call, the GPU kept idle enough not to push back."""
+    for _ in range(100):
+        fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return elapsed / calls * 1e6
+
+
+def time_python_path() -> None:
+    from ma_kernels import _C, attention
+
+    q, k, v = (torch.randn(1, 1, 64, 32, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    out, lse = attention._forward_cuda(q, k, v, 8, 0, 1, 0.2)
+    launch = (attention._problem(q, k, 8, 0, 1), 0.2, attention._strided(q),
+              attention._strided(k), attention._strided(v), attention._strided(out),
+              lse.data_ptr(), 3, 0, torch._C._cuda_getCurrentRawStream(0))
+    pieces = {
+        "torch.empty_like (reference)": lambda: torch.empty_like(q),
+        "q.add_(0) (reference)": lambda: q.add_(0),
+        "_check": lambda: attention._check(q, k, v, 8, 1, None),
+        "_plain_eager": lambda: attention._plain_eager(q, k, v),
+        "current raw stream": lambda: torch._C._cuda_getCurrentRawStream(0),
+        "_C forward launch": lambda: _C.sliding_window_attention_forward_cuda(*launch),
+        "_forward_cuda": lambda: attention._forward_cuda(q, k, v, 8, 0, 1, 0.2),
+        "_EagerAttention.apply": lambda: attention._EagerAttention.apply(q, k, v, 8, 0, 1, 0.2),
+        "the op, torch.ops": lambda: torch.ops.ma_kernels.sliding_window_attention_forward(
+            q, k, v, 8, 0, 1, 0.2),
+        "sliding_window_attention": lambda: ma_kernels.sliding_window_attention(q, k, v, 8),
+        "SDPA causal (peer)": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+    }
+    with torch.no_grad():
+        for name, fn in pieces.items():
+            print(f"{name:32s} {host_us(fn):7.1f} us host per call")
 
 
 def profile_shape(shape: str, steps: int, flex) -> None:
@@ -47,6 +89,7 @@ if __name__ == "__main__":
     parser.add_argument("--shape", action="append")
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
+    time_python_path()
     flex = torch.compile(flex_attention)
     for shape in args.shape or ["16,4,1024,128,32", "16,4,4096,256,64"]:
         profile_shape(shape, args.steps, flex)

@@ -284,6 +284,7 @@ class _EagerAttention(torch.autograd.Function):
         args = (q, k, v, left, right, dilation, scale)
         output = _FORWARD_KERNELS[q.device.type](*args)
         _setup_context(ctx, args, output)
+        ctx.set_materialize_grads(False)  # no zeros for the lse's absent gradient
         return output
 
     backward = staticmethod(once_differentiable(_autograd_backward))
