@@ -52,6 +52,20 @@ def time_python_path() -> None:
     with torch.no_grad():
         for name, fn in pieces.items():
             print(f"{name:32s} {host_us(fn):7.1f} us host per call")
+    dout = torch.randn_like(q)
+    print(f"{'_backward_cuda':32s} "
+          f"{host_us(lambda: attention._backward_cuda(q, k, v, out, dout, lse, 8, 0, 1, 0.2)):7.1f}"
+          " us host per call")
+    for t in (q, k, v):
+        t.requires_grad_()
+    # The autograd engine runs a CUDA backward on its device thread: a Python
+    # backward node there must take the GIL from the waiting main thread.
+    for name, fn in {
+        "ours": lambda: ma_kernels.sliding_window_attention(q, k, v, 8),
+        "SDPA causal (peer)": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+    }.items():
+        print(f"{'fwd+bwd ' + name:32s} {host_us(lambda fn=fn: fn().backward(dout)):7.1f}"
+              " us host per call")
 
 
 def profile_shape(shape: str, steps: int, flex) -> None:

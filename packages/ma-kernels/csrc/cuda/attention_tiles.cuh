@@ -145,10 +145,7 @@ template <typename Args>
 void launch(void (*kernel)(AttentionProblem, Args, std::int64_t), unsigned blocks,
             std::size_t smem, cudaStream_t s, const AttentionProblem& p, const Args& args,
             std::int64_t tiles) {
-  // Past 48 KB a kernel must opt in to dynamic shared memory.
-  cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(smem)),
-             "cudaFuncSetAttribute");
+  opt_in_shared_memory(kernel, smem, "attention shared memory");
   kernel<<<blocks, kThreads, smem, s>>>(p, args, tiles);
 }
 

@@ -327,8 +327,7 @@ void microstructure_features_cuda(const Matrix& table, std::int64_t window, std:
     constexpr int bytes = sizeof(Shared<T>);
     // Three blocks per SM (of 228 KiB, 1 KiB reserved per block) for float32.
     static_assert(sizeof(T) > 4 || 3 * (bytes + 1024) <= 228 * 1024, "shared memory");
-    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
-               "microstructure_features shared memory");
+    opt_in_shared_memory(kernel, bytes, "microstructure_features shared memory");
     const Table<T> view{reinterpret_cast<const T*>(table.data), table.rows, table.row_stride,
                         table.col_stride};
     kernel<<<static_cast<unsigned>(tiles), kThreads, bytes, s>>>(view, window, outputs,

@@ -38,13 +38,13 @@ def check_tensor(
 
 
 def check_device(name: str, t: torch.Tensor) -> None:
-    if t.device.type == "cuda":
+    if t.is_cuda:
         if not _C.with_cuda:
             raise ValueError(
                 f"{name} is on {t.device}, but this ma_kernels build has no CUDA kernels; "
                 "reinstall it where nvcc is found (MA_KERNELS_CUDA=ON makes that an error if not)"
             )
-    elif t.device.type not in ("cpu", "meta"):
+    elif not (t.is_cpu or t.is_meta):
         raise ValueError(f"{name} is on {t.device}; ma_kernels runs on cpu and cuda devices")
 
 

@@ -69,33 +69,38 @@ def sliding_window_attention(
 
 
 def _check(q, k, v, window, dilation, scale) -> tuple[int, int, int, float]:
+    # Every call runs this: each attribute read costs host time at small shapes.
     for name, t in (("q", q), ("k", k), ("v", v)):
         _check_bhld(name, t)
-    if not q.dtype == k.dtype == v.dtype:
+    dtype, device, shape, kv_shape = q.dtype, q.device, q.shape, k.shape
+    if not dtype == k.dtype == v.dtype:
         raise ValueError(f"q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    if not q.device == k.device == v.device:
+    if not device == k.device == v.device:
         raise ValueError(f"q, k and v must share a device, got {q.device}, {k.device}, {v.device}")
-    if k.shape != v.shape:
-        raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and "
+    check_device("q", q)
+    if kv_shape != v.shape:
+        raise ValueError(f"k and v must have the same shape, got {tuple(kv_shape)} and "
                          f"{tuple(v.shape)}")
-    batch, heads, length, head_dim = q.shape
-    if (k.shape[0], k.shape[2], k.shape[3]) != (batch, length, head_dim):
+    batch, heads, length, head_dim = shape
+    if (kv_shape[0], kv_shape[2], kv_shape[3]) != (batch, length, head_dim):
         raise ValueError(f"k must be [B, H_kv, L, D] = [{batch}, H_kv, {length}, {head_dim}] "
-                         f"like q, got {tuple(k.shape)}")
-    if k.shape[1] == 0 or heads % k.shape[1]:
-        raise ValueError(f"k and v heads ({k.shape[1]}) must divide q's heads ({heads})")
+                         f"like q, got {tuple(kv_shape)}")
+    if kv_shape[1] == 0 or heads % kv_shape[1]:
+        raise ValueError(f"k and v heads ({kv_shape[1]}) must divide q's heads ({heads})")
     if head_dim == 0:
-        raise ValueError("head dim D must be at least 1, got shape " + str(tuple(q.shape)))
-    if q.device.type == "cuda" and head_dim not in CUDA_HEAD_DIMS:
-        raise ValueError(f"head dim {head_dim} is not supported on CUDA; use one of "
-                         f"{CUDA_HEAD_DIMS} (the CPU takes any)")
-    if q.device.type == "cuda" and length >= CUDA_MAX_LENGTH:
-        raise ValueError(f"L = {length} is too long for the CUDA kernels (their tile offsets "
-                         f"are 32-bit); L must be below {CUDA_MAX_LENGTH}")
+        raise ValueError("head dim D must be at least 1, got shape " + str(tuple(shape)))
+    if q.is_cuda:
+        if head_dim not in CUDA_HEAD_DIMS:
+            raise ValueError(f"head dim {head_dim} is not supported on CUDA; use one of "
+                             f"{CUDA_HEAD_DIMS} (the CPU takes any)")
+        if length >= CUDA_MAX_LENGTH:
+            raise ValueError(f"L = {length} is too long for the CUDA kernels (their tile "
+                             f"offsets are 32-bit); L must be below {CUDA_MAX_LENGTH}")
     left, right = normalize_window(window)
-    if not isinstance(dilation, int) or isinstance(dilation, bool) or dilation < 1:
+    if type(dilation) is not int or dilation < 1:
         raise ValueError(f"dilation must be an int >= 1, got {dilation!r}")
-    scale = head_dim**-0.5 if scale is None else scale
+    if scale is None:
+        return left, right, dilation, head_dim**-0.5
     if not isinstance(scale, (int, float)) or not math.isfinite(scale):
         raise ValueError(f"scale must be a finite float or None, got {scale!r}")
     return left, right, dilation, float(scale)
@@ -108,10 +113,9 @@ def _check_bhld(name: str, t: object) -> None:
         raise ValueError(f"{name} must be [B, H, L, D] (4 dimensions), got shape {tuple(t.shape)}")
     if t.dtype not in DTYPE_CODES:
         raise ValueError(f"{name} must be float32, float64, float16 or bfloat16, got {t.dtype}")
-    if t.stride(-1) != 1 and t.shape[-1] > 1:
+    if t.stride(3) != 1 and t.shape[3] > 1:
         raise ValueError(f"{name} must be contiguous along D (stride 1), got strides "
                          f"{t.stride()}; call .contiguous() first")
-    check_device(name, t)
 
 
 def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -128,7 +132,8 @@ def _lse_shape(q: torch.Tensor) -> tuple[int, int, int]:
 
 
 def _strided(t: torch.Tensor) -> tuple[int, int, int, int]:
-    return t.data_ptr(), t.stride(0), t.stride(1), t.stride(2)
+    """(pointer, stride_b, stride_h, stride_l): a ``[B, H, L, D]`` tensor for C++."""
+    return (t.data_ptr(), *t.stride()[:3])
 
 
 def _problem(q, k, left, right, dilation) -> tuple[int, ...]:
@@ -152,21 +157,24 @@ def _forward_cpu(
     return out.to(dtype), lse
 
 
-def _aligned_rows(*tensors: torch.Tensor, dtypes=(torch.float16, torch.bfloat16)) -> tuple:
-    """The tiled kernels copy rows 16 bytes at a time: a view (of one of
-    ``dtypes``) whose rows do not all start on a 16-byte boundary is copied."""
-    def aligned(t):
-        return t.data_ptr() % 16 == 0 and all(s * t.element_size() % 16 == 0
-                                              for s in t.stride()[:3])
-    if tensors[0].dtype not in dtypes:
+def _aligned_rows(tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The tiled kernels copy rows 16 bytes at a time: a view whose rows do
+    not all start on a 16-byte boundary is copied."""
+    if all(map(_aligned, tensors)):
         return tensors
-    return tuple(t if aligned(t) else t.clone(memory_format=torch.contiguous_format)
+    return tuple(t if _aligned(t) else t.clone(memory_format=torch.contiguous_format)
                  for t in tensors)
+
+
+def _aligned(t: torch.Tensor) -> bool:
+    pointer, *strides = _strided(t)
+    return (pointer | (strides[0] | strides[1] | strides[2]) * t.element_size()) % 16 == 0
 
 
 def _forward_cuda(q, k, v, left, right, dilation, scale):
     # The float32 forward is tiled too; float64 and the float32 backward are not.
-    q, k, v = _aligned_rows(q, k, v, dtypes=(torch.float16, torch.bfloat16, torch.float32))
+    if q.dtype != torch.float64:
+        q, k, v = _aligned_rows((q, k, v))
     out = _empty(q, tuple(q.shape), q.dtype)
     lse = _empty(q, _lse_shape(q), _accumulation_dtype(q.dtype))
     _C.sliding_window_attention_forward_cuda(
@@ -199,7 +207,8 @@ def _backward_cpu(
 
 
 def _backward_cuda(q, k, v, out, dout, lse, left, right, dilation, scale):
-    q, k, v, out, dout = _aligned_rows(q, k, v, out, dout)
+    if q.dtype in (torch.float16, torch.bfloat16):
+        q, k, v, out, dout = _aligned_rows((q, k, v, out, dout))
     # The kernels accumulate in fp32 (fp64) and write the input dtype.
     dq, dk, dv, delta = _gradient_buffers(q, k, q.dtype)
     _C.sliding_window_attention_backward_cuda(

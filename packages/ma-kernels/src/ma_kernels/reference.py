@@ -165,12 +165,9 @@ def normalize_window(window: int | tuple[int, int]) -> tuple[int, int]:
     ``left`` counts the visible keys at or before the query (itself included),
     ``right`` those after it; both in units of ``dilation`` steps.
     """
-    def is_int(w: object) -> bool:
-        return isinstance(w, int) and not isinstance(w, bool)
-
-    if is_int(window):
+    if type(window) is int:
         left, right = window, 0
-    elif isinstance(window, (tuple, list)) and len(window) == 2 and all(map(is_int, window)):
+    elif isinstance(window, (tuple, list)) and len(window) == 2 and {*map(type, window)} == {int}:
         left, right = window
     else:
         raise ValueError(f"window must be an int or a (left, right) pair of ints, got {window!r}")
