@@ -68,7 +68,7 @@ def time_python_path() -> None:
               " us host per call")
 
 
-def profile_shape(shape: str, steps: int, flex) -> None:
+def profile_shape(shape: str, steps: int, flex, trace_dir: str | None) -> None:
     batch, heads, length, window, head_dim = map(int, shape.split(","))
     q, k, v = (torch.randn(batch, heads, length, head_dim, device="cuda", dtype=torch.bfloat16,
                            requires_grad=True) for _ in range(3))
@@ -91,8 +91,10 @@ def profile_shape(shape: str, steps: int, flex) -> None:
                 fn().backward(dout)
             end.record()
             torch.cuda.synchronize()
+        if trace_dir:  # the timeline: launches on the host against kernels on the GPU
+            prof.export_chrome_trace(f"{trace_dir}/trace_{name}_{shape.replace(',', '_')}.json")
         events = prof.key_averages()
-        gpu_us = sum(e.self_device_time_total for e in events) / steps
+        gpu_us = sum(e.self_device_time_total for e in prof.events()) / steps
         print(f"\n=== {name} {shape}: wall {start.elapsed_time(end) / steps * 1e3:.0f} us "
               f"per fwd+bwd (under the profiler), GPU kernels {gpu_us:.0f} us")
         print(events.table(sort_by="self_cpu_time_total", row_limit=14, max_name_column_width=60))
@@ -102,8 +104,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shape", action="append")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--trace-dir", help="write a Chrome trace of each run here")
     args = parser.parse_args()
     time_python_path()
     flex = torch.compile(flex_attention)
     for shape in args.shape or ["16,4,1024,128,32", "16,4,4096,256,64"]:
-        profile_shape(shape, args.steps, flex)
+        profile_shape(shape, args.steps, flex, args.trace_dir)

@@ -40,9 +40,9 @@ def qkv(batch, heads, kv_heads, length, head_dim, *, dtype=torch.float32, device
     return make(heads), make(kv_heads), make(kv_heads)
 
 
-def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+def relative_error(out: torch.Tensor, ref: torch.Tensor, *, floor: float = 1e-300) -> float:
     out = out.detach().to("cpu", torch.float64)
-    return ((out - ref).norm() / ref.norm().clamp_min(1e-300)).item()
+    return ((out - ref).norm() / ref.norm().clamp_min(floor)).item()
 
 
 def check_against_reference(q, k, v, window, dilation, scale=None):
@@ -65,7 +65,10 @@ def check_against_reference(q, k, v, window, dilation, scale=None):
         results[name] = (t.grad, g)
     for name, (got, want) in results.items():
         assert not got.isnan().any(), name
-        err = relative_error(got, want)
+        # lse is a logarithm: where its values are below 1 (a single query
+        # whose score is near 0), its absolute error is what matters.
+        floor = want.numel() ** 0.5 if name == "lse" else 1e-300
+        err = relative_error(got, want, floor=floor)
         assert err <= tol, f"{name}: relative error {err:.2e} > {tol:.0e}"
 
 
