@@ -1,5 +1,10 @@
 """Sliding-window attention on the GPU against FlexAttention and SDPA, one run.
 
+Three timings of each: eager, one call at a time (``*_ms``: host work and
+kernels in series, the latency one call sees); eager, calls back to back
+(``*_pipelined_ms``: the host queues ahead as in a training loop); and CUDA
+graph replays (``*_graph_ms``: kernels alone).
+
 Run as a script on a GPU machine: ``python tools/device/bench_attention.py --out
 results.json``. Shapes are the ANCHORS ones; each figure sits beside its
 peers' from the same run, so ratios hold across machines. The JSON is
@@ -22,6 +27,8 @@ import ma_kernels
 
 SHAPES = [(16, 4, 1024, 128, 32), (16, 4, 4096, 256, 64), (8, 4, 16384, 512, 64)]
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+# Calls back to back per timing in the pipelined figures (timing.median_ms).
+PIPELINED = 10
 # Time against L at fixed (B, H, W, D) = (2, 4, 256, 64), bf16: it should grow linearly.
 LENGTHS = "1024,4096,16384,65536"
 
@@ -71,9 +78,14 @@ def bench_shape(batch, heads, length, window, head_dim, dtype, reps) -> dict:
     result = {"shape": [batch, heads, length, window, head_dim], "dtype": str(dtype)}
     flops = window_flops(batch, heads, length, window, head_dim)
     for name, fn in runs.items():
+        def step(fn=fn):
+            fn().backward(dout)
+
         with torch.no_grad():
             result[f"{name}_fwd_ms"] = median_ms(fn, reps=reps)
-        result[f"{name}_fwd_bwd_ms"] = median_ms(lambda fn=fn: fn().backward(dout), reps=reps)
+            result[f"{name}_fwd_pipelined_ms"] = median_ms(fn, reps=reps, calls=PIPELINED)
+        result[f"{name}_fwd_bwd_ms"] = median_ms(step, reps=reps)
+        result[f"{name}_fwd_bwd_pipelined_ms"] = median_ms(step, reps=reps, calls=PIPELINED)
         result[f"{name}_fwd_tflops"] = flops / result[f"{name}_fwd_ms"] / 1e9
         with torch.no_grad():
             result[f"{name}_fwd_graph_ms"] = graph_ms(fn, reps)

@@ -23,18 +23,25 @@ def environment() -> dict:
     }
 
 
-def median_ms(fn, warmup: int = 5, reps: int = 50, budget_ms: float = 3000) -> float:
+def median_ms(fn, warmup: int = 5, reps: int = 50, budget_ms: float = 3000,
+              calls: int = 1) -> float:
     """Median milliseconds of ``fn()`` over up to ``reps`` runs, each timed by
-    CUDA events; a slow peer gets fewer runs (at least 5) to fit ``budget_ms``."""
+    CUDA events; a slow peer gets fewer runs (at least 5) to fit ``budget_ms``.
+
+    calls=1 waits for the GPU after each call: the latency of one call, host
+    work and kernels in series. calls=N times N calls back to back and divides
+    by N: the host queues work while the GPU runs, as in a training loop, so
+    the figure is whichever of the two is slower."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
     times = []
-    while len(times) < reps and (len(times) < 5 or sum(times) < budget_ms):
+    while len(times) < reps and (len(times) < 5 or sum(times) * calls < budget_ms):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        for _ in range(calls):
+            fn()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end))
+        times.append(start.elapsed_time(end) / calls)
     return statistics.median(times)
