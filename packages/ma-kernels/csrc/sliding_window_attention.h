@@ -22,6 +22,14 @@ struct Bhld {
   }
 };
 
+// The tiled kernels copy rows 16 bytes at a time: every row must start on a
+// 16-byte boundary.
+inline bool rows_aligned(const Bhld& t, std::int64_t element_bytes) {
+  const auto strides = static_cast<std::uintptr_t>((t.stride_b | t.stride_h | t.stride_l) *
+                                                   element_bytes);
+  return (t.data | strides) % 16 == 0;
+}
+
 struct AttentionProblem {
   std::int64_t batch, heads, kv_heads, length, head_dim;
   std::int64_t left, right, dilation;
@@ -65,9 +73,11 @@ void sliding_window_attention_forward_cpu(const AttentionProblem& p, const Atten
 void sliding_window_attention_backward_cpu(const AttentionProblem& p, const AttentionBackward& a,
                                            DType dtype);
 #ifdef MA_KERNELS_WITH_CUDA
-void sliding_window_attention_forward_cuda(const AttentionProblem& p, const AttentionForward& a,
+// Both return false, launching nothing, when a tiled kernel would get rows off
+// 16-byte boundaries (rows_aligned): the caller runs them on copies.
+bool sliding_window_attention_forward_cuda(const AttentionProblem& p, const AttentionForward& a,
                                            DType dtype, int device, std::uintptr_t stream);
-void sliding_window_attention_backward_cuda(const AttentionProblem& p,
+bool sliding_window_attention_backward_cuda(const AttentionProblem& p,
                                             const AttentionBackward& a, DType dtype, int device,
                                             std::uintptr_t stream);
 #endif

@@ -221,6 +221,8 @@ def test_eager_path_equals_the_ops(device):
     assert "EagerAttention" in type(out.grad_fn).__name__
     assert "EagerAttention" not in type(via_op.grad_fn).__name__
     assert torch.equal(out, via_op)
+    with torch.no_grad():  # nothing to record: the forward kernel alone
+        assert torch.equal(ma_kernels.sliding_window_attention(q, k, v, (5, 2), dilation=2), out)
     dout = torch.randn_like(out)
     for got, want in zip(torch.autograd.grad(out, (q, k, v), dout),
                          torch.autograd.grad(via_op, (q, k, v), dout), strict=True):

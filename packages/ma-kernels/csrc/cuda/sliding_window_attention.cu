@@ -5,6 +5,7 @@
 // split the head dim, scores reduced with warp shuffles, online softmax one
 // key at a time. Each row has one writer, so no atomics. float16 and bfloat16
 // go to the tensor-core kernels of sliding_window_attention_mma.cu.
+#include <initializer_list>
 #include <type_traits>
 
 #include "cuda/attention_tiles.cuh"
@@ -338,12 +339,21 @@ unsigned blocks_for(std::int64_t rows) {
 
 }  // namespace
 
-void sliding_window_attention_forward_cuda(const AttentionProblem& p, const AttentionForward& a,
+bool sliding_window_attention_forward_cuda(const AttentionProblem& p, const AttentionForward& a,
                                            DType dtype, int device, std::uintptr_t stream) {
   const std::int64_t rows = p.batch * p.heads * p.length;
-  if (rows == 0) return;
+  if (rows == 0) return true;
+  if (dtype != DType::Float64) {  // the 16-bit and float32 forwards are tiled
+    const std::int64_t bytes = is_16bit(dtype) ? 2 : 4;
+    for (const Bhld& t : {a.q, a.k, a.v, a.out}) {
+      if (!rows_aligned(t, bytes)) return false;
+    }
+  }
   cudaStream_t s = use_device(device, stream);
-  if (is_16bit(dtype)) return sliding_window_attention_forward_mma(p, a, dtype, s);
+  if (is_16bit(dtype)) {
+    sliding_window_attention_forward_mma(p, a, dtype, s);
+    return true;
+  }
   if (dtype == DType::Float32) {
     dispatch_head_dim(p.head_dim, [&](auto d) { tiled::forward<decltype(d)::value>(p, a, s); });
   } else {  // float64
@@ -353,15 +363,24 @@ void sliding_window_attention_forward_cuda(const AttentionProblem& p, const Atte
     });
   }
   cuda_check(cudaGetLastError(), "sliding_window_attention forward launch");
+  return true;
 }
 
-void sliding_window_attention_backward_cuda(const AttentionProblem& p,
+bool sliding_window_attention_backward_cuda(const AttentionProblem& p,
                                             const AttentionBackward& a, DType dtype, int device,
                                             std::uintptr_t stream) {
   const std::int64_t rows = p.batch * p.heads * p.length;
-  if (rows == 0) return;
+  if (rows == 0) return true;
+  if (is_16bit(dtype)) {  // tiled; the float32 and float64 backwards are not
+    for (const Bhld& t : {a.q, a.k, a.v, a.out, a.dout, a.dq, a.dk, a.dv}) {
+      if (!rows_aligned(t, 2)) return false;
+    }
+  }
   cudaStream_t s = use_device(device, stream);
-  if (is_16bit(dtype)) return sliding_window_attention_backward_mma(p, a, dtype, s);
+  if (is_16bit(dtype)) {
+    sliding_window_attention_backward_mma(p, a, dtype, s);
+    return true;
+  }
   dispatch_float(dtype, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     dispatch_head_dim(p.head_dim, [&](auto d) {
@@ -372,6 +391,7 @@ void sliding_window_attention_backward_cuda(const AttentionProblem& p,
     });
   });
   cuda_check(cudaGetLastError(), "sliding_window_attention backward launch");
+  return true;
 }
 
 }  // namespace ma_kernels

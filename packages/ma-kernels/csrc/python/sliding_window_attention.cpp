@@ -72,7 +72,7 @@ void register_sliding_window_attention(py::module_& m) {
       [](const ShapeArg& shape, double scale, const TensorArg& q, const TensorArg& k,
          const TensorArg& v, const TensorArg& out, std::uintptr_t lse, int dtype, int device,
          std::uintptr_t stream) {
-        sliding_window_attention_forward_cuda(problem(shape, scale),
+        return sliding_window_attention_forward_cuda(problem(shape, scale),
                                               forward_args(q, k, v, out, lse),
                                               static_cast<DType>(dtype), device, stream);
       },
@@ -84,7 +84,7 @@ void register_sliding_window_attention(py::module_& m) {
          const TensorArg& v, const TensorArg& out, const TensorArg& dout, const TensorArg& dq,
          const TensorArg& dk, const TensorArg& dv, std::uintptr_t lse, std::uintptr_t delta,
          int dtype, int device, std::uintptr_t stream) {
-        sliding_window_attention_backward_cuda(
+        return sliding_window_attention_backward_cuda(
             problem(shape, scale), backward_args(q, k, v, out, dout, dq, dk, dv, lse, delta),
             static_cast<DType>(dtype), device, stream);
       },

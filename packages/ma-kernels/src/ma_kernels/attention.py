@@ -61,7 +61,10 @@ def sliding_window_attention(
     """
     left, right, dilation, scale = _check(q, k, v, window, dilation, scale)
     if _plain_eager(q, k, v):
-        return _EagerAttention.apply(q, k, v, left, right, dilation, scale)[0]
+        args = (q, k, v, left, right, dilation, scale)
+        if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+            return _EagerAttention.apply(*args)[0]
+        return _FORWARD_KERNELS[q.device.type](*args)[0]  # nothing to record
     out, _ = torch.ops.ma_kernels.sliding_window_attention_forward(
         q, k, v, left, right, dilation, scale
     )
@@ -157,31 +160,25 @@ def _forward_cpu(
     return out.to(dtype), lse
 
 
-def _aligned_rows(tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """The tiled kernels copy rows 16 bytes at a time: a view whose rows do
-    not all start on a 16-byte boundary is copied."""
-    if all(map(_aligned, tensors)):
-        return tensors
-    return tuple(t if _aligned(t) else t.clone(memory_format=torch.contiguous_format)
-                 for t in tensors)
-
-
-def _aligned(t: torch.Tensor) -> bool:
-    pointer, *strides = _strided(t)
-    return (pointer | (strides[0] | strides[1] | strides[2]) * t.element_size()) % 16 == 0
+def _copies(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Contiguous copies, for the CUDA launchers, which refuse rows off 16-byte
+    boundaries (a view at an odd offset) and launch nothing."""
+    return tuple(t.clone(memory_format=torch.contiguous_format) for t in tensors)
 
 
 def _forward_cuda(q, k, v, left, right, dilation, scale):
-    # The float32 forward is tiled too; float64 and the float32 backward are not.
-    if q.dtype != torch.float64:
-        q, k, v = _aligned_rows((q, k, v))
     out = _empty(q, tuple(q.shape), q.dtype)
     lse = _empty(q, _lse_shape(q), _accumulation_dtype(q.dtype))
-    _C.sliding_window_attention_forward_cuda(
-        _problem(q, k, left, right, dilation), scale, _strided(q), _strided(k), _strided(v),
-        _strided(out), lse.data_ptr(), DTYPE_CODES[q.dtype], q.device.index,
-        cuda_stream(q),
-    )
+
+    def launch(q, k, v):
+        return _C.sliding_window_attention_forward_cuda(
+            _problem(q, k, left, right, dilation), scale, _strided(q), _strided(k), _strided(v),
+            _strided(out), lse.data_ptr(), DTYPE_CODES[q.dtype], q.device.index,
+            cuda_stream(q),
+        )
+
+    if not launch(q, k, v):
+        launch(*_copies(q, k, v))
     return out, lse
 
 
@@ -207,15 +204,19 @@ def _backward_cpu(
 
 
 def _backward_cuda(q, k, v, out, dout, lse, left, right, dilation, scale):
-    if q.dtype in (torch.float16, torch.bfloat16):
-        q, k, v, out, dout = _aligned_rows((q, k, v, out, dout))
     # The kernels accumulate in fp32 (fp64) and write the input dtype.
     dq, dk, dv, delta = _gradient_buffers(q, k, q.dtype)
-    _C.sliding_window_attention_backward_cuda(
-        _problem(q, k, left, right, dilation), scale, _strided(q), _strided(k), _strided(v),
-        _strided(out), _strided(dout), _strided(dq), _strided(dk), _strided(dv), lse.data_ptr(),
-        delta.data_ptr(), DTYPE_CODES[q.dtype], q.device.index, cuda_stream(q),
-    )
+
+    def launch(q, k, v, out, dout):
+        return _C.sliding_window_attention_backward_cuda(
+            _problem(q, k, left, right, dilation), scale, _strided(q), _strided(k),
+            _strided(v), _strided(out), _strided(dout), _strided(dq), _strided(dk), _strided(dv),
+            lse.data_ptr(), delta.data_ptr(), DTYPE_CODES[q.dtype], q.device.index,
+            cuda_stream(q),
+        )
+
+    if not launch(q, k, v, out, dout):
+        launch(*_copies(q, k, v, out, dout))
     return dq, dk, dv
 
 
