@@ -31,7 +31,7 @@ fi
 build_with_cmake() {
   local build=/tmp/ma-kernels-build src=$ROOT/packages/ma-kernels
   cmake -S "$src" -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMA_KERNELS_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES="${CMAKE_CUDA_ARCHITECTURES:-90}" \
+    -DCMAKE_CUDA_ARCHITECTURES="${CMAKE_CUDA_ARCHITECTURES:-90a}" \
     -DPython_EXECUTABLE="$(command -v python3)" -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" &&
   cmake --build $build -j "$(nproc)" &&
   cp $build/_C*.so "$src/src/ma_kernels/" || return 1
@@ -45,7 +45,7 @@ build_with_cmake() {
 
 echo "== build ma-kernels (CUDA required)"
 {
-  MA_KERNELS_CUDA=ON CMAKE_CUDA_ARCHITECTURES=${CMAKE_CUDA_ARCHITECTURES:-90} \
+  MA_KERNELS_CUDA=ON CMAKE_CUDA_ARCHITECTURES=${CMAKE_CUDA_ARCHITECTURES:-90a} \
     python3 -m pip install --no-build-isolation --no-deps ./packages/ma-kernels ||
     { echo "pip build failed; building with CMake"; build_with_cmake; }
 } > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }

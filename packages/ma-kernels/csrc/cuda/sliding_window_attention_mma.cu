@@ -1,23 +1,22 @@
-// CUDA sliding-window attention for bf16 and fp16 on tensor cores
-// (mma.sync m16n8k16, fp32 accumulation), FlashAttention-2 style, on the
-// residue-class tiles of attention_tiles.cuh (dilation).
+// CUDA sliding-window attention for bf16 and fp16 on tensor cores (wgmma on
+// sm_90a, mma.sync elsewhere; fp32 accumulation), FlashAttention-2 style, on
+// the residue-class tiles of attention_tiles.cuh (dilation) and the swizzled
+// shared tiles of warpgroup_mma.cuh.
 //
-// Forward: a block of 4 warps owns 64 queries (16 per warp) and visits only the
-// 64-key tiles that intersect its band; K and V tiles are staged in shared
-// memory by cp.async in two stages (tile t + 1 loads while tile t computes),
+// Forward: a block (one warpgroup) owns 64 queries, 16 rows per warp, and
+// visits only the 64-key tiles that intersect its band; K and V tiles are
+// staged by cp.async in two stages (tile t + 1 loads while tile t computes),
 // online softmax in registers, the band mask only on tiles that cross its edge.
 // Backward: dq_kernel (per query tile: delta = rowsum(dO * O), then dq over the
 // key tiles) and dkdv_kernel (per key tile: dk, dv over the query tiles of
 // every query head of its group), each with its inner tiles in two cp.async
 // stages; each output has one writer, so no atomics.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <cstdint>
 #include <type_traits>
 
 #include "cuda/attention_tiles.cuh"
 #include "cuda/sliding_window_attention_mma.cuh"
+#include "cuda/warpgroup_mma.cuh"
 
 namespace ma_kernels {
 namespace {
@@ -25,105 +24,6 @@ namespace {
 using namespace tiles;
 
 constexpr int kTile = 64;  // queries per forward/dq block, keys per dkdv block
-
-// ---- PTX wrappers -------------------------------------------------------
-
-__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-// c[16x8] += a[16x16] b[16x8], 16-bit operands, fp32 accumulators.
-template <typename T>
-__device__ __forceinline__ void mma(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
-                                    std::uint32_t b1) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-
-template <typename T>
-__device__ __forceinline__ std::uint32_t pack(float lo, float hi) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<std::uint32_t*>(&v);
-  } else {
-    __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<std::uint32_t*>(&v);
-  }
-}
-
-// ---- warp-level tile products --------------------------------------------
-// An accumulator acc[N/8][4] holds a 16 x N fp32 tile: element e of n-block nb
-// is row lane/4 + 8*(e/2), column 8*nb + 2*(lane%4) + e%2.
-
-__device__ __forceinline__ int acc_row(int e) { return threadIdx.x % 32 / 4 + 8 * (e / 2); }
-__device__ __forceinline__ int acc_col(int nb, int e) { return 8 * nb + 2 * (threadIdx.x % 4) + e % 2; }
-
-// acc[16 x N] += A B^T: A is 16 rows of K at sA, B is N rows of K at sB (shared).
-template <int N, int K, typename T>
-__device__ __forceinline__ void mma_abt(float (&acc)[N / 8][4], const T* sA, int lda, const T* sB,
-                                        int ldb) {
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int kc = 0; kc < K / 16; kc += 2) {
-    std::uint32_t a0[4], a1[4];
-    ldmatrix_x4(a0, sA + (lane % 16) * lda + kc * 16 + (lane / 16) * 8);
-    ldmatrix_x4(a1, sA + (lane % 16) * lda + kc * 16 + 16 + (lane / 16) * 8);
-#pragma unroll
-    for (int nb = 0; nb < N / 8; ++nb) {
-      std::uint32_t b[4];
-      ldmatrix_x4(b, sB + (nb * 8 + lane % 8) * ldb + kc * 16 + (lane / 8) * 8);
-      mma<T>(acc[nb], a0, b[0], b[1]);
-      mma<T>(acc[nb], a1, b[2], b[3]);
-    }
-  }
-}
-
-// acc[16 x N] += A B: A as register fragments a[K/16][4], B is K rows of N at sB.
-template <int N, int K, typename T>
-__device__ __forceinline__ void mma_ab(float (&acc)[N / 8][4], const std::uint32_t (&a)[K / 16][4],
-                                       const T* sB, int ldb) {
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int kc = 0; kc < K / 16; ++kc) {
-#pragma unroll
-    for (int np = 0; np < N / 16; ++np) {
-      std::uint32_t b[4];
-      ldmatrix_x4_trans(b, sB + (kc * 16 + lane % 16) * ldb + np * 16 + (lane / 16) * 8);
-      mma<T>(acc[2 * np], a[kc], b[0], b[1]);
-      mma<T>(acc[2 * np + 1], a[kc], b[2], b[3]);
-    }
-  }
-}
-
-// A 16 x K accumulator tile as 16-bit A fragments (P or dS fed back into mma).
-template <int K, typename T>
-__device__ __forceinline__ void to_fragments(std::uint32_t (&a)[K / 16][4],
-                                             const float (&acc)[K / 8][4]) {
-#pragma unroll
-  for (int kc = 0; kc < K / 16; ++kc) {
-    a[kc][0] = pack<T>(acc[2 * kc][0], acc[2 * kc][1]);
-    a[kc][1] = pack<T>(acc[2 * kc][2], acc[2 * kc][3]);
-    a[kc][2] = pack<T>(acc[2 * kc + 1][0], acc[2 * kc + 1][1]);
-    a[kc][3] = pack<T>(acc[2 * kc + 1][2], acc[2 * kc + 1][3]);
-  }
-}
 
 template <typename T>
 __device__ __forceinline__ float to_float(T x) {
@@ -139,31 +39,33 @@ __device__ __forceinline__ float to_float(T x) {
 template <int D, typename T>
 __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, AttentionForward a,
                                                            std::int64_t tiles) {
-  constexpr int LD = kLd<D, T>;
-  extern __shared__ __align__(16) unsigned char smem[];
-  T* sQ = reinterpret_cast<T*>(smem);
-  T* sK = sQ + kTile * LD;      // two stages of K tiles
-  T* sV = sK + 2 * kTile * LD;  // and of V tiles
+  using QTile = Tile<kTile, D, T>;
+  using KTile = Tile<kTile, D, T>;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = swizzle_aligned(smem_raw);
+  // Q, then two stages of [K tile; V tile] (tiles picked by arithmetic: an
+  // array indexed by the stage would live in local memory).
+  const QTile tq{smem};
+  auto tk = [&](int stage) { return KTile{smem + QTile::kBytes + 2 * stage * KTile::kBytes}; };
+  auto tv = [&](int stage) { return KTile{tk(stage).base + KTile::kBytes}; };
 
   const Place pl = place(p, p.heads, tiles, kTile);
   if (!pl.valid) return;
   const std::int64_t g = pl.head / p.group(), dil = p.dilation;
   const Band band{p.left, p.right, pl.rows};
   const std::int64_t i0 = pl.tile * kTile;
-  const T* q = class_row0<T>(a.q, pl.b, pl.head, pl.r);
   const T* k = class_row0<T>(a.k, pl.b, g, pl.r);
   const T* v = class_row0<T>(a.v, pl.b, g, pl.r);
-  const std::int64_t qs = a.q.stride_l * dil, ks = a.k.stride_l * dil, vs = a.v.stride_l * dil;
+  const std::int64_t ks = a.k.stride_l * dil, vs = a.v.stride_l * dil;
 
   const std::int64_t first = band.first_key(i0) / kTile, last = band.last_key(i0, kTile) / kTile;
 
-  load_tile<D>(sQ, q, qs, i0, kTile, pl.rows);
-  load_tile<D>(sK, k, ks, first * kTile, kTile, pl.rows);
-  load_tile<D>(sV, v, vs, first * kTile, kTile, pl.rows);
+  tq.load(class_row0<T>(a.q, pl.b, pl.head, pl.r), a.q.stride_l * dil, i0, pl.rows);
+  tk(0).load(k, ks, first * kTile, pl.rows);
+  tv(0).load(v, vs, first * kTile, pl.rows);
   cp_async_commit();
 
   const int warp = threadIdx.x / 32;
-  const T* sQw = sQ + warp * 16 * LD;
   const float c = static_cast<float>(p.scale) * kLog2e;  // scores in log2 units
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   float o[D / 8][4] = {};
@@ -171,22 +73,21 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
   for (std::int64_t t = first; t <= last; ++t) {
     const std::int64_t j0 = t * kTile;
     const int stage = static_cast<int>((t - first) % 2);
-    const T* sKt = sK + stage * kTile * LD;
-    const T* sVt = sV + stage * kTile * LD;
     if (t < last) {  // the next K, V tiles load into the other stage during this one
-      load_tile<D>(sK + (1 - stage) * kTile * LD, k, ks, j0 + kTile, kTile, pl.rows);
-      load_tile<D>(sV + (1 - stage) * kTile * LD, v, vs, j0 + kTile, kTile, pl.rows);
+      tk(1 - stage).load(k, ks, j0 + kTile, pl.rows);
+      tv(1 - stage).load(v, vs, j0 + kTile, pl.rows);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
     }
+    fence_for_tensor_cores();
     __syncthreads();
 
     // Raw scores: the scale c goes into the exponent's FFMA below (c > 0, so
     // the row maximum of raw scores times c is that of scaled ones).
-    float s[kTile / 8][4] = {};
-    mma_abt<kTile, D>(s, sQw, LD, sKt, LD);
+    float s[kTile / 8][4];
+    product_abt<kTile, D>(s, tq, tk(stage));
     if (!band.full(i0, kTile, j0, kTile)) {
       const TileBand tb = band.at(i0 + warp * 16, j0);
 #pragma unroll
@@ -225,13 +126,14 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
     }
     std::uint32_t pf[kTile / 16][4];
     to_fragments<kTile, T>(pf, s);
-    mma_ab<D, kTile, T>(o, pf, sVt, LD);
+    product_ab<D, kTile>(o, pf, tv(stage));
     __syncthreads();  // every warp is done with this stage before it refills
   }
 
-  // Normalise, stage the warp's 16 rows in its own part of sQ, store 16 bytes a thread.
-  T* stage = sQ + warp * 16 * LD;
-  const std::int64_t row0 = i0 + warp * 16;
+  // Normalise, stage the warp's 16 rows in its own rows of the Q tile, store
+  // 16 bytes a thread.
+  const int row0 = warp * 16;
+  const std::int64_t i_row0 = i0 + row0;
   float* lse = reinterpret_cast<float*>(a.lse) + (pl.b * p.heads + pl.head) * p.length + pl.r;
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
@@ -241,10 +143,10 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
     const float inv = 1.f / sum;
 #pragma unroll
     for (int nb = 0; nb < D / 8; ++nb) {
-      *reinterpret_cast<std::uint32_t*>(stage + acc_row(2 * rr) * LD + acc_col(nb, 0)) =
+      *reinterpret_cast<std::uint32_t*>(tq.at(row0 + acc_row(2 * rr), acc_col(nb, 0))) =
           pack<T>(o[nb][2 * rr] * inv, o[nb][2 * rr + 1] * inv);
     }
-    const std::int64_t i = row0 + acc_row(2 * rr);
+    const std::int64_t i = i_row0 + acc_row(2 * rr);
     if (threadIdx.x % 4 == 0 && i < pl.rows) lse[i * dil] = (m[rr] + log2f(sum)) / kLog2e;
   }
   __syncwarp();
@@ -252,10 +154,10 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
   const std::int64_t os = a.out.stride_l * dil;
   constexpr int kChunks = D / 8;
   for (int cidx = threadIdx.x % 32; cidx < 16 * kChunks; cidx += 32) {
-    const int r = cidx / kChunks, col = cidx % kChunks * 8;
-    if (row0 + r < pl.rows) {
-      *reinterpret_cast<uint4*>(out + (row0 + r) * os + col) =
-          *reinterpret_cast<const uint4*>(stage + r * LD + col);
+    const int r = cidx / kChunks, chunk = cidx % kChunks;
+    if (i_row0 + r < pl.rows) {
+      *reinterpret_cast<uint4*>(out + (i_row0 + r) * os + chunk * 8) =
+          *reinterpret_cast<const uint4*>(tq.base + QTile::offset(row0 + r, chunk));
     }
   }
 }
@@ -272,14 +174,19 @@ constexpr int kInner = D == 128 ? 32 : 64;
 template <int D, typename T>
 __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, AttentionBackward a,
                                                       std::int64_t tiles) {
-  constexpr int LD = kLd<D, T>, BK = kInner<D>;
-  extern __shared__ __align__(16) unsigned char smem[];
-  T* sQ = reinterpret_cast<T*>(smem);
-  T* sdO = sQ + kTile * LD;
-  // Two stages of [K tile; V tile] (2 BK >= kTile rows: stage 1 holds O while
-  // delta is made and the first K, V tiles load into stage 0).
-  T* sKV = sdO + kTile * LD;
-  float* sDelta = reinterpret_cast<float*>(sKV + 4 * BK * LD);
+  constexpr int BK = kInner<D>;
+  using RowTile = Tile<kTile, D, T>;
+  using KeyTile = Tile<BK, D, T>;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = swizzle_aligned(smem_raw);
+  // Q, dO, then two stages of [K tile; V tile] (2 BK >= kTile rows: stage 1
+  // holds O while delta is made and the first K, V tiles load into stage 0).
+  const RowTile tq{smem}, tdo{smem + RowTile::kBytes};
+  unsigned char* kv = smem + 2 * RowTile::kBytes;
+  auto tk = [&](int stage) { return KeyTile{kv + 2 * stage * KeyTile::kBytes}; };
+  auto tv = [&](int stage) { return KeyTile{tk(stage).base + KeyTile::kBytes}; };
+  const RowTile to{kv + 2 * KeyTile::kBytes};
+  float* sDelta = reinterpret_cast<float*>(kv + 4 * KeyTile::kBytes);
 
   const Place pl = place(p, p.heads, tiles, kTile);
   if (!pl.valid) return;
@@ -292,27 +199,27 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
   const std::int64_t row_base = (pl.b * p.heads + pl.head) * p.length + pl.r;
   const std::int64_t first = band.first_key(i0) / BK, last = band.last_key(i0, kTile) / BK;
   auto load_kv = [&](std::int64_t t, int stage) {
-    T* dst = sKV + 2 * stage * BK * LD;
-    load_tile<D>(dst, k, ks, t * BK, BK, pl.rows);
-    load_tile<D>(dst + BK * LD, v, vs, t * BK, BK, pl.rows);
+    tk(stage).load(k, ks, t * BK, pl.rows);
+    tv(stage).load(v, vs, t * BK, pl.rows);
   };
 
-  T* sO = sKV + 2 * BK * LD;
-  load_tile<D>(sQ, class_row0<T>(a.q, pl.b, pl.head, pl.r), a.q.stride_l * dil, i0, kTile,
-               pl.rows);
-  load_tile<D>(sdO, class_row0<T>(a.dout, pl.b, pl.head, pl.r), a.dout.stride_l * dil, i0,
-               kTile, pl.rows);
-  load_tile<D>(sO, class_row0<T>(a.out, pl.b, pl.head, pl.r), a.out.stride_l * dil, i0, kTile,
-               pl.rows);
+  tq.load(class_row0<T>(a.q, pl.b, pl.head, pl.r), a.q.stride_l * dil, i0, pl.rows);
+  tdo.load(class_row0<T>(a.dout, pl.b, pl.head, pl.r), a.dout.stride_l * dil, i0, pl.rows);
+  to.load(class_row0<T>(a.out, pl.b, pl.head, pl.r), a.out.stride_l * dil, i0, pl.rows);
   load_kv(first, 0);
   cp_async_commit();
   cp_async_wait<0>();
+  fence_for_tensor_cores();
   __syncthreads();
-  {  // two threads per row, D/2 columns each
+  {  // two threads per row, D/2 columns each, 8 at a time
     const int r = threadIdx.x / 2, half = threadIdx.x % 2;
     float d = 0.f;
-    for (int col = half * (D / 2); col < (half + 1) * (D / 2); ++col) {
-      d += to_float(sdO[r * LD + col]) * to_float(sO[r * LD + col]);
+#pragma unroll
+    for (int chunk = half * (D / 16); chunk < (half + 1) * (D / 16); ++chunk) {
+      const T* dov = reinterpret_cast<const T*>(tdo.base + RowTile::offset(r, chunk));
+      const T* ov = reinterpret_cast<const T*>(to.base + RowTile::offset(r, chunk));
+#pragma unroll
+      for (int e = 0; e < 8; ++e) d += to_float(dov[e]) * to_float(ov[e]);
     }
     d += __shfl_xor_sync(0xffffffffu, d, 1);
     if (half == 0) {
@@ -323,8 +230,6 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
   __syncthreads();  // stage 1 (holding O) is free again
 
   const int warp = threadIdx.x / 32;
-  const T* sQw = sQ + warp * 16 * LD;
-  const T* sdOw = sdO + warp * 16 * LD;
   const float c = static_cast<float>(p.scale) * kLog2e;
   float lse2[2], delta[2];
 #pragma unroll
@@ -346,13 +251,12 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
     } else {
       cp_async_wait<0>();
     }
+    fence_for_tensor_cores();
     __syncthreads();
-    const T* sK = sKV + 2 * stage * BK * LD;
-    const T* sV = sK + BK * LD;
 
-    float s[BK / 8][4] = {}, dp[BK / 8][4] = {};
-    mma_abt<BK, D>(s, sQw, LD, sK, LD);
-    mma_abt<BK, D>(dp, sdOw, LD, sV, LD);
+    float s[BK / 8][4], dp[BK / 8][4];
+    product_abt<BK, D>(s, tq, tk(stage));
+    product_abt<BK, D>(dp, tdo, tv(stage));
 #pragma unroll
     for (int nb = 0; nb < BK / 8; ++nb) {
 #pragma unroll
@@ -375,7 +279,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
     }
     std::uint32_t dsf[BK / 16][4];
     to_fragments<BK, T>(dsf, s);
-    mma_ab<D, BK>(dq, dsf, sK, LD);
+    product_ab<D, BK>(dq, dsf, tk(stage));
     __syncthreads();  // every warp is done with this stage before it refills
   }
 
@@ -399,12 +303,17 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
 template <int D, typename T>
 __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, AttentionBackward a,
                                                         std::int64_t tiles) {
-  constexpr int LD = kLd<D, T>, BQ = kInner<D>;
-  extern __shared__ __align__(16) unsigned char smem[];
-  T* sK = reinterpret_cast<T*>(smem);
-  T* sV = sK + kTile * LD;
-  T* sQdO = sV + kTile * LD;  // two stages of [Q tile; dO tile]
-  float* sLse = reinterpret_cast<float*>(sQdO + 4 * BQ * LD);  // two stages of BQ
+  constexpr int BQ = kInner<D>;
+  using KeyTile = Tile<kTile, D, T>;
+  using QueryTile = Tile<BQ, D, T>;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = swizzle_aligned(smem_raw);
+  // K, V, then two stages of [Q tile; dO tile], then two stages of lse and delta.
+  const KeyTile tk{smem}, tv{smem + KeyTile::kBytes};
+  unsigned char* qdo = smem + 2 * KeyTile::kBytes;
+  auto tq = [&](int stage) { return QueryTile{qdo + 2 * stage * QueryTile::kBytes}; };
+  auto tdo = [&](int stage) { return QueryTile{tq(stage).base + QueryTile::kBytes}; };
+  float* sLse = reinterpret_cast<float*>(qdo + 4 * QueryTile::kBytes);
   float* sDelta = sLse + 2 * BQ;
 
   const Place pl = place(p, p.kv_heads, tiles, kTile);
@@ -412,10 +321,8 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, Atte
   const std::int64_t dil = p.dilation;
   const Band band{p.left, p.right, pl.rows};
   const std::int64_t j0 = pl.tile * kTile;
-  load_tile<D>(sK, class_row0<T>(a.k, pl.b, pl.head, pl.r), a.k.stride_l * dil, j0, kTile,
-               pl.rows);
-  load_tile<D>(sV, class_row0<T>(a.v, pl.b, pl.head, pl.r), a.v.stride_l * dil, j0, kTile,
-               pl.rows);
+  tk.load(class_row0<T>(a.k, pl.b, pl.head, pl.r), a.k.stride_l * dil, j0, pl.rows);
+  tv.load(class_row0<T>(a.v, pl.b, pl.head, pl.r), a.v.stride_l * dil, j0, pl.rows);
 
   // Steps run over (query head of the group, query tile of the band).
   const std::int64_t lo = j0 - p.right > 0 ? j0 - p.right : 0;
@@ -425,10 +332,8 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, Atte
   auto load_queries = [&](std::int64_t step, int stage) {
     const std::int64_t h = pl.head * p.group() + step / per_head;
     const std::int64_t i0 = (first + step % per_head) * BQ;
-    T* dst = sQdO + 2 * stage * BQ * LD;
-    load_tile<D>(dst, class_row0<T>(a.q, pl.b, h, pl.r), a.q.stride_l * dil, i0, BQ, pl.rows);
-    load_tile<D>(dst + BQ * LD, class_row0<T>(a.dout, pl.b, h, pl.r), a.dout.stride_l * dil, i0,
-                 BQ, pl.rows);
+    tq(stage).load(class_row0<T>(a.q, pl.b, h, pl.r), a.q.stride_l * dil, i0, pl.rows);
+    tdo(stage).load(class_row0<T>(a.dout, pl.b, h, pl.r), a.dout.stride_l * dil, i0, pl.rows);
     if (threadIdx.x < BQ) {  // rows past the end read 0: finite, masked below
       const std::int64_t i = i0 + threadIdx.x;
       const std::int64_t row = (pl.b * p.heads + h) * p.length + pl.r + i * dil;
@@ -443,8 +348,6 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, Atte
   cp_async_commit();
 
   const int warp = threadIdx.x / 32;
-  const T* sKw = sK + warp * 16 * LD;
-  const T* sVw = sV + warp * 16 * LD;
   const float c = static_cast<float>(p.scale) * kLog2e;
   float dk[D / 8][4] = {}, dv[D / 8][4] = {};
 
@@ -457,15 +360,14 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, Atte
     } else {
       cp_async_wait<0>();
     }
+    fence_for_tensor_cores();
     __syncthreads();
     const std::int64_t i0 = (first + step % per_head) * BQ;
-    const T* sQ = sQdO + 2 * stage * BQ * LD;
-    const T* sdO = sQ + BQ * LD;
     const float* lse = sLse + stage * BQ;
     const float* delta = sDelta + stage * BQ;
 
-    float s[BQ / 8][4] = {};
-    mma_abt<BQ, D>(s, sKw, LD, sQ, LD);
+    float s[BQ / 8][4];
+    product_abt<BQ, D>(s, tk, tq(stage));
 #pragma unroll
     for (int nb = 0; nb < BQ / 8; ++nb) {
 #pragma unroll
@@ -483,17 +385,17 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, Atte
     }
     std::uint32_t frag[BQ / 16][4];
     to_fragments<BQ, T>(frag, s);
-    mma_ab<D, BQ>(dv, frag, sdO, LD);
+    product_ab<D, BQ>(dv, frag, tdo(stage));
 
-    float dp[BQ / 8][4] = {};
-    mma_abt<BQ, D>(dp, sVw, LD, sdO, LD);
+    float dp[BQ / 8][4];
+    product_abt<BQ, D>(dp, tv, tdo(stage));
 #pragma unroll
     for (int nb = 0; nb < BQ / 8; ++nb) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) s[nb][e] *= dp[nb][e] - delta[acc_col(nb, e)];
     }
     to_fragments<BQ, T>(frag, s);
-    mma_ab<D, BQ>(dk, frag, sQ, LD);
+    product_ab<D, BQ>(dk, frag, tq(stage));
     __syncthreads();  // every warp is done with this stage before it refills
   }
 
@@ -541,8 +443,8 @@ void sliding_window_attention_forward_mma(const AttentionProblem& p, const Atten
   dispatch_16bit(dtype, p.head_dim, [&](auto* tag, auto d) {
     using T = std::remove_pointer_t<decltype(tag)>;
     constexpr int D = decltype(d)::value;
-    launch(forward_kernel<D, T>, grid(p, p.heads, tiles), 5 * kTile * kLd<D, T> * sizeof(T), s, p,
-           a, tiles);
+    launch(forward_kernel<D, T>, grid(p, p.heads, tiles),
+           5 * Tile<kTile, D, T>::kBytes + kSmemSlack, s, p, a, tiles);
   });
   cuda_check(cudaGetLastError(), "sliding_window_attention forward launch");
 }
@@ -553,7 +455,8 @@ void sliding_window_attention_backward_mma(const AttentionProblem& p, const Atte
   dispatch_16bit(dtype, p.head_dim, [&](auto* tag, auto d) {
     using T = std::remove_pointer_t<decltype(tag)>;
     constexpr int D = decltype(d)::value;
-    const std::size_t tiles_bytes = (2 * kTile + 4 * kInner<D>)*kLd<D, T> * sizeof(T);
+    const std::size_t tiles_bytes =
+        2 * Tile<kTile, D, T>::kBytes + 4 * Tile<kInner<D>, D, T>::kBytes + kSmemSlack;
     // dq_kernel writes delta, which dkdv_kernel reads: same stream, in order.
     launch(dq_kernel<D, T>, grid(p, p.heads, tiles), tiles_bytes + kTile * sizeof(float), s, p, a,
            tiles);
