@@ -43,8 +43,9 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
   using KTile = Tile<kTile, D, T>;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = swizzle_aligned(smem_raw);
-  // Q, then two stages of [K tile; V tile] (tiles picked by arithmetic: an
-  // array indexed by the stage would live in local memory).
+  // Q, then three stages of [K tile; V tile]: while tile t computes, tile
+  // t + 1 loads and tile t - 1's V still feeds P V (tiles picked by
+  // arithmetic: an array indexed by the stage would live in local memory).
   const QTile tq{smem};
   auto tk = [&](int stage) { return KTile{smem + QTile::kBytes + 2 * stage * KTile::kBytes}; };
   auto tv = [&](int stage) { return KTile{tk(stage).base + KTile::kBytes}; };
@@ -70,24 +71,24 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   float o[D / 8][4] = {};
 
-  for (std::int64_t t = first; t <= last; ++t) {
-    const std::int64_t j0 = t * kTile;
-    const int stage = static_cast<int>((t - first) % 2);
-    if (t < last) {  // the next K, V tiles load into the other stage during this one
-      tk(1 - stage).load(k, ks, j0 + kTile, pl.rows);
-      tv(1 - stage).load(v, vs, j0 + kTile, pl.rows);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
+  // Waits for tile t and starts loading tile t + 1 into the next stage.
+  auto next_tile = [&](std::int64_t t) {
+    cp_async_wait<0>();
     fence_for_tensor_cores();
-    __syncthreads();
-
-    // Raw scores: the scale c goes into the exponent's FFMA below (c > 0, so
-    // the row maximum of raw scores times c is that of scaled ones).
-    float s[kTile / 8][4];
-    product_abt<kTile, D>(s, tq, tk(stage));
+    __syncthreads();  // tile t is in; every warp is done with tile t - 2
+    if (t < last) {
+      const int stage = static_cast<int>((t + 1 - first) % 3);
+      tk(stage).load(k, ks, (t + 1) * kTile, pl.rows);
+      tv(stage).load(v, vs, (t + 1) * kTile, pl.rows);
+      cp_async_commit();
+    }
+  };
+  // Raw scores s of key tile t in, probabilities (relative to the new row
+  // maxima) out; alpha: the factor by which O and l shrink to the new maxima.
+  // The scale c goes into the exponent's FFMA (c > 0, so the row maximum of
+  // raw scores times c is that of scaled ones).
+  auto softmax = [&](float (&s)[kTile / 8][4], std::int64_t t, float (&alpha)[2]) {
+    const std::int64_t j0 = t * kTile;
     if (!band.full(i0, kTile, j0, kTile)) {
       const TileBand tb = band.at(i0 + warp * 16, j0);
 #pragma unroll
@@ -98,7 +99,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
         }
       }
     }
-    // Online softmax; row halves rr = 0, 1 are rows lane/4 and lane/4 + 8.
+    // Row halves rr = 0, 1 are rows lane/4 and lane/4 + 8.
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
       float mx = -INFINITY;
@@ -109,14 +110,9 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
       mx = fmaxf(m[rr], mx * c);
       // A row with no visible key yet keeps max -inf: subtract 0 instead (no NaN).
       const float base = mx == -INFINITY ? 0.f : mx;
-      const float alpha = exp2f(m[rr] - base);
+      alpha[rr] = exp2f(m[rr] - base);
       m[rr] = mx;
-      l[rr] *= alpha;
-#pragma unroll
-      for (int nb = 0; nb < D / 8; ++nb) {
-        o[nb][2 * rr] *= alpha;
-        o[nb][2 * rr + 1] *= alpha;
-      }
+      l[rr] *= alpha[rr];
 #pragma unroll
       for (int nb = 0; nb < kTile / 8; ++nb) {
         s[nb][2 * rr] = exp2f(fmaf(s[nb][2 * rr], c, -base));
@@ -124,11 +120,40 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
         l[rr] += s[nb][2 * rr] + s[nb][2 * rr + 1];
       }
     }
-    std::uint32_t pf[kTile / 16][4];
+  };
+
+  // Software pipeline: S_t = Q K_t^T runs on the tensor cores beside
+  // O += P_{t-1} V_{t-1}, and the softmax of S_t overlaps the latter.
+  std::uint32_t pf[kTile / 16][4];  // P of the previous tile, as A fragments
+  {
+    next_tile(first);
+    float s[kTile / 8][4], alpha[2];
+    issue_abt<kTile, D>(s, tq, tk(0));
+    wait_products<0>(s);
+    softmax(s, first, alpha);  // O is still 0
     to_fragments<kTile, T>(pf, s);
-    product_ab<D, kTile>(o, pf, tv(stage));
-    __syncthreads();  // every warp is done with this stage before it refills
   }
+  for (std::int64_t t = first + 1; t <= last; ++t) {
+    const int stage = static_cast<int>((t - first) % 3);
+    next_tile(t);
+    float s[kTile / 8][4], alpha[2];
+    issue_abt<kTile, D>(s, tq, tk(stage));
+    issue_ab<D, kTile>(o, pf, tv((stage + 2) % 3));
+    wait_products<1>(s);
+    softmax(s, t, alpha);
+    wait_products<0>(o, pf);
+#pragma unroll
+    for (int nb = 0; nb < D / 8; ++nb) {
+      o[nb][0] *= alpha[0];
+      o[nb][1] *= alpha[0];
+      o[nb][2] *= alpha[1];
+      o[nb][3] *= alpha[1];
+    }
+    to_fragments<kTile, T>(pf, s);
+  }
+  issue_ab<D, kTile>(o, pf, tv(static_cast<int>((last - first) % 3)));
+  wait_products<0>(o, pf);
+  __syncthreads();  // no product reads the Q tile any more: it stages the output
 
   // Normalise, stage the warp's 16 rows in its own rows of the Q tile, store
   // 16 bytes a thread.
@@ -254,9 +279,11 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
     fence_for_tensor_cores();
     __syncthreads();
 
+    // S and dP run together on the tensor cores; P is made while dP finishes.
     float s[BK / 8][4], dp[BK / 8][4];
-    product_abt<BK, D>(s, tq, tk(stage));
-    product_abt<BK, D>(dp, tdo, tv(stage));
+    issue_abt<BK, D>(s, tq, tk(stage));
+    issue_abt<BK, D>(dp, tdo, tv(stage));
+    wait_products<1>(s);
 #pragma unroll
     for (int nb = 0; nb < BK / 8; ++nb) {
 #pragma unroll
@@ -272,6 +299,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
         }
       }
     }
+    wait_products<0>(dp);
 #pragma unroll
     for (int nb = 0; nb < BK / 8; ++nb) {
 #pragma unroll
@@ -279,7 +307,8 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
     }
     std::uint32_t dsf[BK / 16][4];
     to_fragments<BK, T>(dsf, s);
-    product_ab<D, BK>(dq, dsf, tk(stage));
+    issue_ab<D, BK>(dq, dsf, tk(stage));
+    wait_products<0>(dq, dsf);
     __syncthreads();  // every warp is done with this stage before it refills
   }
 
@@ -366,8 +395,12 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, Atte
     const float* lse = sLse + stage * BQ;
     const float* delta = sDelta + stage * BQ;
 
-    float s[BQ / 8][4];
-    product_abt<BQ, D>(s, tk, tq(stage));
+    // S^T and dP^T run together; P is made while dP^T finishes, dS while
+    // dV += P^T dO runs.
+    float s[BQ / 8][4], dp[BQ / 8][4];
+    issue_abt<BQ, D>(s, tk, tq(stage));
+    issue_abt<BQ, D>(dp, tv, tdo(stage));
+    wait_products<1>(s);
 #pragma unroll
     for (int nb = 0; nb < BQ / 8; ++nb) {
 #pragma unroll
@@ -383,19 +416,18 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, Atte
         }
       }
     }
-    std::uint32_t frag[BQ / 16][4];
-    to_fragments<BQ, T>(frag, s);
-    product_ab<D, BQ>(dv, frag, tdo(stage));
-
-    float dp[BQ / 8][4];
-    product_abt<BQ, D>(dp, tv, tdo(stage));
+    std::uint32_t pf[BQ / 16][4], dsf[BQ / 16][4];
+    to_fragments<BQ, T>(pf, s);
+    issue_ab<D, BQ>(dv, pf, tdo(stage));
+    wait_products<1>(dp);
 #pragma unroll
     for (int nb = 0; nb < BQ / 8; ++nb) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) s[nb][e] *= dp[nb][e] - delta[acc_col(nb, e)];
     }
-    to_fragments<BQ, T>(frag, s);
-    product_ab<D, BQ>(dk, frag, tq(stage));
+    to_fragments<BQ, T>(dsf, s);
+    issue_ab<D, BQ>(dk, dsf, tq(stage));
+    wait_products<0>(dv, pf, dk, dsf);
     __syncthreads();  // every warp is done with this stage before it refills
   }
 
@@ -444,7 +476,7 @@ void sliding_window_attention_forward_mma(const AttentionProblem& p, const Atten
     using T = std::remove_pointer_t<decltype(tag)>;
     constexpr int D = decltype(d)::value;
     launch(forward_kernel<D, T>, grid(p, p.heads, tiles),
-           5 * Tile<kTile, D, T>::kBytes + kSmemSlack, s, p, a, tiles);
+           7 * Tile<kTile, D, T>::kBytes + kSmemSlack, s, p, a, tiles);
   });
   cuda_check(cudaGetLastError(), "sliding_window_attention forward launch");
 }

@@ -119,14 +119,22 @@ __device__ __forceinline__ void fence_for_tensor_cores() {
 
 #ifdef MA_KERNELS_WGMMA
 
-// The registers of acc are live across this point: the compiler may not move
-// their reads or writes over a wgmma issue or wait.
+// Registers an in-flight wgmma writes (accumulators) or reads (A fragments):
+// the compiler may neither touch nor reuse them across this point.
 template <int N>
-__device__ __forceinline__ void fence_registers(float (&acc)[N][4]) {
+__device__ __forceinline__ void fence_registers(float (&r)[N][4]) {
 #pragma unroll
   for (int i = 0; i < N; ++i) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(acc[i][e])::"memory");
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(r[i][e])::"memory");
+  }
+}
+template <int N>
+__device__ __forceinline__ void fence_registers(std::uint32_t (&r)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(r[i][e])::"memory");
   }
 }
 
@@ -233,8 +241,8 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 8][4], const std::uint32
 __device__ __forceinline__ void wgmma_issue_fence() {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 }
-__device__ __forceinline__ void wgmma_commit_and_wait() {
-  asm volatile("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 }
 
 #else  // mma.sync
@@ -271,17 +279,21 @@ __device__ __forceinline__ void mma(float (&c)[4], const std::uint32_t (&a)[4], 
 #endif
 
 // ---- warpgroup products --------------------------------------------------
+// On sm_90a a product is issued to the tensor cores and runs while the
+// warpgroup goes on; wait_products<n>(registers...) waits until at most n
+// issued products are unfinished and hands the registers they write or read
+// back to ordinary code (every product's accumulators and A fragments must be
+// named at the wait that covers it). Elsewhere products run on the spot.
 
 // acc = this warp's 16 rows of A B^T: A [64 x K] and B [N x K] in shared memory.
 template <int N, int K, typename T>
-__device__ __forceinline__ void product_abt(float (&acc)[N / 8][4], const Tile<64, K, T>& a,
-                                            const Tile<N, K, T>& b) {
+__device__ __forceinline__ void issue_abt(float (&acc)[N / 8][4], const Tile<64, K, T>& a,
+                                          const Tile<N, K, T>& b) {
 #ifdef MA_KERNELS_WGMMA
   wgmma_issue_fence();
 #pragma unroll
   for (int ks = 0; ks < K / 16; ++ks) wgmma_ss<N, T>(acc, a.k_major(ks), b.k_major(ks), ks > 0);
-  wgmma_commit_and_wait();
-  fence_registers(acc);
+  wgmma_commit();
 #else
   const int lane = threadIdx.x % 32, row0 = threadIdx.x / 32 * 16;
 #pragma unroll
@@ -305,16 +317,14 @@ __device__ __forceinline__ void product_abt(float (&acc)[N / 8][4], const Tile<6
 // acc += A B for this warp's 16 rows: A as register fragments a[K/16][4]
 // (see to_fragments), B [K x N] in shared memory.
 template <int N, int K, typename T>
-__device__ __forceinline__ void product_ab(float (&acc)[N / 8][4],
-                                           const std::uint32_t (&a)[K / 16][4],
-                                           const Tile<K, N, T>& b) {
+__device__ __forceinline__ void issue_ab(float (&acc)[N / 8][4],
+                                         const std::uint32_t (&a)[K / 16][4],
+                                         const Tile<K, N, T>& b) {
 #ifdef MA_KERNELS_WGMMA
-  fence_registers(acc);
   wgmma_issue_fence();
 #pragma unroll
   for (int ks = 0; ks < K / 16; ++ks) wgmma_rs<N, T>(acc, a[ks], b.mn_major(ks));
-  wgmma_commit_and_wait();
-  fence_registers(acc);
+  wgmma_commit();
 #else
   const int lane = threadIdx.x % 32;
 #pragma unroll
@@ -327,6 +337,14 @@ __device__ __forceinline__ void product_ab(float (&acc)[N / 8][4],
       mma<T>(acc[2 * np + 1], a[ks], bf[2], bf[3]);
     }
   }
+#endif
+}
+
+template <int Pending, typename... Registers>
+__device__ __forceinline__ void wait_products(Registers&... registers) {
+#ifdef MA_KERNELS_WGMMA
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(Pending) : "memory");
+  (fence_registers(registers), ...);
 #endif
 }
 
