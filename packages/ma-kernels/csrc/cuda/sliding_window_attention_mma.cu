@@ -25,6 +25,15 @@ using namespace tiles;
 
 constexpr int kTile = 64;  // queries per forward/dq block, keys per dkdv block
 
+// Blocks per SM the register allocation must allow (the compiler otherwise
+// keeps every hoisted tile address live and takes a block's worth more).
+template <int D>
+constexpr int kForwardBlocks = D == 128 ? 2 : 4;
+template <int D>
+constexpr int kDqBlocks = D == 128 ? 2 : 4;
+template <int D>
+constexpr int kDkdvBlocks = D == 128 ? 1 : 3;
+
 template <typename T>
 __device__ __forceinline__ float to_float(T x) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
@@ -37,18 +46,17 @@ __device__ __forceinline__ float to_float(T x) {
 // ---- forward ---------------------------------------------------------------
 
 template <int D, typename T>
-__global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, AttentionForward a,
+__global__ void __launch_bounds__(kThreads, kForwardBlocks<D>) forward_kernel(AttentionProblem p, AttentionForward a,
                                                            std::int64_t tiles) {
   using QTile = Tile<kTile, D, T>;
   using KTile = Tile<kTile, D, T>;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = swizzle_aligned(smem_raw);
-  // Q, then three stages of [K tile; V tile]: while tile t computes, tile
-  // t + 1 loads and tile t - 1's V still feeds P V (tiles picked by
-  // arithmetic: an array indexed by the stage would live in local memory).
+  // Q, two stages of K, two of V (tiles picked by arithmetic: an array
+  // indexed by the stage would live in local memory).
   const QTile tq{smem};
-  auto tk = [&](int stage) { return KTile{smem + QTile::kBytes + 2 * stage * KTile::kBytes}; };
-  auto tv = [&](int stage) { return KTile{tk(stage).base + KTile::kBytes}; };
+  auto tk = [&](int stage) { return KTile{smem + QTile::kBytes + stage * KTile::kBytes}; };
+  auto tv = [&](int stage) { return KTile{tk(2 + stage).base}; };
 
   const Place pl = place(p, p.heads, tiles, kTile);
   if (!pl.valid) return;
@@ -63,7 +71,6 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
 
   tq.load(class_row0<T>(a.q, pl.b, pl.head, pl.r), a.q.stride_l * dil, i0, pl.rows);
   tk(0).load(k, ks, first * kTile, pl.rows);
-  tv(0).load(v, vs, first * kTile, pl.rows);
   cp_async_commit();
 
   const int warp = threadIdx.x / 32;
@@ -71,17 +78,17 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   float o[D / 8][4] = {};
 
-  // Waits for tile t and starts loading tile t + 1 into the next stage.
-  auto next_tile = [&](std::int64_t t) {
+  // Step t computes S_t = Q K_t^T beside O += P_{t-1} V_{t-1}. Its start
+  // waits for K_t and V_{t-1}, then loads K_{t+1} and V_t into the stages
+  // that K_{t-1} and V_{t-2} leave (the barrier: every warp is done with them).
+  auto next_tiles = [&](std::int64_t t) {
     cp_async_wait<0>();
     fence_for_tensor_cores();
-    __syncthreads();  // tile t is in; every warp is done with tile t - 2
-    if (t < last) {
-      const int stage = static_cast<int>((t + 1 - first) % 3);
-      tk(stage).load(k, ks, (t + 1) * kTile, pl.rows);
-      tv(stage).load(v, vs, (t + 1) * kTile, pl.rows);
-      cp_async_commit();
-    }
+    __syncthreads();
+    const int stage = static_cast<int>((t - first) % 2);
+    if (t < last) tk(1 - stage).load(k, ks, (t + 1) * kTile, pl.rows);
+    tv(stage).load(v, vs, t * kTile, pl.rows);
+    cp_async_commit();
   };
   // Raw scores s of key tile t in, probabilities (relative to the new row
   // maxima) out; alpha: the factor by which O and l shrink to the new maxima.
@@ -122,11 +129,10 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
     }
   };
 
-  // Software pipeline: S_t = Q K_t^T runs on the tensor cores beside
-  // O += P_{t-1} V_{t-1}, and the softmax of S_t overlaps the latter.
+  // Software pipeline: the softmax of S_t overlaps O += P_{t-1} V_{t-1}.
   std::uint32_t pf[kTile / 16][4];  // P of the previous tile, as A fragments
   {
-    next_tile(first);
+    next_tiles(first);
     float s[kTile / 8][4], alpha[2];
     issue_abt<kTile, D>(s, tq, tk(0));
     wait_products<0>(s);
@@ -134,11 +140,11 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
     to_fragments<kTile, T>(pf, s);
   }
   for (std::int64_t t = first + 1; t <= last; ++t) {
-    const int stage = static_cast<int>((t - first) % 3);
-    next_tile(t);
+    const int stage = static_cast<int>((t - first) % 2);
+    next_tiles(t);
     float s[kTile / 8][4], alpha[2];
     issue_abt<kTile, D>(s, tq, tk(stage));
-    issue_ab<D, kTile>(o, pf, tv((stage + 2) % 3));
+    issue_ab<D, kTile>(o, pf, tv(1 - stage));
     wait_products<1>(s);
     softmax(s, t, alpha);
     wait_products<0>(o, pf);
@@ -151,7 +157,10 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(AttentionProblem p, A
     }
     to_fragments<kTile, T>(pf, s);
   }
-  issue_ab<D, kTile>(o, pf, tv(static_cast<int>((last - first) % 3)));
+  cp_async_wait<0>();
+  fence_for_tensor_cores();
+  __syncthreads();
+  issue_ab<D, kTile>(o, pf, tv(static_cast<int>((last - first) % 2)));
   wait_products<0>(o, pf);
   __syncthreads();  // no product reads the Q tile any more: it stages the output
 
@@ -197,7 +206,7 @@ constexpr int kInner = D == 128 ? 32 : 64;
 // Per query tile: delta_i = dO_i . O_i, then dq_i = scale sum_j dS_ij k_j with
 // dS_ij = P_ij (dO_i . v_j - delta_i).
 template <int D, typename T>
-__global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, AttentionBackward a,
+__global__ void __launch_bounds__(kThreads, kDqBlocks<D>) dq_kernel(AttentionProblem p, AttentionBackward a,
                                                       std::int64_t tiles) {
   constexpr int BK = kInner<D>;
   using RowTile = Tile<kTile, D, T>;
@@ -330,7 +339,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttentionProblem p, Attent
 // Per key tile, over every query head of its group: dv_j = sum_i P_ij dO_i,
 // dk_j = scale sum_i dS_ij q_i. Works on transposed tiles (rows are keys).
 template <int D, typename T>
-__global__ void __launch_bounds__(kThreads) dkdv_kernel(AttentionProblem p, AttentionBackward a,
+__global__ void __launch_bounds__(kThreads, kDkdvBlocks<D>) dkdv_kernel(AttentionProblem p, AttentionBackward a,
                                                         std::int64_t tiles) {
   constexpr int BQ = kInner<D>;
   using KeyTile = Tile<kTile, D, T>;
@@ -476,7 +485,7 @@ void sliding_window_attention_forward_mma(const AttentionProblem& p, const Atten
     using T = std::remove_pointer_t<decltype(tag)>;
     constexpr int D = decltype(d)::value;
     launch(forward_kernel<D, T>, grid(p, p.heads, tiles),
-           7 * Tile<kTile, D, T>::kBytes + kSmemSlack, s, p, a, tiles);
+           5 * Tile<kTile, D, T>::kBytes + kSmemSlack, s, p, a, tiles);
   });
   cuda_check(cudaGetLastError(), "sliding_window_attention forward launch");
 }

@@ -62,12 +62,15 @@ struct Tile {
   }
 
   // Stages rows row0 .. row0 + Rows of a [rows, D] view (row stride `stride`)
-  // by cp.async; rows past the end read 0.
+  // by cp.async; rows past the end read 0. Thread t copies chunks t, t + 128,
+  // ...: the same chunk column of rows kThreads / (D / 8) apart.
   __device__ __forceinline__ void load(const T* src, std::int64_t stride, std::int64_t row0,
                                        std::int64_t rows) const {
     constexpr int kChunks = D / 8;
-    for (int c = threadIdx.x; c < Rows * kChunks; c += kThreads) {
-      const int r = c / kChunks, chunk = c % kChunks;
+    static_assert(Rows * kChunks % kThreads == 0);
+#pragma unroll
+    for (int i = 0; i < Rows * kChunks / kThreads; ++i) {
+      const int c = threadIdx.x + i * kThreads, r = c / kChunks, chunk = c % kChunks;
       const bool ok = row0 + r < rows;
       cp_async_16(base + offset(r, chunk), ok ? src + (row0 + r) * stride + chunk * 8 : src, ok);
     }
@@ -85,13 +88,14 @@ struct Tile {
   }
   // K-major operand (rows are M or N), columns 16 ks .. 16 ks + 15; groups of
   // 8 rows lie 8 rows apart (the leading offset is unused when swizzled).
+  // Steps along K move the start address only (row 0 is not swizzled).
   __device__ __forceinline__ std::uint64_t k_major(int ks) const {
-    return descriptor(address(0, 2 * ks), 16, 8 * kRowBytes);
+    return descriptor(smem_addr(base), 16, 8 * kRowBytes) + (offset(0, 2 * ks) >> 4);
   }
   // MN-major operand (rows are K), rows 16 ks .. 16 ks + 15: groups of 8 rows
   // 8 rows apart, column blocks one block apart.
   __device__ __forceinline__ std::uint64_t mn_major(int ks) const {
-    return descriptor(address(16 * ks, 0), kBlockBytes, 8 * kRowBytes);
+    return descriptor(smem_addr(base), kBlockBytes, 8 * kRowBytes) + (offset(16 * ks, 0) >> 4);
   }
 #endif
 };
