@@ -34,6 +34,15 @@ constexpr int kDqBlocks = D == 128 ? 2 : 4;
 template <int D>
 constexpr int kDkdvBlocks = D == 128 ? 1 : 3;
 
+// 2^x by the special function unit alone (flushing subnormal results to 0,
+// far below bf16's resolution of probabilities): exp2f adds a range test and
+// two multiplies, a third of the softmax's instructions.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 template <typename T>
 __device__ __forceinline__ float to_float(T x) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
@@ -69,8 +78,9 @@ __global__ void __launch_bounds__(kThreads, kForwardBlocks<D>) forward_kernel(At
 
   const std::int64_t first = band.first_key(i0) / kTile, last = band.last_key(i0, kTile) / kTile;
 
-  tq.load(class_row0<T>(a.q, pl.b, pl.head, pl.r), a.q.stride_l * dil, i0, pl.rows);
-  tk(0).load(k, ks, first * kTile, pl.rows);
+  const TileCopy<kTile, D, T> copy_q(a.q.stride_l * dil), copy_k(ks), copy_v(vs);
+  copy_q(tq, class_row0<T>(a.q, pl.b, pl.head, pl.r), i0, pl.rows);
+  copy_k(tk(0), k, first * kTile, pl.rows);
   cp_async_commit();
 
   const int warp = threadIdx.x / 32;
@@ -86,8 +96,8 @@ __global__ void __launch_bounds__(kThreads, kForwardBlocks<D>) forward_kernel(At
     fence_for_tensor_cores();
     __syncthreads();
     const int stage = static_cast<int>((t - first) % 2);
-    if (t < last) tk(1 - stage).load(k, ks, (t + 1) * kTile, pl.rows);
-    tv(stage).load(v, vs, t * kTile, pl.rows);
+    if (t < last) copy_k(tk(1 - stage), k, (t + 1) * kTile, pl.rows);
+    copy_v(tv(stage), v, t * kTile, pl.rows);
     cp_async_commit();
   };
   // Raw scores s of key tile t in, probabilities (relative to the new row
@@ -117,13 +127,13 @@ __global__ void __launch_bounds__(kThreads, kForwardBlocks<D>) forward_kernel(At
       mx = fmaxf(m[rr], mx * c);
       // A row with no visible key yet keeps max -inf: subtract 0 instead (no NaN).
       const float base = mx == -INFINITY ? 0.f : mx;
-      alpha[rr] = exp2f(m[rr] - base);
+      alpha[rr] = fast_exp2(m[rr] - base);
       m[rr] = mx;
       l[rr] *= alpha[rr];
 #pragma unroll
       for (int nb = 0; nb < kTile / 8; ++nb) {
-        s[nb][2 * rr] = exp2f(fmaf(s[nb][2 * rr], c, -base));
-        s[nb][2 * rr + 1] = exp2f(fmaf(s[nb][2 * rr + 1], c, -base));
+        s[nb][2 * rr] = fast_exp2(fmaf(s[nb][2 * rr], c, -base));
+        s[nb][2 * rr + 1] = fast_exp2(fmaf(s[nb][2 * rr + 1], c, -base));
         l[rr] += s[nb][2 * rr] + s[nb][2 * rr + 1];
       }
     }
@@ -232,14 +242,16 @@ __global__ void __launch_bounds__(kThreads, kDqBlocks<D>) dq_kernel(AttentionPro
   const std::int64_t ks = a.k.stride_l * dil, vs = a.v.stride_l * dil;
   const std::int64_t row_base = (pl.b * p.heads + pl.head) * p.length + pl.r;
   const std::int64_t first = band.first_key(i0) / BK, last = band.last_key(i0, kTile) / BK;
+  const TileCopy<BK, D, T> copy_k(ks), copy_v(vs);
   auto load_kv = [&](std::int64_t t, int stage) {
-    tk(stage).load(k, ks, t * BK, pl.rows);
-    tv(stage).load(v, vs, t * BK, pl.rows);
+    copy_k(tk(stage), k, t * BK, pl.rows);
+    copy_v(tv(stage), v, t * BK, pl.rows);
   };
 
-  tq.load(class_row0<T>(a.q, pl.b, pl.head, pl.r), a.q.stride_l * dil, i0, pl.rows);
-  tdo.load(class_row0<T>(a.dout, pl.b, pl.head, pl.r), a.dout.stride_l * dil, i0, pl.rows);
-  to.load(class_row0<T>(a.out, pl.b, pl.head, pl.r), a.out.stride_l * dil, i0, pl.rows);
+  using RowCopy = TileCopy<kTile, D, T>;
+  RowCopy(a.q.stride_l * dil)(tq, class_row0<T>(a.q, pl.b, pl.head, pl.r), i0, pl.rows);
+  RowCopy(a.dout.stride_l * dil)(tdo, class_row0<T>(a.dout, pl.b, pl.head, pl.r), i0, pl.rows);
+  RowCopy(a.out.stride_l * dil)(to, class_row0<T>(a.out, pl.b, pl.head, pl.r), i0, pl.rows);
   load_kv(first, 0);
   cp_async_commit();
   cp_async_wait<0>();
@@ -296,7 +308,7 @@ __global__ void __launch_bounds__(kThreads, kDqBlocks<D>) dq_kernel(AttentionPro
 #pragma unroll
     for (int nb = 0; nb < BK / 8; ++nb) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) s[nb][e] = exp2f(s[nb][e] * c - lse2[e / 2]);
+      for (int e = 0; e < 4; ++e) s[nb][e] = fast_exp2(s[nb][e] * c - lse2[e / 2]);
     }
     if (!band.full(i0, kTile, j0, BK)) {  // probabilities outside the band are 0
       const TileBand tb = band.at(i0 + warp * 16, j0);
@@ -359,19 +371,21 @@ __global__ void __launch_bounds__(kThreads, kDkdvBlocks<D>) dkdv_kernel(Attentio
   const std::int64_t dil = p.dilation;
   const Band band{p.left, p.right, pl.rows};
   const std::int64_t j0 = pl.tile * kTile;
-  tk.load(class_row0<T>(a.k, pl.b, pl.head, pl.r), a.k.stride_l * dil, j0, pl.rows);
-  tv.load(class_row0<T>(a.v, pl.b, pl.head, pl.r), a.v.stride_l * dil, j0, pl.rows);
+  using KeyCopy = TileCopy<kTile, D, T>;
+  KeyCopy(a.k.stride_l * dil)(tk, class_row0<T>(a.k, pl.b, pl.head, pl.r), j0, pl.rows);
+  KeyCopy(a.v.stride_l * dil)(tv, class_row0<T>(a.v, pl.b, pl.head, pl.r), j0, pl.rows);
 
   // Steps run over (query head of the group, query tile of the band).
   const std::int64_t lo = j0 - p.right > 0 ? j0 - p.right : 0;
   const std::int64_t hi = AttentionProblem::min(pl.rows - 1, j0 + kTile - 1 + p.left - 1);
   const std::int64_t first = lo / BQ, per_head = hi / BQ - first + 1;
   const std::int64_t steps = p.group() * per_head;
+  const TileCopy<BQ, D, T> copy_q(a.q.stride_l * dil), copy_do(a.dout.stride_l * dil);
   auto load_queries = [&](std::int64_t step, int stage) {
     const std::int64_t h = pl.head * p.group() + step / per_head;
     const std::int64_t i0 = (first + step % per_head) * BQ;
-    tq(stage).load(class_row0<T>(a.q, pl.b, h, pl.r), a.q.stride_l * dil, i0, pl.rows);
-    tdo(stage).load(class_row0<T>(a.dout, pl.b, h, pl.r), a.dout.stride_l * dil, i0, pl.rows);
+    copy_q(tq(stage), class_row0<T>(a.q, pl.b, h, pl.r), i0, pl.rows);
+    copy_do(tdo(stage), class_row0<T>(a.dout, pl.b, h, pl.r), i0, pl.rows);
     if (threadIdx.x < BQ) {  // rows past the end read 0: finite, masked below
       const std::int64_t i = i0 + threadIdx.x;
       const std::int64_t row = (pl.b * p.heads + h) * p.length + pl.r + i * dil;
@@ -413,7 +427,7 @@ __global__ void __launch_bounds__(kThreads, kDkdvBlocks<D>) dkdv_kernel(Attentio
 #pragma unroll
     for (int nb = 0; nb < BQ / 8; ++nb) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) s[nb][e] = exp2f(s[nb][e] * c - lse[acc_col(nb, e)] * kLog2e);
+      for (int e = 0; e < 4; ++e) s[nb][e] = fast_exp2(s[nb][e] * c - lse[acc_col(nb, e)] * kLog2e);
     }
     if (!band.full(i0, BQ, j0, kTile)) {  // probabilities outside the band are 0
       const TileBand tb = band.at(i0, j0 + warp * 16);

@@ -61,21 +61,6 @@ struct Tile {
     return smem_addr(base + offset(r, chunk));
   }
 
-  // Stages rows row0 .. row0 + Rows of a [rows, D] view (row stride `stride`)
-  // by cp.async; rows past the end read 0. Thread t copies chunks t, t + 128,
-  // ...: the same chunk column of rows kThreads / (D / 8) apart.
-  __device__ __forceinline__ void load(const T* src, std::int64_t stride, std::int64_t row0,
-                                       std::int64_t rows) const {
-    constexpr int kChunks = D / 8;
-    static_assert(Rows * kChunks % kThreads == 0);
-#pragma unroll
-    for (int i = 0; i < Rows * kChunks / kThreads; ++i) {
-      const int c = threadIdx.x + i * kThreads, r = c / kChunks, chunk = c % kChunks;
-      const bool ok = row0 + r < rows;
-      cp_async_16(base + offset(r, chunk), ok ? src + (row0 + r) * stride + chunk * 8 : src, ok);
-    }
-  }
-
 #ifdef MA_KERNELS_WGMMA
   // wgmma shared-memory descriptors (PTX ISA, "Matrix Descriptor Format"):
   // start >> 4, leading byte offset >> 4 at bit 16, stride byte offset >> 4
@@ -98,6 +83,40 @@ struct Tile {
     return descriptor(smem_addr(base), kBlockBytes, 8 * kRowBytes) + (offset(16 * ks, 0) >> 4);
   }
 #endif
+};
+
+// Copies [Rows x D] tiles of [rows, D] views with one row stride into shared
+// tiles by cp.async, rows past the end as 0. Thread t copies chunk t % (D/8)
+// of rows t / (D/8) + i kRowStep; kRowStep is a multiple of 8, so the swizzle
+// leaves those chunks one row step apart and both offsets are computed once
+// (recomputed per chunk, the tile loads were a third of the forward's
+// instructions).
+template <int Rows, int D, typename T>
+struct TileCopy {
+  using Dst = Tile<Rows, D, T>;
+  static constexpr int kChunks = D / 8, kRowStep = kThreads / kChunks;
+  static_assert(kRowStep % 8 == 0 && Rows % kRowStep == 0);
+  std::int64_t stride, offset;  // offset: of this thread's first chunk in a view
+  int row, smem_offset;         // this thread's first row, its chunk's place in a tile
+
+  __device__ __forceinline__ explicit TileCopy(std::int64_t row_stride) : stride(row_stride) {
+    row = threadIdx.x / kChunks;
+    const int chunk = threadIdx.x % kChunks;
+    offset = row * stride + chunk * 8;
+    smem_offset = Dst::offset(row, chunk);
+  }
+  // Rows row0 .. row0 + Rows of `view` (of `rows` rows) into `dst`.
+  __device__ __forceinline__ void operator()(const Dst& dst, const T* view, std::int64_t row0,
+                                             std::int64_t rows) const {
+    const T* base = view + row0 * stride + offset;
+    const int left = static_cast<int>(rows - row0 < Rows ? rows - row0 : Rows);
+#pragma unroll
+    for (int i = 0; i < Rows / kRowStep; ++i) {
+      const bool ok = row + i * kRowStep < left;
+      cp_async_16(dst.base + smem_offset + i * kRowStep * Dst::kRowBytes,
+                  ok ? base + i * kRowStep * stride : view, ok);
+    }
+  }
 };
 
 // ---- PTX wrappers --------------------------------------------------------
