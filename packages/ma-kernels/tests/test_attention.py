@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import DEVICES
+from torch.autograd import forward_ad
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import ma_kernels
@@ -227,6 +228,21 @@ def test_eager_path_equals_the_ops(device):
     for got, want in zip(torch.autograd.grad(out, (q, k, v), dout),
                          torch.autograd.grad(via_op, (q, k, v), dout), strict=True):
         assert torch.equal(got, want)
+
+
+def test_forward_mode_ad_is_refused():
+    """No forward-mode rule: dual tensors and jvp get an error, not a zero tangent."""
+    q, k, v = qkv(1, 2, 2, 16, 8)
+    with forward_ad.dual_level():
+        dual = forward_ad.make_dual(q, torch.randn_like(q))
+        with pytest.raises(NotImplementedError, match="forward-mode"):
+            ma_kernels.sliding_window_attention(dual, k, v, 4)
+        # Plain tensors inside a dual level still run.
+        assert torch.equal(ma_kernels.sliding_window_attention(q, k, v, 4),
+                           ma_kernels.sliding_window_attention(q, k, v, 4))
+    with pytest.raises(NotImplementedError, match="forward-mode"):
+        torch.func.jvp(lambda q: ma_kernels.sliding_window_attention(q, k, v, 4), (q,),
+                       (torch.randn_like(q),))
 
 
 def test_dispatch_modes_see_the_ops():

@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 
 import torch
+from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
 
 from . import _C
@@ -61,14 +63,30 @@ def sliding_window_attention(
     """
     left, right, dilation, scale = _check(q, k, v, window, dilation, scale)
     if _plain_eager(q, k, v):
+        if forward_ad._current_level >= 0:  # inside a dual level: tangents may be attached
+            _refuse_forward_ad(any(forward_ad.unpack_dual(t).tangent is not None
+                                   for t in (q, k, v)))
         args = (q, k, v, left, right, dilation, scale)
         if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
             return _EagerAttention.apply(*args)[0]
         return _FORWARD_KERNELS[q.device.type](*args)[0]  # nothing to record
+    if not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack():
+        _refuse_forward_ad(any(i.key() == torch._C._functorch.TransformType.Jvp
+                               for i in retrieve_all_functorch_interpreters()))
     out, _ = torch.ops.ma_kernels.sliding_window_attention_forward(
         q, k, v, left, right, dilation, scale
     )
     return out
+
+
+def _refuse_forward_ad(tangents: bool) -> None:
+    # Without a forward-mode rule the kernels would hand back a zero tangent.
+    if tangents:
+        raise NotImplementedError(
+            "sliding_window_attention has no forward-mode derivative (dual tensors, "
+            "torch.func.jvp, jacfwd); use reverse mode: .backward(), torch.autograd.grad, "
+            "torch.func.grad or jacrev"
+        )
 
 
 def _check(q, k, v, window, dilation, scale) -> tuple[int, int, int, float]:
