@@ -1,6 +1,7 @@
-// Tile geometry and cp.async staging shared by the tiled attention kernels
-// (tensor-core 16-bit in sliding_window_attention_mma.cu, CUDA-core fp32 in
-// sliding_window_attention.cu).
+// Band geometry and cp.async shared by the tiled attention kernels
+// (tensor-core 16-bit in sliding_window_attention_mma.cu, whose shared tiles
+// are in warpgroup_mma.cuh; CUDA-core fp32 in sliding_window_attention.cu,
+// whose padded tiles are load_tile's).
 //
 // Dilation: query i and key j interact only when i = j (mod dilation), so a
 // dilated problem is `dilation` independent dense-band problems, one per
@@ -21,8 +22,8 @@ namespace ma_kernels::tiles {
 constexpr int kThreads = 128;  // every tiled attention block
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Rows of a shared tile are padded by 16 bytes, so the rows that one 16-byte
-// (or ldmatrix) access of a quarter warp touches fall in different banks.
+// Rows of an fp32 shared tile are padded by 16 bytes, so the rows that one
+// 16-byte access of a quarter warp touches fall in different banks.
 template <int D, typename T>
 constexpr int kLd = D + 16 / static_cast<int>(sizeof(T));
 

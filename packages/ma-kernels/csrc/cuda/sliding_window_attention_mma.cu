@@ -4,13 +4,15 @@
 // shared tiles of warpgroup_mma.cuh.
 //
 // Forward: a block (one warpgroup) owns 64 queries, 16 rows per warp, and
-// visits only the 64-key tiles that intersect its band; K and V tiles are
-// staged by cp.async in two stages (tile t + 1 loads while tile t computes),
-// online softmax in registers, the band mask only on tiles that cross its edge.
+// visits only the 64-key tiles that intersect its band, software-pipelined:
+// step t computes S_t = Q K_t^T beside O += P_{t-1} V_{t-1} while K_{t+1} and
+// V_t load by cp.async; online softmax in registers, the band mask only on
+// tiles that cross its edge.
 // Backward: dq_kernel (per query tile: delta = rowsum(dO * O), then dq over the
 // key tiles) and dkdv_kernel (per key tile: dk, dv over the query tiles of
 // every query head of its group), each with its inner tiles in two cp.async
-// stages; each output has one writer, so no atomics.
+// stages and its two score products (S, dP) issued together; each output has
+// one writer, so no atomics.
 #include <cstdint>
 #include <type_traits>
 
@@ -55,8 +57,8 @@ __device__ __forceinline__ float to_float(T x) {
 // ---- forward ---------------------------------------------------------------
 
 template <int D, typename T>
-__global__ void __launch_bounds__(kThreads, kForwardBlocks<D>) forward_kernel(AttentionProblem p, AttentionForward a,
-                                                           std::int64_t tiles) {
+__global__ void __launch_bounds__(kThreads, kForwardBlocks<D>)
+    forward_kernel(AttentionProblem p, AttentionForward a, std::int64_t tiles) {
   using QTile = Tile<kTile, D, T>;
   using KTile = Tile<kTile, D, T>;
   extern __shared__ unsigned char smem_raw[];
@@ -121,7 +123,9 @@ __global__ void __launch_bounds__(kThreads, kForwardBlocks<D>) forward_kernel(At
     for (int rr = 0; rr < 2; ++rr) {
       float mx = -INFINITY;
 #pragma unroll
-      for (int nb = 0; nb < kTile / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * rr], s[nb][2 * rr + 1]));
+      for (int nb = 0; nb < kTile / 8; ++nb) {
+        mx = fmaxf(mx, fmaxf(s[nb][2 * rr], s[nb][2 * rr + 1]));
+      }
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       mx = fmaxf(m[rr], mx * c);
@@ -216,8 +220,8 @@ constexpr int kInner = D == 128 ? 32 : 64;
 // Per query tile: delta_i = dO_i . O_i, then dq_i = scale sum_j dS_ij k_j with
 // dS_ij = P_ij (dO_i . v_j - delta_i).
 template <int D, typename T>
-__global__ void __launch_bounds__(kThreads, kDqBlocks<D>) dq_kernel(AttentionProblem p, AttentionBackward a,
-                                                      std::int64_t tiles) {
+__global__ void __launch_bounds__(kThreads, kDqBlocks<D>)
+    dq_kernel(AttentionProblem p, AttentionBackward a, std::int64_t tiles) {
   constexpr int BK = kInner<D>;
   using RowTile = Tile<kTile, D, T>;
   using KeyTile = Tile<BK, D, T>;
@@ -351,8 +355,8 @@ __global__ void __launch_bounds__(kThreads, kDqBlocks<D>) dq_kernel(AttentionPro
 // Per key tile, over every query head of its group: dv_j = sum_i P_ij dO_i,
 // dk_j = scale sum_i dS_ij q_i. Works on transposed tiles (rows are keys).
 template <int D, typename T>
-__global__ void __launch_bounds__(kThreads, kDkdvBlocks<D>) dkdv_kernel(AttentionProblem p, AttentionBackward a,
-                                                        std::int64_t tiles) {
+__global__ void __launch_bounds__(kThreads, kDkdvBlocks<D>)
+    dkdv_kernel(AttentionProblem p, AttentionBackward a, std::int64_t tiles) {
   constexpr int BQ = kInner<D>;
   using KeyTile = Tile<kTile, D, T>;
   using QueryTile = Tile<BQ, D, T>;
