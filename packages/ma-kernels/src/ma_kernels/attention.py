@@ -84,8 +84,7 @@ def _refuse_forward_ad(tangents: bool) -> None:
     if tangents:
         raise NotImplementedError(
             "sliding_window_attention has no forward-mode derivative (dual tensors, "
-            "torch.func.jvp, jacfwd); use reverse mode: .backward(), torch.autograd.grad, "
-            "torch.func.grad or jacrev"
+            "torch.func.jvp, jacfwd); use reverse mode: .backward() or torch.autograd.grad"
         )
 
 
