@@ -1,9 +1,10 @@
 """Sliding-window attention on the GPU against FlexAttention and SDPA, one run.
 
-Three timings of each: eager, one call at a time (``*_ms``: host work and
-kernels in series, the latency one call sees); eager, calls back to back
-(``*_pipelined_ms``: the host queues ahead as in a training loop); and CUDA
-graph replays (``*_graph_ms``: kernels alone).
+Three timings of each, forward and forward+backward: eager, one call at a
+time (``*_ms``: host work and kernels in series, the latency one call sees);
+eager, calls back to back (``*_pipelined_ms``: the host queues ahead as in a
+training loop); and CUDA graph replays (``*_graph_ms``: kernels alone, the
+backward's gradient accumulation included).
 
 Run as a script on a GPU machine: ``python tools/device/bench_attention.py --out
 results.json``. Shapes are the ANCHORS ones; each figure sits beside its
@@ -89,6 +90,7 @@ def bench_shape(batch, heads, length, window, head_dim, dtype, reps) -> dict:
         result[f"{name}_fwd_tflops"] = flops / result[f"{name}_fwd_ms"] / 1e9
         with torch.no_grad():
             result[f"{name}_fwd_graph_ms"] = graph_ms(fn, reps)
+        result[f"{name}_fwd_bwd_graph_ms"] = graph_ms(step, reps)
     # Our backward op alone, replayed from a graph (device time of dq, dk, dv).
     with torch.no_grad():
         out, lse = torch.ops.ma_kernels.sliding_window_attention_forward(

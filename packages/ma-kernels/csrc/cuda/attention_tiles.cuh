@@ -20,7 +20,7 @@
 namespace ma_kernels::tiles {
 
 constexpr int kThreads = 128;  // every tiled attention block
-constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
 
 // Rows of an fp32 shared tile are padded by 16 bytes, so the rows that one
 // 16-byte access of a quarter warp touches fall in different banks.
@@ -46,40 +46,74 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
+// n / d and n % d for a divisor d fixed at launch, by a multiply-high, an add
+// and a shift (Granlund & Montgomery, "Division by invariant integers using
+// multiplication", 1994; CUTLASS's FastDivmod): a 32-bit division is ~20
+// instructions, and at small shapes a block's whole life is two thousand.
+// Exact for n < 2^31 (then the add cannot carry out) and 1 <= d < 2^31.
+struct FastDivmod {
+  unsigned divisor = 1, multiplier = 0, shift = 0;
+
+  FastDivmod() = default;
+  explicit FastDivmod(std::int64_t d) : divisor(static_cast<unsigned>(d)) {
+    while ((std::uint64_t{1} << shift) < divisor) ++shift;  // ceil(log2 d)
+    multiplier = static_cast<unsigned>(
+        (std::uint64_t{1} << 32) * ((std::uint64_t{1} << shift) - divisor) / divisor + 1);
+  }
+  __device__ __forceinline__ unsigned div(unsigned n) const {
+    return (__umulhi(n, multiplier) + n) >> shift;
+  }
+  __device__ __forceinline__ unsigned mod(unsigned n) const { return n - div(n) * divisor; }
+};
+
+// How a block id splits into (tile, residue class, head, batch): block id =
+// ((b * heads + head) * classes + r) * tiles + tile, one block per tile of
+// `tile_rows` virtual rows in the longest class.
+struct BlockGrid {
+  FastDivmod tiles, classes, heads;
+  FastDivmod group;  // query heads per key/value head
+  unsigned blocks;
+};
+
+inline BlockGrid block_grid(const AttentionProblem& p, std::int64_t heads, int tile_rows) {
+  // Beyond L, a larger dilation changes nothing: every class has one row.
+  const std::int64_t classes = AttentionProblem::min(p.dilation, p.length);
+  const std::int64_t longest = (p.length + p.dilation - 1) / p.dilation;
+  const std::int64_t tiles = (longest + tile_rows - 1) / tile_rows;
+  return {FastDivmod(tiles), FastDivmod(classes), FastDivmod(heads), FastDivmod(p.group()),
+          static_cast<unsigned>(tiles * classes * p.batch * heads)};
+}
+
 // One block's place: a tile of virtual rows in residue class r of (b, head).
 struct Place {
   std::int64_t tile, r, b, head, rows;  // rows: length of the residue class
   bool valid;
 };
 
-__device__ __forceinline__ Place place(const AttentionProblem& p, std::int64_t heads,
-                                       std::int64_t tiles, int tile_rows) {
-  const std::int64_t classes = AttentionProblem::min(p.dilation, p.length);
-  std::int64_t id = blockIdx.x;
-  Place pl;
-  pl.tile = id % tiles;
-  id /= tiles;
-  pl.r = id % classes;
-  id /= classes;
-  pl.head = id % heads;
-  pl.b = id / heads;
-  pl.rows = (p.length - 1 - pl.r) / p.dilation + 1;
-  pl.valid = pl.tile * tile_rows < pl.rows;
-  return pl;
+__device__ __forceinline__ Place place(const AttentionProblem& p, const BlockGrid& grid,
+                                       int tile_rows) {
+  const unsigned id = blockIdx.x, tile = grid.tiles.mod(id), id_class = grid.tiles.div(id);
+  const unsigned r = grid.classes.mod(id_class), id_head = grid.classes.div(id_class);
+  const unsigned rows = grid.classes.div(static_cast<unsigned>(p.length) - 1 - r) + 1;
+  return {tile, r, grid.heads.div(id_head), grid.heads.mod(id_head), rows,
+          tile * tile_rows < rows};
 }
 
 // The band seen from one tile pair, in 32-bit offsets from its corner (q0,
 // k0): query q0 + qo sees key k0 + ko when -right <= gap + qo - ko <= left - 1
-// (one unsigned compare) and both are inside the class. Per element this is
-// an add and a compare whose lane-dependent part the compiler hoists; the
-// 64-bit Band::visible cost ~12 instructions and was a third of the D = 32
-// forward's (ncu). Offsets fit: left and right are clamped to the class's
-// rows, and the op refuses L >= 2^30 on CUDA (attention.py).
+// (one unsigned compare; the 64-bit Band::visible cost ~12 instructions and
+// was a third of the D = 32 forward's) and both are inside the class.
+//
+// Past the class's end the tiles hold zero rows, so only the forward tests
+// `ko < keys` (a zero key row would still take softmax weight); there rows
+// past the end are never stored, and in the backward zero rows of K, Q and dO
+// add nothing to dq, dk or dv. Offsets fit: left and right are clamped to the
+// class's rows, and the op refuses L >= 2^30 on CUDA (attention.py).
 struct TileBand {
-  int gap, right, queries, keys;  // queries, keys: rows left in the class past q0, k0
-  unsigned width;                 // left - 1 + right
-  __device__ __forceinline__ bool visible(int qo, int ko) const {
-    return static_cast<unsigned>(gap + qo - ko + right) <= width && qo < queries && ko < keys;
+  int gap, right, keys;  // keys: rows left in the class past k0
+  unsigned width;        // left - 1 + right
+  __device__ __forceinline__ bool in_band(int qo, int ko) const {
+    return static_cast<unsigned>(gap + qo - ko + right) <= width;
   }
 };
 
@@ -98,8 +132,8 @@ struct Band {
   __device__ __forceinline__ TileBand at(std::int64_t q0, std::int64_t k0) const {
     // Beyond rows, left and right see nothing more: clamped, they fit 32 bits.
     const std::int64_t l = AttentionProblem::min(left, rows), r = AttentionProblem::min(right, rows);
-    return {static_cast<int>(q0 - k0), static_cast<int>(r), static_cast<int>(rows - q0),
-            static_cast<int>(rows - k0), static_cast<unsigned>(l - 1 + r)};
+    return {static_cast<int>(q0 - k0), static_cast<int>(r), static_cast<int>(rows - k0),
+            static_cast<unsigned>(l - 1 + r)};
   }
   // First and last virtual key seen by queries [i0, i0 + m).
   __device__ __forceinline__ std::int64_t first_key(std::int64_t i0) const {
@@ -130,24 +164,11 @@ __device__ __forceinline__ const T* class_row0(const Bhld& t, std::int64_t b, st
   return t.row<const T>(b, h, r);
 }
 
-// Tiles of `tile_rows` virtual rows in the longest residue class.
-inline std::int64_t tiles_per_class(const AttentionProblem& p, int tile_rows) {
-  const std::int64_t longest = (p.length + p.dilation - 1) / p.dilation;
-  return (longest + tile_rows - 1) / tile_rows;
-}
-
-// One block per tile, residue class and head.
-inline unsigned grid(const AttentionProblem& p, std::int64_t heads, std::int64_t tiles) {
-  return static_cast<unsigned>(tiles * AttentionProblem::min(p.dilation, p.length) * p.batch *
-                               heads);
-}
-
 template <typename Args>
-void launch(void (*kernel)(AttentionProblem, Args, std::int64_t), unsigned blocks,
-            std::size_t smem, cudaStream_t s, const AttentionProblem& p, const Args& args,
-            std::int64_t tiles) {
+void launch(void (*kernel)(AttentionProblem, Args, BlockGrid), const BlockGrid& grid,
+            std::size_t smem, cudaStream_t s, const AttentionProblem& p, const Args& args) {
   opt_in_shared_memory(kernel, smem, "attention shared memory");
-  kernel<<<blocks, kThreads, smem, s>>>(p, args, tiles);
+  kernel<<<grid.blocks, kThreads, smem, s>>>(p, args, grid);
 }
 
 }  // namespace ma_kernels::tiles

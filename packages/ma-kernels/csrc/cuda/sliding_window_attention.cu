@@ -164,7 +164,7 @@ __device__ __forceinline__ float4 lds4(const float* p) {
 
 template <int D>
 __global__ void __launch_bounds__(tiles::kThreads)
-    forward_kernel(AttentionProblem p, AttentionForward a, std::int64_t n_tiles) {
+    forward_kernel(AttentionProblem p, AttentionForward a, tiles::BlockGrid grid) {
   using namespace tiles;
   constexpr int LD = kLd<D, float>, kCols = D / 16;  // output columns per thread
   extern __shared__ __align__(16) unsigned char smem[];
@@ -173,9 +173,9 @@ __global__ void __launch_bounds__(tiles::kThreads)
   float* sV = sK + 2 * kKeys * LD;  // and of V tiles
   float* sP = sV + 2 * kKeys * LD;
 
-  const Place pl = place(p, p.heads, n_tiles, kRows);
+  const Place pl = place(p, grid, kRows);
   if (!pl.valid) return;
-  const std::int64_t g = pl.head / p.group(), dil = p.dilation;
+  const std::int64_t g = grid.group.div(static_cast<unsigned>(pl.head)), dil = p.dilation;
   const Band band{p.left, p.right, pl.rows};
   const std::int64_t i0 = pl.tile * kRows;
   const float* k = class_row0<float>(a.k, pl.b, g, pl.r);
@@ -311,10 +311,9 @@ __global__ void __launch_bounds__(tiles::kThreads)
 
 template <int D>
 void forward(const AttentionProblem& p, const AttentionForward& a, cudaStream_t s) {
-  const std::int64_t n_tiles = tiles::tiles_per_class(p, kRows);
   const std::size_t smem =
       ((kRows + 4 * kKeys) * tiles::kLd<D, float> + kRows * kLdP) * sizeof(float);
-  tiles::launch(forward_kernel<D>, tiles::grid(p, p.heads, n_tiles), smem, s, p, a, n_tiles);
+  tiles::launch(forward_kernel<D>, tiles::block_grid(p, p.heads, kRows), smem, s, p, a);
 }
 
 }  // namespace tiled

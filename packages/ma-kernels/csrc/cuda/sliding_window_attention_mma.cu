@@ -30,11 +30,15 @@ constexpr int kTile = 64;  // queries per forward/dq block, keys per dkdv block
 // Blocks per SM the register allocation must allow (the compiler otherwise
 // keeps every hoisted tile address live and takes a block's worth more).
 template <int D>
-constexpr int kForwardBlocks = D == 128 ? 2 : 4;
+constexpr int kForwardBlocks = D == 128 ? 2 : D == 64 ? 4 : 5;
 template <int D>
 constexpr int kDqBlocks = D == 128 ? 2 : 4;
 template <int D>
 constexpr int kDkdvBlocks = D == 128 ? 1 : 3;
+// Key tiles the forward loads ahead of the one it multiplies: a step at D = 32
+// is too short to hide one tile's load latency.
+template <int D>
+constexpr int kForwardAhead = D == 32 ? 3 : 1;
 
 // 2^x by the special function unit alone (flushing subnormal results to 0,
 // far below bf16's resolution of probabilities): exp2f adds a range test and
@@ -54,53 +58,73 @@ __device__ __forceinline__ float to_float(T x) {
   }
 }
 
+// Sets the entries of a warp's 16 x N accumulator fragment at (row, column)
+// offsets where !keep(row, column) to `fill`.
+template <int N, typename Keep>
+__device__ __forceinline__ void mask(float (&s)[N / 8][4], float fill, Keep keep) {
+#pragma unroll
+  for (int nb = 0; nb < N / 8; ++nb) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if (!keep(acc_row(e), acc_col(nb, e))) s[nb][e] = fill;
+    }
+  }
+}
+
 // ---- forward ---------------------------------------------------------------
 
 template <int D, typename T>
 __global__ void __launch_bounds__(kThreads, kForwardBlocks<D>)
-    forward_kernel(AttentionProblem p, AttentionForward a, std::int64_t tiles) {
+    forward_kernel(AttentionProblem p, AttentionForward a, BlockGrid grid) {
   using QTile = Tile<kTile, D, T>;
   using KTile = Tile<kTile, D, T>;
+  constexpr int kAhead = kForwardAhead<D>, kRing = kAhead + 1;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = swizzle_aligned(smem_raw);
-  // Q, two stages of K, two of V (tiles picked by arithmetic: an array
-  // indexed by the stage would live in local memory).
+  // Q, a ring of K tiles, one of V tiles (slots picked by arithmetic: an
+  // array indexed by the slot would live in local memory).
   const QTile tq{smem};
-  auto tk = [&](int stage) { return KTile{smem + QTile::kBytes + stage * KTile::kBytes}; };
-  auto tv = [&](int stage) { return KTile{tk(2 + stage).base}; };
+  auto tk = [&](int n) { return KTile{smem + QTile::kBytes + n % kRing * KTile::kBytes}; };
+  auto tv = [&](int n) { return KTile{tk(n).base + kRing * KTile::kBytes}; };
 
-  const Place pl = place(p, p.heads, tiles, kTile);
+  const Place pl = place(p, grid, kTile);
   if (!pl.valid) return;
-  const std::int64_t g = pl.head / p.group(), dil = p.dilation;
+  const std::int64_t g = grid.group.div(static_cast<unsigned>(pl.head)), dil = p.dilation;
   const Band band{p.left, p.right, pl.rows};
   const std::int64_t i0 = pl.tile * kTile;
   const T* k = class_row0<T>(a.k, pl.b, g, pl.r);
   const T* v = class_row0<T>(a.v, pl.b, g, pl.r);
   const std::int64_t ks = a.k.stride_l * dil, vs = a.v.stride_l * dil;
 
-  const std::int64_t first = band.first_key(i0) / kTile, last = band.last_key(i0, kTile) / kTile;
+  // Key tiles first + n, n = 0 .. steps - 1, intersect the band.
+  const std::int64_t first = band.first_key(i0) / kTile;
+  const int steps = static_cast<int>(band.last_key(i0, kTile) / kTile - first + 1);
 
   const TileCopy<kTile, D, T> copy_q(a.q.stride_l * dil), copy_k(ks), copy_v(vs);
+  // Group n of cp.async copies brings K_n and V_{n-1} (what step n needs);
+  // every step commits one, empty past the band, so "group n is done" is a
+  // constant count of younger groups.
+  auto load_group = [&](int n) {
+    if (n < steps) copy_k(tk(n), k, (first + n) * kTile, pl.rows);
+    if (n >= 1 && n <= steps) copy_v(tv(n - 1), v, (first + n - 1) * kTile, pl.rows);
+    cp_async_commit();
+  };
   copy_q(tq, class_row0<T>(a.q, pl.b, pl.head, pl.r), i0, pl.rows);
-  copy_k(tk(0), k, first * kTile, pl.rows);
-  cp_async_commit();
+  for (int n = 0; n < kAhead; ++n) load_group(n);
 
   const int warp = threadIdx.x / 32;
   const float c = static_cast<float>(p.scale) * kLog2e;  // scores in log2 units
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   float o[D / 8][4] = {};
 
-  // Step t computes S_t = Q K_t^T beside O += P_{t-1} V_{t-1}. Its start
-  // waits for K_t and V_{t-1}, then loads K_{t+1} and V_t into the stages
-  // that K_{t-1} and V_{t-2} leave (the barrier: every warp is done with them).
-  auto next_tiles = [&](std::int64_t t) {
-    cp_async_wait<0>();
+  // Step n computes S_n = Q K_n^T beside O += P_{n-1} V_{n-1}. Its start
+  // waits for group n, then loads group n + kAhead into the slots that K_{n-1}
+  // and V_{n-2} leave (the barrier: every warp is done with them).
+  auto next_tiles = [&](int n) {
+    cp_async_wait<kAhead - 1>();
     fence_for_tensor_cores();
     __syncthreads();
-    const int stage = static_cast<int>((t - first) % 2);
-    if (t < last) copy_k(tk(1 - stage), k, (t + 1) * kTile, pl.rows);
-    copy_v(tv(stage), v, t * kTile, pl.rows);
-    cp_async_commit();
+    load_group(n + kAhead);
   };
   // Raw scores s of key tile t in, probabilities (relative to the new row
   // maxima) out; alpha: the factor by which O and l shrink to the new maxima.
@@ -110,12 +134,11 @@ __global__ void __launch_bounds__(kThreads, kForwardBlocks<D>)
     const std::int64_t j0 = t * kTile;
     if (!band.full(i0, kTile, j0, kTile)) {
       const TileBand tb = band.at(i0 + warp * 16, j0);
-#pragma unroll
-      for (int nb = 0; nb < kTile / 8; ++nb) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          if (!tb.visible(acc_row(e), acc_col(nb, e))) s[nb][e] = -INFINITY;
-        }
+      if (tb.keys >= kTile) {
+        mask<kTile>(s, -INFINITY, [&](int qo, int ko) { return tb.in_band(qo, ko); });
+      } else {  // the class ends inside this tile
+        mask<kTile>(s, -INFINITY,
+                    [&](int qo, int ko) { return tb.in_band(qo, ko) && ko < tb.keys; });
       }
     }
     // Row halves rr = 0, 1 are rows lane/4 and lane/4 + 8.
@@ -143,24 +166,23 @@ __global__ void __launch_bounds__(kThreads, kForwardBlocks<D>)
     }
   };
 
-  // Software pipeline: the softmax of S_t overlaps O += P_{t-1} V_{t-1}.
+  // Software pipeline: the softmax of S_n overlaps O += P_{n-1} V_{n-1}.
   std::uint32_t pf[kTile / 16][4];  // P of the previous tile, as A fragments
   {
-    next_tiles(first);
+    next_tiles(0);
     float s[kTile / 8][4], alpha[2];
     issue_abt<kTile, D>(s, tq, tk(0));
     wait_products<0>(s);
     softmax(s, first, alpha);  // O is still 0
     to_fragments<kTile, T>(pf, s);
   }
-  for (std::int64_t t = first + 1; t <= last; ++t) {
-    const int stage = static_cast<int>((t - first) % 2);
-    next_tiles(t);
+  for (int n = 1; n < steps; ++n) {
+    next_tiles(n);
     float s[kTile / 8][4], alpha[2];
-    issue_abt<kTile, D>(s, tq, tk(stage));
-    issue_ab<D, kTile>(o, pf, tv(1 - stage));
+    issue_abt<kTile, D>(s, tq, tk(n));
+    issue_ab<D, kTile>(o, pf, tv(n - 1));
     wait_products<1>(s);
-    softmax(s, t, alpha);
+    softmax(s, first + n, alpha);
     wait_products<0>(o, pf);
 #pragma unroll
     for (int nb = 0; nb < D / 8; ++nb) {
@@ -171,10 +193,10 @@ __global__ void __launch_bounds__(kThreads, kForwardBlocks<D>)
     }
     to_fragments<kTile, T>(pf, s);
   }
-  cp_async_wait<0>();
+  cp_async_wait<0>();  // group `steps`: the last V
   fence_for_tensor_cores();
   __syncthreads();
-  issue_ab<D, kTile>(o, pf, tv(static_cast<int>((last - first) % 2)));
+  issue_ab<D, kTile>(o, pf, tv(steps - 1));
   wait_products<0>(o, pf);
   __syncthreads();  // no product reads the Q tile any more: it stages the output
 
@@ -188,23 +210,26 @@ __global__ void __launch_bounds__(kThreads, kForwardBlocks<D>)
     float sum = l[rr];
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const float inv = 1.f / sum;
+    const float inv = __fdividef(1.f, sum);  // sum >= 1: its row maximum's term
 #pragma unroll
     for (int nb = 0; nb < D / 8; ++nb) {
       *reinterpret_cast<std::uint32_t*>(tq.at(row0 + acc_row(2 * rr), acc_col(nb, 0))) =
           pack<T>(o[nb][2 * rr] * inv, o[nb][2 * rr + 1] * inv);
     }
     const std::int64_t i = i_row0 + acc_row(2 * rr);
-    if (threadIdx.x % 4 == 0 && i < pl.rows) lse[i * dil] = (m[rr] + log2f(sum)) / kLog2e;
+    if (threadIdx.x % 4 == 0 && i < pl.rows) lse[i * dil] = (m[rr] + __log2f(sum)) * kLn2;
   }
   __syncwarp();
-  T* out = a.out.row<T>(pl.b, pl.head, pl.r);
+  // 16 bytes a lane, kRowsPerPass rows of the warp's 16 a pass.
+  constexpr int kChunks = D / 8, kRowsPerPass = 32 / kChunks;
+  const int lane = threadIdx.x % 32, r0 = lane / kChunks, chunk = lane % kChunks;
   const std::int64_t os = a.out.stride_l * dil;
-  constexpr int kChunks = D / 8;
-  for (int cidx = threadIdx.x % 32; cidx < 16 * kChunks; cidx += 32) {
-    const int r = cidx / kChunks, chunk = cidx % kChunks;
+  T* out = a.out.row<T>(pl.b, pl.head, pl.r) + (i_row0 + r0) * os + chunk * 8;
+#pragma unroll
+  for (int pass = 0; pass < 16 / kRowsPerPass; ++pass) {
+    const int r = r0 + pass * kRowsPerPass;
     if (i_row0 + r < pl.rows) {
-      *reinterpret_cast<uint4*>(out + (i_row0 + r) * os + chunk * 8) =
+      *reinterpret_cast<uint4*>(out + pass * kRowsPerPass * os) =
           *reinterpret_cast<const uint4*>(tq.base + QTile::offset(row0 + r, chunk));
     }
   }
@@ -221,7 +246,7 @@ constexpr int kInner = D == 128 ? 32 : 64;
 // dS_ij = P_ij (dO_i . v_j - delta_i).
 template <int D, typename T>
 __global__ void __launch_bounds__(kThreads, kDqBlocks<D>)
-    dq_kernel(AttentionProblem p, AttentionBackward a, std::int64_t tiles) {
+    dq_kernel(AttentionProblem p, AttentionBackward a, BlockGrid grid) {
   constexpr int BK = kInner<D>;
   using RowTile = Tile<kTile, D, T>;
   using KeyTile = Tile<BK, D, T>;
@@ -236,9 +261,9 @@ __global__ void __launch_bounds__(kThreads, kDqBlocks<D>)
   const RowTile to{kv + 2 * KeyTile::kBytes};
   float* sDelta = reinterpret_cast<float*>(kv + 4 * KeyTile::kBytes);
 
-  const Place pl = place(p, p.heads, tiles, kTile);
+  const Place pl = place(p, grid, kTile);
   if (!pl.valid) return;
-  const std::int64_t g = pl.head / p.group(), dil = p.dilation;
+  const std::int64_t g = grid.group.div(static_cast<unsigned>(pl.head)), dil = p.dilation;
   const Band band{p.left, p.right, pl.rows};
   const std::int64_t i0 = pl.tile * kTile;
   const T* k = class_row0<T>(a.k, pl.b, g, pl.r);
@@ -316,13 +341,7 @@ __global__ void __launch_bounds__(kThreads, kDqBlocks<D>)
     }
     if (!band.full(i0, kTile, j0, BK)) {  // probabilities outside the band are 0
       const TileBand tb = band.at(i0 + warp * 16, j0);
-#pragma unroll
-      for (int nb = 0; nb < BK / 8; ++nb) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          if (!tb.visible(acc_row(e), acc_col(nb, e))) s[nb][e] = 0.f;
-        }
-      }
+      mask<BK>(s, 0.f, [&](int qo, int ko) { return tb.in_band(qo, ko); });
     }
     wait_products<0>(dp);
 #pragma unroll
@@ -356,7 +375,7 @@ __global__ void __launch_bounds__(kThreads, kDqBlocks<D>)
 // dk_j = scale sum_i dS_ij q_i. Works on transposed tiles (rows are keys).
 template <int D, typename T>
 __global__ void __launch_bounds__(kThreads, kDkdvBlocks<D>)
-    dkdv_kernel(AttentionProblem p, AttentionBackward a, std::int64_t tiles) {
+    dkdv_kernel(AttentionProblem p, AttentionBackward a, BlockGrid grid) {
   constexpr int BQ = kInner<D>;
   using KeyTile = Tile<kTile, D, T>;
   using QueryTile = Tile<BQ, D, T>;
@@ -370,7 +389,7 @@ __global__ void __launch_bounds__(kThreads, kDkdvBlocks<D>)
   float* sLse = reinterpret_cast<float*>(qdo + 4 * QueryTile::kBytes);
   float* sDelta = sLse + 2 * BQ;
 
-  const Place pl = place(p, p.kv_heads, tiles, kTile);
+  const Place pl = place(p, grid, kTile);
   if (!pl.valid) return;
   const std::int64_t dil = p.dilation;
   const Band band{p.left, p.right, pl.rows};
@@ -382,15 +401,15 @@ __global__ void __launch_bounds__(kThreads, kDkdvBlocks<D>)
   // Steps run over (query head of the group, query tile of the band).
   const std::int64_t lo = j0 - p.right > 0 ? j0 - p.right : 0;
   const std::int64_t hi = AttentionProblem::min(pl.rows - 1, j0 + kTile - 1 + p.left - 1);
-  const std::int64_t first = lo / BQ, per_head = hi / BQ - first + 1;
-  const std::int64_t steps = p.group() * per_head;
+  const std::int64_t first = lo / BQ;
+  const int per_head = static_cast<int>(hi / BQ - first + 1), steps = static_cast<int>(grid.group.divisor) * per_head;
   const TileCopy<BQ, D, T> copy_q(a.q.stride_l * dil), copy_do(a.dout.stride_l * dil);
-  auto load_queries = [&](std::int64_t step, int stage) {
-    const std::int64_t h = pl.head * p.group() + step / per_head;
+  auto load_queries = [&](int step, int stage) {
+    const std::int64_t h = pl.head * grid.group.divisor + step / per_head;
     const std::int64_t i0 = (first + step % per_head) * BQ;
     copy_q(tq(stage), class_row0<T>(a.q, pl.b, h, pl.r), i0, pl.rows);
     copy_do(tdo(stage), class_row0<T>(a.dout, pl.b, h, pl.r), i0, pl.rows);
-    if (threadIdx.x < BQ) {  // rows past the end read 0: finite, masked below
+    if (threadIdx.x < BQ) {  // rows past the end read 0: they add nothing (TileBand)
       const std::int64_t i = i0 + threadIdx.x;
       const std::int64_t row = (pl.b * p.heads + h) * p.length + pl.r + i * dil;
       const bool ok = i < pl.rows;
@@ -407,8 +426,8 @@ __global__ void __launch_bounds__(kThreads, kDkdvBlocks<D>)
   const float c = static_cast<float>(p.scale) * kLog2e;
   float dk[D / 8][4] = {}, dv[D / 8][4] = {};
 
-  for (std::int64_t step = 0; step < steps; ++step) {
-    const int stage = static_cast<int>(step % 2);
+  for (int step = 0; step < steps; ++step) {
+    const int stage = step % 2;
     if (step + 1 < steps) {  // the next Q, dO tiles load into the other stage during this one
       load_queries(step + 1, 1 - stage);
       cp_async_commit();
@@ -434,14 +453,8 @@ __global__ void __launch_bounds__(kThreads, kDkdvBlocks<D>)
       for (int e = 0; e < 4; ++e) s[nb][e] = fast_exp2(s[nb][e] * c - lse[acc_col(nb, e)] * kLog2e);
     }
     if (!band.full(i0, BQ, j0, kTile)) {  // probabilities outside the band are 0
-      const TileBand tb = band.at(i0, j0 + warp * 16);
-#pragma unroll
-      for (int nb = 0; nb < BQ / 8; ++nb) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          if (!tb.visible(acc_col(nb, e), acc_row(e))) s[nb][e] = 0.f;
-        }
-      }
+      const TileBand tb = band.at(i0, j0 + warp * 16);  // transposed: rows are keys
+      mask<BQ>(s, 0.f, [&](int ko, int qo) { return tb.in_band(qo, ko); });
     }
     std::uint32_t pf[BQ / 16][4], dsf[BQ / 16][4];
     to_fragments<BQ, T>(pf, s);
@@ -498,29 +511,27 @@ void dispatch_16bit(DType dtype, std::int64_t head_dim, Fn&& fn) {
 
 void sliding_window_attention_forward_mma(const AttentionProblem& p, const AttentionForward& a,
                                           DType dtype, cudaStream_t s) {
-  const std::int64_t tiles = tiles_per_class(p, kTile);
   dispatch_16bit(dtype, p.head_dim, [&](auto* tag, auto d) {
     using T = std::remove_pointer_t<decltype(tag)>;
     constexpr int D = decltype(d)::value;
-    launch(forward_kernel<D, T>, grid(p, p.heads, tiles),
-           5 * Tile<kTile, D, T>::kBytes + kSmemSlack, s, p, a, tiles);
+    launch(forward_kernel<D, T>, block_grid(p, p.heads, kTile),
+           (1 + 2 * (kForwardAhead<D> + 1)) * Tile<kTile, D, T>::kBytes + kSmemSlack, s, p, a);
   });
   cuda_check(cudaGetLastError(), "sliding_window_attention forward launch");
 }
 
 void sliding_window_attention_backward_mma(const AttentionProblem& p, const AttentionBackward& a,
                                            DType dtype, cudaStream_t s) {
-  const std::int64_t tiles = tiles_per_class(p, kTile);
   dispatch_16bit(dtype, p.head_dim, [&](auto* tag, auto d) {
     using T = std::remove_pointer_t<decltype(tag)>;
     constexpr int D = decltype(d)::value;
     const std::size_t tiles_bytes =
         2 * Tile<kTile, D, T>::kBytes + 4 * Tile<kInner<D>, D, T>::kBytes + kSmemSlack;
     // dq_kernel writes delta, which dkdv_kernel reads: same stream, in order.
-    launch(dq_kernel<D, T>, grid(p, p.heads, tiles), tiles_bytes + kTile * sizeof(float), s, p, a,
-           tiles);
-    launch(dkdv_kernel<D, T>, grid(p, p.kv_heads, tiles),
-           tiles_bytes + 4 * kInner<D> * sizeof(float), s, p, a, tiles);
+    launch(dq_kernel<D, T>, block_grid(p, p.heads, kTile), tiles_bytes + kTile * sizeof(float), s,
+           p, a);
+    launch(dkdv_kernel<D, T>, block_grid(p, p.kv_heads, kTile),
+           tiles_bytes + 4 * kInner<D> * sizeof(float), s, p, a);
   });
   cuda_check(cudaGetLastError(), "sliding_window_attention backward launch");
 }

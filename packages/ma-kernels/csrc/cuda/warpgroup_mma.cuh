@@ -96,10 +96,11 @@ struct TileCopy {
   using Dst = Tile<Rows, D, T>;
   static constexpr int kChunks = D / 8, kRowStep = kThreads / kChunks;
   static_assert(kRowStep % 8 == 0 && Rows % kRowStep == 0);
-  std::int64_t stride, offset;  // offset: of this thread's first chunk in a view
-  int row, smem_offset;         // this thread's first row, its chunk's place in a tile
+  std::int64_t stride, offset, step;  // offset: of this thread's first chunk in a view
+  int row, smem_offset;  // this thread's first row, its chunk's place in a tile
 
-  __device__ __forceinline__ explicit TileCopy(std::int64_t row_stride) : stride(row_stride) {
+  __device__ __forceinline__ explicit TileCopy(std::int64_t row_stride)
+      : stride(row_stride), step(kRowStep * row_stride) {
     row = threadIdx.x / kChunks;
     const int chunk = threadIdx.x % kChunks;
     offset = row * stride + chunk * 8;
@@ -114,7 +115,7 @@ struct TileCopy {
     for (int i = 0; i < Rows / kRowStep; ++i) {
       const bool ok = row + i * kRowStep < left;
       cp_async_16(dst.base + smem_offset + i * kRowStep * Dst::kRowBytes,
-                  ok ? base + i * kRowStep * stride : view, ok);
+                  ok ? base + i * step : view, ok);
     }
   }
 };
