@@ -198,40 +198,26 @@ __global__ void __launch_bounds__(kThreads, kForwardBlocks<D>)
   __syncthreads();
   issue_ab<D, kTile>(o, pf, tv(steps - 1));
   wait_products<0>(o, pf);
-  __syncthreads();  // no product reads the Q tile any more: it stages the output
 
-  // Normalise, stage the warp's 16 rows in its own rows of the Q tile, store
-  // 16 bytes a thread.
-  const int row0 = warp * 16;
-  const std::int64_t i_row0 = i0 + row0;
+  // Normalise and store each thread's two rows, 4 bytes at a time (staging
+  // them in shared memory for 16-byte stores cost more in instructions).
+  T* out = a.out.row<T>(pl.b, pl.head, pl.r);
   float* lse = reinterpret_cast<float*>(a.lse) + (pl.b * p.heads + pl.head) * p.length + pl.r;
+  const std::int64_t os = a.out.stride_l * dil;
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
     float sum = l[rr];
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const std::int64_t i = i0 + warp * 16 + acc_row(2 * rr);
+    if (i >= pl.rows) continue;
     const float inv = __fdividef(1.f, sum);  // sum >= 1: its row maximum's term
 #pragma unroll
     for (int nb = 0; nb < D / 8; ++nb) {
-      *reinterpret_cast<std::uint32_t*>(tq.at(row0 + acc_row(2 * rr), acc_col(nb, 0))) =
+      *reinterpret_cast<std::uint32_t*>(out + i * os + acc_col(nb, 0)) =
           pack<T>(o[nb][2 * rr] * inv, o[nb][2 * rr + 1] * inv);
     }
-    const std::int64_t i = i_row0 + acc_row(2 * rr);
-    if (threadIdx.x % 4 == 0 && i < pl.rows) lse[i * dil] = (m[rr] + __log2f(sum)) * kLn2;
-  }
-  __syncwarp();
-  // 16 bytes a lane, kRowsPerPass rows of the warp's 16 a pass.
-  constexpr int kChunks = D / 8, kRowsPerPass = 32 / kChunks;
-  const int lane = threadIdx.x % 32, r0 = lane / kChunks, chunk = lane % kChunks;
-  const std::int64_t os = a.out.stride_l * dil;
-  T* out = a.out.row<T>(pl.b, pl.head, pl.r) + (i_row0 + r0) * os + chunk * 8;
-#pragma unroll
-  for (int pass = 0; pass < 16 / kRowsPerPass; ++pass) {
-    const int r = r0 + pass * kRowsPerPass;
-    if (i_row0 + r < pl.rows) {
-      *reinterpret_cast<uint4*>(out + pass * kRowsPerPass * os) =
-          *reinterpret_cast<const uint4*>(tq.base + QTile::offset(row0 + r, chunk));
-    }
+    if (threadIdx.x % 4 == 0) lse[i * dil] = (m[rr] + __log2f(sum)) * kLn2;
   }
 }
 
