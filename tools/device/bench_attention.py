@@ -3,8 +3,8 @@
 Three timings of each, forward and forward+backward: eager, one call at a
 time (``*_ms``: host work and kernels in series, the latency one call sees);
 eager, calls back to back (``*_pipelined_ms``: the host queues ahead as in a
-training loop); and CUDA graph replays (``*_graph_ms``: kernels alone, the
-backward's gradient accumulation included).
+training loop); and CUDA graph replays back to back (``*_graph_ms``: kernels
+alone, the backward's gradient accumulation included).
 
 Run as a script on a GPU machine: ``python tools/device/bench_attention.py --out
 results.json``. Shapes are the ANCHORS ones; each figure sits beside its
@@ -41,8 +41,10 @@ def window_flops(batch, heads, length, window, head_dim) -> int:
 
 
 def graph_ms(fn, reps: int) -> float | None:
-    """Median of CUDA-graph replays of ``fn``: device time without the per-call
-    host overhead (custom_op dispatch, autograd), which dominates small shapes."""
+    """Median of CUDA-graph replays of ``fn``, back to back: device time without
+    the per-call host overhead (custom_op dispatch, autograd), which dominates
+    small shapes. (One replay at a time would add the graph launch's own host
+    latency, 3-8 us, to kernels of 15.)"""
     try:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -52,7 +54,7 @@ def graph_ms(fn, reps: int) -> float | None:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             fn()
-        return median_ms(graph.replay, reps=reps)
+        return median_ms(graph.replay, reps=reps, calls=PIPELINED)
     except Exception as err:  # a peer that cannot be captured gets no figure
         print("no graph timing:", str(err).splitlines()[0], flush=True)
         return None
