@@ -1,7 +1,9 @@
 """Where an eager forward+backward spends its time, ours against the peers:
 wall time per step, GPU kernel time per step, and the host operators that
 take the rest (torch.profiler). ``--shape B,H,L,W,D`` (repeatable) picks shapes.
-First, the host microseconds of each step of our forward's Python path."""
+First, the host microseconds of each step of our forward's Python path;
+``--cpp-floor`` adds a C++ autograd node that allocates like ours and
+launches nothing (built by torch's JIT extension loader, ~30 s)."""
 
 import argparse
 import time
@@ -37,7 +39,39 @@ class _Identity(torch.autograd.Function):
         return grad
 
 
-def time_python_path() -> None:
+# q, k, v in; out and lse allocated, saved; the backward allocates dq, dk, dv
+# and delta. No kernel: what any C++ node with our signature costs the host.
+_CPP_FLOOR = r"""
+#include <torch/extension.h>
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+struct Floor : torch::autograd::Function<Floor> {
+  static variable_list forward(AutogradContext* ctx, at::Tensor q, at::Tensor k, at::Tensor v) {
+    auto out = at::empty_like(q);
+    auto lse = at::empty({q.size(0), q.size(1), q.size(2)}, q.options().dtype(at::kFloat));
+    ctx->save_for_backward({q, k, v, out, lse});
+    ctx->mark_non_differentiable({lse});
+    return {out, lse};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list) {
+    auto s = ctx->get_saved_variables();
+    at::empty_like(s[4]);  // delta
+    return {at::empty_like(s[0]), at::empty_like(s[1]), at::empty_like(s[2])};
+  }
+};
+at::Tensor floor_node(at::Tensor q, at::Tensor k, at::Tensor v) {
+  return Floor::apply(q, k, v)[0];
+}
+"""
+
+
+def cpp_floor():
+    from torch.utils.cpp_extension import load_inline
+
+    return load_inline("ma_host_floor", _CPP_FLOOR, functions=["floor_node"]).floor_node
+
+
+def time_python_path(cpp_floor_node) -> None:
     from ma_kernels import _C, attention
 
     q, k, v = (torch.randn(1, 1, 64, 32, device="cuda", dtype=torch.bfloat16) for _ in range(3))
@@ -75,6 +109,8 @@ def time_python_path() -> None:
         "SDPA causal (peer)": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
         # The floor of any Python autograd node: one that copies q through.
         "Python identity (floor)": lambda: _Identity.apply(q),
+        **({"C++ node, no kernel (floor)": lambda: cpp_floor_node(q, k, v)}
+           if cpp_floor_node else {}),
     }.items():
         print(f"{'fwd+bwd ' + name:32s} {host_us(lambda fn=fn: fn().backward(dout)):7.1f}"
               " us host per call")
@@ -117,8 +153,9 @@ if __name__ == "__main__":
     parser.add_argument("--shape", action="append")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--trace-dir", help="write a Chrome trace of each run here")
+    parser.add_argument("--cpp-floor", action="store_true")
     args = parser.parse_args()
-    time_python_path()
+    time_python_path(cpp_floor() if args.cpp_floor else None)
     flex = torch.compile(flex_attention)
     for shape in args.shape or ["16,4,1024,128,32", "16,4,4096,256,64"]:
         profile_shape(shape, args.steps, flex, args.trace_dir)
