@@ -101,7 +101,7 @@ __device__ __forceinline__ Place place(const AttentionProblem& p, const BlockGri
 
 // The band seen from one tile pair, in 32-bit offsets from its corner (q0,
 // k0): query q0 + qo sees key k0 + ko when -right <= gap + qo - ko <= left - 1
-// (one unsigned compare; the 64-bit Band::visible cost ~12 instructions and
+// (one unsigned compare; the same test in 64 bits cost ~12 instructions and
 // was a third of the D = 32 forward's) and both are inside the class.
 //
 // Past the class's end the tiles hold zero rows, so only the forward tests
@@ -117,12 +117,9 @@ struct TileBand {
   }
 };
 
-// Virtual query i sees virtual key j (both inside the class).
+// The band of a residue class of `rows` virtual rows.
 struct Band {
   std::int64_t left, right, rows;
-  __device__ __forceinline__ bool visible(std::int64_t i, std::int64_t j) const {
-    return i - j <= left - 1 && j - i <= right && i < rows && j < rows;
-  }
   // Every (i, j) of the tile [i0, i0 + m) x [j0, j0 + n) is visible.
   __device__ __forceinline__ bool full(std::int64_t i0, int m, std::int64_t j0, int n) const {
     return i0 + m - 1 - j0 <= left - 1 && j0 + n - 1 - i0 <= right && i0 + m <= rows &&

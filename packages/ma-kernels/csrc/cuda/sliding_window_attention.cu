@@ -232,13 +232,15 @@ __global__ void __launch_bounds__(tiles::kThreads)
     }
     // Online softmax; a row's 64 scores sit in the 16 lanes of its half warp.
     const bool full = band.full(i0, kRows, j0, kKeys);
+    const TileBand tb = band.at(row0, j0);
 #pragma unroll
     for (int r = 0; r < kRowsPerThread; ++r) {
       float mx = m[r];
 #pragma unroll
       for (int j = 0; j < kKeysPerThread; ++j) {
         s[r][j] *= c;
-        if (!full && !band.visible(row0 + r, j0 + cg + 16 * j)) s[r][j] = -INFINITY;
+        const int ko = cg + 16 * j;
+        if (!full && !(tb.in_band(r, ko) && ko < tb.keys)) s[r][j] = -INFINITY;
         mx = fmaxf(mx, s[r][j]);
       }
 #pragma unroll
