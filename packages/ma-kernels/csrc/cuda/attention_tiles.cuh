@@ -49,7 +49,7 @@ __device__ __forceinline__ void cp_async_wait() {
 // n / d and n % d for a divisor d fixed at launch, by a multiply-high, an add
 // and a shift (Granlund & Montgomery, "Division by invariant integers using
 // multiplication", 1994; CUTLASS's FastDivmod): a 32-bit division is ~20
-// instructions, and at small shapes a block's whole life is two thousand.
+// instructions, and at small shapes a block lives ~2000 instructions.
 // Exact for n < 2^31 (then the add cannot carry out) and 1 <= d < 2^31.
 struct FastDivmod {
   unsigned divisor = 1, multiplier = 0, shift = 0;

@@ -96,7 +96,8 @@ struct TileCopy {
   using Dst = Tile<Rows, D, T>;
   static constexpr int kChunks = D / 8, kRowStep = kThreads / kChunks;
   static_assert(kRowStep % 8 == 0 && Rows % kRowStep == 0);
-  std::int64_t stride, offset, step;  // offset: of this thread's first chunk in a view
+  // offset: of this thread's first chunk in a view; step: to its next (kRowStep rows)
+  std::int64_t stride, offset, step;
   int row, smem_offset;  // this thread's first row, its chunk's place in a tile
 
   __device__ __forceinline__ explicit TileCopy(std::int64_t row_stride)
