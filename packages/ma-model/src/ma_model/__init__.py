@@ -3,6 +3,7 @@
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import (
     ATTENTION_KINDS,
+    COMPILE_MODES,
     Config,
     DataConfig,
     ModelConfig,
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ATTENTION_KINDS",
+    "COMPILE_MODES",
     "FEATURES",
     "CheckpointError",
     "Config",

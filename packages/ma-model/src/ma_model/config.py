@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 
 ATTENTION_KINDS = ("ma", "sdpa_dense", "flex")
+# torch.compile's modes, for train.compile.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 DATA_SOURCES = ("simulator", "lobster", "parquet", "csv")
 
 
@@ -114,7 +116,11 @@ class DataConfig:
 class TrainConfig:
     """Optimisation: AdamW, linear warmup then cosine decay to
     ``min_lr_ratio * learning_rate``, early stopping after ``patience``
-    epochs without a lower validation loss."""
+    epochs without a lower validation loss. ``compile``: train the model
+    through ``torch.compile`` (validation runs it eagerly): false, true (the
+    default mode) or a mode of :data:`COMPILE_MODES`; ``reduce-overhead``
+    replays each step as CUDA graphs, which pays where the host is slower
+    than the GPU's kernels (small models, long sequences on a fast GPU)."""
 
     batch_size: int = 32
     epochs: int = 6
@@ -128,6 +134,7 @@ class TrainConfig:
     stride: int = 16
     seed: int = 0
     device: str = "auto"
+    compile: bool | str = False
     out_dir: str = "runs/default"
 
     def __post_init__(self) -> None:
@@ -137,6 +144,9 @@ class TrainConfig:
             raise ValueError(f"train.learning_rate must be > 0, got {self.learning_rate!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
+        if not (isinstance(self.compile, bool) or self.compile in COMPILE_MODES):
+            raise ValueError(f"train.compile must be true, false or one of {COMPILE_MODES}, "
+                             f"got {self.compile!r}")
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,18 @@ class Progress:
             sys.stderr.write("\n")
 
 
+def _compiled(net: torch.nn.Module, compile: bool | str) -> torch.nn.Module:
+    """``net`` through ``torch.compile`` unless ``compile`` is False (True:
+    the default mode; a string: that mode). One graph per input shape, and
+    training batches all have one: the elementwise work around the matmuls
+    and the attention (norms, rotary encoding, SwiGLU, casts) fuses, and
+    ``reduce-overhead`` replays each step's kernels as CUDA graphs."""
+    if compile is False:
+        return net
+    # Static shapes: a graph per shape (FlexAttention's kernels fail to lower with symbolic L).
+    return torch.compile(net, mode="default" if compile is True else compile, dynamic=False)
+
+
 def _move(batch, device):
     return [t.to(device, non_blocking=True) for t in batch]
 
@@ -211,7 +223,7 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
         torch.set_rng_state(previous["rng"]["torch"])
         state = {k: previous[k] for k in state}
         say(f"resumed {out_dir / LAST} after epoch {state['epoch']}, step {state['step']}")
-    net = DistributedDataParallel(model) if world > 1 else model
+    net = _compiled(DistributedDataParallel(model) if world > 1 else model, cfg.train.compile)
     autocast = device.type == "cuda"
     epochs_this_call = 0
     while state["epoch"] < cfg.train.epochs and state["bad_epochs"] < cfg.train.patience:
@@ -223,6 +235,7 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
         progress = Progress(len(loader), f"epoch {epoch + 1}/{cfg.train.epochs}", rank == 0)
         running = torch.zeros((), dtype=torch.float64, device=device)
         for i, batch in enumerate(loader):
+            torch.compiler.cudagraph_mark_step_begin()  # reduce-overhead: a new step's graphs
             loss = training_loss(net, _move(batch, device), cfg.train.regression_weight, autocast)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -286,11 +299,13 @@ def grid_search(cfg: Config, *, resume: bool = False, log=print) -> dict:
 
 def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batch: int = 16,
                     length: int = 4096, device: str = "cuda", warmup: int = 3,
-                    bf16: bool = True) -> dict:
+                    bf16: bool = True, compile: bool | str = False) -> dict:
     """Times ``steps`` training steps (forward + backward + AdamW) of the model
     of ``cfg`` with ``attention`` in ``ATTENTION_KINDS``, after ``warmup``
     untimed ones, on one random global batch of ``batch`` sequences of
-    ``length`` ticks; bf16 autocast on CUDA unless ``bf16=False``.
+    ``length`` ticks; bf16 autocast on CUDA unless ``bf16=False``; the model
+    through ``torch.compile`` as ``train.compile`` says (warm-up steps
+    compile it).
     ``ms_per_step`` is the median step: device time between CUDA events on a
     GPU (a stray slow step, a host hiccup, does not move it), wall time on a CPU.
 
@@ -306,7 +321,7 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
         raise ValueError(f"batch {batch} must be divisible by the {world} processes")
     torch.manual_seed(0)  # the same initial weights in every process
     model = MATransformer(replace(model_config(cfg), attention=attention)).to(device)
-    net = DistributedDataParallel(model) if world > 1 else model
+    net = _compiled(DistributedDataParallel(model) if world > 1 else model, compile)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     k = len(cfg.data.horizons)
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -322,6 +337,7 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
     losses = []
 
     def one_step():
+        torch.compiler.cudagraph_mark_step_begin()  # reduce-overhead: a new step's graphs
         loss = training_loss(net, batch_data, cfg.train.regression_weight,
                              bf16 and device.type == "cuda")
         optimizer.zero_grad(set_to_none=True)
@@ -353,7 +369,7 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
         dist.all_reduce(step_losses)
         step_losses /= world
     return {"attention": attention, "batch": batch, "length": length, "steps": steps,
-            "processes": world, "bf16": bf16 and device.type == "cuda",
+            "processes": world, "bf16": bf16 and device.type == "cuda", "compile": compile,
             "ms_per_step": ms, "ticks_per_s": batch * length / (ms / 1e3),
             "losses": step_losses.tolist()}
 
