@@ -106,6 +106,14 @@ def test_compiled_training_follows_eager(tiny_config, attention):
     torch.testing.assert_close(runs[1]["losses"], runs[0]["losses"], rtol=1e-5, atol=0)
 
 
+def test_fit_with_compile_follows_eager(tiny_config, tmp_path):
+    runs = [fit(replace(tiny_config, train=replace(tiny_config.train, epochs=1, compile=compile,
+                                                   out_dir=str(tmp_path / str(compile)))),
+                log=lambda *_: None)["history"] for compile in (False, True)]
+    torch.testing.assert_close(runs[1]["step_loss"], runs[0]["step_loss"], rtol=1e-5, atol=0)
+    torch.testing.assert_close(runs[1]["val_loss"], runs[0]["val_loss"], rtol=1e-5, atol=0)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("attention", ["ma", "sdpa_dense", "flex"])
 @pytest.mark.parametrize("mode", [True, "reduce-overhead"])
