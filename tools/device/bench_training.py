@@ -6,7 +6,7 @@ window 256, a 3-class head on every position; L = 4096, batch 16; bf16
 autocast, fused AdamW; one step = forward + backward + optimizer. Setups:
 per-layer dilations (1,1,1,1 as in ANCHORS.md; 1,2,4,8, the MA-Transformer's
 own default, where FlexAttention's block mask spans d times the keys while
-ma_kernels' cost stays that of W keys), each eager and through torch.compile
+ma_kernels' cost stays that of W keys), each eager or through torch.compile
 (the same for every kind). Each kind runs in processes of its own.
 """
 
@@ -55,7 +55,8 @@ def compile_arg(mode: str) -> bool | str:
 
 
 def measure(kind: str, dilations: tuple[int, ...], compile: bool | str, args) -> dict:
-    """One kind's steps in this process: ``benchmark_steps`` of the ANCHORS model."""
+    """One kind's steps in this process: ``benchmark_steps`` of the ANCHORS
+    model with these dilations."""
     # FlexAttention recompiles per mask shape; allow it rather than fall back to eager.
     torch._dynamo.config.cache_size_limit = 64
     return ma_model.benchmark_steps(anchors_config(args.window, dilations), kind, args.steps,
@@ -109,9 +110,10 @@ def main() -> None:
                         help="per-layer dilations, e.g. 1,2,4,8; repeat for several setups "
                              "(default: 1,1,1,1, the model of ANCHORS.md, and 1,2,4,8, the "
                              "MA-Transformer's default for 4 layers)")
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=("eager", "reduce-overhead"),
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=("reduce-overhead",),
                         help="eager, or torch.compile's mode for the model (the same for "
-                             "every kind); with --one, the first")
+                             "every kind; default reduce-overhead, ~35 s per process of "
+                             "compiling); with --one, the first")
     parser.add_argument("--one", choices=ma_model.ATTENTION_KINDS,
                         help="measure this kind here and print its result (used by the rounds)")
     args = parser.parse_args()
