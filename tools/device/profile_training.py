@@ -1,5 +1,6 @@
 """Where a training step of the benchmark model spends its GPU time, per
-attention kind: torch.profiler over a few steps, CUDA kernels by total time.
+attention kind: torch.profiler over a few steps, CUDA kernels by total time
+and host operations by their own time.
 
 ``python tools/device/profile_training.py --out profile.txt`` (run.sh,
 PROFILE=1). The model and batch are bench_training.py's.
@@ -23,7 +24,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rows", type=int, default=25)
     parser.add_argument("--dilations", type=dilations_arg, default=(1, 1, 1, 1))
-    parser.add_argument("--compile", choices=ma_model.COMPILE_MODES,
+    parser.add_argument("--compile", choices=ma_model.COMPILE_MODES, default=False,
                         help="the model through torch.compile in this mode")
     parser.add_argument("--kinds", nargs="+", choices=ma_model.ATTENTION_KINDS,
                         default=ma_model.ATTENTION_KINDS)
@@ -35,10 +36,10 @@ def main() -> None:
     report = []
     for kind in args.kinds:
         # Compile and warm up; then the profiled call compiles nothing (same shapes).
-        ma_model.benchmark_steps(cfg, kind, 2, device="cuda", compile=args.compile or False)
+        ma_model.benchmark_steps(cfg, kind, 2, device="cuda", compile=args.compile)
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             ma_model.benchmark_steps(cfg, kind, args.steps, device="cuda", warmup=0,
-                                     compile=args.compile or False)
+                                     compile=args.compile)
         if args.traces:
             args.traces.mkdir(parents=True, exist_ok=True)
             prof.export_chrome_trace(str(args.traces / f"training_{kind}.json"))
