@@ -102,6 +102,14 @@ def test_flex_attention_computes_the_same_window(dilation):
         torch.testing.assert_close(flex(x, dt)[0], windowed(x, dt)[0], rtol=1e-5, atol=1e-6)
 
 
+def test_forward_compiles_to_one_graph():
+    # Two graphs double the per-step host work of compiled training (a replay
+    # and an autograd node each) for nothing.
+    model = _model()
+    explained = torch._dynamo.explain(model)(*_inputs(length=6))
+    assert explained.graph_count == 1
+
+
 def test_step_traces_as_one_graph():
     # fullgraph=True fails on any graph break: .item(), a Python branch on data, a dynamic shape.
     model = _model()

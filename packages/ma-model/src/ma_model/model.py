@@ -216,9 +216,11 @@ class MATransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(x, dt, 3)
-        h = self.embed(x) + self.time(dt)
+        # First: rope_table breaks the graph, and a break before any tensor
+        # work leaves the rest of forward one compiled graph.
         cos, sin = rope_table(x.shape[1], self.config.model_dim // self.config.num_heads,
                               x.device)
+        h = self.embed(x) + self.time(dt)
         for block in self.blocks:
             h = block(h, cos, sin)
         return self._heads(h)

@@ -308,6 +308,9 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
     compile it).
     ``ms_per_step`` is the median step: device time between CUDA events on a
     GPU (a stray slow step, a host hiccup, does not move it), wall time on a CPU.
+    ``host_ms_per_step`` is the median host time to issue a step: on a GPU,
+    where the host runs ahead, a step whose host time reaches its device time
+    is paced by the host.
 
     Under torchrun each of the W processes takes its 1/W of the same global
     batch (DistributedDataParallel: nccl on GPUs, gloo on CPUs), so any W
@@ -347,22 +350,25 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
 
     for _ in range(warmup):
         one_step()
-    step_ms = []
+    host_ms = []
     if device.type == "cuda":  # device time of each step, no sync between steps
         torch.cuda.synchronize()
         events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
                   for _ in range(steps)]
         for start, end in events:
+            host_start = time.perf_counter()
             start.record()
             one_step()
             end.record()
+            host_ms.append((time.perf_counter() - host_start) * 1e3)
         torch.cuda.synchronize()
         step_ms = [start.elapsed_time(end) for start, end in events]
     else:
         for _ in range(steps):
             start = time.perf_counter()
             one_step()
-            step_ms.append((time.perf_counter() - start) * 1e3)
+            host_ms.append((time.perf_counter() - start) * 1e3)
+        step_ms = host_ms
     ms = statistics.median(step_ms)
     step_losses = torch.stack(losses).double()
     if world > 1:  # each process's loss is its share's; their mean is the global batch's
@@ -370,8 +376,8 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
         step_losses /= world
     return {"attention": attention, "batch": batch, "length": length, "steps": steps,
             "processes": world, "bf16": bf16 and device.type == "cuda", "compile": compile,
-            "ms_per_step": ms, "ticks_per_s": batch * length / (ms / 1e3),
-            "losses": step_losses.tolist()}
+            "ms_per_step": ms, "host_ms_per_step": statistics.median(host_ms),
+            "ticks_per_s": batch * length / (ms / 1e3), "losses": step_losses.tolist()}
 
 
 def main(argv: list[str] | None = None) -> None:
