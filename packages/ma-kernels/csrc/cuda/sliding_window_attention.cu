@@ -147,12 +147,14 @@ __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
 // ---- float32 forward on tiles ----------------------------------------------
 //
 // A block of 128 threads owns 64 queries of one residue class (attention_tiles.cuh)
-// and visits the 64-key tiles of its band, K and V staged by cp.async in two
-// stages. Thread (rg, cg) = (tid / 16, tid % 16) computes scores of rows
-// 8 rg .. 8 rg + 7 against keys cg + 16 c (c < 4) and accumulates output
-// columns cg * D/16 .. (cg + 1) * D/16 - 1 of the same rows; P goes through
-// shared memory between the two products. Every shared load is 16 bytes:
-// 12 loads per 128 FMA, so the kernel is FMA-bound.
+// and visits the 64-key tiles of its band, staged by cp.async: V in two
+// stages, K in one (refilled during P V, once S is taken), which keeps a
+// D = 32 block at 53 KB of shared memory: 4 blocks per SM, not 3.
+// Thread (rg, cg) = (tid / 16, tid % 16) computes scores of rows 8 rg .. 8 rg + 7
+// against keys cg + 16 c (c < 4) and accumulates output columns
+// cg * D/16 .. (cg + 1) * D/16 - 1 of the same rows; P goes through shared
+// memory between the two products. Every shared load is 16 bytes: 12 loads
+// per 128 FMA, so the kernel is FMA-bound.
 namespace tiled {
 
 constexpr int kRows = 64, kKeys = 64, kRowsPerThread = 8, kKeysPerThread = 4;
@@ -169,8 +171,8 @@ __global__ void __launch_bounds__(tiles::kThreads)
   constexpr int LD = kLd<D, float>, kCols = D / 16;  // output columns per thread
   extern __shared__ __align__(16) unsigned char smem[];
   float* sQ = reinterpret_cast<float*>(smem);
-  float* sK = sQ + kRows * LD;      // two stages of K tiles
-  float* sV = sK + 2 * kKeys * LD;  // and of V tiles
+  float* sK = sQ + kRows * LD;  // one K tile
+  float* sV = sK + kKeys * LD;  // two stages of V tiles
   float* sP = sV + 2 * kKeys * LD;
 
   const Place pl = place(p, grid, kRows);
@@ -199,13 +201,11 @@ __global__ void __launch_bounds__(tiles::kThreads)
   for (std::int64_t t = first; t <= last; ++t) {
     const std::int64_t j0 = t * kKeys;
     const int stage = static_cast<int>((t - first) % 2);
-    const float* sKt = sK + stage * kKeys * LD;
     const float* sVt = sV + stage * kKeys * LD;
-    if (t < last) {  // the next K, V tiles load into the other stage during this one
-      load_tile<D>(sK + (1 - stage) * kKeys * LD, k, ks, j0 + kKeys, kKeys, pl.rows);
+    if (t < last) {  // the next V tile loads into the other stage during this one
       load_tile<D>(sV + (1 - stage) * kKeys * LD, v, vs, j0 + kKeys, kKeys, pl.rows);
       cp_async_commit();
-      cp_async_wait<1>();
+      cp_async_wait<1>();  // all but that one: this K (loaded during the last P V) and V
     } else {
       cp_async_wait<0>();
     }
@@ -217,7 +217,7 @@ __global__ void __launch_bounds__(tiles::kThreads)
     for (int d = 0; d < D; d += 4) {
       float4 kv[kKeysPerThread];
 #pragma unroll
-      for (int j = 0; j < kKeysPerThread; ++j) kv[j] = lds4(sKt + (cg + 16 * j) * LD + d);
+      for (int j = 0; j < kKeysPerThread; ++j) kv[j] = lds4(sK + (cg + 16 * j) * LD + d);
 #pragma unroll
       for (int r = 0; r < kRowsPerThread; ++r) {
         const float4 qv = lds4(sQ + (rg * kRowsPerThread + r) * LD + d);
@@ -261,7 +261,11 @@ __global__ void __launch_bounds__(tiles::kThreads)
         sP[(rg * kRowsPerThread + r) * kLdP + cg + 16 * j] = prob;
       }
     }
-    __syncthreads();
+    __syncthreads();  // P is written and every thread is done with this K
+    if (t < last) {
+      load_tile<D>(sK, k, ks, j0 + kKeys, kKeys, pl.rows);
+      cp_async_commit();
+    }
 
     // O += P V over 4 keys at a time.
 #pragma unroll 1
@@ -314,7 +318,7 @@ __global__ void __launch_bounds__(tiles::kThreads)
 template <int D>
 void forward(const AttentionProblem& p, const AttentionForward& a, cudaStream_t s) {
   const std::size_t smem =
-      ((kRows + 4 * kKeys) * tiles::kLd<D, float> + kRows * kLdP) * sizeof(float);
+      ((kRows + 3 * kKeys) * tiles::kLd<D, float> + kRows * kLdP) * sizeof(float);
   tiles::launch(forward_kernel<D>, tiles::block_grid(p, p.heads, kRows), smem, s, p, a);
 }
 
