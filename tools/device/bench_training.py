@@ -142,8 +142,9 @@ def main() -> None:
             args.out.write_text(json.dumps(report, indent=2) + "\n")  # what is done so far
             print(f"  {mode}, dilations {','.join(map(str, dilations))}:")
             for kind, run in setup["runs"].items():
-                rounds = ", ".join(f"{ms:.2f} (host {host:.2f})" for ms, host in
-                                   zip(run["rounds_ms_per_step"], run["rounds_host_ms_per_step"]))
+                rounds = ", ".join(
+                    f"{ms:.2f} (host {host:.2f})" for ms, host in
+                    zip(run["rounds_ms_per_step"], run["rounds_host_ms_per_step"], strict=True))
                 print(f"    {kind:>10}: {run['ms_per_step']:.2f} ms/step, "
                       f"{run['ticks_per_s'] / 1e6:.2f} M ticks/s; rounds {rounds}")
             print(f"    ma vs the faster peer: {setup['speedup_vs_faster_peer']:.2f}x", flush=True)
