@@ -3,8 +3,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ma_model import MATransformer, benchmark_steps, fit, grid_search, load_checkpoint
-from ma_model.train import BEST, LAST, lr_factor, main, model_config
+from ma_model import FEATURES, MATransformer, benchmark_steps, fit, grid_search, load_checkpoint
+from ma_model.train import BEST, LAST, lr_factor, main, model_config, train_epoch
 
 
 def test_short_run_reduces_the_loss(tiny_config):
@@ -123,6 +123,29 @@ def test_compiled_training_follows_eager_on_the_gpu(tiny_config, attention, mode
     runs = [benchmark_steps(cfg, attention, steps=3, batch=2, length=256, device="cuda",
                             warmup=2, compile=compile) for compile in (False, mode)]
     torch.testing.assert_close(runs[1]["losses"], runs[0]["losses"], rtol=2e-2, atol=0)
+
+
+@pytest.mark.gpu
+def test_an_epoch_on_the_gpu_never_waits_for_it(tiny_config):
+    # The host issues step i + 1 while the GPU runs step i only if no step
+    # reads a result back (a loss printed, a tensor tested on the host).
+    cfg = replace(tiny_config, model=replace(tiny_config.model, model_dim=64))  # head dim 32
+    model = MATransformer(model_config(cfg)).cuda()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    batches = [[torch.randn(4, 64, len(FEATURES)), torch.rand(4, 64),
+                torch.randint(0, 3, (4, 64, 2)), torch.randn(4, 64, 2),
+                torch.ones(4, 64, 2, dtype=torch.bool)] for _ in range(3)]
+    batches = [[t.pin_memory() for t in batch] for batch in batches]
+    device = torch.device("cuda")
+    train_epoch(model, batches, optimizer, scheduler, cfg, device)  # first calls set up
+    torch.cuda.set_sync_debug_mode("error")  # raises at any synchronising call
+    try:
+        losses = train_epoch(model, batches, optimizer, scheduler, cfg, device)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert losses.shape == (3,) and losses.device.type == "cuda"
+    assert torch.isfinite(losses).all()
 
 
 def test_compile_takes_a_bool_or_a_mode(tiny_config):

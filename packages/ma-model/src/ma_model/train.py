@@ -93,7 +93,8 @@ class Progress:
         self.enabled = enabled and sys.stderr.isatty()
         self.start = self.last = time.perf_counter()
 
-    def update(self, done: int, loss: float) -> None:
+    def update(self, done: int, loss: torch.Tensor) -> None:
+        """``loss`` is read (a wait for the device) only when the line is drawn."""
         now = time.perf_counter()
         if not self.enabled or (now - self.last < 0.2 and done < self.total):
             return
@@ -102,7 +103,7 @@ class Progress:
         fill = width * done // self.total
         rate = done / max(now - self.start, 1e-9)
         sys.stderr.write(f"\r{self.prefix} [{'#' * fill}{'.' * (width - fill)}] {done}/"
-                         f"{self.total} loss {loss:.4f} {rate:.1f} it/s")
+                         f"{self.total} loss {float(loss):.4f} {rate:.1f} it/s")
         sys.stderr.flush()
 
     def close(self) -> None:
@@ -169,6 +170,33 @@ def _distributed(device_name: str) -> tuple[int, int, torch.device]:
     return dist.get_rank(), world, device
 
 
+def train_epoch(net, loader, optimizer, scheduler, cfg: Config, device: torch.device,
+                progress: Progress | None = None) -> torch.Tensor:
+    """One pass over ``loader``: a step (forward, backward, clipping, AdamW,
+    schedule) per batch; returns each step's loss of the global batch, float64
+    on ``device``. Nothing here waits for the device, so the host issues the
+    next step while the GPU runs this one."""
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    losses = torch.empty(len(loader), dtype=torch.float64, device=device)
+    for i, batch in enumerate(loader):
+        torch.compiler.cudagraph_mark_step_begin()  # reduce-overhead: a new step's graphs
+        loss = training_loss(net, _move(batch, device), cfg.train.regression_weight,
+                             device.type == "cuda")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        losses[i] = loss.detach()
+        if progress is not None:
+            progress.update(i + 1, losses[i])
+    if world > 1:  # each process's loss is its share's; their mean is the global batch's
+        dist.all_reduce(losses)
+        losses /= world
+    return losses
+
+
 def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
         stop_after_epochs: int | None = None, log=print) -> dict:
     """Trains one config; returns ``{"history", "best_val_loss", "best",
@@ -200,7 +228,8 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
     per_rank = cfg.train.batch_size // world
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
                                  seed=cfg.train.seed, drop_last=True)
-    loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True)
+    loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True,
+                        pin_memory=device.type == "cuda")  # host-to-device copies that don't wait
     if len(loader) == 0:
         raise ValueError(f"{len(train_set)} training windows make no batch of "
                          f"{cfg.train.batch_size}: lower train.batch_size or add data")
@@ -224,7 +253,6 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
         state = {k: previous[k] for k in state}
         say(f"resumed {out_dir / LAST} after epoch {state['epoch']}, step {state['step']}")
     net = _compiled(DistributedDataParallel(model) if world > 1 else model, cfg.train.compile)
-    autocast = device.type == "cuda"
     epochs_this_call = 0
     while state["epoch"] < cfg.train.epochs and state["bad_epochs"] < cfg.train.patience:
         if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
@@ -233,27 +261,13 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
         sampler.set_epoch(epoch)
         net.train()
         progress = Progress(len(loader), f"epoch {epoch + 1}/{cfg.train.epochs}", rank == 0)
-        running = torch.zeros((), dtype=torch.float64, device=device)
-        for i, batch in enumerate(loader):
-            torch.compiler.cudagraph_mark_step_begin()  # reduce-overhead: a new step's graphs
-            loss = training_loss(net, _move(batch, device), cfg.train.regression_weight, autocast)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step_loss = loss.detach().double()
-            if world > 1:  # the loss of the global batch, for the log and the history
-                dist.all_reduce(step_loss)
-                step_loss /= world
-            running += step_loss
-            state["history"]["step_loss"].append(float(step_loss))
-            state["step"] += 1
-            progress.update(i + 1, float(step_loss))
+        step_losses = train_epoch(net, loader, optimizer, scheduler, cfg, device, progress)
         progress.close()
-        metrics = validate(model, val_set, cfg, device, rank, world)
-        train_loss = float(running) / len(loader)
         history = state["history"]
+        history["step_loss"].extend(step_losses.tolist())
+        state["step"] += len(loader)
+        metrics = validate(model, val_set, cfg, device, rank, world)
+        train_loss = float(step_losses.mean())
         history["train_loss"].append(train_loss)
         history["val_loss"].append(metrics["loss"])
         history["val_accuracy"].append(metrics["accuracy"])
