@@ -191,7 +191,12 @@ def train_epoch(net, loader, optimizer, scheduler, cfg: Config, device: torch.de
         losses[i] = loss.detach()
         if progress is not None:
             progress.update(i + 1, losses[i])
-    if world > 1:  # each process's loss is its share's; their mean is the global batch's
+    return _global_batch_losses(losses, world)
+
+
+def _global_batch_losses(losses: torch.Tensor, world: int) -> torch.Tensor:
+    """Each process's losses are its share's; their mean is the global batch's."""
+    if world > 1:
         dist.all_reduce(losses)
         losses /= world
     return losses
@@ -384,10 +389,7 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
             host_ms.append((time.perf_counter() - start) * 1e3)
         step_ms = host_ms
     ms = statistics.median(step_ms)
-    step_losses = torch.stack(losses).double()
-    if world > 1:  # each process's loss is its share's; their mean is the global batch's
-        dist.all_reduce(step_losses)
-        step_losses /= world
+    step_losses = _global_batch_losses(torch.stack(losses).double(), world)
     return {"attention": attention, "batch": batch, "length": length, "steps": steps,
             "processes": world, "bf16": bf16 and device.type == "cuda", "compile": compile,
             "ms_per_step": ms, "host_ms_per_step": statistics.median(host_ms),
