@@ -9,7 +9,11 @@ speedup, and how far apart their loss curves are, step by step.
 
     python tools/device/bench_scaling.py --out scaling.json            # all GPUs
     python tools/device/bench_scaling.py --out s.json --device cpu --processes 2 \\
-        --length 64 --window 8 --batch 4 --steps 5                      # a CPU check
+        --length 64 --window 8 --batch 4 --steps 5 --mode eager         # a CPU check
+
+Each step is by default compiled and replayed as one CUDA graph (``--mode
+graph``, as in bench_training.py): one GPU's step is otherwise paced by the
+host, which splitting the batch does not speed up.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from bench_training import anchors_config
+from bench_training import MODES, anchors_config, step_options
 from timing import environment
 
 import ma_model
@@ -39,6 +43,7 @@ def worker(args: argparse.Namespace) -> None:
     run = ma_model.benchmark_steps(
         anchors_config(args.window), "ma", args.steps, batch=args.batch, length=args.length,
         device=args.device, warmup=args.warmup, bf16=args.precision == "bf16",
+        **step_options(args.mode),
     )
     if int(os.environ.get("RANK", "0")) == 0:
         args.out.write_text(json.dumps(run) + "\n")
@@ -52,7 +57,7 @@ def launch(args: argparse.Namespace, processes: int, out: Path) -> dict:
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         f"--nproc_per_node={processes}", __file__, "--worker", "--out", str(out),
         *(f"--{k}={getattr(args, k)}" for k in (
-            "device", "steps", "warmup", "batch", "length", "window", "precision")),
+            "device", "steps", "warmup", "batch", "length", "window", "precision", "mode")),
     ]
     env = {**os.environ, **NCCL_ENV, "OMP_NUM_THREADS": "1"}
     subprocess.run(command, check=True, env=env)
@@ -83,6 +88,8 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=4096)
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    parser.add_argument("--mode", choices=MODES, default="graph",
+                        help="how each step runs (bench_training.py's --modes)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -94,7 +101,7 @@ def main() -> None:
         one = launch(args, 1, Path(tmp) / "one.json")
         many = launch(args, processes, Path(tmp) / "many.json")
     report = {**environment(), "config": {k: getattr(args, k) for k in (
-        "device", "steps", "warmup", "batch", "length", "window", "precision")},
+        "device", "steps", "warmup", "batch", "length", "window", "precision", "mode")},
         "one": one, "many": many, **compare(one, many)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

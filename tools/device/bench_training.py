@@ -6,8 +6,9 @@ window 256, a 3-class head on every position; L = 4096, batch 16; bf16
 autocast, fused AdamW; one step = forward + backward + optimizer. Setups:
 per-layer dilations (1,1,1,1 as in ANCHORS.md; 1,2,4,8, the MA-Transformer's
 own default, where FlexAttention's block mask spans d times the keys while
-ma_kernels' cost stays that of W keys), each eager or through torch.compile
-(the same for every kind). Each kind runs in processes of its own.
+ma_kernels' cost stays that of W keys), each eager, through torch.compile, or
+compiled with the whole step replayed as one CUDA graph (the same for every
+kind). Each kind runs in processes of its own.
 """
 
 from __future__ import annotations
@@ -46,47 +47,50 @@ def dilations_arg(text: str) -> tuple[int, ...]:
     return tuple(int(d) for d in text.split(","))
 
 
-MODES = ("eager", *ma_model.COMPILE_MODES)
+# "graph": compiled (default mode), the whole step replayed as one CUDA graph.
+MODES = ("eager", *ma_model.COMPILE_MODES, "graph")
 
 
-def compile_arg(mode: str) -> bool | str:
-    """A --modes entry as benchmark_steps' ``compile``."""
-    return False if mode == "eager" else mode
+def step_options(mode: str) -> dict:
+    """A --modes entry as benchmark_steps' ``compile`` and ``cuda_graph``."""
+    if mode == "graph":
+        return {"compile": True, "cuda_graph": True}
+    return {"compile": False if mode == "eager" else mode, "cuda_graph": False}
 
 
-def measure(kind: str, dilations: tuple[int, ...], compile: bool | str, args) -> dict:
+def measure(kind: str, dilations: tuple[int, ...], mode: str, args) -> dict:
     """One kind's steps in this process: ``benchmark_steps`` of the ANCHORS
     model with these dilations."""
     # FlexAttention recompiles per mask shape; allow it rather than fall back to eager.
     torch._dynamo.config.cache_size_limit = 64
     result = ma_model.benchmark_steps(anchors_config(args.window, dilations), kind, args.steps,
                                       batch=args.batch, length=args.length, device="cuda",
-                                      compile=compile)
+                                      **step_options(mode))
     # Graphs that reduce-overhead ran without CUDA graphs (a partial capture).
     result["cudagraph_skips"] = torch._dynamo.utils.counters["inductor"]["cudagraph_skips"]
     return result
 
 
-def measure_apart(kind: str, dilations: tuple[int, ...], compile: bool | str, args) -> dict:
+def measure_apart(kind: str, dilations: tuple[int, ...], mode: str, args) -> dict:
     """``measure`` in a fresh process: in one process, a kind measured after
     the others ran ~20% slower than in its first round (allocator and
     compile state carry over), so each round of each kind starts clean."""
     command = [sys.executable, __file__, "--one", kind, "--out", "-", "--steps", str(args.steps),
                "--length", str(args.length), "--window", str(args.window),
                "--batch", str(args.batch), "--dilations", ",".join(map(str, dilations))]
-    done = subprocess.run(command + ["--modes", compile or "eager"], check=True,
+    done = subprocess.run(command + ["--modes", mode], check=True,
                           capture_output=True, text=True)
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def measure_setup(dilations: tuple[int, ...], compile: bool | str, args) -> dict:
+def measure_setup(dilations: tuple[int, ...], mode: str, args) -> dict:
     """Every kind at one setup. Rounds interleave the kinds, so a slow spell
     of the machine hits them all; each kind's figure is the median of its
     rounds' median steps."""
     rounds = {kind: [] for kind in ma_model.ATTENTION_KINDS}
     for _ in range(args.rounds):
         for kind in ma_model.ATTENTION_KINDS:
-            rounds[kind].append(measure_apart(kind, dilations, compile, args))
+            rounds[kind].append(measure_apart(kind, dilations, mode, args))
     runs = {}
     for kind, results in rounds.items():
         ms = statistics.median(r["ms_per_step"] for r in results)
@@ -98,7 +102,7 @@ def measure_setup(dilations: tuple[int, ...], compile: bool | str, args) -> dict
             "rounds_host_ms_per_step": [r["host_ms_per_step"] for r in results],
         }
     faster_peer = min(runs["sdpa_dense"]["ms_per_step"], runs["flex"]["ms_per_step"])
-    return {"dilations": list(dilations), "mode": compile or "eager", "runs": runs,
+    return {"dilations": list(dilations), "mode": mode, "runs": runs,
             "speedup_vs_faster_peer": faster_peer / runs["ma"]["ms_per_step"]}
 
 
@@ -115,15 +119,16 @@ def main() -> None:
                              "(default: 1,1,1,1, the model of ANCHORS.md, and 1,2,4,8, the "
                              "MA-Transformer's default for 4 layers)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=("reduce-overhead",),
-                        help="eager, or torch.compile's mode for the model (the same for "
-                             "every kind; default reduce-overhead, ~35 s per process of "
-                             "compiling); with --one, the first")
+                        help="eager, torch.compile's mode for the model, or graph (compiled, "
+                             "the whole step one CUDA graph); the same for every kind; default "
+                             "reduce-overhead, ~35 s per process of compiling; with --one, "
+                             "the first")
     parser.add_argument("--one", choices=ma_model.ATTENTION_KINDS,
                         help="measure this kind here and print its result (used by the rounds)")
     args = parser.parse_args()
     setups = args.dilations or [(1, 1, 1, 1), (1, 2, 4, 8)]
     if args.one:
-        result = measure(args.one, setups[0], compile_arg(args.modes[0]), args)
+        result = measure(args.one, setups[0], args.modes[0], args)
         print(json.dumps({k: v for k, v in result.items() if k != "losses"}))
         return
     report = {
@@ -137,7 +142,7 @@ def main() -> None:
     print(f"training, {report['gpu']}, L={args.length} W={args.window} batch {args.batch}:")
     for mode in args.modes:
         for dilations in setups:
-            setup = measure_setup(dilations, compile_arg(mode), args)
+            setup = measure_setup(dilations, mode, args)
             report["setups"].append(setup)
             args.out.write_text(json.dumps(report, indent=2) + "\n")  # what is done so far
             print(f"  {mode}, dilations {','.join(map(str, dilations))}:")

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from ma_model import FEATURES, MATransformer, benchmark_steps, fit, grid_search, load_checkpoint
-from ma_model.train import BEST, LAST, lr_factor, main, model_config, train_epoch
+from ma_model.step import EAGER_STEPS, TrainStep
+from ma_model.train import BEST, LAST, adamw, lr_factor, main, model_config, train_epoch
 
 
 def test_short_run_reduces_the_loss(tiny_config):
@@ -126,26 +127,31 @@ def test_compiled_training_follows_eager_on_the_gpu(tiny_config, attention, mode
 
 
 @pytest.mark.gpu
-def test_an_epoch_on_the_gpu_never_waits_for_it(tiny_config):
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_an_epoch_on_the_gpu_never_waits_for_it(tiny_config, cuda_graph):
     # The host issues step i + 1 while the GPU runs step i only if no step
     # reads a result back (a loss printed, a tensor tested on the host).
-    cfg = replace(tiny_config, model=replace(tiny_config.model, model_dim=64))  # head dim 32
-    model = MATransformer(model_config(cfg)).cuda()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    cfg = replace(tiny_config, model=replace(tiny_config.model, model_dim=64),  # head dim 32
+                  train=replace(tiny_config.train, cuda_graph=cuda_graph))
+    device = torch.device("cuda")
+    model = MATransformer(model_config(cfg)).to(device)
+    optimizer = adamw(model, cfg.train, device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.9**step)
+    step = TrainStep(model, optimizer, scheduler, device=device, regression_weight=0.1,
+                     grad_clip=1.0, cuda_graph=cuda_graph)
     batches = [[torch.randn(4, 64, len(FEATURES)), torch.rand(4, 64),
                 torch.randint(0, 3, (4, 64, 2)), torch.randn(4, 64, 2),
-                torch.ones(4, 64, 2, dtype=torch.bool)] for _ in range(3)]
+                torch.ones(4, 64, 2, dtype=torch.bool)] for _ in range(EAGER_STEPS + 2)]
     batches = [[t.pin_memory() for t in batch] for batch in batches]
-    device = torch.device("cuda")
-    train_epoch(model, batches, optimizer, scheduler, cfg, device)  # first calls set up
+    train_epoch(step, batches)  # first calls set up (and capture)
     torch.cuda.set_sync_debug_mode("error")  # raises at any synchronising call
     try:
-        losses = train_epoch(model, batches, optimizer, scheduler, cfg, device)
+        losses = train_epoch(step, batches)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert losses.shape == (3,) and losses.device.type == "cuda"
+    assert losses.shape == (len(batches),) and losses.device.type == "cuda"
     assert torch.isfinite(losses).all()
+    assert (step.graph is not None) == cuda_graph
 
 
 def test_compile_takes_a_bool_or_a_mode(tiny_config):

@@ -18,6 +18,8 @@ import yaml
 ATTENTION_KINDS = ("ma", "sdpa_dense", "flex")
 # torch.compile's modes, for train.compile.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# The modes that replay CUDA graphs of their own, which cannot nest in train.cuda_graph's.
+GRAPHED_COMPILE_MODES = ("reduce-overhead", "max-autotune")
 DATA_SOURCES = ("simulator", "lobster", "parquet", "csv")
 
 
@@ -120,7 +122,12 @@ class TrainConfig:
     through ``torch.compile`` (validation runs it eagerly): false, true (the
     default mode) or a mode of :data:`COMPILE_MODES`; ``reduce-overhead``
     replays each step as CUDA graphs, which pays where the host is slower
-    than the GPU's kernels (small models, long sequences on a fast GPU)."""
+    than the GPU's kernels (small models, long sequences on a fast GPU).
+    ``cuda_graph`` (CUDA only): capture the whole step (forward, backward,
+    clipping, AdamW) as one CUDA graph after a few eager steps and replay it,
+    so the host issues one launch per step; with ``compile`` true, the
+    fastest way to train on a GPU (``compile`` must then not be a mode that
+    replays graphs of its own)."""
 
     batch_size: int = 32
     epochs: int = 6
@@ -135,6 +142,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     compile: bool | str = False
+    cuda_graph: bool = False
     out_dir: str = "runs/default"
 
     def __post_init__(self) -> None:
@@ -147,6 +155,11 @@ class TrainConfig:
         if not (isinstance(self.compile, bool) or self.compile in COMPILE_MODES):
             raise ValueError(f"train.compile must be true, false or one of {COMPILE_MODES}, "
                              f"got {self.compile!r}")
+        if not isinstance(self.cuda_graph, bool):
+            raise ValueError(f"train.cuda_graph must be true or false, got {self.cuda_graph!r}")
+        if self.cuda_graph and self.compile in GRAPHED_COMPILE_MODES:
+            raise ValueError(f"train.cuda_graph captures the whole step, so train.compile "
+                             f"cannot be {self.compile!r} (CUDA graphs of its own); use true")
 
 
 @dataclass(frozen=True)

@@ -23,17 +23,16 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 import ma_features
 import ma_kernels
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ATTENTION_KINDS, Config, ModelConfig, load_config
+from .config import ATTENTION_KINDS, Config, ModelConfig, TrainConfig, load_config
 from .data import FEATURES, Splits, WindowDataset, load_splits
 from .model import MATransformer
+from .step import EAGER_STEPS, TrainStep, loss_terms, to_device
 
 BEST, LAST = "best.pt", "last.pt"
 
@@ -55,25 +54,6 @@ def model_config(cfg: Config) -> ModelConfig:
                          f"{len(FEATURES)} features {FEATURES}")
     k = len(cfg.data.horizons)
     return replace(cfg.model, num_horizons=k, num_regression=k)
-
-
-def loss_terms(logits, reg, labels, target, valid) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sums of cross-entropy (over defined labels) and of squared error (over
-    defined targets), in float32."""
-    ce = F.cross_entropy(logits.float().flatten(0, -2), labels.flatten(),
-                         ignore_index=ma_features.IGNORE_INDEX, reduction="sum")
-    se = ((reg.float() - target).square() * valid).sum()
-    return ce, se
-
-
-def training_loss(model, batch, regression_weight: float, autocast: bool) -> torch.Tensor:
-    """Sums divided by the batch's positions x horizons, a constant, so that
-    averaging over processes equals the loss of their union."""
-    x, dt, labels, target, valid = batch
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-        logits, reg = model(x, dt)
-    ce, se = loss_terms(logits, reg, labels, target, valid)
-    return (ce + regression_weight * se) / labels.numel()
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -111,22 +91,6 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def _compiled(net: torch.nn.Module, compile: bool | str) -> torch.nn.Module:
-    """``net`` through ``torch.compile`` unless ``compile`` is False (True:
-    the default mode; a string: that mode). One graph per input shape, and
-    training batches all have one: the elementwise work around the matmuls
-    and the attention (norms, rotary encoding, SwiGLU, casts) fuses, and
-    ``reduce-overhead`` replays each step's kernels as CUDA graphs."""
-    if compile is False:
-        return net
-    # Static shapes: a graph per shape (FlexAttention's kernels fail to lower with symbolic L).
-    return torch.compile(net, mode="default" if compile is True else compile, dynamic=False)
-
-
-def _move(batch, device):
-    return [t.to(device, non_blocking=True) for t in batch]
-
-
 @torch.no_grad()
 def validate(model, dataset: WindowDataset, cfg: Config, device, rank: int,
              world: int) -> dict[str, float]:
@@ -139,7 +103,7 @@ def validate(model, dataset: WindowDataset, cfg: Config, device, rank: int,
     for start in range(0, len(indices), cfg.train.batch_size):
         items = [dataset[i] for i in indices[start:start + cfg.train.batch_size]]
         columns = zip(*items, strict=True)
-        x, dt, labels, target, valid = _move([torch.stack(t) for t in columns], device)
+        x, dt, labels, target, valid = to_device([torch.stack(t) for t in columns], device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits, reg = model(x, dt)
         ce, se = loss_terms(logits, reg, labels, target, valid)
@@ -170,25 +134,14 @@ def _distributed(device_name: str) -> tuple[int, int, torch.device]:
     return dist.get_rank(), world, device
 
 
-def train_epoch(net, loader, optimizer, scheduler, cfg: Config, device: torch.device,
-                progress: Progress | None = None) -> torch.Tensor:
-    """One pass over ``loader``: a step (forward, backward, clipping, AdamW,
-    schedule) per batch; returns each step's loss of the global batch, float64
-    on ``device``. Nothing here waits for the device, so the host issues the
-    next step while the GPU runs this one."""
+def train_epoch(step: TrainStep, loader, progress: Progress | None = None) -> torch.Tensor:
+    """One pass over ``loader``, a ``step`` per batch; returns each step's loss
+    of the global batch, float64 on the step's device. Nothing here waits for
+    the device, so the host issues the next step while the GPU runs this one."""
     world = dist.get_world_size() if dist.is_initialized() else 1
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    losses = torch.empty(len(loader), dtype=torch.float64, device=device)
+    losses = torch.empty(len(loader), dtype=torch.float64, device=step.device)
     for i, batch in enumerate(loader):
-        torch.compiler.cudagraph_mark_step_begin()  # reduce-overhead: a new step's graphs
-        loss = training_loss(net, _move(batch, device), cfg.train.regression_weight,
-                             device.type == "cuda")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        losses[i] = loss.detach()
+        losses[i] = step(batch)
         if progress is not None:
             progress.update(i + 1, losses[i])
     return _global_batch_losses(losses, world)
@@ -200,6 +153,22 @@ def _global_batch_losses(losses: torch.Tensor, world: int) -> torch.Tensor:
         dist.all_reduce(losses)
         losses /= world
     return losses
+
+
+def adamw(model: torch.nn.Module, train: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW without weight decay on gains and biases; fused on CUDA. With
+    ``train.cuda_graph`` it is capturable and each group's lr is a tensor on
+    the device, which the schedule fills in place, from a float base (so
+    that it computes on the host and never reads the device)."""
+    groups = [{"params": [p for p in model.parameters() if p.dim() >= 2],
+               "weight_decay": train.weight_decay},
+              {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+    for group in groups:
+        group["initial_lr"] = train.learning_rate
+        if train.cuda_graph:
+            group["lr"] = torch.tensor(train.learning_rate, device=device)
+    return torch.optim.AdamW(groups, lr=train.learning_rate, fused=device.type == "cuda",
+                             capturable=train.cuda_graph)
 
 
 def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
@@ -238,12 +207,7 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
     if len(loader) == 0:
         raise ValueError(f"{len(train_set)} training windows make no batch of "
                          f"{cfg.train.batch_size}: lower train.batch_size or add data")
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.train.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.train.learning_rate, fused=device.type == "cuda")
+    optimizer = adamw(model, cfg.train, device)
     total = cfg.train.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
         s, cfg.train.warmup_steps, total, cfg.train.min_lr_ratio))
@@ -253,20 +217,25 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
     if previous is not None:
         model.load_state_dict(previous["model"])
         optimizer.load_state_dict(previous["optimizer"])
+        for group in optimizer.param_groups:  # tensor lrs come back on the CPU
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"] = group["lr"].to(device)
         scheduler.load_state_dict(previous["scheduler"])
         torch.set_rng_state(previous["rng"]["torch"])
         state = {k: previous[k] for k in state}
         say(f"resumed {out_dir / LAST} after epoch {state['epoch']}, step {state['step']}")
-    net = _compiled(DistributedDataParallel(model) if world > 1 else model, cfg.train.compile)
+    step = TrainStep(model, optimizer, scheduler, device=device,
+                     regression_weight=cfg.train.regression_weight, grad_clip=cfg.train.grad_clip,
+                     compile=cfg.train.compile, cuda_graph=cfg.train.cuda_graph)
     epochs_this_call = 0
     while state["epoch"] < cfg.train.epochs and state["bad_epochs"] < cfg.train.patience:
         if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
             break
         epoch = state["epoch"]
         sampler.set_epoch(epoch)
-        net.train()
+        model.train()
         progress = Progress(len(loader), f"epoch {epoch + 1}/{cfg.train.epochs}", rank == 0)
-        step_losses = train_epoch(net, loader, optimizer, scheduler, cfg, device, progress)
+        step_losses = train_epoch(step, loader, progress)
         progress.close()
         history = state["history"]
         history["step_loss"].extend(step_losses.tolist())
@@ -276,7 +245,7 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
         history["train_loss"].append(train_loss)
         history["val_loss"].append(metrics["loss"])
         history["val_accuracy"].append(metrics["accuracy"])
-        history["lr"].append(scheduler.get_last_lr()[0])
+        history["lr"].append(float(scheduler.get_last_lr()[0]))
         improved = metrics["loss"] < state["best_val_loss"]
         state["best_val_loss"] = min(state["best_val_loss"], metrics["loss"])
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
@@ -318,13 +287,16 @@ def grid_search(cfg: Config, *, resume: bool = False, log=print) -> dict:
 
 def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batch: int = 16,
                     length: int = 4096, device: str = "cuda", warmup: int = 3,
-                    bf16: bool = True, compile: bool | str = False) -> dict:
-    """Times ``steps`` training steps (forward + backward + AdamW) of the model
-    of ``cfg`` with ``attention`` in ``ATTENTION_KINDS``, after ``warmup``
-    untimed ones, on one random global batch of ``batch`` sequences of
-    ``length`` ticks; bf16 autocast on CUDA unless ``bf16=False``; the model
-    through ``torch.compile`` as ``train.compile`` says (warm-up steps
-    compile it).
+                    bf16: bool = True, compile: bool | str = False,
+                    cuda_graph: bool = False) -> dict:
+    """Times ``steps`` training steps (:class:`~ma_model.step.TrainStep`:
+    forward, backward, clipping, AdamW at ``cfg.train``'s learning rate) of
+    the model of ``cfg`` with ``attention`` in ``ATTENTION_KINDS``, after
+    ``warmup`` untimed ones, on one random global batch of ``batch`` sequences
+    of ``length`` ticks; bf16 autocast on CUDA unless ``bf16=False``; the
+    model through ``torch.compile`` as ``train.compile`` says (warm-up steps
+    compile it); with ``cuda_graph``, each step replayed as one CUDA graph
+    (the warm-up then lasts at least until the capture).
     ``ms_per_step`` is the median step: device time between CUDA events on a
     GPU (a stray slow step, a host hiccup, does not move it), wall time on a CPU.
     ``host_ms_per_step`` is the median host time to issue a step: on a GPU,
@@ -343,8 +315,10 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
         raise ValueError(f"batch {batch} must be divisible by the {world} processes")
     torch.manual_seed(0)  # the same initial weights in every process
     model = MATransformer(replace(model_config(cfg), attention=attention)).to(device)
-    net = _compiled(DistributedDataParallel(model) if world > 1 else model, compile)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    train = replace(cfg.train, compile=compile, cuda_graph=cuda_graph)
+    step = TrainStep(model, adamw(model, train, device), device=device,
+                     regression_weight=train.regression_weight, grad_clip=train.grad_clip,
+                     compile=compile, cuda_graph=cuda_graph, autocast=bf16)
     k = len(cfg.data.horizons)
     g = torch.Generator(device="cpu").manual_seed(0)
     global_batch = [
@@ -355,19 +329,13 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
         torch.ones(batch, length, k, dtype=torch.bool),
     ]
     share = batch // world
-    batch_data = _move([t[rank * share:(rank + 1) * share] for t in global_batch], device)
+    batch_data = to_device([t[rank * share:(rank + 1) * share] for t in global_batch], device)
     losses = []
 
     def one_step():
-        torch.compiler.cudagraph_mark_step_begin()  # reduce-overhead: a new step's graphs
-        loss = training_loss(net, batch_data, cfg.train.regression_weight,
-                             bf16 and device.type == "cuda")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.detach())
+        losses.append(step(batch_data))
 
-    for _ in range(warmup):
+    for _ in range(max(warmup, EAGER_STEPS + 1) if cuda_graph else warmup):
         one_step()
     host_ms = []
     if device.type == "cuda":  # device time of each step, no sync between steps
@@ -392,6 +360,7 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
     step_losses = _global_batch_losses(torch.stack(losses).double(), world)
     return {"attention": attention, "batch": batch, "length": length, "steps": steps,
             "processes": world, "bf16": bf16 and device.type == "cuda", "compile": compile,
+            "cuda_graph": cuda_graph,
             "ms_per_step": ms, "host_ms_per_step": statistics.median(host_ms),
             "ticks_per_s": batch * length / (ms / 1e3), "losses": step_losses.tolist()}
 
