@@ -154,8 +154,9 @@ def _check_capturable(optimizer: torch.optim.Optimizer, device: torch.device,
                          "compile=True (the default mode) or 'max-autotune-no-cudagraphs'")
     for group in optimizer.param_groups:
         lr = group["lr"]
-        if not group.get("capturable") or not (isinstance(lr, torch.Tensor)
-                                              and lr.device == device):
+        on_device = (isinstance(lr, torch.Tensor) and lr.device.type == device.type
+                     and device.index in (None, lr.device.index))
+        if not group.get("capturable") or not on_device:
             raise ValueError("cuda_graph needs an optimizer built with capturable=True and "
                              f"each group's lr a tensor on {device} (the replayed step reads "
                              "it there); got capturable="
