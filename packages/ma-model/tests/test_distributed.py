@@ -70,3 +70,30 @@ def test_benchmark_steps_split_one_global_batch(tiny_config, tmp_path):
     assert len(one["losses"]) == len(two["losses"]) == 6
     torch.testing.assert_close(torch.tensor(two["losses"]), torch.tensor(one["losses"]),
                                rtol=1e-5, atol=1e-6)
+
+
+CAPTURED_DDP = """
+import json, sys
+import torch.distributed as dist
+from ma_model import benchmark_steps, config_from_dict
+cfg = config_from_dict(json.loads(sys.argv[1]))
+kwargs = dict(steps=3, batch=2, length=256, device="cuda", warmup=12, bf16=False)
+alone = benchmark_steps(cfg, "ma", cuda_graph=True, **kwargs)
+dist.init_process_group("nccl", init_method="file://" + sys.argv[2], rank=0, world_size=1)
+wrapped = benchmark_steps(cfg, "ma", cuda_graph=True, **kwargs)  # DDP, its all-reduce captured
+dist.destroy_process_group()
+print(json.dumps([alone["losses"], wrapped["losses"]]))
+"""
+
+
+@pytest.mark.gpu
+def test_a_captured_ddp_step_follows_the_plain_one(tiny_config, tmp_path):
+    """DistributedDataParallel inside the captured step (one process: its
+    all-reduce is an identity, but its hooks and NCCL run inside the graph)."""
+    script = tmp_path / "captured_ddp.py"
+    script.write_text(CAPTURED_DDP)
+    cfg = tiny_config.to_dict()
+    cfg["model"]["model_dim"] = 64  # head dim 32, one the CUDA kernels take
+    done = _torchrun(1, str(script), json.dumps(cfg), str(tmp_path / "store"))
+    alone, wrapped = json.loads(done.stdout.splitlines()[-1])
+    torch.testing.assert_close(wrapped, alone, rtol=1e-5, atol=0)

@@ -91,7 +91,7 @@ class TrainStep:
         if cuda_graph:
             _check_capturable(optimizer, device, compile)
             self.stream = torch.cuda.Stream(device)  # the eager steps' and the capture's
-        if dist.is_initialized() and dist.get_world_size() > 1:
+        if dist.is_initialized():
             # DDP's backward is capturable when DDP is built on the capturing stream.
             with torch.cuda.stream(self.stream) if self.stream else nullcontext():
                 model = DistributedDataParallel(model)
