@@ -118,11 +118,10 @@ def main() -> None:
                         help="per-layer dilations, e.g. 1,2,4,8; repeat for several setups "
                              "(default: 1,1,1,1, the model of ANCHORS.md, and 1,2,4,8, the "
                              "MA-Transformer's default for 4 layers)")
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=("reduce-overhead",),
-                        help="eager, torch.compile's mode for the model, or graph (compiled, "
-                             "the whole step one CUDA graph); the same for every kind; default "
-                             "reduce-overhead, ~35 s per process of compiling; with --one, "
-                             "the first")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=("graph",),
+                        help="eager, torch.compile's mode for the model, or graph (default: "
+                             "compiled, the whole step one CUDA graph, ~35 s per process of "
+                             "compiling); the same for every kind; with --one, the first")
     parser.add_argument("--one", choices=ma_model.ATTENTION_KINDS,
                         help="measure this kind here and print its result (used by the rounds)")
     args = parser.parse_args()

@@ -3,7 +3,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ma_model import FEATURES, MATransformer, benchmark_steps, fit, grid_search, load_checkpoint
+from ma_model import (
+    FEATURES,
+    MATransformer,
+    benchmark_steps,
+    fit,
+    grid_search,
+    load_checkpoint,
+    save_checkpoint,
+)
 from ma_model.step import EAGER_STEPS, TrainStep
 from ma_model.train import BEST, LAST, adamw, lr_factor, main, model_config, train_epoch
 
@@ -44,6 +52,15 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_config, tmp_pat
     a = load_checkpoint(tmp_path / "whole" / LAST)["model"]
     b = load_checkpoint(tmp_path / "parted" / LAST)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_takes_a_checkpoint_written_before_a_config_key_existed(tiny_config):
+    fit(tiny_config, stop_after_epochs=1, log=lambda *_: None)
+    path = f"{tiny_config.train.out_dir}/{LAST}"
+    old = load_checkpoint(path)
+    del old["config"]["train"]["cuda_graph"]  # a key added later, at its default
+    save_checkpoint(path, **{k: v for k, v in old.items() if k != "versions"})
+    assert fit(tiny_config, resume=True, log=lambda *_: None)["epochs_done"] == 2
 
 
 def test_resume_with_another_config_is_refused(tiny_config):

@@ -29,7 +29,14 @@ import ma_features
 import ma_kernels
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ATTENTION_KINDS, Config, ModelConfig, TrainConfig, load_config
+from .config import (
+    ATTENTION_KINDS,
+    Config,
+    ModelConfig,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+)
 from .data import FEATURES, Splits, WindowDataset, load_splits
 from .model import MATransformer
 from .step import EAGER_STEPS, TrainStep, loss_terms, to_device
@@ -155,6 +162,15 @@ def _global_batch_losses(losses: torch.Tensor, world: int) -> torch.Tensor:
     return losses
 
 
+def _with_defaults(saved: dict) -> dict | None:
+    """A checkpoint's config with the keys added since it was written at
+    their defaults (None if it is no longer a valid config)."""
+    try:
+        return config_from_dict(saved).to_dict()
+    except ValueError:
+        return None
+
+
 def adamw(model: torch.nn.Module, train: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW without weight decay on gains and biases; fused on CUDA. With
     ``train.cuda_graph`` it is capturable and each group's lr is a tensor on
@@ -190,7 +206,7 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
     previous = None
     if resume:
         previous = load_checkpoint(out_dir / LAST)
-        if previous["config"] != cfg.to_dict():
+        if _with_defaults(previous["config"]) != cfg.to_dict():
             raise ValueError(f"{out_dir / LAST} was written by a different config; resume "
                              "needs the same one (or start afresh without --resume)")
     if data is None:
