@@ -2,7 +2,9 @@
 wall time per step, GPU kernel time per step, and the host operators that
 take the rest (torch.profiler). ``--shape B,H,L,W,D`` (repeatable) picks shapes.
 First, the host microseconds of each step of our forward's Python path;
-``--cpp-floor`` adds a C++ autograd node that allocates like ours and
+The forward+backward lines end with floors: our node with a backward that
+launches nothing, a Python node with q, k, v in and no kernel, an identity
+node; ``--cpp-floor`` adds a C++ autograd node that allocates like ours and
 launches nothing (built by torch's JIT extension loader, ~30 s)."""
 
 import argparse
@@ -10,6 +12,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 from torch.profiler import ProfilerActivity, profile
 
@@ -37,6 +40,29 @@ class _Identity(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return grad
+
+
+class _ThreeInputs(torch.autograd.Function):
+    """q, k, v in (three leaves to accumulate into, as attention has), a copy
+    of q out, no kernel of ours: the floor of any Python node in their place."""
+
+    @staticmethod
+    def forward(ctx, q, k, v):
+        return q.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, torch.empty_like(grad), torch.empty_like(grad)
+
+
+class _NoBackwardKernel(ma_kernels.attention._EagerAttention):
+    """Our eager node whose backward allocates dq, dk, dv and launches nothing."""
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, _dlse):
+        q, k, v, _, _ = ctx.saved_tensors
+        return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), *[None] * 4
 
 
 # q, k, v in; out and lse allocated, saved; the backward allocates dq, dk, dv
@@ -107,7 +133,8 @@ def time_python_path(cpp_floor_node) -> None:
     for name, fn in {
         "ours": lambda: ma_kernels.sliding_window_attention(q, k, v, 8),
         "SDPA causal (peer)": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
-        # The floor of any Python autograd node: one that copies q through.
+        "our node, no backward kernel": lambda: _NoBackwardKernel.apply(q, k, v, 8, 0, 1, 0.2)[0],
+        "Python node, 3 inputs (floor)": lambda: _ThreeInputs.apply(q, k, v),
         "Python identity (floor)": lambda: _Identity.apply(q),
         **({"C++ node, no kernel (floor)": lambda: cpp_floor_node(q, k, v)}
            if cpp_floor_node else {}),
