@@ -25,6 +25,7 @@ from .data import (
 from .evaluate import evaluate_checkpoint, load_model, logistic_regression
 from .metrics import classification_report, confusion_matrix
 from .model import KVCache, MATransformer
+from .step import TrainStep
 from .train import benchmark_steps, fit, grid_search
 
 __version__ = "0.1.0"
@@ -42,6 +43,7 @@ __all__ = [
     "Splits",
     "TickArrays",
     "TrainConfig",
+    "TrainStep",
     "WindowDataset",
     "__version__",
     "benchmark_steps",
