@@ -106,6 +106,8 @@ def test_the_replayed_step_reads_the_scheduled_learning_rate(tiny_config):
     assert any(not torch.equal(a, b) for a, b in zip(before, moved, strict=True))
     for later in stopped:  # lr 0 from here: the replays must see it
         assert all(torch.equal(a, b) for a, b in zip(moved, later, strict=True))
+    with pytest.raises(ValueError, match="shaped like the one it captured"):
+        step(_batch(length=32))
 
 
 @pytest.mark.gpu
