@@ -187,6 +187,14 @@ def adamw(model: torch.nn.Module, train: TrainConfig, device: torch.device) -> t
                              capturable=train.cuda_graph)
 
 
+def _train_step(model, optimizer, scheduler, train: TrainConfig, device: torch.device,
+                autocast: bool = True) -> TrainStep:
+    """The step ``train`` describes: fit's and benchmark_steps' are the same one."""
+    return TrainStep(model, optimizer, scheduler, device=device,
+                     regression_weight=train.regression_weight, grad_clip=train.grad_clip,
+                     compile=train.compile, cuda_graph=train.cuda_graph, autocast=autocast)
+
+
 def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
         stop_after_epochs: int | None = None, log=print) -> dict:
     """Trains one config; returns ``{"history", "best_val_loss", "best",
@@ -240,9 +248,7 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
         torch.set_rng_state(previous["rng"]["torch"])
         state = {k: previous[k] for k in state}
         say(f"resumed {out_dir / LAST} after epoch {state['epoch']}, step {state['step']}")
-    step = TrainStep(model, optimizer, scheduler, device=device,
-                     regression_weight=cfg.train.regression_weight, grad_clip=cfg.train.grad_clip,
-                     compile=cfg.train.compile, cuda_graph=cfg.train.cuda_graph)
+    step = _train_step(model, optimizer, scheduler, cfg.train, device)
     epochs_this_call = 0
     while state["epoch"] < cfg.train.epochs and state["bad_epochs"] < cfg.train.patience:
         if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
@@ -332,9 +338,7 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
     torch.manual_seed(0)  # the same initial weights in every process
     model = MATransformer(replace(model_config(cfg), attention=attention)).to(device)
     train = replace(cfg.train, compile=compile, cuda_graph=cuda_graph)
-    step = TrainStep(model, adamw(model, train, device), device=device,
-                     regression_weight=train.regression_weight, grad_clip=train.grad_clip,
-                     compile=compile, cuda_graph=cuda_graph, autocast=bf16)
+    step = _train_step(model, adamw(model, train, device), None, train, device, autocast=bf16)
     k = len(cfg.data.horizons)
     g = torch.Generator(device="cpu").manual_seed(0)
     global_batch = [
