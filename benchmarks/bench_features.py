@@ -93,46 +93,81 @@ def torch_microstructure_features(
     return torch.cat([l1, rolling], 1)
 
 
-# A FeatureSpec beyond the ANCHORS set: 5 levels, two event and two time windows.
+# Specs as ma_kernels.book_features arguments. BOOK_SPEC: 5 levels, two event
+# and two time windows, every instant and rolling column.
 BOOK_SPEC = {"depth_imbalance": (1, 5), "ofi_levels": 5, "windows": (10, 100),
              "time_windows": (1_000_000, 100_000_000)}
+# The inputs the model trains on by default (ma_features.FeatureSpec.model_inputs(),
+# with the inter-arrival time the model takes as dt), level 1.
+MODEL_SPEC = {"instant": ("spread", "mid_change", "microprice_offset", "imbalance", "ofi",
+                          "log_depth", "inter_arrival"), "rolling": (), "windows": ()}
+# The same with every rolling column over two event and two time windows.
+WINDOWS_SPEC = {**MODEL_SPEC, "rolling": ma_kernels.BOOK_ROLLING_FEATURES,
+                "windows": (10, 100), "time_windows": (1_000_000, 100_000_000)}
+# The ANCHORS.md set through book_features.
+ANCHORS_SPEC = {"instant": ma_kernels.L1_FEATURES, "rolling": ("ofi", "vwap", "realized_variance"),
+                "windows": (WINDOW,)}
+
+
+def _previous(x: torch.Tensor) -> torch.Tensor:
+    """Each row's predecessor; row 0 is its own (so differences there are 0)."""
+    return torch.cat([x[:1], x[:-1]])
 
 
 def torch_book_features(s: dict, spec: dict = BOOK_SPEC) -> torch.Tensor:
     """The peer of ma_kernels.book_features in torch eager, float64 (as the
-    ticks are): window sums as differences of one float64 prefix sum, time
-    windows through searchsorted. Columns in the op's order, default instant set."""
+    ticks are), computing only the spec's columns: window sums as differences
+    of one float64 prefix sum, time windows through searchsorted. Float32 out."""
+    spec = {"instant": ma_kernels.BOOK_INSTANT_FEATURES, "depth_imbalance": (), "ofi_levels": 0,
+            "rolling": ma_kernels.BOOK_ROLLING_FEATURES, "windows": (100,), "time_windows": (),
+            **spec}
     bp, bs, ap, as_ = s["bid_price"], s["bid_size"], s["ask_price"], s["ask_size"]
     size, price = s["trade_size"], s["trade_price"]
-    mid = (bp[:, 0] + ap[:, 0]) / 2
-    depth = bs[:, 0] + as_[:, 0]
-    levels = spec["ofi_levels"]
+    bid, ask, bid_size, ask_size = bp[:, 0], ap[:, 0], bs[:, 0], as_[:, 0]
+    mid = (bid + ask) / 2
+    depth = bid_size + ask_size
+    levels = max(spec["ofi_levels"], 1)
     b, a = bp[:, :levels].nan_to_num(nan=-torch.inf), ap[:, :levels].nan_to_num(nan=torch.inf)
     ofi = torch.zeros_like(bs[:, :levels])
     ofi[1:] = ((b[1:] >= b[:-1]) * bs[1:, :levels] - (b[1:] <= b[:-1]) * bs[:-1, :levels]) - (
         (a[1:] <= a[:-1]) * as_[1:, :levels] - (a[1:] >= a[:-1]) * as_[:-1, :levels])
     returns = torch.zeros_like(mid)
     returns[1:] = torch.log(mid[1:] / mid[:-1])
-    gaps = torch.zeros_like(mid)
-    gaps[1:] = (s["time"][1:] - s["time"][:-1]).double() * 1e-9
     signed = s["trade_side"].double() * size
-    columns = [ap[:, 0] - bp[:, 0], mid, (bp[:, 0] * as_[:, 0] + ap[:, 0] * bs[:, 0]) / depth,
-               (bs[:, 0] - as_[:, 0]) / depth, ofi[:, 0], returns, signed, gaps]
+    instant = {
+        "spread": lambda: ask - bid,
+        "mid": lambda: mid,
+        "microprice": lambda: (bid * ask_size + ask * bid_size) / depth,
+        "imbalance": lambda: (bid_size - ask_size) / depth,
+        "ofi": lambda: ofi[:, 0],
+        "log_return": lambda: returns,
+        "signed_volume": lambda: signed,
+        "inter_arrival": lambda: (s["time"] - _previous(s["time"])).double() * 1e-9,
+        "mid_change": lambda: mid - _previous(mid),
+        "microprice_offset": lambda: (ask - bid) * (bid_size - ask_size) / (2 * depth),
+        "log_depth": lambda: torch.log1p(depth),
+    }
+    columns = [instant[name]() for name in spec["instant"]]
     for k in spec["depth_imbalance"]:
         bids, asks = bs[:, :k].sum(1), as_[:, :k].sum(1)
         columns.append((bids - asks) / (bids + asks))
-    columns += [*ofi.unbind(1), ofi.sum(1)]
-    terms = torch.stack([ofi[:, 0], signed, price * size, size, (size > 0).double(), returns**2])
-    prefix = torch.nn.functional.pad(terms.cumsum(1), (1, 0))
-    rows = torch.arange(1, len(mid) + 1, device=mid.device)
-    starts = [(rows - w).clamp_min(0) for w in spec["windows"]]
-    starts += [torch.searchsorted(s["time"], s["time"] - tau, right=True)
-               for tau in spec["time_windows"]]
-    for start in starts:
-        ofi_sum, signed_sum, notional, volume, trades, squares = (
-            prefix[:, 1:] - prefix.index_select(1, start))
-        columns += [ofi_sum, signed_sum, torch.where(trades > 0, notional / volume, mid),
-                    squares.clamp_min(0)]
+    if spec["ofi_levels"]:
+        columns += [*ofi.unbind(1), ofi.sum(1)]
+    if spec["rolling"] and (spec["windows"] or spec["time_windows"]):
+        terms = torch.stack([ofi[:, 0], signed, price * size, size, (size > 0).double(),
+                             returns**2])
+        prefix = torch.nn.functional.pad(terms.cumsum(1), (1, 0))
+        rows = torch.arange(1, len(mid) + 1, device=mid.device)
+        starts = [(rows - w).clamp_min(0) for w in spec["windows"]]
+        starts += [torch.searchsorted(s["time"], s["time"] - tau, right=True)
+                   for tau in spec["time_windows"]]
+        for start in starts:
+            ofi_sum, signed_sum, notional, volume, trades, squares = (
+                prefix[:, 1:] - prefix.index_select(1, start))
+            rolling = {"ofi": ofi_sum, "signed_volume": signed_sum,
+                       "vwap": torch.where(trades > 0, notional / volume, mid),
+                       "realized_variance": squares.clamp_min(0)}
+            columns += [rolling[name] for name in spec["rolling"]]
     return torch.stack(columns, 1).float()
 
 

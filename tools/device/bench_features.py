@@ -20,8 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from timing import environment, median_ms  # noqa: E402
 
 from benchmarks.bench_features import (  # noqa: E402
+    ANCHORS_SPEC,
     BOOK_SPEC,
+    MODEL_SPEC,
     WINDOW,
+    WINDOWS_SPEC,
     torch_book_features,
     torch_l1_features,
     torch_microstructure_features,
@@ -95,58 +98,89 @@ def bench_microstructure_features(ticks: int) -> dict:
     return result
 
 
-def bench_book_features(ticks: int) -> dict:
-    """BOOK_SPEC (5 levels, two event and two time windows): float64 ticks in,
-    float32 features out, against the same columns in torch eager."""
-    series = random_series(ticks, device="cuda")
-    op = lambda: ma_kernels.book_features(**series, **BOOK_SPEC, dtype=torch.float32)  # noqa: E731
-    out, peer = op(), torch_book_features(series)
+def bytes_read(series: dict, spec: dict) -> int:
+    """Bytes of the input columns the op reads for ``spec``: the levels it
+    looks at, time only for inter-arrival times and time windows, trades only
+    for rolling columns and signed volume."""
+    instant = spec.get("instant", ma_kernels.BOOK_INSTANT_FEATURES)
+    levels = max(1, spec.get("ofi_levels", 0), *spec.get("depth_imbalance", ()))
+    rows = len(series["time"])
+    total = rows * levels * 4 * series["bid_price"].element_size()
+    if "inter_arrival" in instant or spec.get("time_windows"):
+        total += rows * 8
+    rolling = spec.get("rolling", ma_kernels.BOOK_ROLLING_FEATURES) and (
+        spec.get("windows", (100,)) or spec.get("time_windows"))
+    if rolling:
+        total += rows * (2 * series["trade_price"].element_size() + 1)
+    elif "signed_volume" in instant:
+        total += rows * (series["trade_size"].element_size() + 1)
+    return total
+
+
+def bench_book_features(ticks: int, spec: dict = BOOK_SPEC, levels: int = 5) -> dict:
+    """``spec`` on ``levels``-deep float64 ticks, float32 features out, against
+    the same columns in torch eager."""
+    series = random_series(ticks, levels=levels, device="cuda")
+    op = lambda: ma_kernels.book_features(**series, **spec, dtype=torch.float32)  # noqa: E731
+    out, peer = op(), torch_book_features(series, spec)
     err = ((out.double() - peer.double()).norm(dim=0) / peer.double().norm(dim=0)).max().item()
     if not bool(torch.isfinite(out).all()) or err > 1e-5:
         raise AssertionError(f"book_features disagrees with torch eager: {err}")
     del peer
-    moved = sum(t.numel() * t.element_size() for t in series.values()) + (
-        out.numel() * out.element_size())
-    return with_ratios({
+    moved = bytes_read(series, spec) + out.numel() * out.element_size()
+    result = with_ratios({
         "ticks": ticks,
-        "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in BOOK_SPEC.items()},
+        "levels": levels,
+        "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.items()},
         "columns": out.shape[1],
         "bytes_moved": moved,
         "max_relative_error_vs_torch_eager": err,
         "ma_kernels_ms": median_ms(op),
-        "torch_eager_ms": median_ms(lambda: torch_book_features(series)),
+        "torch_eager_ms": median_ms(lambda: torch_book_features(series, spec)),
         "copy_floor_ms": copy_floor_ms(moved),
     })
+    return result
+
+
+# name: (spec, book levels, divisor of --ticks). The specs the model reads at
+# 50 million level-1 ticks; the 5-level spec at 10 million.
+SPECS = {
+    "model_inputs": (MODEL_SPEC, 1, 1),
+    "model_inputs_windows": (WINDOWS_SPEC, 1, 1),
+    "anchors_subset": (ANCHORS_SPEC, 1, 1),
+    "book_spec_5_levels": (BOOK_SPEC, 5, 5),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--ticks", type=int, default=50_000_000)
+    parser.add_argument("--only-book", action="store_true",
+                        help="only book_features (the op the model reads)")
     args = parser.parse_args()
-    report = {
-        **environment(),
-        "l1_features": bench_l1_features(args.ticks),
-    }
-    print("l1_features measured", flush=True)
-    torch.cuda.empty_cache()
-    report["microstructure_features"] = bench_microstructure_features(args.ticks)
-    torch.cuda.empty_cache()
-    report["book_features"] = bench_book_features(args.ticks // 5)
+    report = {**environment(), "book_features": {}}
+    if not args.only_book:
+        report["l1_features"] = bench_l1_features(args.ticks)
+        torch.cuda.empty_cache()
+        report["microstructure_features"] = bench_microstructure_features(args.ticks)
+        torch.cuda.empty_cache()
+    for name, (spec, levels, divisor) in SPECS.items():
+        report["book_features"][name] = bench_book_features(args.ticks // divisor, spec, levels)
+        torch.cuda.empty_cache()
+        print(f"book_features {name} measured", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{report['gpu']}, torch {report['torch']}, commit {report['commit'][:10]}")
-    for name in ("l1_features", "microstructure_features", "book_features"):
-        f = report[name]
+    rows = [(name, report[name]) for name in ("l1_features", "microstructure_features")
+            if name in report]
+    rows += [(f"book_features {name}", f) for name, f in report["book_features"].items()]
+    for name, f in rows:
         print(
             f"{name} {f['ticks']:,} ticks: {f['ma_kernels_ms']:.3f} ms, torch eager "
             f"{f['torch_eager_ms']:.3f} ms ({f['speedup_vs_torch_eager']:.1f}x), copy floor "
             f"{f['copy_floor_ms']:.3f} ms ({f['ratio_to_copy_floor']:.2f}x of floor)"
         )
-    f = report["microstructure_features"]
-    print(f"  torch eager with float32 sums {f['torch_eager_float32_sums_ms']:.3f} ms "
-          f"({f['speedup_vs_torch_eager_float32_sums']:.1f}x), its error "
-          f"{f['torch_eager_float32_sums_max_relative_error']:.1e}")
 
 
 if __name__ == "__main__":

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from books import random_series
@@ -78,6 +80,15 @@ def test_strided_views(poisoned, device):
     assert_matches_reference(views, **FULL | {"depth_imbalance": (1, 3), "ofi_levels": 3})
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_wide_spec(poisoned, device):
+    """A spec too wide to stage a step's rows in shared memory on CUDA (rows
+    go straight to global memory there)."""
+    series = random_series(3000, 90, device=device, seed=11)
+    assert_matches_reference(series, torch.float32, ofi_levels=90, windows=(5, 300),
+                             time_windows=(9,))
+
+
 def test_thread_count_does_not_matter(monkeypatch):
     series = random_series(100_000, 2, seed=5)
     spec = {"ofi_levels": 2, "windows": (3, 700)}
@@ -136,9 +147,34 @@ def test_hand_computed_rows():
     assert t_vwap[3] == pytest.approx(100.015)  # no trade in (15, 25]: the mid
 
 
+def test_model_inputs_by_hand():
+    """The per-event inputs of the default model: changes against the previous
+    event, the microprice's lean and the queue sizes, on a two-event book."""
+    series = {
+        "time": torch.tensor([5, 2_000_000_005]),
+        "bid_price": torch.tensor([[99.99], [100.00]], dtype=torch.float64),
+        "bid_size": torch.tensor([[300.0], [0.0]], dtype=torch.float64),
+        "ask_price": torch.tensor([[100.01], [100.03]], dtype=torch.float64),
+        "ask_size": torch.tensor([[100.0], [0.0]], dtype=torch.float64),
+        **{k: torch.zeros(2, dtype=torch.float64) for k in ("trade_price", "trade_size")},
+        "trade_side": torch.zeros(2, dtype=torch.int8),
+    }
+    out = ma_kernels.book_features(
+        **series, instant=("mid_change", "microprice_offset", "log_depth", "inter_arrival"),
+        rolling=())
+    mid_change, offset, log_depth, gap = out.T
+    assert mid_change.tolist() == pytest.approx([0.0, 0.015])
+    # Row 0: microprice (99.99 * 100 + 100.01 * 300) / 400 = 100.005, mid 100.00;
+    # row 1 has no depth: the microprice is the mid.
+    assert offset.tolist() == pytest.approx([0.005, 0.0])
+    assert log_depth.tolist() == pytest.approx([math.log(401.0), 0.0])
+    assert gap.tolist() == pytest.approx([0.0, 2.0])
+
+
 def test_empty_series_and_empty_spec():
     series = random_series(0, 2)
-    assert ma_kernels.book_features(**series).shape == (0, 8 + 4)
+    columns = len(ma_kernels.BOOK_INSTANT_FEATURES) + len(ma_kernels.BOOK_ROLLING_FEATURES)
+    assert ma_kernels.book_features(**series).shape == (0, columns)
     series = random_series(5, 2)
     none = ma_kernels.book_features(**series, instant=(), rolling=())
     assert none.shape == (5, 0)

@@ -1,9 +1,25 @@
-// One thread per chunk of consecutive rows, running the same row function as
-// the CPU threads (csrc/book_features.h), without their memo of terms. Each
-// chunk first sums the rows its windows reach back to, so chunks are several
-// times the longest event window.
+// book_features on CUDA: one warp per chunk of consecutive rows, 32 lanes x 4
+// consecutive rows per step. The per-event columns come from the formulas of
+// csrc/book_features.h, one row per lane slot. A window's sums are
+// differences of two prefix sums of the rolling terms over the chunk:
+//
+//   sum over window of row t = Lead(t) - Trail(start(t)),
+//   Lead(t) = sum of terms of rows [origin, t], Trail(j) = same over [origin, j),
+//
+// both scanned 128 rows at a time (a serial prefix in each lane, a warp scan
+// of the lanes' totals). Lead advances with the rows; each window's trail
+// advances with its rows' window starts (t - W + 1, or the first row of the
+// time window, found by a galloping search), rescanning the rows that leave.
+// Prefix sums never span more than a chunk plus its warm-up, so their
+// rounding stays at that of a few thousand terms.
+//
+// The step's output rows are staged in shared memory and written as one
+// contiguous, coalesced range (a row-major output of F columns written lane
+// by lane would touch 32 sectors per store).
 #include <algorithm>
+#include <mutex>
 #include <type_traits>
+#include <vector>
 
 #include "book_features.h"
 #include "cuda/check.cuh"
@@ -11,37 +27,272 @@
 namespace ma_kernels {
 namespace {
 
-constexpr int kThreads = 128;
-constexpr std::int64_t kMaxChunks = 8192;
+using book::Quote;
+using book::kTerms;
+
+constexpr int kLaneRows = 4;
+constexpr int kStep = 32 * kLaneRows;  // rows per warp step
+constexpr int kWarps = 4;              // warps per block
+constexpr int kWindows = 2 * kMaxSpecEntries;
+constexpr unsigned kAll = 0xffffffffu;
+// Staging a step's output costs 128 x F elements of shared memory per warp;
+// past this, rows go straight to global memory.
+constexpr std::size_t kMaxStagingBytes = 40 * 1024;
+
+// Per warp, in shared memory. A step's prefix sums are slot-major (see
+// slot_of), so the writes of a scan meet no bank conflict.
+struct WarpState {
+  std::int64_t trail_row[kWindows];    // start of the window of the step's last row
+  double trail_sum[kWindows][kTerms];  // Trail(trail_row)
+  double lead[kTerms][kStep];          // Lead of the step's rows
+  double trail[kTerms][kStep];         // Trail of the rows of one trail scan
+};
+
+// Where row r (0..127) of a step lives in a slot-major array: consecutive
+// lanes in consecutive slots.
+__device__ int slot_of(std::int64_t r) { return int(r % kLaneRows) * 32 + int(r / kLaneRows); }
+
+// to[j][slot of row] = carry[j] + the sum of the terms of rows [base, row], for
+// the 128 rows of the step at `base` (lane: rows base + 4 * lane + k); rows
+// outside [0, limit) add nothing. carry becomes carry + the step's total.
+template <typename T>
+__device__ void scan_terms(const BookSeries& s, std::int64_t base, std::int64_t limit,
+                           double (&carry)[kTerms], double (*to)[kStep]) {
+  const int lane = threadIdx.x & 31;
+  const std::int64_t first = base + kLaneRows * lane;
+  double prefix[kLaneRows][kTerms], running[kTerms] = {};
+  Quote before = first > 0 && first < limit ? book::quote_at<T>(s, first - 1) : Quote{};
+#pragma unroll
+  for (int k = 0; k < kLaneRows; ++k) {
+    const std::int64_t row = first + k;
+    double x[kTerms] = {};
+    if (row >= 0 && row < limit) {
+      const Quote now = book::quote_at<T>(s, row);
+      book::terms_of<T>(s, row, now, before, row > 0, x);
+      before = now;
+    }
+#pragma unroll
+    for (int j = 0; j < kTerms; ++j) prefix[k][j] = running[j] += x[j];
+  }
+#pragma unroll
+  for (int j = 0; j < kTerms; ++j) {
+    double inclusive = running[j];
+#pragma unroll
+    for (int d = 1; d < 32; d *= 2) {
+      const double y = __shfl_up_sync(kAll, inclusive, d);
+      if (lane >= d) inclusive += y;
+    }
+    const double exclusive = __shfl_up_sync(kAll, inclusive, 1);
+    const double offset = carry[j] + (lane ? exclusive : 0.0);
+#pragma unroll
+    for (int k = 0; k < kLaneRows; ++k) to[j][k * 32 + lane] = offset + prefix[k][j];
+    carry[j] += __shfl_sync(kAll, inclusive, 31);
+  }
+  __syncwarp();
+}
+
+// First j in [lo, t] inside the time window of row t (lo must not be past it):
+// gallop from lo, then bisect. Starts move little from row to row.
+__device__ std::int64_t time_window_start(const BookSeries& s, std::int64_t t, std::int64_t lo,
+                                          std::int64_t tau) {
+  if (!book::before_time_window(s, lo, t, tau)) return lo;
+  std::int64_t out = lo, in = t;  // out has left the window, in has not (t never has)
+  for (std::int64_t step = 1; out + step < t; step *= 2) {
+    if (!book::before_time_window(s, out + step, t, tau)) {
+      in = out + step;
+      break;
+    }
+    out += step;
+  }
+  while (in - out > 1) {
+    const std::int64_t mid = out + (in - out) / 2;
+    if (book::before_time_window(s, mid, t, tau)) out = mid; else in = mid;
+  }
+  return in;
+}
+
+__device__ std::int64_t window_start(const BookSeries& s, const BookFeatureSpec& spec, int w,
+                                     std::int64_t t, std::int64_t lo) {
+  if (w < spec.window_count) return t - spec.windows[w] + 1 > 0 ? t - spec.windows[w] + 1 : 0;
+  return time_window_start(s, t, lo, spec.time_windows[w - spec.window_count]);
+}
+
+template <typename U>
+__device__ void store_window(const BookFeatureSpec& spec, const WarpState& state, int slot,
+                             const double* trail, double mid, U* out) {
+  double sums[kTerms];
+#pragma unroll
+  for (int j = 0; j < kTerms; ++j) sums[j] = state.lead[j][slot] - trail[j];
+  book::store_rolling(spec, sums, mid, out);
+}
 
 template <typename T, typename U>
-__global__ void book_features_kernel(BookSeries series, BookFeatureSpec spec,
-                                     std::int64_t chunk, U* out) {
-  const std::int64_t begin = (std::int64_t(blockIdx.x) * kThreads + threadIdx.x) * chunk;
-  if (begin >= series.rows) return;
-  const std::int64_t end = begin + chunk < series.rows ? begin + chunk : series.rows;
-  book_features_rows<T>(series, spec, begin, end, out, book::TermsMemo{nullptr, nullptr, 0});
+__global__ void __launch_bounds__(kWarps * 32, 1)
+book_features_kernel(const __grid_constant__ BookSeries s, const __grid_constant__ BookFeatureSpec spec,
+                     std::int64_t chunk, int staged, U* out) {
+  extern __shared__ __align__(16) unsigned char shared[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+  const std::int64_t a = (std::int64_t(blockIdx.x) * kWarps + warp) * chunk;
+  if (a >= s.rows) return;
+  const std::int64_t b = a + chunk < s.rows ? a + chunk : s.rows;
+  const int windows = spec.rolling_count ? spec.window_count + spec.time_window_count : 0;
+  const std::int64_t columns = spec.columns(), event_columns = spec.event_columns();
+  const std::int64_t lane_elements = kLaneRows * columns, lane_stride = lane_elements + 1;
+  const std::size_t state_bytes = windows ? sizeof(WarpState) : 0;
+  const std::size_t staging_bytes = staged ? 32 * lane_stride * sizeof(U) : 0;
+  const std::size_t warp_bytes = (state_bytes + staging_bytes + 15) / 16 * 16;
+  WarpState& state = *reinterpret_cast<WarpState*>(shared + warp * warp_bytes);
+  U* staging = reinterpret_cast<U*>(shared + warp * warp_bytes + state_bytes);
+  auto row_out = [&](int k, std::int64_t t) {  // where row t (the lane's k-th) is written
+    return staged ? staging + lane * lane_stride + k * columns : out + t * columns;
+  };
+
+  // Warm-up: Lead over [origin, a) and each window's Trail at the start of row a.
+  std::int64_t origin = a;
+  for (int w = 0; w < windows; ++w) {
+    const std::int64_t start = window_start(s, spec, w, a, 0);
+    if (lane == 0) {
+      state.trail_row[w] = start;
+      for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] = 0.0;
+    }
+    origin = start < origin ? start : origin;
+  }
+  __syncwarp();
+  double lead[kTerms] = {};
+  for (std::int64_t base = origin; base < a; base += kStep) {
+    scan_terms<T>(s, base, a, lead, state.lead);
+    if (lane == 0) {
+      for (int w = 0; w < windows; ++w) {  // Trail(start) = Lead(start - 1)
+        const std::int64_t last = state.trail_row[w] - 1;
+        if (last < base || last >= base + kStep) continue;
+        for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] = state.lead[j][slot_of(last - base)];
+      }
+    }
+    __syncwarp();
+  }
+
+  for (std::int64_t base = a; base < b; base += kStep) {
+    const std::int64_t first = base + kLaneRows * lane;
+    const std::int64_t last_valid = (b < base + kStep ? b : base + kStep) - 1;
+    double mids[kLaneRows];
+    {
+      Quote before = first > 0 && first < b ? book::quote_at<T>(s, first - 1) : Quote{};
+#pragma unroll
+      for (int k = 0; k < kLaneRows; ++k) {
+        const std::int64_t t = first + k;
+        if (t >= b) break;
+        const Quote now = book::quote_at<T>(s, t);
+        book::store_event_columns<T>(s, spec, t, now, before, t > 0, row_out(k, t));
+        mids[k] = now.mid();
+        before = now;
+      }
+    }
+    if (windows) scan_terms<T>(s, base, s.rows, lead, state.lead);
+    for (int w = 0; w < windows; ++w) {
+      const int column = int(event_columns + w * spec.rolling_count);
+      std::int64_t starts[kLaneRows];
+      const std::int64_t trail_row = state.trail_row[w];
+      std::int64_t lo = trail_row;
+#pragma unroll
+      for (int k = 0; k < kLaneRows; ++k) {
+        const std::int64_t t = first + k < last_valid ? first + k : last_valid;
+        lo = starts[k] = window_start(s, spec, w, t, lo);
+      }
+      const std::int64_t last_start = __shfl_sync(kAll, starts[kLaneRows - 1], 31);
+      double carry[kTerms];
+#pragma unroll
+      for (int j = 0; j < kTerms; ++j) carry[j] = state.trail_sum[w][j];
+      __syncwarp();
+      // Rows whose window starts where the last one did: Trail is known.
+#pragma unroll
+      for (int k = 0; k < kLaneRows; ++k) {
+        if (first + k <= last_valid && starts[k] == trail_row) {
+          store_window(spec, state, k * 32 + lane, carry, mids[k], row_out(k, first + k) + column);
+        }
+      }
+      for (std::int64_t from = trail_row; from < last_start; from += kStep) {
+        scan_terms<T>(s, from, s.rows, carry, state.trail);
+#pragma unroll
+        for (int k = 0; k < kLaneRows; ++k) {
+          const std::int64_t t = first + k;
+          if (t > last_valid || starts[k] <= from || starts[k] > from + kStep) continue;
+          const int slot = slot_of(starts[k] - 1 - from);
+          double trail[kTerms];
+#pragma unroll
+          for (int j = 0; j < kTerms; ++j) trail[j] = state.trail[j][slot];
+          store_window(spec, state, k * 32 + lane, trail, mids[k], row_out(k, t) + column);
+          if (t == last_valid) {
+#pragma unroll
+            for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] = trail[j];
+          }
+        }
+        __syncwarp();
+      }
+      if (lane == 0) state.trail_row[w] = last_start;
+      __syncwarp();
+    }
+    if (staged) {
+      __syncwarp();
+      // Element e of the step's contiguous output lives at lane e / (4F), offset e % (4F).
+      const std::int64_t count = (last_valid - base + 1) * columns;
+      std::int64_t owner = lane / lane_elements, offset = lane % lane_elements;
+      U* to = out + base * columns;
+      for (std::int64_t e = lane; e < count; e += 32) {
+        to[e] = staging[owner * lane_stride + offset];
+        offset += 32;
+        while (offset >= lane_elements) {
+          offset -= lane_elements;
+          ++owner;
+        }
+      }
+      __syncwarp();
+    }
+  }
+}
+
+int multiprocessors(int device) {
+  static std::mutex mutex;
+  static std::vector<int> known;
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (device >= int(known.size())) known.resize(device + 1, 0);
+  if (!known[device]) {
+    cuda_check(cudaDeviceGetAttribute(&known[device], cudaDevAttrMultiProcessorCount, device),
+               "cudaDeviceGetAttribute");
+  }
+  return known[device];
 }
 
 }  // namespace
 
 void book_features_cuda(const BookSeries& series, DType dtype, const BookFeatureSpec& spec,
                         std::uintptr_t out, DType out_dtype, int device, std::uintptr_t stream) {
+  if (series.rows == 0 || spec.columns() == 0) return;
+  cudaStream_t s = use_device(device, stream);
   std::int64_t longest = 1;
   for (int w = 0; w < spec.window_count; ++w) longest = std::max(longest, spec.windows[w]);
-  std::int64_t chunk = std::max<std::int64_t>(256, 4 * std::min(longest, series.rows));
-  // A time window's length in events is unknown here (the times stay on the
-  // device): at most kMaxChunks chunks bound what the warm-ups re-sum.
-  if (spec.time_window_count) chunk = std::max(chunk, (series.rows + kMaxChunks - 1) / kMaxChunks);
+  // Enough chunks to fill every SM several times over; chunks several times
+  // the longest event window, so warm-ups stay a small part of the work.
+  const std::int64_t warps_wanted = std::int64_t(multiprocessors(device)) * 32;
+  std::int64_t chunk = std::max<std::int64_t>(
+      {(series.rows + warps_wanted - 1) / warps_wanted, 8 * kStep, 4 * std::min(longest, series.rows)});
+  chunk = (chunk + kStep - 1) / kStep * kStep;
   const std::int64_t chunks = (series.rows + chunk - 1) / chunk;
-  const std::int64_t blocks = (chunks + kThreads - 1) / kThreads;
-  cudaStream_t s = use_device(device, stream);
+  const std::int64_t blocks = (chunks + kWarps - 1) / kWarps;
+  const bool windows = spec.rolling_count && spec.window_count + spec.time_window_count;
+  const std::size_t out_size = out_dtype == DType::Float64 ? 8 : 4;
+  const std::size_t staging_bytes = 32 * (kLaneRows * spec.columns() + 1) * out_size;
+  const bool staged = staging_bytes <= kMaxStagingBytes;
+  const std::size_t warp_bytes =
+      ((windows ? sizeof(WarpState) : 0) + (staged ? staging_bytes : 0) + 15) / 16 * 16;
+  const std::size_t shared = kWarps * warp_bytes;
   dispatch_float(dtype, [&](auto* in_tag) {
     dispatch_float(out_dtype, [&](auto* out_tag) {
       using T = std::remove_pointer_t<decltype(in_tag)>;
       using U = std::remove_pointer_t<decltype(out_tag)>;
-      book_features_kernel<T, U><<<static_cast<unsigned>(blocks), kThreads, 0, s>>>(
-          series, spec, chunk, reinterpret_cast<U*>(out));
+      auto kernel = book_features_kernel<T, U>;
+      opt_in_shared_memory(kernel, shared, "book_features shared memory");
+      kernel<<<static_cast<unsigned>(blocks), kWarps * 32, shared, s>>>(
+          series, spec, chunk, staged, reinterpret_cast<U*>(out));
     });
   });
   cuda_check(cudaGetLastError(), "book_features kernel launch");

@@ -17,7 +17,7 @@ from ._checks import FLOAT_CODES, check_device, launch_args
 
 BOOK_INSTANT_FEATURES = (
     "spread", "mid", "microprice", "imbalance", "ofi", "log_return", "signed_volume",
-    "inter_arrival",
+    "inter_arrival", "mid_change", "microprice_offset", "log_depth",
 )
 BOOK_ROLLING_FEATURES = ("ofi", "signed_volume", "vwap", "realized_variance")
 BOOK_FEATURES_MAX_ENTRIES = 8  # per list: depth imbalances, event windows, time windows (csrc)

@@ -115,7 +115,7 @@ def book_features(
     *,
     instant: tuple[str, ...] = (
         "spread", "mid", "microprice", "imbalance", "ofi", "log_return", "signed_volume",
-        "inter_arrival",
+        "inter_arrival", "mid_change", "microprice_offset", "log_depth",
     ),
     depth_imbalance: tuple[int, ...] = (),
     ofi_levels: int = 0,
@@ -133,11 +133,14 @@ def book_features(
     mid, ofi = level1[:, 1], level1[:, 4]
     returns = log_mid_returns(mid)
     signed = side * size
-    gaps = torch.zeros_like(mid)
+    gaps, mid_change = torch.zeros_like(mid), torch.zeros_like(mid)
     gaps[1:] = (time[1:] - time[:-1]).double() * 1e-9
+    mid_change[1:] = mid[1:] - mid[:-1]
     per_event = dict(zip(("spread", "mid", "microprice", "imbalance", "ofi"), level1.unbind(1),
                          strict=True))
-    per_event.update(log_return=returns, signed_volume=signed, inter_arrival=gaps)
+    per_event.update(log_return=returns, signed_volume=signed, inter_arrival=gaps,
+                     mid_change=mid_change, microprice_offset=level1[:, 2] - mid,
+                     log_depth=torch.log1p(bs[:, 0] + as_[:, 0]))
     columns = [per_event[name] for name in instant]
     columns += [depth_k_imbalance(bs, as_, k) for k in depth_imbalance]
     if ofi_levels:
