@@ -22,7 +22,9 @@ import ma_runtime
 
 
 def anchors_engine(instruments: int) -> ma_runtime.StreamEngine:
+    spec = ma_features.FeatureSpec.model_inputs()
     cfg = ma_model.ModelConfig(
+        input_dim=len(spec.names),
         model_dim=128,
         num_heads=4,
         num_layers=4,
@@ -34,8 +36,8 @@ def anchors_engine(instruments: int) -> ma_runtime.StreamEngine:
     )
     model = ma_model.MATransformer(cfg)
     standardizer = ma_features.Standardizer().fit(torch.randn(1000, cfg.input_dim).double())
-    normalization = {"standardizer": standardizer.state_dict(), "dt_scale": 1e-3}
-    return ma_runtime.StreamEngine(model, normalization, instruments=instruments, device="cuda")
+    inputs = ma_model.ModelInputs(spec, standardizer, dt_scale=1e-3)
+    return ma_runtime.StreamEngine(model, inputs, instruments=instruments, device="cuda")
 
 
 def floors(calls: int) -> dict:

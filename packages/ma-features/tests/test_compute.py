@@ -43,24 +43,25 @@ def test_simulated_book_float32():
     assert_columns_close(out, names, reference_features(ticks, FULL), rel=1e-6)
 
 
-def test_anchors_spec_runs_the_fused_op_and_agrees_with_the_general_path():
+def test_model_inputs_are_the_level1_inputs_the_model_was_built_on():
+    """The default model spec: level-1 features made stationary, as ma_model
+    first assembled them by hand from the level-1 table and the raw ticks."""
     ticks = simulate(20_000, levels=2, seed=4)
-    # The fused op computes in the output dtype: compare on float32-exact inputs.
-    ticks = type(ticks)(**{k: v.astype(np.float32).astype(np.float64) if v.dtype.kind == "f"
-                           else v for k, v in vars(ticks).items()})
-    spec = FeatureSpec.anchors()
-    assert spec.names == (*ma_kernels.L1_FEATURES, "ofi_sum_100", "vwap_100",
-                          "realized_variance_100")
-    fused, names = compute_features(ticks, spec)
-    assert_columns_close(fused, names, reference_features(ticks, spec), rel=1e-6)
-    general, general_names = compute_features(ticks, FeatureSpec(), dtype=torch.float64)
-    for i, name in enumerate(names):
-        torch.testing.assert_close(
-            fused[:, i].double(), general[:, general_names.index(name)], rtol=1e-6, atol=1e-6
-        )
+    spec = FeatureSpec.model_inputs()
+    out, names = compute_features(ticks, spec, dtype=torch.float64)
+    assert names == ("spread", "mid_change", "microprice_offset", "imbalance", "ofi", "log_depth")
+    book = {k: torch.from_numpy(getattr(ticks, k)[:, 0]) for k in
+            ("bid_price", "bid_size", "ask_price", "ask_size")}
+    level1 = ma_kernels.reference.l1_features(torch.stack(list(book.values()), 1))
+    mid = level1[:, 1]
+    by_hand = torch.stack([level1[:, 0], torch.diff(mid, prepend=mid[:1]), level1[:, 2] - mid,
+                           level1[:, 3], level1[:, 4],
+                           torch.log1p(book["bid_size"] + book["ask_size"])], 1)
+    torch.testing.assert_close(out, by_hand, rtol=1e-9, atol=1e-9)
+    assert_columns_close(out, names, reference_features(ticks, spec), rel=1e-10)
 
 
-@pytest.mark.parametrize("spec", [FULL, FeatureSpec.anchors()], ids=["general", "fused"])
+@pytest.mark.parametrize("spec", [FULL, FeatureSpec.anchors()], ids=["full", "anchors"])
 def test_no_feature_looks_ahead(spec):
     ticks = valid_ticks(5, 4000)
     before, _ = compute_features(ticks, spec, dtype=torch.float64)
@@ -152,7 +153,7 @@ def test_bad_spec(kwargs, message):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("spec", [FULL, FeatureSpec.anchors()], ids=["general", "fused"])
+@pytest.mark.parametrize("spec", [FULL, FeatureSpec.anchors()], ids=["full", "anchors"])
 def test_gpu_equals_cpu(spec):
     ticks = simulate(50_000, levels=5, seed=8)
     gpu, _ = compute_features(ticks, spec, device="cuda", dtype=torch.float64)

@@ -236,7 +236,7 @@ def test_ticks_wrappers_use_level1_mid_and_imbalance():
 
 def test_ticks_with_empty_best_level_is_an_error():
     ticks = make_ticks([99.0, math.nan, 99.0], [101.0, 101.0, 101.0], [1, 0, 1], [1, 1, 1])
-    with pytest.raises(ValueError, match=r"mid\[1\] is nan"):
+    with pytest.raises(ValueError, match=r"bid_price\[1, 0\] is nan"):
         direction_labels_from_ticks(ticks, 1, 0.0)
 
 

@@ -226,3 +226,16 @@ def test_device_matches_cpu(device):
     assert out.device.type == device and out.dtype == torch.float32
     expected = Standardizer().fit(x).transform(x.float().double()).float()
     assert torch.allclose(out.cpu(), expected, rtol=0, atol=1e-5)
+
+
+def test_affine_is_the_map_transform_applies():
+    train = torch.tensor([[1.0, 5.0], [3.0, 5.0], [8.0, 5.0]], dtype=torch.float64)
+    scaler = Standardizer().fit(train)
+    shift, scale = scaler.affine(dtype=torch.float32)
+    assert shift.dtype == scale.dtype == torch.float32
+    assert scale[1] == 0  # a constant feature maps to 0, not to noise / ~0
+    x = torch.randn(50, 2, dtype=torch.float64)
+    torch.testing.assert_close(scaler.transform(x), (x - shift.double()) * scale.double(),
+                               rtol=1e-6, atol=1e-6)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        Standardizer().affine()

@@ -114,12 +114,15 @@ def stacked(streams: list[Ticks], t: int, device="cpu") -> dict[str, torch.Tenso
             for f in FIELDS}
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31), batch=st.integers(1, 5), n=st.integers(1, 40),
-       spec=st.sampled_from([SPEC, TIMED]))
+       spec=st.one_of(st.sampled_from([SPEC, TIMED, FeatureSpec.model_inputs()]),
+                      feature_specs()))
 def test_many_instruments_at_once_equal_each_alone(seed, batch, n, spec):
+    """Simulated days of several instruments stepped together, each against
+    the batch op over its own ticks, on any spec."""
     # Each instrument has its own clock, so its time windows hold their own counts.
-    streams = [with_tick_times(simulate(n, levels=3, seed=seed + i), seed + i)
+    streams = [with_tick_times(simulate(n, levels=4, seed=seed + i), seed + i)
                for i in range(batch)]
     needed = max(events_needed(s, spec) for s in streams)
     state = FeatureState(spec, batch=batch, dtype=torch.float64, max_events=max(1, needed))

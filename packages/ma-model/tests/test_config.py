@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+import ma_features
 from ma_model import Config, config_from_dict, load_config
 
 REPO_DEFAULT = Path(__file__).resolve().parents[3] / "configs" / "default.yaml"
@@ -42,7 +43,36 @@ def test_sections_and_round_trip_through_to_dict():
     assert config_from_dict(cfg.to_dict()) == cfg
 
 
+def test_features_are_a_spec_in_yaml_and_round_trip(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text("data:\n  features:\n    instant: [spread, imbalance, ofi]\n"
+                    "    rolling: [ofi, vwap]\n    windows: [10, 100]\n"
+                    "    time_windows: [1000000000]\n")
+    cfg = load_config(path)
+    assert cfg.data.features == ma_features.FeatureSpec(
+        instant=("spread", "imbalance", "ofi"), rolling=("ofi", "vwap"), windows=(10, 100),
+        time_windows=(1_000_000_000,))
+    assert config_from_dict(cfg.to_dict()) == cfg
+    assert Config().data.features == ma_features.FeatureSpec.model_inputs()
+
+
+def test_grid_over_feature_specs_names_each_by_its_place():
+    specs = [{"instant": ["spread"], "rolling": []}, {"windows": [10]}]
+    cfg = config_from_dict({"param_grid": {"features": specs, "learning_rate": [0.01]}})
+    points = cfg.grid()
+    assert [p.data.features for p in points] == [ma_features.FeatureSpec.from_dict(s)
+                                                 for s in specs]
+    assert [p.train.out_dir for p in points] == ["runs/default/features=0-learning_rate=0.01",
+                                                 "runs/default/features=1-learning_rate=0.01"]
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
 @pytest.mark.parametrize("raw, message", [
+    ({"data": {"features": {"instant": ["mid", "midprice"]}}}, "data.features: .*midprice"),
+    ({"data": {"features": {"windoze": [3]}}}, r"unknown FeatureSpec fields \['windoze'\]"),
+    ({"data": {"features": ["spread"]}}, "data.features: a feature spec must be a mapping"),
+    ({"data": {"features": {"instant": [], "rolling": []}}}, "selects no columns"),
+    ({"param_grid": {"features": [{"ofi_levels": -1}]}}, r"features\[0\]: FeatureSpec.ofi_lev"),
     ({"epoch": 3}, "unknown key 'epoch'"),
     ({"model": {"model_dims": 3}}, r"unknown keys \['model_dims'\] in section 'model'"),
     ({"param_grid": {"dropout": [0.1]}}, "param_grid: unknown key 'dropout'"),

@@ -4,10 +4,12 @@ import torch
 import ma_features
 from ma_model import DataConfig, WindowDataset, prepare, split_ranges, tick_arrays
 
+SPEC = ma_features.FeatureSpec.model_inputs()
+
 
 @pytest.fixture(scope="module")
 def arrays():
-    return tick_arrays(ma_features.simulate(4000, levels=1, seed=3), (5, 20), alpha=0.0)
+    return tick_arrays(ma_features.simulate(4000, levels=1, seed=3), SPEC, (5, 20), alpha=0.0)
 
 
 def test_tick_arrays_shapes_and_dt(arrays):
@@ -52,25 +54,26 @@ def test_no_leakage_across_splits(arrays):
     other = prepare(type(arrays)(changed, arrays.dt, arrays.labels, arrays.target,
                                  arrays.target_valid), cfg)
     assert torch.equal(other.train.x, splits.train.x)
-    assert torch.equal(other.standardizer.mean, splits.standardizer.mean)
+    assert torch.equal(other.inputs.standardizer.mean, splits.inputs.standardizer.mean)
     train_x = arrays.x[: splits.ranges["train"][1]]
     torch.testing.assert_close(splits.train.x.double().mean(0),
                                torch.zeros(6, dtype=torch.float64), atol=1e-5, rtol=0)
-    torch.testing.assert_close(splits.standardizer.mean, train_x.double().mean(0))
+    torch.testing.assert_close(splits.inputs.standardizer.mean, train_x.double().mean(0))
 
 
 def test_saved_normalization_reproduces_the_splits(arrays):
     cfg = DataConfig(sequence_length=16, horizons=(5, 20))
     splits = prepare(arrays, cfg)
     again = prepare(arrays, cfg, splits.normalization_state())
-    assert torch.equal(again.test.x, splits.test.x) and again.dt_scale == splits.dt_scale
+    assert torch.equal(again.test.x, splits.test.x)
+    assert again.inputs.dt_scale == splits.inputs.dt_scale
 
 
 def test_non_finite_features_are_named():
     ticks = ma_features.simulate(100, levels=1, seed=0)
     ticks.ask_price[7, 0] = float("nan")
-    with pytest.raises(ValueError, match="tick 7"):
-        tick_arrays(ticks, (5,), 0.0)
+    with pytest.raises(ValueError, match=r"ask_price\[7, 0\] is nan"):
+        tick_arrays(ticks, SPEC, (5,), 0.0)
 
 
 def test_parquet_source_reads_the_same_ticks(tmp_path):

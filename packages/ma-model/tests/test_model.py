@@ -6,8 +6,8 @@ from ma_model import MATransformer, ModelConfig
 
 def _model(**overrides):
     torch.manual_seed(0)
-    cfg = ModelConfig(**{"model_dim": 16, "num_heads": 2, "num_layers": 3, "window": 4,
-                         "dilations": (1, 2, 3), "time_frequencies": 4, **overrides})
+    cfg = ModelConfig(**{"input_dim": 6, "model_dim": 16, "num_heads": 2, "num_layers": 3,
+                         "window": 4, "dilations": (1, 2, 3), "time_frequencies": 4, **overrides})
     return MATransformer(cfg).double().eval()
 
 

@@ -3,13 +3,16 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ma_model import FEATURES, MATransformer, benchmark_steps, fit
+import ma_features
+from ma_model import MATransformer, benchmark_steps, fit
 from ma_model.step import EAGER_STEPS, TrainStep, training_loss
 from ma_model.train import adamw, model_config
 
+INPUTS = len(ma_features.FeatureSpec.model_inputs().names)
+
 
 def _batch(device="cpu", batch=4, length=16, horizons=2):
-    return [torch.randn(batch, length, len(FEATURES)), torch.rand(batch, length),
+    return [torch.randn(batch, length, INPUTS), torch.rand(batch, length),
             torch.randint(0, 3, (batch, length, horizons)), torch.randn(batch, length, horizons),
             torch.ones(batch, length, horizons, dtype=torch.bool)]
 

@@ -3,10 +3,11 @@ from dataclasses import replace
 import pytest
 import torch
 
+import ma_features
 from ma_model import (
-    FEATURES,
     MATransformer,
     benchmark_steps,
+    config_from_dict,
     fit,
     grid_search,
     load_checkpoint,
@@ -89,6 +90,20 @@ def test_grid_search_reports_the_best(tiny_config):
     assert best["config"].train.learning_rate == 3e-3
 
 
+def test_grid_search_over_feature_specs(tiny_config):
+    """Each spec trains on its own columns; the best checkpoint rebuilds its model."""
+    richer = {"rolling": ["ofi", "realized_variance"], "windows": [10]}
+    cfg = replace(tiny_config, train=replace(tiny_config.train, epochs=1),
+                  param_grid={"features": [tiny_config.data.features, richer]})
+    best = grid_search(cfg, log=lambda *_: None)
+    assert [r["out_dir"].rsplit("/", 1)[1] for r in best["runs"]] == ["features=0", "features=1"]
+    for run in best["runs"]:
+        saved = load_checkpoint(f"{run['out_dir']}/{BEST}")
+        columns = len(config_from_dict(saved["config"]).data.features.names)
+        assert saved["model"]["embed.weight"].shape[1] == columns
+        assert saved["normalization"]["standardizer"]["mean"].shape == (columns,)
+
+
 def test_lr_schedule_warms_up_then_decays():
     factors = [lr_factor(s, 10, 100, 0.1) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
@@ -156,7 +171,8 @@ def test_an_epoch_on_the_gpu_never_waits_for_it(tiny_config, cuda_graph):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.9**step)
     step = TrainStep(model, optimizer, scheduler, device=device, regression_weight=0.1,
                      grad_clip=1.0, cuda_graph=cuda_graph)
-    batches = [[torch.randn(4, 64, len(FEATURES)), torch.rand(4, 64),
+    inputs = len(ma_features.FeatureSpec.model_inputs().names)
+    batches = [[torch.randn(4, 64, inputs), torch.rand(4, 64),
                 torch.randint(0, 3, (4, 64, 2)), torch.randn(4, 64, 2),
                 torch.ones(4, 64, 2, dtype=torch.bool)] for _ in range(EAGER_STEPS + 2)]
     batches = [[t.pin_memory() for t in batch] for batch in batches]
@@ -179,5 +195,5 @@ def test_compile_takes_a_bool_or_a_mode(tiny_config):
 
 def test_input_dim_must_match_the_features(tiny_config):
     cfg = replace(tiny_config, model=replace(tiny_config.model, input_dim=5))
-    with pytest.raises(ValueError, match="input_dim.*is 5 but the data has 6 features"):
+    with pytest.raises(ValueError, match="input_dim.*is 5 but data.features has 6 columns"):
         fit(cfg)

@@ -37,18 +37,21 @@ def test_replay_must_fit_in_the_events(capsys):
     assert "--replay must be smaller" in capsys.readouterr().err
 
 
-def test_demo_runs_end_to_end_and_stream_equals_batch(capsys):
-    result = demo.run(events=5000, seed=1, device="cpu", replay=100)
+def test_demo_runs_end_to_end_and_stream_equals_batch(capsys, tmp_path):
+    result = demo.run(events=5000, seed=1, device="cpu", replay=100, out_dir=str(tmp_path))
     assert result["events"] == 5000
     assert result["stream_equals_batch"]
     assert result["latency"].count == 100
     assert 0 < result["train"]["val_accuracy"] <= 1 and result["train"]["train_loss"] > 0
     assert result["model_stream"]["stream_equals_batch"]
     assert result["model_stream"]["latency"].count == 100
-    assert "validation accuracy" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "validation accuracy" in out
+    # The checkpoint stays for ma-eval, and the demo says where.
+    assert (tmp_path / "best.pt").is_file() and f"checkpoint: {tmp_path / 'best.pt'}" in out
 
 
 @pytest.mark.gpu
-def test_demo_on_gpu():
-    result = demo.run(events=5000, seed=1, device="cuda", replay=100)
+def test_demo_on_gpu(tmp_path):
+    result = demo.run(events=5000, seed=1, device="cuda", replay=100, out_dir=str(tmp_path))
     assert result["stream_equals_batch"] and result["model_stream"]["stream_equals_batch"]

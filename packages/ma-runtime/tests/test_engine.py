@@ -26,25 +26,22 @@ def small_config(model_dim: int = 16, heads: int = 2) -> ma_model.Config:
 
 def small_model(cfg: ma_model.Config) -> ma_model.MATransformer:
     torch.manual_seed(0)
-    model_cfg = ma_model.ModelConfig(
-        **{**cfg.to_dict()["model"], "num_horizons": len(HORIZONS), "num_regression": len(HORIZONS)}
-    )
-    return ma_model.MATransformer(model_cfg).eval()
+    return ma_model.MATransformer(ma_model.model_config(cfg)).eval()
 
 
-def normalization(features: int) -> dict:
-    train = torch.randn(500, features, dtype=torch.float64) * 3 + 1
+def fitted_inputs(cfg: ma_model.Config) -> ma_model.ModelInputs:
+    train = torch.randn(500, len(cfg.data.features.names), dtype=torch.float64) * 3 + 1
     train[:, 2] = 7.0  # a feature constant in training maps to 0
-    return {"standardizer": ma_features.Standardizer().fit(train).state_dict(), "dt_scale": 0.25}
+    inputs = ma_model.ModelInputs.fit(cfg.data.features, train, torch.rand(500))
+    inputs.dt_scale = 0.25
+    return inputs
 
 
-def batch_reference(model, norm, x, dt):
+def batch_reference(model, inputs, x, dt):
     """What training-time code computes on the whole sequences at once."""
-    standardizer = ma_features.Standardizer()
-    standardizer.load_state_dict(norm["standardizer"])
-    z = standardizer.transform(x.flatten(0, 1)).view_as(x)
+    z, scaled_dt = inputs.normalize(x.flatten(0, 1).cpu(), dt.flatten().cpu())
     with torch.no_grad():
-        logits, regression = model(z, dt / norm["dt_scale"])
+        logits, regression = model(z.view_as(x).to(x.device), scaled_dt.view_as(dt).to(x.device))
     return logits.softmax(-1), regression
 
 
@@ -58,8 +55,8 @@ def stream(engine, x, dt):
 
 @pytest.mark.parametrize("instruments", [1, 3])
 def test_stream_equals_batch_past_the_ring_wrap(instruments):
-    model = small_model(small_config())
-    norm = normalization(model.config.input_dim)
+    cfg = small_config()
+    model, norm = small_model(cfg), fitted_inputs(cfg)
     x = torch.randn(instruments, 40, model.config.input_dim)  # rings hold 4 and 8 ticks
     dt = torch.rand(instruments, 40)
     engine = StreamEngine(model, norm, instruments=instruments)
@@ -71,8 +68,9 @@ def test_stream_equals_batch_past_the_ring_wrap(instruments):
 
 
 def test_reset_starts_over():
-    model = small_model(small_config())
-    engine = StreamEngine(model, normalization(model.config.input_dim))
+    cfg = small_config()
+    model = small_model(cfg)
+    engine = StreamEngine(model, fitted_inputs(cfg))
     x, dt = torch.randn(1, 12, model.config.input_dim), torch.rand(1, 12)
     first = stream(engine, x, dt)[0]
     engine.reset()
@@ -81,10 +79,10 @@ def test_reset_starts_over():
 
 def test_from_checkpoint(tmp_path):
     cfg = small_config()
-    model = small_model(cfg)
-    norm = normalization(model.config.input_dim)
+    model, norm = small_model(cfg), fitted_inputs(cfg)
     path = ma_model.save_checkpoint(
-        tmp_path / "best.pt", model=model.state_dict(), config=cfg.to_dict(), normalization=norm
+        tmp_path / "best.pt", model=model.state_dict(), config=cfg.to_dict(),
+        normalization=norm.state_dict(),
     )
     engine = StreamEngine.from_checkpoint(path, device="cpu")
     x, dt = torch.randn(1, 10, model.config.input_dim), torch.rand(1, 10)
@@ -94,8 +92,9 @@ def test_from_checkpoint(tmp_path):
 
 
 def test_bad_ticks_are_refused():
-    model = small_model(small_config())
-    engine = StreamEngine(model, normalization(model.config.input_dim), instruments=2)
+    cfg = small_config()
+    model = small_model(cfg)
+    engine = StreamEngine(model, fitted_inputs(cfg), instruments=2)
     x, dt = torch.zeros(2, model.config.input_dim), torch.ones(2)
     bad = x.clone()
     bad[1, 3] = float("nan")
@@ -106,14 +105,18 @@ def test_bad_ticks_are_refused():
     with pytest.raises(ValueError, match=r"x must be \(2, 6\)"):
         engine.step(x[:1], dt[:1])
     with pytest.raises(ValueError, match="instruments must be >= 1"):
-        StreamEngine(model, normalization(model.config.input_dim), instruments=0)
+        StreamEngine(model, fitted_inputs(cfg), instruments=0)
+    spread_only = ma_features.FeatureSpec(instant=("spread",), rolling=())
+    other = ma_model.ModelInputs.fit(spread_only, torch.rand(10, 1), torch.rand(10))
+    with pytest.raises(ValueError, match="the model reads 6 columns; the inputs' spec has 1"):
+        StreamEngine(model, other)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("instruments", [1, 8])
 def test_cuda_graph_stream_equals_batch(instruments):
-    model = small_model(small_config(model_dim=64, heads=2)).cuda()  # head dim 32 on CUDA
-    norm = normalization(model.config.input_dim)
+    cfg = small_config(model_dim=64, heads=2)  # head dim 32 on CUDA
+    model, norm = small_model(cfg).cuda(), fitted_inputs(cfg)
     x = torch.randn(instruments, 30, model.config.input_dim)
     dt = torch.rand(instruments, 30)
     engine = StreamEngine(model, norm, instruments=instruments, device="cuda")

@@ -1,7 +1,6 @@
 """ma_features: tick data, readers, simulation, features and labels."""
 
 from .compute import compute_features, compute_features_frame
-from .features import LEVEL1_FEATURES, level1_features, level1_features_frame
 from .io import from_frame, read_csv, read_parquet, to_frame, write_csv, write_parquet
 from .labels import (
     DOWN,
@@ -29,7 +28,6 @@ __version__ = "0.1.0"
 __all__ = [
     "DOWN",
     "IGNORE_INDEX",
-    "LEVEL1_FEATURES",
     "NUM_CLASSES",
     "STATIONARY",
     "UP",
@@ -52,8 +50,6 @@ __all__ = [
     "from_frame",
     "imbalance_change",
     "imbalance_change_from_ticks",
-    "level1_features",
-    "level1_features_frame",
     "lobster_sample",
     "lobster_sample_paths",
     "read_csv",

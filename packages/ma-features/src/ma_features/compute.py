@@ -1,10 +1,6 @@
 """compute_features: the features of a :class:`FeatureSpec` over a whole
-series of ticks, on the CPU or a GPU, as one fused ma_kernels pass.
-
-The ANCHORS set (and any subset of it with one event window) runs on
-``ma_kernels.microstructure_features``, which reads the level-1 table in the
-output dtype; every other spec on ``ma_kernels.book_features``, which reads
-the float64 ticks. :class:`~ma_features.FeatureState` computes the same
+series of ticks, on the CPU or a GPU, as one pass of ``ma_kernels.book_features``
+over the float64 ticks. :class:`~ma_features.FeatureState` computes the same
 function event by event from the formulas of :mod:`ma_features.rows`.
 """
 
@@ -19,12 +15,9 @@ import ma_kernels
 from .spec import FeatureSpec
 from .ticks import Ticks
 
-# Where the fused op puts each feature it computes.
-_FUSED_INSTANT = {name: i for i, name in enumerate(ma_kernels.L1_FEATURES)}
-_FUSED_ROLLING = {"ofi": 5, "vwap": 6, "realized_variance": 7}
-# The Ticks fields ma_kernels.book_features reads.
-_BOOK_FEATURES_INPUTS = ("time", "bid_price", "bid_size", "ask_price", "ask_size", "trade_price",
-                         "trade_size", "trade_side")
+# The Ticks fields ma_kernels.book_features reads, in its argument order.
+BOOK_FEATURES_INPUTS = ("time", "bid_price", "bid_size", "ask_price", "ask_size", "trade_price",
+                        "trade_size", "trade_side")
 
 
 def compute_features(
@@ -44,20 +37,11 @@ def compute_features(
     """
     spec = FeatureSpec() if spec is None else spec
     _check(ticks, spec)
-    n = len(ticks)
-    if n == 0:
-        return torch.empty((0, len(spec.names)), device=device, dtype=dtype), spec.names
-    columns = _fused_columns(spec)
-    if columns is not None:
-        window = spec.windows[0] if spec.windows else 1
-        out = ma_kernels.microstructure_features(_table(ticks, device, dtype), window)
-        return out[:, columns], spec.names
     tensors = ticks.to_tensors(device=device, dtype=torch.float64)
-    book = {name: tensors[name] for name in _BOOK_FEATURES_INPUTS}
     out = ma_kernels.book_features(
-        **book, instant=spec.instant, depth_imbalance=spec.depth_imbalance,
-        ofi_levels=spec.ofi_levels, rolling=spec.rolling, windows=spec.windows,
-        time_windows=spec.time_windows, dtype=dtype,
+        *(tensors[name] for name in BOOK_FEATURES_INPUTS), instant=spec.instant,
+        depth_imbalance=spec.depth_imbalance, ofi_levels=spec.ofi_levels, rolling=spec.rolling,
+        windows=spec.windows, time_windows=spec.time_windows, dtype=dtype,
     )
     return out, spec.names
 
@@ -86,19 +70,3 @@ def _check(ticks: Ticks, spec: FeatureSpec) -> None:
     back = np.flatnonzero(np.diff(ticks.time) < 0)
     if len(back):
         raise ValueError(f"time decreases at row {back[0] + 1}: ticks must be in time order")
-
-
-def _fused_columns(spec: FeatureSpec) -> list[int] | None:
-    """Columns of the fused op's output that make up ``spec``, or None if it cannot."""
-    if spec.depth_imbalance or spec.ofi_levels or spec.time_windows or len(spec.windows) > 1:
-        return None
-    rolling = spec.rolling if spec.windows else ()
-    if not (set(spec.instant) <= _FUSED_INSTANT.keys() and set(rolling) <= _FUSED_ROLLING.keys()):
-        return None
-    return [_FUSED_INSTANT[name] for name in spec.instant] + [_FUSED_ROLLING[r] for r in rolling]
-
-
-def _table(ticks: Ticks, device, dtype) -> torch.Tensor:
-    columns = [ticks.bid_price[:, 0], ticks.bid_size[:, 0], ticks.ask_price[:, 0],
-               ticks.ask_size[:, 0], ticks.trade_price, ticks.trade_size]
-    return torch.from_numpy(np.stack(columns, axis=1)).to(device=device, dtype=dtype)

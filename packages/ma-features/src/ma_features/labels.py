@@ -12,8 +12,9 @@ from typing import Literal
 import torch
 
 from ._tensors import require_finite, require_tensor, rolling_moments
-from .features import LEVEL1_FEATURES, level1_features
+from .compute import compute_features
 from .masked import Masked
+from .spec import FeatureSpec
 from .ticks import Ticks
 
 DOWN = 0
@@ -137,7 +138,7 @@ def direction_labels_from_ticks(
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """:func:`direction_labels` of the level-1 mid ``(bid + ask) / 2`` of ``ticks``."""
-    mid = _level1_column(ticks, "mid", device)
+    mid = _feature_column(ticks, "mid", device)
     return direction_labels(mid, horizons, alpha, reference)
 
 
@@ -145,13 +146,13 @@ def imbalance_change_from_ticks(
     ticks: Ticks, horizons: int | Sequence[int], device: torch.device | str = "cpu"
 ) -> Masked:
     """:func:`imbalance_change` of the L1 imbalance ``(bid_size - ask_size) / depth``."""
-    return imbalance_change(_level1_column(ticks, "imbalance", device), horizons)
+    return imbalance_change(_feature_column(ticks, "imbalance", device), horizons)
 
 
-def _level1_column(ticks: Ticks, name: str, device: torch.device | str) -> torch.Tensor:
-    # The same definition as the features, so labels and inputs agree.
-    features = level1_features(ticks, device=device, dtype=torch.float64)
-    return features[:, LEVEL1_FEATURES.index(name)]
+def _feature_column(ticks: Ticks, name: str, device: torch.device | str) -> torch.Tensor:
+    # The features' own definition, so labels and inputs agree.
+    spec = FeatureSpec(instant=(name,), rolling=())
+    return compute_features(ticks, spec, device=device, dtype=torch.float64)[0][:, 0]
 
 
 def _horizons(horizons: int | Sequence[int]) -> list[int]:

@@ -96,10 +96,19 @@ class Standardizer:
                 f"x has feature shape {tuple(x.shape[1:])}, fitted on {tuple(self.mean.shape)}"
             )
         require_finite("x", x)
-        mean = self.mean.to(x.device)
-        std = self.std.to(x.device)
-        z = torch.where(std > self.eps, (x.to(torch.float64) - mean) / std, 0.0)
-        return z.to(x.dtype)
+        shift, scale = self.affine(x.device)
+        return ((x.to(torch.float64) - shift) * scale).to(x.dtype)
+
+    def affine(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(shift, scale)`` with ``transform(x) == (x - shift) * scale``: the
+        fitted map as two tensors, for a caller that applies it where checks
+        would read the device (a captured CUDA graph, a streaming step)."""
+        if self.mean is None or self.std is None:
+            raise RuntimeError("Standardizer is not fitted: call fit() or load_state_dict() first")
+        scale = torch.where(self.std > self.eps, 1.0 / self.std, 0.0)
+        return self.mean.to(device, dtype), scale.to(device, dtype)
 
     def fit_transform(self, x: torch.Tensor) -> torch.Tensor:
         return self.fit(x).transform(x)

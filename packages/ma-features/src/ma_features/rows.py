@@ -83,6 +83,15 @@ def event_values(
         "inter_arrival": lambda: torch.where(
             has_before, (now.time - before.time).to(mid.dtype) * 1e-9, 0.0
         ),
+        # Price differences, not differences of rounded mids.
+        "mid_change": lambda: torch.where(
+            has_before, ((bid - before.bid_price[..., 0]) + (ask - before.ask_price[..., 0])) / 2,
+            0.0,
+        ),
+        # microprice - mid = spread * imbalance / 2, without cancelling two prices.
+        "microprice_offset": lambda: _safe_ratio((ask - bid) * (bid_size - ask_size), 2 * depth,
+                                                 0.0),
+        "log_depth": lambda: torch.log1p(depth),
     }
     columns = [instant[name]() for name in spec.instant]
     for k in spec.depth_imbalance:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 import ma_kernels
 
@@ -82,6 +83,42 @@ class FeatureSpec:
             self.ofi_levels < 0
         ):
             raise ValueError(f"FeatureSpec.ofi_levels must be an int >= 0, got {self.ofi_levels!r}")
+
+    @classmethod
+    def model_inputs(cls) -> FeatureSpec:
+        """What the model reads by default: level-1 features made stationary
+        (no price level), one event at a time. The model takes the time since
+        the previous event (``inter_arrival``) apart, as its ``dt``."""
+        return cls(
+            instant=("spread", "mid_change", "microprice_offset", "imbalance", "ofi", "log_depth"),
+            rolling=(),
+            windows=(),
+        )
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FeatureSpec:
+        """The spec a YAML mapping or a checkpoint describes; fields left out
+        take their defaults, an unknown field is a ValueError naming it."""
+        if isinstance(values, FeatureSpec):
+            return values
+        if not isinstance(values, dict):
+            raise ValueError(f"a feature spec must be a mapping of fields, got {values!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown FeatureSpec fields {unknown}; known: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists and ints, for YAML and checkpoints (``from_dict`` reads it back)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def including(self, *instant: str) -> FeatureSpec:
+        """This spec with the instant features ``instant`` added after its own
+        where missing: one pass of the op then also yields what a caller needs
+        beside the spec's columns (a mid for labels, the dt of the model)."""
+        missing = tuple(name for name in instant if name not in self.instant)
+        return replace(self, instant=(*self.instant, *missing))
 
     @classmethod
     def anchors(cls) -> FeatureSpec:

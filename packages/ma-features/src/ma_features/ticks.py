@@ -122,13 +122,3 @@ class Ticks:
             else:
                 out[f.name] = tensor.to(device=device)
         return out
-
-    def level1(
-        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
-    ) -> torch.Tensor:
-        """The best quote as a ``[N, 4]`` tensor, columns ``ma_kernels.BOOK_COLUMNS``."""
-        book = np.stack(
-            [self.bid_price[:, 0], self.bid_size[:, 0], self.ask_price[:, 0], self.ask_size[:, 0]],
-            axis=1,
-        )
-        return torch.from_numpy(book).to(device=device, dtype=dtype)

@@ -12,7 +12,6 @@ from .config import (
     load_config,
 )
 from .data import (
-    FEATURES,
     Splits,
     TickArrays,
     WindowDataset,
@@ -23,22 +22,24 @@ from .data import (
     tick_arrays,
 )
 from .evaluate import evaluate_checkpoint, load_model, logistic_regression
+from .inputs import DT, ModelInputs, raw_columns
 from .metrics import classification_report, confusion_matrix
 from .model import KVCache, MATransformer
 from .step import TrainStep
-from .train import benchmark_steps, fit, grid_search
+from .train import benchmark_steps, fit, grid_search, model_config
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ATTENTION_KINDS",
     "COMPILE_MODES",
-    "FEATURES",
+    "DT",
     "CheckpointError",
     "Config",
     "DataConfig",
     "KVCache",
     "MATransformer",
+    "ModelInputs",
     "ModelConfig",
     "Splits",
     "TickArrays",
@@ -59,7 +60,9 @@ __all__ = [
     "load_splits",
     "load_ticks",
     "logistic_regression",
+    "model_config",
     "prepare",
+    "raw_columns",
     "save_checkpoint",
     "split_ranges",
     "tick_arrays",

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+import ma_features
+
 ATTENTION_KINDS = ("ma", "sdpa_dense", "flex")
 # torch.compile's modes, for train.compile.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -27,13 +29,16 @@ DATA_SOURCES = ("simulator", "lobster", "parquet", "csv")
 class ModelConfig:
     """Sizes of :class:`~ma_model.MATransformer`.
 
+    ``input_dim`` is the number of columns of ``data.features``: left unset
+    (None), training sets it from the spec; set, it must match.
+
     ``dilations`` has one entry per layer: layer i attends to ``window`` keys
     spaced ``dilations[i]`` ticks apart. ``attention`` picks the kernel:
     ``ma`` (ma_kernels' sliding window), ``flex`` (the same window through
     FlexAttention) or ``sdpa_dense`` (dense causal attention, the baseline).
     """
 
-    input_dim: int = 6
+    input_dim: int | None = None
     model_dim: int = 32
     num_heads: int = 2
     num_layers: int = 2
@@ -47,7 +52,9 @@ class ModelConfig:
     attention: str = "ma"
 
     def __post_init__(self) -> None:
-        for name in ("input_dim", "model_dim", "num_heads", "num_layers", "window", "mlp_ratio",
+        if self.input_dim is not None:
+            _positive_int("model.input_dim", self.input_dim)
+        for name in ("model_dim", "num_heads", "num_layers", "window", "mlp_ratio",
                      "time_frequencies", "num_horizons"):
             _positive_int(f"model.{name}", getattr(self, name))
         if isinstance(self.num_regression, bool) or not isinstance(self.num_regression, int) \
@@ -82,6 +89,8 @@ class DataConfig:
     (``file_path`` is a message file, its orderbook file beside it; the
     shipped AAPL sample when empty),
     ``parquet`` or ``csv`` (``file_path`` written by ma_features).
+    ``features``: the model's inputs, a ``ma_features.FeatureSpec`` (in YAML
+    a mapping of its fields; default ``FeatureSpec.model_inputs()``).
     Splits are by time, in this order: train, validation, test.
     """
 
@@ -95,8 +104,10 @@ class DataConfig:
     alpha: float = 0.0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    features: ma_features.FeatureSpec = field(default_factory=ma_features.FeatureSpec.model_inputs)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "features", _spec("data.features", self.features))
         if self.source not in DATA_SOURCES:
             raise ValueError(f"data.source must be one of {DATA_SOURCES}, got {self.source!r}")
         if self.source in ("parquet", "csv") and not self.file_path:
@@ -177,6 +188,8 @@ class Config:
             values = tuple(values) if isinstance(values, (list, tuple)) else (values,)
             if not values:
                 raise ValueError(f"param_grid.{key} must list at least one value")
+            if key == "features":
+                values = tuple(_spec(f"param_grid.features[{i}]", v) for i, v in enumerate(values))
             grid[key] = values
         object.__setattr__(self, "param_grid", grid)
 
@@ -187,7 +200,9 @@ class Config:
             for k, v in out[section].items():
                 if isinstance(v, tuple):
                     out[section][k] = list(v)
-        out["param_grid"] = {k: list(v) for k, v in self.param_grid.items()}
+        out["data"]["features"] = self.data.features.to_dict()
+        out["param_grid"] = {k: [_plain(v) for v in values]
+                             for k, values in self.param_grid.items()}
         return out
 
     def grid(self) -> list[Config]:
@@ -197,11 +212,14 @@ class Config:
             return [self]
         keys = sorted(self.param_grid)
         points = []
-        for values in itertools.product(*(self.param_grid[k] for k in keys)):
+        choices = [list(enumerate(self.param_grid[k])) for k in keys]
+        for point in itertools.product(*choices):
             cfg = replace(self, param_grid={})
-            for key, value in zip(keys, values, strict=True):
+            for key, (_, value) in zip(keys, point, strict=True):
                 cfg = _set(cfg, GRID_KEYS[key], value)
-            name = "-".join(f"{k}={v}" for k, v in zip(keys, values, strict=True))
+            # A spec names its run by its place in the list, a number by its value.
+            name = "-".join(f"{k}={v if isinstance(v, (int, float, str)) else i}"
+                            for k, (i, v) in zip(keys, point, strict=True))
             points.append(_set(cfg, ("train", "out_dir"), f"{self.train.out_dir}/{name}"))
         return points
 
@@ -216,6 +234,7 @@ LEGACY_KEYS = {
     "input_dim": ("model", "input_dim"),
 }
 GRID_KEYS = {
+    "features": ("data", "features"),
     "learning_rate": ("train", "learning_rate"),
     "model_dim": ("model", "model_dim"),
     "num_heads": ("model", "num_heads"),
@@ -300,6 +319,20 @@ def _source_of(file_path: str) -> str:
     if suffix == ".csv":
         return "csv"
     raise ValueError(f"cannot tell the format of {file_path!r}; set data.source")
+
+
+def _spec(name: str, value: Any) -> ma_features.FeatureSpec:
+    try:
+        spec = ma_features.FeatureSpec.from_dict(value)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from e
+    if not spec.names:
+        raise ValueError(f"{name} selects no columns: the model needs at least one")
+    return spec
+
+
+def _plain(value: Any) -> Any:
+    return value.to_dict() if isinstance(value, ma_features.FeatureSpec) else value
 
 
 def _positive_int(name: str, value: Any) -> None:

@@ -21,9 +21,7 @@ from torch.utils.data import Dataset
 import ma_features
 
 from .config import DataConfig
-
-FEATURES = ("spread", "mid_change", "microprice_offset", "imbalance", "ofi", "log_depth")
-"""Model inputs per tick; level-1 features made stationary (no price level)."""
+from .inputs import ModelInputs, raw_columns
 
 
 def load_ticks(cfg: DataConfig) -> ma_features.Ticks:
@@ -58,32 +56,18 @@ class TickArrays:
                                                      self.target_valid)))
 
 
-def tick_arrays(ticks: ma_features.Ticks, horizons: tuple[int, ...], alpha: float) -> TickArrays:
-    """Features, dt and both targets of ``ticks`` as float32/int64 tensors."""
+def tick_arrays(ticks: ma_features.Ticks, spec: ma_features.FeatureSpec,
+                horizons: tuple[int, ...], alpha: float) -> TickArrays:
+    """The spec's columns, dt and both targets of ``ticks``, float32/int64,
+    from one pass of the feature op: the labels read its mid, the
+    regression target its imbalance."""
     if len(ticks) < 2:
         raise ValueError(f"need at least 2 ticks, got {len(ticks)}")
-    level1 = ma_features.level1_features(ticks, dtype=torch.float64)
-    column = {name: level1[:, i] for i, name in enumerate(ma_features.LEVEL1_FEATURES)}
-    bad = ~torch.isfinite(level1).all(dim=1)
-    if bool(bad.any()):
-        row = int(bad.nonzero()[0])
-        raise ValueError(f"level-1 features of tick {row} are not finite (empty best level?)")
-    mid = column["mid"]
-    x = torch.stack([
-        column["spread"],
-        torch.diff(mid, prepend=mid[:1]),
-        column["microprice"] - mid,
-        column["imbalance"],
-        column["ofi"],
-    ], dim=1)
-    # Queue sizes, not only their ratio: a thin best level is about to move the mid.
-    depth = torch.from_numpy(ticks.bid_size[:, 0] + ticks.ask_size[:, 0]).double()
-    x = torch.cat([x, torch.log1p(depth).unsqueeze(1)], dim=1)
-    time = torch.from_numpy(ticks.time.astype("int64"))
-    dt = torch.diff(time, prepend=time[:1]).double() / 1e9
-    labels = ma_features.direction_labels(mid, list(horizons), alpha)
-    target = ma_features.imbalance_change(column["imbalance"], list(horizons))
-    return TickArrays(x.float(), dt.float(), labels, target.value.float(), target.valid)
+    columns = raw_columns(ticks, spec, extra=("mid", "imbalance"))
+    labels = ma_features.direction_labels(columns["mid"], list(horizons), alpha)
+    target = ma_features.imbalance_change(columns["imbalance"], list(horizons))
+    return TickArrays(columns["x"].float(), columns["dt"].float(), labels, target.value.float(),
+                      target.valid)
 
 
 class WindowDataset(Dataset):
@@ -114,17 +98,16 @@ class WindowDataset(Dataset):
 @dataclass
 class Splits:
     """Normalised arrays of the three time splits, their row ranges, and the
-    statistics fitted on train (saved in checkpoints for inference)."""
+    inputs' statistics fitted on train (saved in checkpoints for inference)."""
 
     train: TickArrays
     val: TickArrays
     test: TickArrays
     ranges: dict[str, tuple[int, int]]
-    standardizer: ma_features.Standardizer
-    dt_scale: float
+    inputs: ModelInputs
 
     def normalization_state(self) -> dict:
-        return {"standardizer": self.standardizer.state_dict(), "dt_scale": self.dt_scale}
+        return self.inputs.state_dict()
 
 
 def split_ranges(n: int, cfg: DataConfig) -> dict[str, tuple[int, int]]:
@@ -148,25 +131,22 @@ def split_ranges(n: int, cfg: DataConfig) -> dict[str, tuple[int, int]]:
 
 def prepare(arrays: TickArrays, cfg: DataConfig,
             normalization: dict | None = None) -> Splits:
-    """Splits ``arrays`` by time and normalises inputs with train statistics
-    (or the given ``normalization`` state of an earlier run)."""
+    """Splits ``arrays`` (of the spec ``cfg.features``) by time and normalises
+    inputs with train statistics (or the given ``normalization`` state of an
+    earlier run)."""
     ranges = split_ranges(len(arrays.x), cfg)
     train_rows = arrays.rows(*ranges["train"])
-    standardizer = ma_features.Standardizer()
     if normalization is None:
-        standardizer.fit(train_rows.x)
-        positive = train_rows.dt[train_rows.dt > 0]
-        # Inter-arrival times in units of a typical train gap, so log1p sees O(1) values.
-        dt_scale = float(positive.median()) if len(positive) else 1.0
+        inputs = ModelInputs.fit(cfg.features, train_rows.x, train_rows.dt)
     else:
-        standardizer.load_state_dict(normalization["standardizer"])
-        dt_scale = float(normalization["dt_scale"])
-    normalised = TickArrays(standardizer.transform(arrays.x), arrays.dt / dt_scale,
-                            arrays.labels, arrays.target, arrays.target_valid)
+        inputs = ModelInputs.from_state(cfg.features, normalization)
+    x, dt = inputs.normalize(arrays.x, arrays.dt)
+    normalised = TickArrays(x, dt, arrays.labels, arrays.target, arrays.target_valid)
     parts = {name: normalised.rows(*r) for name, r in ranges.items()}
-    return Splits(**parts, ranges=ranges, standardizer=standardizer, dt_scale=dt_scale)
+    return Splits(**parts, ranges=ranges, inputs=inputs)
 
 
 def load_splits(cfg: DataConfig, normalization: dict | None = None) -> Splits:
     """:func:`prepare` of the ticks ``cfg`` names."""
-    return prepare(tick_arrays(load_ticks(cfg), cfg.horizons, cfg.alpha), cfg, normalization)
+    ticks = load_ticks(cfg)
+    return prepare(tick_arrays(ticks, cfg.features, cfg.horizons, cfg.alpha), cfg, normalization)

@@ -25,6 +25,7 @@ import ma_features
 from .checkpoint import load_checkpoint
 from .config import config_from_dict
 from .data import Splits, TickArrays, WindowDataset, load_splits
+from .inputs import ModelInputs
 from .metrics import classification_report, confusion_matrix
 from .model import MATransformer
 from .train import fit, model_config, resolve_device
@@ -84,11 +85,14 @@ def logistic_regression(train: TickArrays, steps: int = 300, seed: int = 0):
     return lambda x, dt: linear(inputs(x, dt)).unflatten(-1, (horizons, 3))
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MATransformer, dict]:
-    """The trained model of a checkpoint, on ``device`` in eval mode, and the
-    normalisation state its inputs need (``Splits.normalization_state()``)."""
+def load_model(path: str | Path,
+               device: str | torch.device = "cpu") -> tuple[MATransformer, ModelInputs]:
+    """The trained model of a checkpoint, on ``device`` in eval mode, and what
+    it reads: its feature spec with the statistics fitted on its train split."""
     ckpt = load_checkpoint(path)
-    return _model_from(ckpt, path).to(device).eval(), ckpt["normalization"]
+    cfg = config_from_dict(ckpt["config"], f"{path} config")
+    return (_model_from(ckpt, path).to(device).eval(),
+            ModelInputs.from_state(cfg.data.features, ckpt["normalization"]))
 
 
 def _model_from(ckpt: dict, path: str | Path) -> MATransformer:

@@ -191,6 +191,9 @@ class MATransformer(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        if cfg.input_dim is None:
+            raise ValueError("model.input_dim is not set: take the config from "
+                             "ma_model.model_config (it reads data.features) or set it")
         self.config = cfg
         self.embed = nn.Linear(cfg.input_dim, cfg.model_dim)
         self.time = TimeEncoding(cfg.time_frequencies, cfg.model_dim)

@@ -37,7 +37,7 @@ from .config import (
     config_from_dict,
     load_config,
 )
-from .data import FEATURES, Splits, WindowDataset, load_splits
+from .data import Splits, WindowDataset, load_splits
 from .model import MATransformer
 from .step import EAGER_STEPS, TrainStep, loss_terms, to_device
 
@@ -55,12 +55,14 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def model_config(cfg: Config) -> ModelConfig:
-    """The model's config with its heads sized by the data's horizons."""
-    if cfg.model.input_dim != len(FEATURES):
-        raise ValueError(f"model.input_dim (input_dim) is {cfg.model.input_dim} but the data has "
-                         f"{len(FEATURES)} features {FEATURES}")
+    """The model's config with its inputs sized by the data's features and its
+    heads by the data's horizons."""
+    names = cfg.data.features.names
+    if cfg.model.input_dim not in (None, len(names)):
+        raise ValueError(f"model.input_dim (input_dim) is {cfg.model.input_dim} but data.features "
+                         f"has {len(names)} columns {names}")
     k = len(cfg.data.horizons)
-    return replace(cfg.model, num_horizons=k, num_regression=k)
+    return replace(cfg.model, input_dim=len(names), num_horizons=k, num_regression=k)
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -277,7 +279,7 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
             f"val accuracy {metrics['accuracy']:.4f}{'  (best)' if improved else ''}")
         if rank == 0:
             common = {"model": model.state_dict(), "config": cfg.to_dict(),
-                      "normalization": data.normalization_state(), "features": list(FEATURES),
+                      "normalization": data.normalization_state(),
                       "metrics": metrics, **state}
             if improved:
                 save_checkpoint(out_dir / BEST, **common)
@@ -296,9 +298,14 @@ def grid_search(cfg: Config, *, resume: bool = False, log=print) -> dict:
     """Trains every point of ``cfg.param_grid``; returns the best run's result
     with ``"config"`` and a ``"runs"`` table (config name, best val loss)."""
     runs, best = [], None
-    data = None if resume else load_splits(cfg.data)  # the same splits for every point
+    splits = {}  # one set of splits per feature spec, shared by the points that read it
     for point in cfg.grid():
         log(f"== {point.train.out_dir}")
+        data = None
+        if not resume:
+            if point.data.features not in splits:
+                splits[point.data.features] = load_splits(point.data)
+            data = splits[point.data.features]
         result = fit(point, data=data, resume=resume, log=log)
         runs.append({"out_dir": point.train.out_dir, "best_val_loss": result["best_val_loss"]})
         if best is None or result["best_val_loss"] < best["best_val_loss"]:
@@ -342,7 +349,7 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
     k = len(cfg.data.horizons)
     g = torch.Generator(device="cpu").manual_seed(0)
     global_batch = [
-        torch.randn(batch, length, len(FEATURES), generator=g),
+        torch.randn(batch, length, len(cfg.data.features.names), generator=g),
         torch.rand(batch, length, generator=g),
         torch.randint(0, 3, (batch, length, k), generator=g),
         torch.randn(batch, length, k, generator=g),

@@ -1,11 +1,11 @@
-"""The main job, end to end on an embedded default: simulated ticks, features,
-a short training, and a streaming replay of unseen ticks with its latency.
+"""The main job, end to end on an embedded default: simulated ticks, the
+model's features in batch and tick by tick, a short training, and a
+streaming replay of unseen ticks with its latency.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
@@ -13,7 +13,6 @@ import torch
 import yaml
 
 import ma_features
-import ma_kernels
 import ma_model
 
 from .engine import StreamEngine, auto_device
@@ -54,7 +53,8 @@ def demo_config(device: str, out_dir: str) -> ma_model.Config:
 
 def train(ticks: ma_features.Ticks, config: ma_model.Config) -> dict:
     """Two epochs of a small MA-Transformer on ``ticks``, split by time."""
-    arrays = ma_model.tick_arrays(ticks, config.data.horizons, config.data.alpha)
+    data = config.data
+    arrays = ma_model.tick_arrays(ticks, data.features, data.horizons, data.alpha)
     result = ma_model.fit(config, data=ma_model.prepare(arrays, config.data))
     history = result["history"]
     return {
@@ -69,72 +69,77 @@ def stream(
 ) -> dict:
     """Replays ticks the model never saw through the engine, one at a time,
     and checks each signal against the model run on the whole span at once."""
-    arrays = ma_model.tick_arrays(ticks, config.data.horizons, config.data.alpha)
-    model, normalization = ma_model.load_model(checkpoint, device)
-    engine = StreamEngine(model, normalization, device=device)
+    model, inputs = ma_model.load_model(checkpoint, device)
+    raw = ma_model.raw_columns(ticks, inputs.spec)
+    engine = StreamEngine(model, inputs, device=device)
     probabilities = torch.empty(replay, len(config.data.horizons), 3)
 
     def step(i: int) -> None:
-        probabilities[i] = engine.step(arrays.x[i : i + 1], arrays.dt[i : i + 1]).probabilities[0]
+        probabilities[i] = engine.step(raw["x"][i : i + 1], raw["dt"][i : i + 1]).probabilities[0]
 
     stats = measure_latency(step, replay, warmup=0)
-    standardizer = ma_features.Standardizer()
-    standardizer.load_state_dict(normalization["standardizer"])
-    x = standardizer.transform(arrays.x[:replay]).to(device)
+    x, dt = inputs.normalize(raw["x"][:replay], raw["dt"][:replay])
     with torch.no_grad():
-        logits, _ = model(
-            x[None], (arrays.dt[:replay] / normalization["dt_scale"]).to(device)[None]
-        )
+        logits, _ = model(x.to(device)[None], dt.to(device)[None])
     agree = torch.allclose(probabilities, logits[0].softmax(-1).cpu(), rtol=1e-3, atol=1e-4)
     return {"latency": stats, "stream_equals_batch": agree}
 
 
-def run(events: int, seed: int, device: str, replay: int) -> dict:
+def features(ticks: ma_features.Ticks, spec: ma_features.FeatureSpec, device: str,
+             replay: int) -> dict:
+    """The model's inputs over every tick at once (one pass of the batch op),
+    then the first ``replay`` ticks one at a time through ``FeatureState``, as
+    a live feed would see them: both must give the same rows."""
+    spec = spec.including(ma_model.DT)
+    batch, names = ma_features.compute_features(ticks, spec, device=device, dtype=torch.float64)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    print(f"features {tuple(batch.shape)}: {', '.join(names)}")
+    state = ma_features.FeatureState(spec, device=device, dtype=torch.float64)
+    rows = torch.empty(replay, len(names), dtype=torch.float64, device=device)
+
+    def step(i: int) -> None:
+        rows[i] = state.update_ticks(ticks[i : i + 1])[0]
+
+    stats = measure_latency(step, replay, warmup=0, sync=device == "cuda")
+    return {"latency": stats,
+            "stream_equals_batch": torch.allclose(rows, batch[:replay], rtol=1e-9, atol=1e-9)}
+
+
+def run(events: int, seed: int, device: str, replay: int, out_dir: str) -> dict:
     _stage(f"simulate {events:,} order-book events (seed {seed})")
     start = time.perf_counter()
     ticks = ma_features.simulate(events, levels=10, seed=seed)
     elapsed = time.perf_counter() - start
     print(f"{len(ticks):,} events in {elapsed:.2f} s ({len(ticks) / elapsed / 1e6:.1f} M events/s)")
 
-    _stage(f"level-1 features on {device}")
-    book = ticks.level1(device=device)
-    features = ma_kernels.l1_features(book)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    print(f"features {tuple(features.shape)}: {', '.join(ma_features.LEVEL1_FEATURES)}")
-
-    _stage(f"streaming replay of {replay:,} ticks, one tick in, one feature row out")
-    # Each step sees only the newest quote and the one before it, as a live feed would.
-    rows = torch.empty(replay, features.shape[1], dtype=features.dtype, device=device)
-
-    def step(i: int) -> None:
-        rows[i] = ma_kernels.l1_features(book[i : i + 2])[1]
-
-    stats = measure_latency(step, replay, warmup=0, sync=device == "cuda")
-    agree = torch.allclose(rows, features[1 : replay + 1])
-    print(f"per-tick latency: {stats}")
-    print(f"stream equals batch on every replayed tick: {agree}")
+    spec = demo_config(device, out_dir).data.features
+    _stage(f"the model's features on {device}: batch, then {replay:,} ticks one at a time")
+    streamed_features = features(ticks, spec, device, replay)
+    print(f"per-tick latency: {streamed_features['latency']}")
+    print(f"stream equals batch on every replayed tick: "
+          f"{streamed_features['stream_equals_batch']}")
 
     # The model trains on the first ticks and streams the ones right after them.
     trained_ticks = min(TRAIN_TICKS, len(ticks) - replay - 1)
-    with tempfile.TemporaryDirectory() as out_dir:
-        config = demo_config(device, out_dir)
-        _stage(f"train the MA-Transformer on {trained_ticks:,} ticks ({device})")
-        trained = train(ticks[:trained_ticks], config)
-        print(
-            f"final train loss {trained['train_loss']:.4f}, "
-            f"validation accuracy {trained['val_accuracy']:.4f}"
-        )
+    config = demo_config(device, out_dir)
+    _stage(f"train the MA-Transformer on {trained_ticks:,} ticks ({device})")
+    trained = train(ticks[:trained_ticks], config)
+    print(
+        f"final train loss {trained['train_loss']:.4f}, "
+        f"validation accuracy {trained['val_accuracy']:.4f}"
+    )
+    print(f"checkpoint: {trained['checkpoint']} (ma-eval --checkpoint {trained['checkpoint']})")
 
-        unseen = ticks[trained_ticks : trained_ticks + replay + 1]
-        _stage(f"stream {replay:,} unseen ticks through the model, one tick in, one signal out")
-        streamed = stream(unseen, config, trained["checkpoint"], device, replay)
+    unseen = ticks[trained_ticks : trained_ticks + replay + 1]
+    _stage(f"stream {replay:,} unseen ticks through the model, one tick in, one signal out")
+    streamed = stream(unseen, config, trained["checkpoint"], device, replay)
     print(f"tick-to-signal latency: {streamed['latency']}")
     print(f"streamed signals equal the batch forward: {streamed['stream_equals_batch']}")
     return {
         "events": len(ticks),
-        "stream_equals_batch": agree,
-        "latency": stats,
+        "stream_equals_batch": streamed_features["stream_equals_batch"],
+        "latency": streamed_features["latency"],
         "train": trained,
         "model_stream": streamed,
     }
@@ -148,6 +153,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="simulator seed")
     parser.add_argument("--replay", type=int, default=2000, help="ticks replayed one by one")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--out-dir", default="runs/demo",
+                        help="where the trained checkpoint is kept (for ma-eval)")
     known, _ = parser.parse_known_args(argv)
     if known.config is not None:
         config = yaml.safe_load(known.config.read_text()) or {}
@@ -166,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     device = args.device
     if device == "auto":
         device = auto_device()
-    result = run(args.events, args.seed, device, args.replay)
+    result = run(args.events, args.seed, device, args.replay, args.out_dir)
     if not result["stream_equals_batch"]:
         raise SystemExit("streamed features differ from the batch features")
     if not result["model_stream"]["stream_equals_batch"]:

@@ -36,16 +36,16 @@ class Signal(NamedTuple):
 class StreamEngine:
     """Streams ticks of ``instruments`` sequences through ``model``.
 
-    ``normalization`` is the state a training run saved (``Splits.
-    normalization_state()``, in every checkpoint): inputs are standardised
-    with the train statistics and ``dt`` divided by the train scale, exactly
-    as in training. ``cuda_graph`` defaults to True on CUDA.
+    ``inputs`` is what the model reads (``ma_model.load_model`` returns it
+    with the model): its feature spec, standardised with the statistics of
+    the training split, and ``dt`` in the training split's units, exactly as
+    in training. ``cuda_graph`` defaults to True on CUDA.
     """
 
     def __init__(
         self,
         model: ma_model.MATransformer,
-        normalization: dict,
+        inputs: ma_model.ModelInputs,
         *,
         instruments: int = 1,
         device: torch.device | str = "cpu",
@@ -53,16 +53,15 @@ class StreamEngine:
     ) -> None:
         if instruments < 1:
             raise ValueError(f"instruments must be >= 1, got {instruments}")
+        if len(inputs.spec.names) != model.config.input_dim:
+            raise ValueError(f"the model reads {model.config.input_dim} columns; the inputs' spec "
+                             f"has {len(inputs.spec.names)} {inputs.spec.names}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        self.inputs = inputs
         self.features = model.config.input_dim
-        state = normalization["standardizer"]
-        mean, std = state["mean"], state["std"]
-        # (x - mean) / std, and 0 for a feature constant in training: as Standardizer does.
-        scale = torch.where(std > state["eps"], 1.0 / std, torch.zeros_like(std))
-        self._shift = mean.to(self.device, torch.float32)
-        self._scale = scale.to(self.device, torch.float32)
-        self._dt_scale = float(normalization["dt_scale"])
+        self._shift, self._scale = inputs.standardizer.affine(self.device, torch.float32)
+        self._dt_scale = inputs.dt_scale
         self.cache = model.new_cache(instruments, self.device)
         self._x = torch.zeros(instruments, self.features, device=self.device)
         self._dt = torch.zeros(instruments, device=self.device)
@@ -82,10 +81,8 @@ class StreamEngine:
         """An engine for the model and normalisation of a training checkpoint."""
         if device == "auto":
             device = auto_device()
-        model, normalization = ma_model.load_model(path, device)
-        return cls(
-            model, normalization, instruments=instruments, device=device, cuda_graph=cuda_graph
-        )
+        model, inputs = ma_model.load_model(path, device)
+        return cls(model, inputs, instruments=instruments, device=device, cuda_graph=cuda_graph)
 
     @torch.inference_mode()
     def _run(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,7 +116,7 @@ class StreamEngine:
 
     def step(self, x: torch.Tensor, dt: torch.Tensor) -> Signal:
         """Feeds one tick per instrument: raw features ``x [I, F]`` (the
-        order of ``ma_model.FEATURES``) and seconds since each instrument's
+        columns of ``inputs.spec``) and seconds since each instrument's
         previous tick ``dt [I]``, both on the host. A NaN or infinite input is
         refused with a ValueError naming it, never turned into a signal."""
         x = torch.as_tensor(x, dtype=torch.float32)

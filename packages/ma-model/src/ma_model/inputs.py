@@ -1,0 +1,90 @@
+"""What the model reads, in one place: the columns of a ``FeatureSpec`` and
+the time since the previous event (``dt``), both normalised with statistics
+of the training split.
+
+Batch (``ma_features.compute_features`` over ticks) and stream
+(``ma_features.FeatureState`` one event at a time) compute the same spec, and
+a checkpoint stores the spec (in its config) and the fitted statistics, so a
+model reads in production what it read in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+import ma_features
+
+DT = "inter_arrival"
+"""The spec column the model takes apart as ``dt`` (seconds since the previous event)."""
+
+
+def raw_columns(ticks: ma_features.Ticks, spec: ma_features.FeatureSpec,
+                extra: tuple[str, ...] = (), device: torch.device | str = "cpu",
+                ) -> dict[str, torch.Tensor]:
+    """``{"x": [N, F], "dt": [N], name: [N] for name in extra}``, float64 on
+    ``device``, from one pass of the batch op: ``extra`` names instant
+    features a caller needs beside the inputs (the mid of the labels)."""
+    values, names = ma_features.compute_features(ticks, spec.including(DT, *extra),
+                                                 device=device, dtype=torch.float64)
+    x, dt = _split(values, names, spec)
+    return {"x": x, "dt": dt, **{name: values[:, names.index(name)] for name in extra}}
+
+
+def _split(values: torch.Tensor, names: tuple[str, ...], spec: ma_features.FeatureSpec
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    # The added instant columns sit among the spec's own: pick the spec's by name.
+    return values[..., [names.index(name) for name in spec.names]], values[..., names.index(DT)]
+
+
+@dataclass
+class ModelInputs:
+    """A spec and its normalisation: ``x`` standardised per column with the
+    train split's mean and deviation, ``dt`` divided by the train split's
+    median positive gap (so ``log1p`` in the model sees O(1) values)."""
+
+    spec: ma_features.FeatureSpec
+    standardizer: ma_features.Standardizer
+    dt_scale: float
+
+    @classmethod
+    def fit(cls, spec: ma_features.FeatureSpec, x: torch.Tensor, dt: torch.Tensor) -> ModelInputs:
+        """Statistics of the training rows ``x [N, F]``, ``dt [N]``."""
+        positive = dt[dt > 0]
+        dt_scale = float(positive.median()) if len(positive) else 1.0
+        return cls(spec, ma_features.Standardizer().fit(x), dt_scale)
+
+    @classmethod
+    def from_state(cls, spec: ma_features.FeatureSpec, state: dict) -> ModelInputs:
+        """The inputs of a checkpoint: its spec and its ``normalization`` entry."""
+        if not isinstance(state, dict) or {"standardizer", "dt_scale"} - set(state):
+            raise ValueError("normalization state must hold 'standardizer' and 'dt_scale'")
+        standardizer = ma_features.Standardizer()
+        standardizer.load_state_dict(state["standardizer"])
+        if standardizer.mean.shape != (len(spec.names),):
+            raise ValueError(f"normalization has {standardizer.mean.numel()} columns; the spec "
+                             f"has {len(spec.names)} {spec.names}")
+        dt_scale = state["dt_scale"]
+        if not (isinstance(dt_scale, (int, float)) and 0 < dt_scale < float("inf")):
+            raise ValueError(f"normalization dt_scale must be a positive number, got {dt_scale!r}")
+        return cls(spec, standardizer, float(dt_scale))
+
+    def state_dict(self) -> dict:
+        """The fitted statistics (the spec travels in the run's config)."""
+        return {"standardizer": self.standardizer.state_dict(), "dt_scale": self.dt_scale}
+
+    def normalize(self, x: torch.Tensor, dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw ``x``, ``dt`` -> what the model reads, float32."""
+        return self.standardizer.transform(x).float(), (dt / self.dt_scale).float()
+
+    def stream(self, batch: int = 1, device: torch.device | str = "cpu"
+               ) -> ma_features.FeatureState:
+        """Feature state of ``batch`` instruments over the spec and ``dt``: the
+        streaming twin of :func:`raw_columns` (:meth:`split` its rows)."""
+        return ma_features.FeatureState(self.spec.including(DT), batch=batch, device=device,
+                                        dtype=torch.float64)
+
+    def split(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows ``[..., C]`` of :meth:`stream` -> raw ``(x [..., F], dt [...])``."""
+        return _split(values, self.spec.including(DT).names, self.spec)
