@@ -5,8 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <mutex>
-#include <set>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -26,22 +26,23 @@ inline cudaStream_t use_device(int device, std::uintptr_t stream) {
   return reinterpret_cast<cudaStream_t>(stream);
 }
 
-// Past 48 KB a kernel must opt in to dynamic shared memory. Once per kernel
-// and device: the attribute call costs as much host time as the launch.
+// Past 48 KB a kernel must opt in to dynamic shared memory. Only when a launch
+// needs more than the kernel's last opt-in on this device: the attribute call
+// costs as much host time as the launch.
 template <typename Kernel>
 void opt_in_shared_memory(Kernel* kernel, std::size_t bytes, const char* what) {
   if (bytes <= 48 * 1024) return;
   int device = 0;
   cuda_check(cudaGetDevice(&device), "cudaGetDevice");
   static std::mutex mutex;
-  static std::set<std::pair<const void*, int>> done;
+  static std::map<std::pair<const void*, int>, std::size_t> granted;
   const std::lock_guard<std::mutex> lock(mutex);
-  const auto key = std::make_pair(reinterpret_cast<const void*>(kernel), device);
-  if (done.count(key)) return;
+  std::size_t& have = granted[std::make_pair(reinterpret_cast<const void*>(kernel), device)];
+  if (bytes <= have) return;
   cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   static_cast<int>(bytes)),
              what);
-  done.insert(key);
+  have = bytes;
 }
 
 }  // namespace ma_kernels
