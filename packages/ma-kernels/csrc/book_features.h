@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "common.h"
 
@@ -82,6 +83,16 @@ MA_HOST_DEVICE Quote quote_at(const BookSeries& s, std::int64_t t) {
           at<T>(s.ask_size, t, 0)};
 }
 
+// x where c holds, else 0, by masking bits: compilers turn `c ? x : 0.0` and
+// even `x * c` into branches, which a random walk's comparisons mispredict.
+MA_HOST_DEVICE double keep_if(bool c, double x) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  bits &= -static_cast<std::uint64_t>(c);
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
 // Order flow imbalance of Cont, Kukanov and Stoikov of one level between two
 // events. An empty level (NaN price) is priced -inf on the bid side and +inf
 // on the ask side, so a level that appears adds its size and one that
@@ -93,8 +104,8 @@ MA_HOST_DEVICE double ofi(double b, double qb, double a, double qa, double pb, d
   pb = pb == pb ? pb : -inf;
   a = a == a ? a : inf;
   pa = pa == pa ? pa : inf;
-  const double bid_flow = (b >= pb ? qb : 0.0) - (b <= pb ? pqb : 0.0);
-  const double ask_flow = (a <= pa ? qa : 0.0) - (a >= pa ? pqa : 0.0);
+  const double bid_flow = keep_if(b >= pb, qb) - keep_if(b <= pb, pqb);
+  const double ask_flow = keep_if(a <= pa, qa) - keep_if(a >= pa, pqa);
   return bid_flow - ask_flow;
 }
 
@@ -119,6 +130,10 @@ MA_HOST_DEVICE double log_return(const Quote& now, const Quote& before) {
   return log1p((m - m_before) / m_before);
 }
 
+// log1p of a sum of sizes: for x >= 1, log(1 + x) is as exact (the rounding of
+// 1 + x is below 1.2e-16 / x relative) and libm's log is about twice as fast.
+MA_HOST_DEVICE double log1p_of_size(double x) { return x >= 1.0 ? log(1.0 + x) : log1p(x); }
+
 // One per-event column of the quote alone; `has_before` is false on the first
 // event of the series (no OFI, return or mid change there).
 MA_HOST_DEVICE double quote_value(int code, const Quote& now, const Quote& before,
@@ -139,7 +154,7 @@ MA_HOST_DEVICE double quote_value(int code, const Quote& now, const Quote& befor
     case kMicropriceOffset:
       return depth > 0.0 ? 0.5 * (now.ask - now.bid) * (now.bid_size - now.ask_size) / depth
                          : 0.0;
-    case kLogDepth: return log1p(depth);
+    case kLogDepth: return log1p_of_size(depth);
     default: return 0.0;
   }
 }
