@@ -187,25 +187,28 @@ MA_HOST_DEVICE void terms_at(const BookSeries& s, std::int64_t t, double* x) {
   terms_of<T>(s, t, now, t > 0 ? quote_at<T>(s, t - 1) : now, t > 0, x);
 }
 
-// The columns of one event that need no window (instant, depth imbalances,
-// level OFIs and their sum) into row[0 .. spec.event_columns()).
-template <typename T, typename U>
-MA_HOST_DEVICE void store_event_columns(const BookSeries& s, const BookFeatureSpec& spec,
-                                        std::int64_t t, const Quote& now, const Quote& before,
-                                        bool has_before, U* row) {
-  int c = 0;
-  for (int k = 0; k < spec.instant_count; ++k) {
-    double v;
-    switch (spec.instant[k]) {  // the columns a quote does not tell: read only when asked
-      case kSignedVolume: v = signed_volume<T>(s, t); break;
-      case kInterArrival:
-        v = has_before ? 1e-9 * double(at<std::int64_t>(s.time, t) - at<std::int64_t>(s.time, t - 1))
-                       : 0.0;
-        break;
-      default: v = quote_value(spec.instant[k], now, before, has_before);
-    }
-    row[c++] = U(v);
+template <typename T>
+MA_HOST_DEVICE double inter_arrival(const BookSeries& s, std::int64_t t, std::int64_t before) {
+  return 1e-9 * double(at<std::int64_t>(s.time, t) - at<std::int64_t>(s.time, before));
+}
+
+// One instant column of event t; the columns a quote does not tell are read
+// only when asked for.
+template <typename T>
+MA_HOST_DEVICE double instant_value(const BookSeries& s, int code, std::int64_t t,
+                                    const Quote& now, const Quote& before, bool has_before) {
+  switch (code) {
+    case kSignedVolume: return signed_volume<T>(s, t);
+    case kInterArrival: return has_before ? inter_arrival<T>(s, t, t - 1) : 0.0;
+    default: return quote_value(code, now, before, has_before);
   }
+}
+
+// The depth imbalances, level OFIs and their sum of event t into row[0 ..).
+template <typename T, typename U>
+MA_HOST_DEVICE void store_depth_columns(const BookSeries& s, const BookFeatureSpec& spec,
+                                        std::int64_t t, bool has_before, U* row) {
+  int c = 0;
   for (int k = 0; k < spec.depth_count; ++k) {
     double bids = 0.0, asks = 0.0;
     for (std::int64_t level = 0; level < spec.depth[k]; ++level) {
@@ -223,6 +226,18 @@ MA_HOST_DEVICE void store_event_columns(const BookSeries& s, const BookFeatureSp
     }
     row[c++] = U(total);
   }
+}
+
+// The columns of one event that need no window (instant, depth imbalances,
+// level OFIs and their sum) into row[0 .. spec.event_columns()).
+template <typename T, typename U>
+MA_HOST_DEVICE void store_event_columns(const BookSeries& s, const BookFeatureSpec& spec,
+                                        std::int64_t t, const Quote& now, const Quote& before,
+                                        bool has_before, U* row) {
+  for (int k = 0; k < spec.instant_count; ++k) {
+    row[k] = U(instant_value<T>(s, spec.instant[k], t, now, before, has_before));
+  }
+  store_depth_columns<T>(s, spec, t, has_before, row + spec.instant_count);
 }
 
 // Whether row j has left the time window (time_t - tau, time_t] of row t >= j.
@@ -252,108 +267,7 @@ MA_HOST_DEVICE void store_rolling(const BookFeatureSpec& spec, const double* sum
   }
 }
 
-// Running sum with Neumaier's compensation: value() is the sum of every x
-// added (or subtracted) to within a few ulps, however many there were.
-struct CompensatedSum {
-  double sum = 0.0, carry = 0.0;
-  MA_HOST_DEVICE void add(double x) {
-    const double t = sum + x;
-    carry += fabs(sum) >= fabs(x) ? (sum - t) + x : (x - t) + sum;
-    sum = t;
-  }
-  MA_HOST_DEVICE double value() const { return sum + carry; }
-};
-
-// One window's running sums and the first row they cover.
-struct WindowSums {
-  CompensatedSum term[kTerms];
-  std::int64_t first;
-
-  void add(const double* x, double sign) {
-    for (int k = 0; k < kTerms; ++k) term[k].add(sign * x[k]);
-  }
-};
-
-// Terms of rows by row index, remembered in `capacity` direct-mapped slots
-// (a power of two): a row leaving a window is usually recent enough to be
-// there, so its logarithm is not taken again.
-struct TermsMemo {
-  double* terms;         // [capacity, kTerms]
-  std::int64_t* rows;    // [capacity], the row each slot holds (-1: none)
-  std::int64_t capacity;
-
-  template <typename T>
-  const double* get(const BookSeries& s, std::int64_t j) {
-    const std::int64_t slot = j & (capacity - 1);
-    double* x = terms + slot * kTerms;
-    if (rows[slot] != j) {
-      terms_at<T>(s, j, x);
-      rows[slot] = j;
-    }
-    return x;
-  }
-};
-
 }  // namespace book
-
-// CPU: rows [begin, end) of the features of `s` into `out` (contiguous [rows,
-// spec.columns()]). Window sums are compensated running sums that start from
-// the rows before `begin` their windows cover, so any split of the rows into
-// ranges gives the same output. `memo` is this range's own.
-template <typename T, typename U>
-void book_features_rows(const BookSeries& s, const BookFeatureSpec& spec, std::int64_t begin,
-                        std::int64_t end, U* out, book::TermsMemo memo) {
-  using namespace book;
-  const int event_windows = spec.window_count;
-  const int all_windows = event_windows + spec.time_window_count;
-  WindowSums windows[2 * kMaxSpecEntries];
-  for (int w = 0; w < all_windows; ++w) {
-    std::int64_t first;
-    if (w < event_windows) {
-      first = begin - (spec.windows[w] - 1 < begin ? spec.windows[w] - 1 : begin);
-    } else {  // the first row still inside the time window of row `begin`
-      const std::int64_t tau = spec.time_windows[w - event_windows];
-      std::int64_t lo = 0, hi = begin;
-      while (lo < hi) {
-        const std::int64_t m = lo + (hi - lo) / 2;
-        if (before_time_window(s, m, begin, tau)) lo = m + 1; else hi = m;
-      }
-      first = lo;
-    }
-    windows[w] = WindowSums{};
-    windows[w].first = first;
-    for (std::int64_t j = first; j < begin; ++j) windows[w].add(memo.get<T>(s, j), 1.0);
-  }
-
-  const std::int64_t columns = spec.columns(), event_columns = spec.event_columns();
-  Quote before = begin > 0 ? quote_at<T>(s, begin - 1) : Quote{};
-  for (std::int64_t t = begin; t < end; ++t) {
-    U* row = out + t * columns;
-    const Quote now = quote_at<T>(s, t);
-    store_event_columns<T>(s, spec, t, now, before, t > 0, row);
-    before = now;
-    if (!all_windows) continue;
-    double now_terms[kTerms], sums[kTerms];
-    const double* x = memo.get<T>(s, t);
-    for (int k = 0; k < kTerms; ++k) now_terms[k] = x[k];
-    for (int w = 0; w < all_windows; ++w) {
-      WindowSums& window = windows[w];
-      window.add(now_terms, 1.0);
-      if (w < event_windows) {
-        for (; window.first <= t - spec.windows[w]; ++window.first) {
-          window.add(memo.get<T>(s, window.first), -1.0);
-        }
-      } else {
-        const std::int64_t tau = spec.time_windows[w - event_windows];
-        for (; before_time_window(s, window.first, t, tau); ++window.first) {
-          window.add(memo.get<T>(s, window.first), -1.0);
-        }
-      }
-      for (int k = 0; k < kTerms; ++k) sums[k] = window.term[k].value();
-      store_rolling(spec, sums, now.mid(), row + event_columns + w * spec.rolling_count);
-    }
-  }
-}
 
 void book_features_cpu(const BookSeries& series, DType dtype, const BookFeatureSpec& spec,
                        std::uintptr_t out, DType out_dtype);

@@ -1,5 +1,15 @@
+// book_features on the CPU: threads take contiguous ranges of rows, and each
+// range goes in blocks of kBlock rows. In a block, the event columns are
+// filled one column at a time (one formula per loop, which the compiler
+// vectorises), then the windows row by row from running sums of the rolling
+// terms: the row entering each window is added, the rows leaving it are
+// subtracted. Recent rows' terms are remembered in a direct-mapped memo, so a
+// leaving row's logarithm is not taken again. A window's sum is summed afresh
+// from its rows once every max(kRefresh, its length) rows, so the rounding
+// of adding and subtracting never spans more than that many rows.
 #include <algorithm>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "book_features.h"
@@ -9,14 +19,179 @@
 namespace ma_kernels {
 namespace {
 
+using book::kTerms;
+using book::Quote;
+
+constexpr int kBlock = 512;
 // Rows whose terms each thread remembers: 8192 x 56 B stays in a core's L2.
 constexpr std::int64_t kMemoRows = 1 << 13;
+constexpr std::int64_t kRefresh = 4096;
+
+// Terms of rows by row index in `capacity` direct-mapped slots (a power of two).
+class TermsMemo {
+ public:
+  TermsMemo() : terms_(kMemoRows * kTerms), rows_(kMemoRows, -1) {}
+
+  template <typename T>
+  const double* get(const BookSeries& s, std::int64_t j) {
+    const std::int64_t slot = j & (kMemoRows - 1);
+    double* x = terms_.data() + slot * kTerms;
+    if (rows_[slot] != j) {
+      book::terms_at<T>(s, j, x);
+      rows_[slot] = j;
+    }
+    return x;
+  }
+
+ private:
+  std::vector<double> terms_;
+  std::vector<std::int64_t> rows_;
+};
+
+// Calls fn(std::integral_constant<int, code>) for the runtime `code`, so a
+// column's loop is compiled once per formula, with no switch inside.
+template <typename Fn, int... kCodes>
+void with_quote_code(int code, Fn&& fn, std::integer_sequence<int, kCodes...>) {
+  ((code == kCodes && (fn(std::integral_constant<int, kCodes>{}), true)) || ...);
+}
+using QuoteCodes = std::integer_sequence<int, kSpread, kMid, kMicroprice, kImbalance, kOfi,
+                                         kLogReturn, kMidChange, kMicropriceOffset, kLogDepth>;
+
+// The event columns of rows [t0, t0 + n), n <= kBlock, into out (row-major).
+template <typename T, typename U>
+void event_block(const BookSeries& s, const BookFeatureSpec& spec, std::int64_t t0, int n,
+                 U* out) {
+  // Quotes of rows t0 - 1 .. t0 + n - 1. At the start of the series row 0
+  // stands in for its own predecessor, so every change against it is 0.
+  const std::int64_t first = t0 > 0 ? t0 - 1 : 0;
+  Quote q[kBlock + 1];
+  q[0] = book::quote_at<T>(s, first);
+  for (int i = 0; i < n; ++i) q[i + 1] = book::quote_at<T>(s, t0 + i);
+  const std::int64_t columns = spec.columns();
+  U* rows = out + t0 * columns;
+  for (int k = 0; k < spec.instant_count; ++k) {
+    U* column = rows + k;
+    const int code = spec.instant[k];
+    if (code == kSignedVolume) {
+      for (int i = 0; i < n; ++i) column[i * columns] = U(book::signed_volume<T>(s, t0 + i));
+    } else if (code == kInterArrival) {
+      for (int i = 0; i < n; ++i) {
+        column[i * columns] = U(book::inter_arrival<T>(s, t0 + i, i ? t0 + i - 1 : first));
+      }
+    } else {
+      with_quote_code(code, [&](auto c) {
+        for (int i = 0; i < n; ++i) column[i * columns] = U(book::quote_value(c, q[i + 1], q[i], true));
+      }, QuoteCodes{});
+    }
+  }
+  if (spec.depth_count || spec.ofi_levels) {
+    for (int i = 0; i < n; ++i) {
+      book::store_depth_columns<T>(s, spec, t0 + i, t0 + i > 0,
+                                   rows + i * columns + spec.instant_count);
+    }
+  }
+}
+
+// The windows' sums of rows [begin, end), row by row.
+template <typename T>
+class Windows {
+ public:
+  Windows(const BookSeries& s, const BookFeatureSpec& spec, std::int64_t begin)
+      : s_(s), spec_(spec), count_(spec.rolling_count ? spec.window_count + spec.time_window_count
+                                                      : 0) {
+    for (int w = 0; w < count_; ++w) {
+      first_[w] = w < spec.window_count ? start(w, begin, 0) : bisect(w, begin);
+      resum(w, begin - 1);
+    }
+  }
+
+  int count() const { return count_; }
+
+  // Moves every window to row t, the next row.
+  void advance(std::int64_t t) {
+    const double* entering = memo_.get<T>(s_, t);
+    for (int w = 0; w < count_; ++w) {
+      const std::int64_t first = start(w, t, first_[w]);
+      if (t - refreshed_[w] >= std::max(kRefresh, t - first)) {
+        first_[w] = first;
+        resum(w, t);
+        continue;
+      }
+      for (int j = 0; j < kTerms; ++j) sums_[w][j] += entering[j];
+      for (; first_[w] < first; ++first_[w]) {
+        const double* leaving = memo_.get<T>(s_, first_[w]);
+        for (int j = 0; j < kTerms; ++j) sums_[w][j] -= leaving[j];
+      }
+    }
+  }
+
+  // Window w's sums of the rolling terms at the current row.
+  const double* sums(int w) const { return sums_[w]; }
+
+ private:
+  // The first row in window w of row t, at or after `lo`: a time window's
+  // start moves forward a few rows at a time, so it is walked, not searched.
+  std::int64_t start(int w, std::int64_t t, std::int64_t lo) const {
+    if (w < spec_.window_count) return std::max<std::int64_t>(t - spec_.windows[w] + 1, 0);
+    const std::int64_t tau = spec_.time_windows[w - spec_.window_count];
+    while (lo < t && book::before_time_window(s_, lo, t, tau)) ++lo;
+    return lo;
+  }
+
+  // The first row in time window w of row t, searched from row 0.
+  std::int64_t bisect(int w, std::int64_t t) const {
+    const std::int64_t tau = spec_.time_windows[w - spec_.window_count];
+    std::int64_t lo = 0, hi = t;
+    while (lo < hi) {
+      const std::int64_t m = lo + (hi - lo) / 2;
+      if (book::before_time_window(s_, m, t, tau)) lo = m + 1; else hi = m;
+    }
+    return lo;
+  }
+
+  // Sums of window w over rows [first_[w], last], added up afresh.
+  void resum(int w, std::int64_t last) {
+    for (int j = 0; j < kTerms; ++j) sums_[w][j] = 0.0;
+    for (std::int64_t r = first_[w]; r <= last; ++r) {
+      const double* x = memo_.get<T>(s_, r);
+      for (int j = 0; j < kTerms; ++j) sums_[w][j] += x[j];
+    }
+    refreshed_[w] = last;
+  }
+
+  const BookSeries& s_;
+  const BookFeatureSpec& spec_;
+  const int count_;
+  TermsMemo memo_;
+  std::int64_t first_[2 * kMaxSpecEntries] = {}, refreshed_[2 * kMaxSpecEntries] = {};
+  double sums_[2 * kMaxSpecEntries][kTerms] = {};
+};
+
+template <typename T, typename U>
+void book_features_rows(const BookSeries& s, const BookFeatureSpec& spec, std::int64_t begin,
+                        std::int64_t end, U* out) {
+  Windows<T> windows(s, spec, begin);
+  const std::int64_t columns = spec.columns();
+  for (std::int64_t t0 = begin; t0 < end; t0 += kBlock) {
+    const int n = int(std::min<std::int64_t>(kBlock, end - t0));
+    event_block<T>(s, spec, t0, n, out);
+    if (!windows.count()) continue;
+    for (std::int64_t t = t0; t < t0 + n; ++t) {
+      windows.advance(t);
+      U* rolling = out + t * columns + spec.event_columns();
+      const double mid = book::quote_at<T>(s, t).mid();
+      for (int w = 0; w < windows.count(); ++w) {
+        book::store_rolling(spec, windows.sums(w), mid, rolling + w * spec.rolling_count);
+      }
+    }
+  }
+}
 
 }  // namespace
 
 void book_features_cpu(const BookSeries& series, DType dtype, const BookFeatureSpec& spec,
                        std::uintptr_t out, DType out_dtype) {
-  std::int64_t longest = 1;  // event window, for the warm-up each chunk re-reads
+  std::int64_t longest = 1;  // event window, for the warm-up each range re-reads
   for (int w = 0; w < spec.window_count; ++w) longest = std::max(longest, spec.windows[w]);
   longest = std::min(longest, series.rows);
   const std::int64_t grain = std::max<std::int64_t>(1 << 15, 16 * longest);
@@ -27,10 +202,7 @@ void book_features_cpu(const BookSeries& series, DType dtype, const BookFeatureS
       U* features = reinterpret_cast<U*>(out);
       advise_huge_pages(out, sizeof(U) * spec.columns() * series.rows);
       parallel_for(series.rows, grain, [&](std::int64_t begin, std::int64_t end) {
-        std::vector<double> terms(kMemoRows * book::kTerms);
-        std::vector<std::int64_t> rows(kMemoRows, -1);
-        book_features_rows<T>(series, spec, begin, end, features,
-                              book::TermsMemo{terms.data(), rows.data(), kMemoRows});
+        book_features_rows<T>(series, spec, begin, end, features);
       });
     });
   });
