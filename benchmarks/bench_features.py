@@ -1,8 +1,9 @@
 """Microstructure features: the fused ma_kernels ops against pandas and torch
 eager computing the same columns, on the CPU and (where there is one) the GPU:
 the level-1 set, the ANCHORS.md set (level 1 plus rolling OFI, trade VWAP
-and realized variance over 100 events), and a 5-level spec with event and
-time windows (ma_kernels.book_features against torch eager)."""
+and realized variance over 100 events), a 5-level spec with event and time
+windows (ma_kernels.book_features against torch eager), and the model's
+level-1 inputs alone and with windows (book_features against both peers)."""
 
 import numpy as np
 import pandas as pd
@@ -171,6 +172,92 @@ def torch_book_features(s: dict, spec: dict = BOOK_SPEC) -> torch.Tensor:
     return torch.stack(columns, 1).float()
 
 
+def book_frame(series: dict) -> pd.DataFrame:
+    """A level-1 random_series as a pandas user holds ticks: one column per
+    field (best quote, trade, int64 ns time), the index a plain range."""
+    return pd.DataFrame({k: (v[:, 0] if v.ndim == 2 else v).numpy() for k, v in series.items()})
+
+
+ROLLING_NAMES = {"ofi": "ofi_sum", "signed_volume": "signed_volume_sum", "vwap": "vwap",
+                 "realized_variance": "realized_variance"}
+
+
+def pandas_book_features(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """The peer of ma_kernels.book_features in pandas for level-1 specs, as a
+    competent pandas user writes it: vectorised columns, only the spec's,
+    ``rolling(W, min_periods=1)`` for event windows and offset windows on a
+    DatetimeIndex for time windows ((t - tau, t], the op's rows)."""
+    spec = {"instant": ma_kernels.BOOK_INSTANT_FEATURES,
+            "rolling": ma_kernels.BOOK_ROLLING_FEATURES, "windows": (100,), "time_windows": (),
+            **spec}
+    if spec.get("depth_imbalance") or spec.get("ofi_levels"):
+        raise ValueError("pandas_book_features computes level-1 columns only")
+    bid, bid_size, ask, ask_size = (frame[c] for c in ma_kernels.BOOK_COLUMNS)
+    price, size = frame["trade_price"], frame["trade_size"]
+    prev = frame[list(ma_kernels.BOOK_COLUMNS)].shift(1)
+    bid_flow = (bid >= prev.bid_price) * bid_size - (bid <= prev.bid_price) * prev.bid_size
+    ask_flow = (ask <= prev.ask_price) * ask_size - (ask >= prev.ask_price) * prev.ask_size
+    ofi = (bid_flow - ask_flow).fillna(0.0)
+    mid = (ask + bid) / 2
+    depth = bid_size + ask_size
+    has_depth = depth > 0
+
+    def returns() -> pd.Series:
+        return np.log(mid).diff().fillna(0.0)
+
+    def signed() -> pd.Series:
+        return frame["trade_side"] * size
+
+    instant = {
+        "spread": lambda: ask - bid,
+        "mid": lambda: mid,
+        "microprice": lambda: ((bid * ask_size + ask * bid_size) / depth).where(has_depth, mid),
+        "imbalance": lambda: ((bid_size - ask_size) / depth).where(has_depth, 0.0),
+        "ofi": lambda: ofi,
+        "log_return": returns,
+        "signed_volume": signed,
+        "inter_arrival": lambda: frame["time"].diff().fillna(0.0) * 1e-9,
+        "mid_change": lambda: mid.diff().fillna(0.0),
+        "microprice_offset": lambda: ((ask - bid) * (bid_size - ask_size) / (2 * depth))
+        .where(has_depth, 0.0),
+        "log_depth": lambda: np.log1p(depth),
+    }
+    columns = {name: instant[name]() for name in spec["instant"]}
+    if spec["rolling"] and (spec["windows"] or spec["time_windows"]):
+        terms = pd.DataFrame({"ofi": ofi, "signed": signed(), "notional": price * size,
+                              "volume": size, "trades": (size > 0).astype(np.float64),
+                              "squares": returns() ** 2})
+        sums = {str(w): terms.rolling(w, min_periods=1).sum() for w in spec["windows"]}
+        timed = terms.set_axis(pd.DatetimeIndex(frame["time"].to_numpy().view("M8[ns]")))
+        sums.update({f"{tau}ns": timed.rolling(pd.Timedelta(tau, "ns")).sum().set_axis(frame.index)
+                     for tau in spec["time_windows"]})
+        for suffix, s in sums.items():
+            rolling = {"ofi": s.ofi, "signed_volume": s.signed,
+                       "vwap": (s.notional / s.volume).where(s.trades > 0, mid),
+                       "realized_variance": s.squares.clip(lower=0.0)}
+            columns.update({f"{ROLLING_NAMES[name]}_{suffix}": rolling[name]
+                            for name in spec["rolling"]})
+    return pd.DataFrame(columns)
+
+
+def check_peers(series: dict, spec: dict, rows: int = 20_000) -> None:
+    """Raise unless pandas and torch eager give the float64 op's columns on the
+    first ``rows`` ticks (error relative to each column's largest value <= 1e-6,
+    as the op's float32 output is tested), so a wrong peer is never timed."""
+    head = {k: v[:rows] for k, v in series.items()}
+    ref = ma_kernels.book_features(**head, **spec, dtype=torch.float64)
+    frame = pandas_book_features(book_frame(head), spec)
+    peers = {"pandas": torch.from_numpy(frame.to_numpy(copy=True)),
+             "torch eager": torch_book_features(head, spec)}
+    for name, out in peers.items():
+        if out.shape != ref.shape:
+            raise AssertionError(f"{name}: shape {tuple(out.shape)}, the op's {tuple(ref.shape)}")
+        scale = ref.abs().amax(0).clamp_min(1e-300)
+        err = ((out.double() - ref).abs() / (ref.abs() + scale)).amax(0)
+        if not (err <= 1e-6).all():
+            raise AssertionError(f"{name} differs from ma_kernels.book_features: {err.tolist()}")
+
+
 class L1FeaturesCPU:
     params = [1_000_000]
     param_names = ["ticks"]
@@ -288,3 +375,40 @@ class BookFeaturesGPU:
     def time_torch_eager(self, n):
         torch_book_features(self.series)
         torch.cuda.synchronize()
+
+
+class _BookSpecCPU:
+    """A level-1 spec at 5 million ticks on the CPU: ma_kernels.book_features
+    (all cores, float32 out) against pandas and torch eager (float64), once
+    setup has checked that both peers compute the op's columns."""
+
+    params = [5_000_000]
+    param_names = ["ticks"]
+    spec: dict
+
+    def setup(self, n):
+        self.series = random_series(n, levels=1)
+        self.frame = book_frame(self.series)
+        check_peers(self.series, self.spec)  # also pays the op's first-call dispatch setup
+
+    def time_ma_kernels(self, n):
+        ma_kernels.book_features(**self.series, **self.spec, dtype=torch.float32)
+
+    def time_pandas(self, n):
+        pandas_book_features(self.frame, self.spec)
+
+    def time_torch_eager(self, n):
+        torch_book_features(self.series, self.spec)
+
+
+class ModelInputsCPU(_BookSpecCPU):
+    """MODEL_SPEC: the model's 7 per-event inputs."""
+
+    spec = MODEL_SPEC
+
+
+class ModelInputsWindowsCPU(_BookSpecCPU):
+    """WINDOWS_SPEC: the 7 inputs and 16 rolling columns (windows of 10 and 100
+    events, 1 and 100 ms)."""
+
+    spec = WINDOWS_SPEC
