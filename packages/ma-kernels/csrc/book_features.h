@@ -93,17 +93,27 @@ MA_HOST_DEVICE double keep_if(bool c, double x) {
   return x;
 }
 
+// `fill` where x is NaN, else x, by the same means.
+MA_HOST_DEVICE double nan_to(double x, double fill) {
+  std::uint64_t bits, other;
+  std::memcpy(&bits, &x, sizeof bits);
+  std::memcpy(&other, &fill, sizeof other);
+  const bool nan = (bits & 0x7fffffffffffffffULL) > 0x7ff0000000000000ULL;
+  bits ^= (bits ^ other) & -static_cast<std::uint64_t>(nan);
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
 // Order flow imbalance of Cont, Kukanov and Stoikov of one level between two
 // events. An empty level (NaN price) is priced -inf on the bid side and +inf
 // on the ask side, so a level that appears adds its size and one that
 // empties removes its old size.
 MA_HOST_DEVICE double ofi(double b, double qb, double a, double qa, double pb, double pqb,
                           double pa, double pqa) {
-  const double inf = INFINITY;
-  b = b == b ? b : -inf;
-  pb = pb == pb ? pb : -inf;
-  a = a == a ? a : inf;
-  pa = pa == pa ? pa : inf;
+  b = nan_to(b, -INFINITY);
+  pb = nan_to(pb, -INFINITY);
+  a = nan_to(a, INFINITY);
+  pa = nan_to(pa, INFINITY);
   const double bid_flow = keep_if(b >= pb, qb) - keep_if(b <= pb, pqb);
   const double ask_flow = keep_if(a <= pa, qa) - keep_if(a >= pa, pqa);
   return bid_flow - ask_flow;

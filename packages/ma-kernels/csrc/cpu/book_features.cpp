@@ -58,31 +58,35 @@ using QuoteCodes = std::integer_sequence<int, kSpread, kMid, kMicroprice, kImbal
                                          kLogReturn, kMidChange, kMicropriceOffset, kLogDepth>;
 
 // The event columns of rows [t0, t0 + n), n <= kBlock, into out (row-major).
+// Each column is first computed into a contiguous buffer from the quotes held
+// column-wise (loops the compiler vectorises), then copied into its rows.
 template <typename T, typename U>
 void event_block(const BookSeries& s, const BookFeatureSpec& spec, std::int64_t t0, int n,
                  U* out) {
   // Quotes of rows t0 - 1 .. t0 + n - 1. At the start of the series row 0
   // stands in for its own predecessor, so every change against it is 0.
   const std::int64_t first = t0 > 0 ? t0 - 1 : 0;
-  Quote q[kBlock + 1];
-  q[0] = book::quote_at<T>(s, first);
-  for (int i = 0; i < n; ++i) q[i + 1] = book::quote_at<T>(s, t0 + i);
+  double bid[kBlock + 1], bid_size[kBlock + 1], ask[kBlock + 1], ask_size[kBlock + 1];
+  for (int i = 0; i <= n; ++i) {
+    const Quote q = book::quote_at<T>(s, i ? t0 + i - 1 : first);
+    bid[i] = q.bid, bid_size[i] = q.bid_size, ask[i] = q.ask, ask_size[i] = q.ask_size;
+  }
+  auto quote = [&](int i) { return Quote{bid[i], bid_size[i], ask[i], ask_size[i]}; };
   const std::int64_t columns = spec.columns();
   U* rows = out + t0 * columns;
+  double v[kBlock];
   for (int k = 0; k < spec.instant_count; ++k) {
-    U* column = rows + k;
     const int code = spec.instant[k];
     if (code == kSignedVolume) {
-      for (int i = 0; i < n; ++i) column[i * columns] = U(book::signed_volume<T>(s, t0 + i));
+      for (int i = 0; i < n; ++i) v[i] = book::signed_volume<T>(s, t0 + i);
     } else if (code == kInterArrival) {
-      for (int i = 0; i < n; ++i) {
-        column[i * columns] = U(book::inter_arrival<T>(s, t0 + i, i ? t0 + i - 1 : first));
-      }
+      for (int i = 0; i < n; ++i) v[i] = book::inter_arrival<T>(s, t0 + i, i ? t0 + i - 1 : first);
     } else {
       with_quote_code(code, [&](auto c) {
-        for (int i = 0; i < n; ++i) column[i * columns] = U(book::quote_value(c, q[i + 1], q[i], true));
+        for (int i = 0; i < n; ++i) v[i] = book::quote_value(c, quote(i + 1), quote(i), true);
       }, QuoteCodes{});
     }
+    for (int i = 0; i < n; ++i) rows[i * columns + k] = U(v[i]);
   }
   if (spec.depth_count || spec.ofi_levels) {
     for (int i = 0; i < n; ++i) {

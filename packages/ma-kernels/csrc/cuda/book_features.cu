@@ -1,9 +1,15 @@
-// book_features on CUDA: one warp per chunk of consecutive rows, 32 lanes x 4
-// consecutive rows per step. The per-event columns come from the formulas of
-// csrc/book_features.h, one row per lane slot. A window's sums are
-// differences of two prefix sums of the rolling terms over the chunk:
+// book_features on CUDA, in two kernels over the same rows.
 //
-//   sum over window of row t = Lead(t) - Trail(start(t)),
+// event_columns_kernel: the per-event columns (csrc/book_features.h), one
+// thread per row at full occupancy; a block's rows are staged in shared
+// memory and written as whole rows (row-major output written thread by
+// thread would touch a sector per thread and store).
+//
+// window_columns_kernel: the rolling columns, one warp per chunk of
+// consecutive rows, 32 lanes x 4 consecutive rows per step. A window's sums
+// are differences of two prefix sums of the rolling terms over the chunk:
+//
+//   sum over the window of row t = Lead(t) - Trail(start(t)),
 //   Lead(t) = sum of terms of rows [origin, t], Trail(j) = same over [origin, j),
 //
 // both scanned 128 rows at a time (a serial prefix in each lane, a warp scan
@@ -12,10 +18,6 @@
 // time window, found by a galloping search), rescanning the rows that leave.
 // Prefix sums never span more than a chunk plus its warm-up, so their
 // rounding stays at that of a few thousand terms.
-//
-// The step's output rows are staged in shared memory and written as one
-// contiguous, coalesced range (a row-major output of F columns written lane
-// by lane would touch 32 sectors per store).
 #include <algorithm>
 #include <mutex>
 #include <type_traits>
@@ -30,14 +32,39 @@ namespace {
 using book::Quote;
 using book::kTerms;
 
+constexpr int kMapThreads = 256;  // rows per block of event_columns_kernel
 constexpr int kLaneRows = 4;
 constexpr int kStep = 32 * kLaneRows;  // rows per warp step
 constexpr int kWarps = 4;              // warps per block
 constexpr int kWindows = 2 * kMaxSpecEntries;
 constexpr unsigned kAll = 0xffffffffu;
-// Staging a step's output costs 128 x F elements of shared memory per warp;
-// past this, rows go straight to global memory.
+// Staging a block's or a step's output costs rows x columns elements of
+// shared memory; past this, rows go straight to global memory.
 constexpr std::size_t kMaxStagingBytes = 40 * 1024;
+
+template <typename T, typename U>
+__global__ void __launch_bounds__(kMapThreads)
+event_columns_kernel(const __grid_constant__ BookSeries s,
+                     const __grid_constant__ BookFeatureSpec spec, int staged, U* out) {
+  extern __shared__ __align__(16) unsigned char shared[];
+  const std::int64_t base = std::int64_t(blockIdx.x) * kMapThreads, t = base + threadIdx.x;
+  const int width = int(spec.event_columns()), stride = width + 1;  // +1: rows on distinct banks
+  const std::int64_t columns = spec.columns();
+  U* tile = reinterpret_cast<U*>(shared);
+  if (t < s.rows) {
+    const Quote now = book::quote_at<T>(s, t);
+    const Quote before = t > 0 ? book::quote_at<T>(s, t - 1) : now;
+    U* row = staged ? tile + threadIdx.x * stride : out + t * columns;
+    book::store_event_columns<T>(s, spec, t, now, before, t > 0, row);
+  }
+  if (!staged) return;
+  __syncthreads();
+  const int count = int(s.rows - base < kMapThreads ? s.rows - base : kMapThreads) * width;
+  for (int e = threadIdx.x; e < count; e += kMapThreads) {
+    const int r = e / width, c = e - r * width;
+    out[(base + r) * columns + c] = tile[r * stride + c];
+  }
+}
 
 // Per warp, in shared memory. A step's prefix sums are slot-major (see
 // slot_of), so the writes of a scan meet no bank conflict.
@@ -126,25 +153,28 @@ __device__ void store_window(const BookFeatureSpec& spec, const WarpState& state
   book::store_rolling(spec, sums, mid, out);
 }
 
+// The rolling columns (each row's last `width` columns, from column
+// spec.event_columns()) of one chunk per warp.
 template <typename T, typename U>
 __global__ void __launch_bounds__(kWarps * 32, 1)
-book_features_kernel(const __grid_constant__ BookSeries s, const __grid_constant__ BookFeatureSpec spec,
-                     std::int64_t chunk, int staged, U* out) {
+window_columns_kernel(const __grid_constant__ BookSeries s,
+                      const __grid_constant__ BookFeatureSpec spec, std::int64_t chunk,
+                      int staged, U* out) {
   extern __shared__ __align__(16) unsigned char shared[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   const std::int64_t a = (std::int64_t(blockIdx.x) * kWarps + warp) * chunk;
   if (a >= s.rows) return;
   const std::int64_t b = a + chunk < s.rows ? a + chunk : s.rows;
-  const int windows = spec.rolling_count ? spec.window_count + spec.time_window_count : 0;
-  const std::int64_t columns = spec.columns(), event_columns = spec.event_columns();
-  const std::int64_t lane_elements = kLaneRows * columns, lane_stride = lane_elements + 1;
-  const std::size_t state_bytes = windows ? sizeof(WarpState) : 0;
+  const int windows = spec.window_count + spec.time_window_count;
+  const std::int64_t columns = spec.columns(), width = windows * spec.rolling_count;
+  const std::int64_t lane_elements = kLaneRows * width, lane_stride = lane_elements + 1;
   const std::size_t staging_bytes = staged ? 32 * lane_stride * sizeof(U) : 0;
-  const std::size_t warp_bytes = (state_bytes + staging_bytes + 15) / 16 * 16;
+  const std::size_t warp_bytes = (sizeof(WarpState) + staging_bytes + 15) / 16 * 16;
   WarpState& state = *reinterpret_cast<WarpState*>(shared + warp * warp_bytes);
-  U* staging = reinterpret_cast<U*>(shared + warp * warp_bytes + state_bytes);
+  U* staging = reinterpret_cast<U*>(shared + warp * warp_bytes + sizeof(WarpState));
+  U* rolling = out + spec.event_columns();
   auto row_out = [&](int k, std::int64_t t) {  // where row t (the lane's k-th) is written
-    return staged ? staging + lane * lane_stride + k * columns : out + t * columns;
+    return staged ? staging + lane * lane_stride + k * width : rolling + t * columns;
   };
 
   // Warm-up: Lead over [origin, a) and each window's Trail at the start of row a.
@@ -174,22 +204,14 @@ book_features_kernel(const __grid_constant__ BookSeries s, const __grid_constant
   for (std::int64_t base = a; base < b; base += kStep) {
     const std::int64_t first = base + kLaneRows * lane;
     const std::int64_t last_valid = (b < base + kStep ? b : base + kStep) - 1;
-    double mids[kLaneRows];
-    {
-      Quote before = first > 0 && first < b ? book::quote_at<T>(s, first - 1) : Quote{};
+    double mids[kLaneRows];  // a window without a trade has the mid as VWAP
 #pragma unroll
-      for (int k = 0; k < kLaneRows; ++k) {
-        const std::int64_t t = first + k;
-        if (t >= b) break;
-        const Quote now = book::quote_at<T>(s, t);
-        book::store_event_columns<T>(s, spec, t, now, before, t > 0, row_out(k, t));
-        mids[k] = now.mid();
-        before = now;
-      }
+    for (int k = 0; k < kLaneRows; ++k) {
+      mids[k] = first + k < b ? book::quote_at<T>(s, first + k).mid() : 0.0;
     }
-    if (windows) scan_terms<T>(s, base, s.rows, lead, state.lead);
+    scan_terms<T>(s, base, s.rows, lead, state.lead);
     for (int w = 0; w < windows; ++w) {
-      const int column = int(event_columns + w * spec.rolling_count);
+      const int column = w * spec.rolling_count;
       std::int64_t starts[kLaneRows];
       const std::int64_t trail_row = state.trail_row[w];
       std::int64_t lo = trail_row;
@@ -233,16 +255,16 @@ book_features_kernel(const __grid_constant__ BookSeries s, const __grid_constant
     }
     if (staged) {
       __syncwarp();
-      // Element e of the step's contiguous output lives at lane e / (4F), offset e % (4F).
-      const std::int64_t count = (last_valid - base + 1) * columns;
-      std::int64_t owner = lane / lane_elements, offset = lane % lane_elements;
-      U* to = out + base * columns;
+      // Element e of the step's rolling columns: row r = e / width, column c = e % width.
+      const std::int64_t count = (last_valid - base + 1) * width;
+      std::int64_t r = lane / width, c = lane % width;
       for (std::int64_t e = lane; e < count; e += 32) {
-        to[e] = staging[owner * lane_stride + offset];
-        offset += 32;
-        while (offset >= lane_elements) {
-          offset -= lane_elements;
-          ++owner;
+        rolling[(base + r) * columns + c] = staging[(r / kLaneRows) * lane_stride +
+                                                    (r % kLaneRows) * width + c];
+        c += 32;
+        while (c >= width) {
+          c -= width;
+          ++r;
         }
       }
       __syncwarp();
@@ -268,31 +290,43 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
                         std::uintptr_t out, DType out_dtype, int device, std::uintptr_t stream) {
   if (series.rows == 0 || spec.columns() == 0) return;
   cudaStream_t s = use_device(device, stream);
+  const std::size_t out_size = out_dtype == DType::Float64 ? 8 : 4;
+  const std::int64_t windows =
+      spec.rolling_count ? spec.window_count + spec.time_window_count : 0;
+  // Event columns: a block of kMapThreads rows, staged when they fit.
+  const std::size_t map_bytes = kMapThreads * (spec.event_columns() + 1) * out_size;
+  const bool map_staged = map_bytes <= kMaxStagingBytes;
+  const unsigned map_blocks = static_cast<unsigned>((series.rows + kMapThreads - 1) / kMapThreads);
+  // Rolling columns: enough chunks to fill every SM several times over,
+  // each several times the longest event window so warm-ups stay small.
   std::int64_t longest = 1;
   for (int w = 0; w < spec.window_count; ++w) longest = std::max(longest, spec.windows[w]);
-  // Enough chunks to fill every SM several times over; chunks several times
-  // the longest event window, so warm-ups stay a small part of the work.
   const std::int64_t warps_wanted = std::int64_t(multiprocessors(device)) * 32;
-  std::int64_t chunk = std::max<std::int64_t>(
-      {(series.rows + warps_wanted - 1) / warps_wanted, 8 * kStep, 4 * std::min(longest, series.rows)});
+  std::int64_t chunk = std::max<std::int64_t>({(series.rows + warps_wanted - 1) / warps_wanted,
+                                               8 * kStep, 4 * std::min(longest, series.rows)});
   chunk = (chunk + kStep - 1) / kStep * kStep;
   const std::int64_t chunks = (series.rows + chunk - 1) / chunk;
-  const std::int64_t blocks = (chunks + kWarps - 1) / kWarps;
-  const bool windows = spec.rolling_count && spec.window_count + spec.time_window_count;
-  const std::size_t out_size = out_dtype == DType::Float64 ? 8 : 4;
-  const std::size_t staging_bytes = 32 * (kLaneRows * spec.columns() + 1) * out_size;
-  const bool staged = staging_bytes <= kMaxStagingBytes;
-  const std::size_t warp_bytes =
-      ((windows ? sizeof(WarpState) : 0) + (staged ? staging_bytes : 0) + 15) / 16 * 16;
-  const std::size_t shared = kWarps * warp_bytes;
+  const unsigned window_blocks = static_cast<unsigned>((chunks + kWarps - 1) / kWarps);
+  const std::size_t staging_bytes =
+      32 * (kLaneRows * windows * spec.rolling_count + 1) * out_size;
+  const bool window_staged = staging_bytes <= kMaxStagingBytes;
+  const std::size_t window_bytes =
+      kWarps * ((sizeof(WarpState) + (window_staged ? staging_bytes : 0) + 15) / 16 * 16);
   dispatch_float(dtype, [&](auto* in_tag) {
     dispatch_float(out_dtype, [&](auto* out_tag) {
       using T = std::remove_pointer_t<decltype(in_tag)>;
       using U = std::remove_pointer_t<decltype(out_tag)>;
-      auto kernel = book_features_kernel<T, U>;
-      opt_in_shared_memory(kernel, shared, "book_features shared memory");
-      kernel<<<static_cast<unsigned>(blocks), kWarps * 32, shared, s>>>(
-          series, spec, chunk, staged, reinterpret_cast<U*>(out));
+      U* features = reinterpret_cast<U*>(out);
+      if (spec.event_columns()) {
+        event_columns_kernel<T, U><<<map_blocks, kMapThreads, map_staged ? map_bytes : 0, s>>>(
+            series, spec, map_staged, features);
+      }
+      if (windows) {
+        auto kernel = window_columns_kernel<T, U>;
+        opt_in_shared_memory(kernel, window_bytes, "book_features shared memory");
+        kernel<<<window_blocks, kWarps * 32, window_bytes, s>>>(series, spec, chunk,
+                                                                window_staged, features);
+      }
     });
   });
   cuda_check(cudaGetLastError(), "book_features kernel launch");
