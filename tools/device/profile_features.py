@@ -9,9 +9,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ma_kernels  # noqa: E402
 from bench_features import SPECS  # noqa: E402
 
+import ma_kernels  # noqa: E402
 from benchmarks.common import random_series  # noqa: E402
 
 for name in sys.argv[1:] or SPECS:
