@@ -11,6 +11,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <utility>
 
 #include "common.h"
 
@@ -83,25 +85,13 @@ MA_HOST_DEVICE Quote quote_at(const BookSeries& s, std::int64_t t) {
           at<T>(s.ask_size, t, 0)};
 }
 
-// x where c holds, else 0, by masking bits: compilers turn `c ? x : 0.0` and
-// even `x * c` into branches, which a random walk's comparisons mispredict.
-MA_HOST_DEVICE double keep_if(bool c, double x) {
-  std::uint64_t bits;
-  std::memcpy(&bits, &x, sizeof bits);
-  bits &= -static_cast<std::uint64_t>(c);
-  std::memcpy(&x, &bits, sizeof x);
-  return x;
-}
-
-// `fill` where x is NaN, else x, by the same means.
-MA_HOST_DEVICE double nan_to(double x, double fill) {
-  std::uint64_t bits, other;
-  std::memcpy(&bits, &x, sizeof bits);
-  std::memcpy(&other, &fill, sizeof other);
-  const bool nan = (bits & 0x7fffffffffffffffULL) > 0x7ff0000000000000ULL;
-  bits ^= (bits ^ other) & -static_cast<std::uint64_t>(nan);
-  std::memcpy(&x, &bits, sizeof x);
-  return x;
+// num / den where den > 0, else fallback. The division runs either way (on a
+// harmless denominator), so the CPU kernel's loops stay branch-free and
+// vectorise (built with -fno-trapping-math: CMakeLists.txt).
+MA_HOST_DEVICE double ratio(double num, double den, double fallback) {
+  const bool ok = den > 0.0;
+  const double r = num / (ok ? den : 1.0);
+  return ok ? r : fallback;
 }
 
 // Order flow imbalance of Cont, Kukanov and Stoikov of one level between two
@@ -110,12 +100,13 @@ MA_HOST_DEVICE double nan_to(double x, double fill) {
 // empties removes its old size.
 MA_HOST_DEVICE double ofi(double b, double qb, double a, double qa, double pb, double pqb,
                           double pa, double pqa) {
-  b = nan_to(b, -INFINITY);
-  pb = nan_to(pb, -INFINITY);
-  a = nan_to(a, INFINITY);
-  pa = nan_to(pa, INFINITY);
-  const double bid_flow = keep_if(b >= pb, qb) - keep_if(b <= pb, pqb);
-  const double ask_flow = keep_if(a <= pa, qa) - keep_if(a >= pa, pqa);
+  const double inf = INFINITY;
+  b = b == b ? b : -inf;
+  pb = pb == pb ? pb : -inf;
+  a = a == a ? a : inf;
+  pa = pa == pa ? pa : inf;
+  const double bid_flow = (b >= pb ? qb : 0.0) - (b <= pb ? pqb : 0.0);
+  const double ask_flow = (a <= pa ? qa : 0.0) - (a >= pa ? pqa : 0.0);
   return bid_flow - ask_flow;
 }
 
@@ -132,41 +123,81 @@ MA_HOST_DEVICE double level_ofi(const BookSeries& s, std::int64_t t, std::int64_
              at<T>(s.ask_price, t - 1, level), at<T>(s.ask_size, t - 1, level));
 }
 
+// log1p(x) for finite x > -1, to about 2 ulp, without branches or calls, so a
+// loop of it vectorises (libm's log1p is a call per element and was the CPU
+// kernel's largest cost). With u = 1 + x rounded, log1p(x) = log(u) * x / (u - 1)
+// (Goldberg, 1991) and log(u) = e ln 2 + 2 atanh(s), where u = 2^e m with
+// m in [sqrt(1/2), sqrt(2)) and s = (m - 1) / (m + 1), |s| < 0.1716: its series
+// to s^21 leaves out less than 2^-55 of the value.
+MA_HOST_DEVICE double log1p_fast(double x) {
+  const double u = 1.0 + x, d = u - 1.0;
+  std::uint64_t bits;
+  std::memcpy(&bits, &u, sizeof bits);
+  const int exponent = int(bits >> 52) - 1023;
+  bits = (bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;  // m in [1, 2)
+  double m;
+  std::memcpy(&m, &bits, sizeof m);
+  const bool high = m > 1.4142135623730951;
+  m = high ? 0.5 * m : m;
+  const double s = (m - 1.0) / (m + 1.0), z = s * s;
+  double series = 1.0 / 21;
+  for (int k = 19; k >= 1; k -= 2) series = series * z + 1.0 / k;
+  const double e = double(exponent + (high ? 1 : 0));
+  const double log_u = e * 0.6931471805599453 + (e * 2.3190468138462996e-17 + 2.0 * s * series);
+  return d == 0.0 ? x : log_u * (x / d);
+}
+
 // log(mid_t / mid_{t-1}), taken as log1p of the relative step; 0 where a mid
 // is not positive. Most events leave the mid where it was: they skip the log.
 MA_HOST_DEVICE double log_return(const Quote& now, const Quote& before) {
   const double m = now.mid(), m_before = before.mid();
-  if (m == m_before || !(m > 0.0 && m_before > 0.0)) return 0.0;
-  return log1p((m - m_before) / m_before);
+  const bool moved = m != m_before && m > 0.0 && m_before > 0.0;
+  return moved ? log1p_fast((m - m_before) / (m_before > 0.0 ? m_before : 1.0)) : 0.0;
 }
 
-// log1p of a sum of sizes: for x >= 1, log(1 + x) is as exact (the rounding of
-// 1 + x is below 1.2e-16 / x relative) and libm's log is about twice as fast.
-MA_HOST_DEVICE double log1p_of_size(double x) { return x >= 1.0 ? log(1.0 + x) : log1p(x); }
 
 // One per-event column of the quote alone; `has_before` is false on the first
-// event of the series (no OFI, return or mid change there).
+// event of the series (no OFI, return or mid change there). A template on the
+// column, so a loop over rows of one column compiles to that formula alone.
+template <int kCode>
+MA_HOST_DEVICE double quote_value(const Quote& now, const Quote& before, bool has_before) {
+  const double depth = now.bid_size + now.ask_size;
+  if constexpr (kCode == kSpread) return now.ask - now.bid;
+  if constexpr (kCode == kMid) return now.mid();
+  if constexpr (kCode == kMicroprice) {
+    return ratio(now.bid * now.ask_size + now.ask * now.bid_size, depth, now.mid());
+  }
+  if constexpr (kCode == kImbalance) return ratio(now.bid_size - now.ask_size, depth, 0.0);
+  if constexpr (kCode == kOfi) return has_before ? ofi(now, before) : 0.0;
+  if constexpr (kCode == kLogReturn) return has_before ? log_return(now, before) : 0.0;
+  // Differences of prices, not of mids: no rounding of a mid near 600 in the way.
+  if constexpr (kCode == kMidChange) {
+    return has_before ? 0.5 * ((now.bid - before.bid) + (now.ask - before.ask)) : 0.0;
+  }
+  // microprice - mid = spread * imbalance / 2, without cancelling two prices.
+  if constexpr (kCode == kMicropriceOffset) {
+    return ratio(0.5 * (now.ask - now.bid) * (now.bid_size - now.ask_size), depth, 0.0);
+  }
+  if constexpr (kCode == kLogDepth) return log1p_fast(depth);
+  return 0.0;
+}
+
+// The per-event columns a quote tells, in column-code order.
+using QuoteCodes = std::integer_sequence<int, kSpread, kMid, kMicroprice, kImbalance, kOfi,
+                                         kLogReturn, kMidChange, kMicropriceOffset, kLogDepth>;
+
+// Calls fn(std::integral_constant<int, code>) for the runtime `code` among
+// QuoteCodes: a loop over one column then runs that column's formula alone.
+template <typename Fn, int... kCodes>
+MA_HOST_DEVICE void with_quote_code(int code, Fn&& fn, std::integer_sequence<int, kCodes...>) {
+  ((code == kCodes && (fn(std::integral_constant<int, kCodes>{}), true)) || ...);
+}
+
 MA_HOST_DEVICE double quote_value(int code, const Quote& now, const Quote& before,
                                   bool has_before) {
-  const double depth = now.bid_size + now.ask_size;
-  switch (code) {
-    case kSpread: return now.ask - now.bid;
-    case kMid: return now.mid();
-    case kMicroprice:
-      return depth > 0.0 ? (now.bid * now.ask_size + now.ask * now.bid_size) / depth : now.mid();
-    case kImbalance: return depth > 0.0 ? (now.bid_size - now.ask_size) / depth : 0.0;
-    case kOfi: return has_before ? ofi(now, before) : 0.0;
-    case kLogReturn: return has_before ? log_return(now, before) : 0.0;
-    // Differences of prices, not of mids: no rounding of a mid near 600 in the way.
-    case kMidChange: return has_before ? 0.5 * ((now.bid - before.bid) + (now.ask - before.ask))
-                                       : 0.0;
-    // microprice - mid = spread * imbalance / 2, without cancelling two prices.
-    case kMicropriceOffset:
-      return depth > 0.0 ? 0.5 * (now.ask - now.bid) * (now.bid_size - now.ask_size) / depth
-                         : 0.0;
-    case kLogDepth: return log1p_of_size(depth);
-    default: return 0.0;
-  }
+  double v = 0.0;
+  with_quote_code(code, [&](auto c) { v = quote_value<c>(now, before, has_before); }, QuoteCodes{});
+  return v;
 }
 
 // What one event adds to every rolling sum.
