@@ -1,9 +1,8 @@
-"""Microstructure features: the fused ma_kernels ops against pandas and torch
+"""Microstructure features: ma_kernels.book_features against pandas and torch
 eager computing the same columns, on the CPU and (where there is one) the GPU:
-the level-1 set, the ANCHORS.md set (level 1 plus rolling OFI, trade VWAP
-and realized variance over 100 events), a 5-level spec with event and time
-windows (ma_kernels.book_features against torch eager), and the model's
-level-1 inputs alone and with windows (book_features against both peers)."""
+the model's level-1 inputs alone and with windows (against both peers), and
+a 5-level spec with event and time windows (against torch eager). The GPU
+script tools/device/bench_features.py also times the ANCHORS.md set."""
 
 import numpy as np
 import pandas as pd
@@ -11,87 +10,9 @@ import torch
 
 import ma_kernels
 
-from .common import random_book, random_series, random_table, require_gpu
+from .common import random_series, require_gpu
 
 WINDOW = 100
-
-
-def pandas_l1_features(frame: pd.DataFrame) -> pd.DataFrame:
-    bid, bid_size, ask, ask_size = (frame[c] for c in ma_kernels.BOOK_COLUMNS)
-    depth = bid_size + ask_size
-    prev = frame.shift(1)
-    bid_flow = (bid >= prev.bid_price) * bid_size - (bid <= prev.bid_price) * prev.bid_size
-    ask_flow = (ask <= prev.ask_price) * ask_size - (ask >= prev.ask_price) * prev.ask_size
-    return pd.DataFrame(
-        {
-            "spread": ask - bid,
-            "mid": (ask + bid) / 2,
-            "microprice": (bid * ask_size + ask * bid_size) / depth,
-            "imbalance": (bid_size - ask_size) / depth,
-            "ofi": (bid_flow - ask_flow).fillna(0.0),
-        }
-    )
-
-
-def torch_l1_features(book: torch.Tensor) -> torch.Tensor:
-    """The level-1 set in torch eager, written for speed: contiguous columns,
-    the previous quote as a shifted copy (row 0 is its own, so its OFI is 0)."""
-    bid, bid_size, ask, ask_size = book.T.contiguous()
-    pb, pbs, pa, pas = (torch.cat([c[:1], c[:-1]]) for c in (bid, bid_size, ask, ask_size))
-    zero = bid.new_zeros(())
-    ofi = (torch.where(bid >= pb, bid_size, zero) - torch.where(bid <= pb, pbs, zero)
-           - torch.where(ask <= pa, ask_size, zero) + torch.where(ask >= pa, pas, zero))
-    depth = bid_size + ask_size
-    return torch.stack(
-        [ask - bid, (ask + bid) / 2, (bid * ask_size + ask * bid_size) / depth,
-         (bid_size - ask_size) / depth, ofi], 1)
-
-
-def pandas_microstructure_features(frame: pd.DataFrame, window: int = WINDOW) -> pd.DataFrame:
-    features = pandas_l1_features(frame[list(ma_kernels.BOOK_COLUMNS)])
-    price, size = frame["trade_price"], frame["trade_size"]
-
-    def rolling(x: pd.Series) -> pd.Series:
-        return x.rolling(window, min_periods=1).sum()
-
-    trades = rolling((size > 0).astype(np.float64))
-    vwap = (rolling(price * size) / rolling(size)).where(trades > 0, features["mid"])
-    squared = np.log(features["mid"]).diff().fillna(0.0) ** 2
-    return features.assign(
-        rolling_ofi=rolling(features["ofi"]),
-        rolling_vwap=vwap,
-        rolling_realized_variance=rolling(squared).clip(lower=0.0),
-    )
-
-
-def rolling_sum(x: torch.Tensor, window: int) -> torch.Tensor:
-    """Sums of the last ``window`` values of a 1-D tensor: a difference of
-    its prefix sums."""
-    prefix = x.contiguous().cumsum(0)
-    out = prefix.clone()
-    out[window:] -= prefix[:-window]
-    return out
-
-
-def torch_microstructure_features(
-    table: torch.Tensor, window: int = WINDOW, accumulate: torch.dtype = torch.float64
-) -> torch.Tensor:
-    """The peer in torch eager, written for speed: one contiguous 1-D prefix
-    sum per rolling column, windows as differences of shifted slices. In
-    ``accumulate``: float64 is right; float32 (faster, as one would write it
-    with the table's dtype) loses the low bits of windows late in a long
-    series, which the benchmarks report next to its time."""
-    l1 = torch_l1_features(table[:, :4])
-    bid, ask, price, size = table[:, [0, 2, 4, 5]].T.to(accumulate).contiguous()
-    mid = (bid + ask) / 2
-    squared = torch.zeros_like(mid)
-    squared[1:] = torch.diff(torch.log(mid)) ** 2
-    ofi, notional, volume, trades, squares = (
-        rolling_sum(x, window)
-        for x in (l1[:, 4].to(accumulate), price * size, size, (size > 0).to(accumulate), squared))
-    vwap = torch.where(trades > 0.5, notional / volume, mid)
-    rolling = torch.stack([ofi, vwap, squares.clamp_min(0)], 1).to(table.dtype)
-    return torch.cat([l1, rolling], 1)
 
 
 # Specs as ma_kernels.book_features arguments. BOOK_SPEC: 5 levels, two event
@@ -106,8 +27,8 @@ MODEL_SPEC = {"instant": ("spread", "mid_change", "microprice_offset", "imbalanc
 WINDOWS_SPEC = {**MODEL_SPEC, "rolling": ma_kernels.BOOK_ROLLING_FEATURES,
                 "windows": (10, 100), "time_windows": (1_000_000, 100_000_000)}
 # The ANCHORS.md set through book_features.
-ANCHORS_SPEC = {"instant": ma_kernels.L1_FEATURES, "rolling": ("ofi", "vwap", "realized_variance"),
-                "windows": (WINDOW,)}
+ANCHORS_SPEC = {"instant": ("spread", "mid", "microprice", "imbalance", "ofi"),
+                "rolling": ("ofi", "vwap", "realized_variance"), "windows": (WINDOW,)}
 
 
 def _previous(x: torch.Tensor) -> torch.Tensor:
@@ -192,9 +113,10 @@ def pandas_book_features(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
             **spec}
     if spec.get("depth_imbalance") or spec.get("ofi_levels"):
         raise ValueError("pandas_book_features computes level-1 columns only")
-    bid, bid_size, ask, ask_size = (frame[c] for c in ma_kernels.BOOK_COLUMNS)
+    quote = ["bid_price", "bid_size", "ask_price", "ask_size"]
+    bid, bid_size, ask, ask_size = (frame[c] for c in quote)
     price, size = frame["trade_price"], frame["trade_size"]
-    prev = frame[list(ma_kernels.BOOK_COLUMNS)].shift(1)
+    prev = frame[quote].shift(1)
     bid_flow = (bid >= prev.bid_price) * bid_size - (bid <= prev.bid_price) * prev.bid_size
     ask_flow = (ask <= prev.ask_price) * ask_size - (ask >= prev.ask_price) * prev.ask_size
     ofi = (bid_flow - ask_flow).fillna(0.0)
@@ -256,90 +178,6 @@ def check_peers(series: dict, spec: dict, rows: int = 20_000) -> None:
         err = ((out.double() - ref).abs() / (ref.abs() + scale)).amax(0)
         if not (err <= 1e-6).all():
             raise AssertionError(f"{name} differs from ma_kernels.book_features: {err.tolist()}")
-
-
-class L1FeaturesCPU:
-    params = [1_000_000]
-    param_names = ["ticks"]
-
-    def setup(self, n):
-        self.book = random_book(n)
-        self.frame = pd.DataFrame(self.book.double().numpy(), columns=list(ma_kernels.BOOK_COLUMNS))
-        ma_kernels.l1_features(self.book[:16])  # the op's first call pays torch's dispatch setup
-
-    def time_ma_kernels(self, n):
-        ma_kernels.l1_features(self.book)
-
-    def time_torch_eager(self, n):
-        torch_l1_features(self.book)
-
-    def time_pandas(self, n):
-        pandas_l1_features(self.frame)
-
-
-class L1FeaturesGPU:
-    params = [50_000_000]
-    param_names = ["ticks"]
-
-    def setup(self, n):
-        require_gpu()
-        self.book = random_book(n, device="cuda")
-        ma_kernels.l1_features(self.book[:16])
-
-    def time_ma_kernels(self, n):
-        ma_kernels.l1_features(self.book)
-        torch.cuda.synchronize()
-
-    def time_torch_eager(self, n):
-        torch_l1_features(self.book)
-        torch.cuda.synchronize()
-
-
-class MicrostructureFeaturesCPU:
-    """The ANCHORS.md set on the CPU: ma_kernels (all cores) against pandas."""
-
-    params = [5_000_000]
-    param_names = ["ticks"]
-
-    def setup(self, n):
-        self.table = random_table(n)
-        columns = list(ma_kernels.MICROSTRUCTURE_INPUTS)
-        self.frame = pd.DataFrame(self.table.double().numpy(), columns=columns)
-        ma_kernels.microstructure_features(self.table[:16], WINDOW)
-
-    def time_ma_kernels(self, n):
-        ma_kernels.microstructure_features(self.table, WINDOW)
-
-    def time_torch_eager(self, n):
-        torch_microstructure_features(self.table)
-
-    def time_torch_eager_float32_sums(self, n):
-        torch_microstructure_features(self.table, accumulate=torch.float32)
-
-    def time_pandas(self, n):
-        pandas_microstructure_features(self.frame)
-
-
-class MicrostructureFeaturesGPU:
-    params = [50_000_000]
-    param_names = ["ticks"]
-
-    def setup(self, n):
-        require_gpu()
-        self.table = random_table(n, device="cuda")
-        ma_kernels.microstructure_features(self.table[:16], WINDOW)
-
-    def time_ma_kernels(self, n):
-        ma_kernels.microstructure_features(self.table, WINDOW)
-        torch.cuda.synchronize()
-
-    def time_torch_eager(self, n):
-        torch_microstructure_features(self.table)
-        torch.cuda.synchronize()
-
-    def time_torch_eager_float32_sums(self, n):
-        torch_microstructure_features(self.table, accumulate=torch.float32)
-        torch.cuda.synchronize()
 
 
 class BookFeaturesCPU:

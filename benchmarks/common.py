@@ -21,7 +21,7 @@ def require_gpu() -> None:
 
 
 def random_table(n: int, device: str = "cpu", seed: int = 0) -> torch.Tensor:
-    """``[n, 6]`` book plus trades (ma_kernels.MICROSTRUCTURE_INPUTS): one row
+    """``[n, 6]`` book plus trades (bid, bid size, ask, ask size, trade price, size): one row
     in ten trades at the bid or the ask, the others have price and size 0."""
     g = torch.Generator().manual_seed(seed + 1)
     book = random_book(n, seed=seed)

@@ -23,13 +23,10 @@ from benchmarks.bench_features import (  # noqa: E402
     ANCHORS_SPEC,
     BOOK_SPEC,
     MODEL_SPEC,
-    WINDOW,
     WINDOWS_SPEC,
     torch_book_features,
-    torch_l1_features,
-    torch_microstructure_features,
 )
-from benchmarks.common import random_book, random_series, random_table  # noqa: E402
+from benchmarks.common import random_series  # noqa: E402
 
 
 def copy_floor_ms(moved: int) -> float:
@@ -48,54 +45,6 @@ def with_ratios(result: dict) -> dict:
         "ratio_to_copy_floor": result["ma_kernels_ms"] / result["copy_floor_ms"],
         "ticks_per_s": result["ticks"] / (result["ma_kernels_ms"] / 1e3),
     }
-
-
-def bench_l1_features(ticks: int) -> dict:
-    book = random_book(ticks, device="cuda")
-    out = ma_kernels.l1_features(book)
-    torch.testing.assert_close(out, torch_l1_features(book), rtol=1e-5, atol=1e-4)
-    moved = book.numel() * book.element_size() + out.numel() * out.element_size()
-    return with_ratios({
-        "ticks": ticks,
-        "bytes_moved": moved,
-        "ma_kernels_ms": median_ms(lambda: ma_kernels.l1_features(book)),
-        "torch_eager_ms": median_ms(lambda: torch_l1_features(book)),
-        "copy_floor_ms": copy_floor_ms(moved),
-    })
-
-
-def bench_microstructure_features(ticks: int) -> dict:
-    """The ANCHORS.md set: 6 float32 columns in, 8 out, rolling windows of 100 events."""
-    table = random_table(ticks, device="cuda")
-    out = ma_kernels.microstructure_features(table, WINDOW)
-    peer = torch_microstructure_features(table, WINDOW)
-    # Correct before fast: each column within 1e-5 (relative norm) of the peer,
-    # whose window sums are float64 prefix differences.
-    err = (out.double() - peer.double()).norm(dim=0) / peer.double().norm(dim=0)
-    errors = dict(zip(ma_kernels.MICROSTRUCTURE_FEATURES, err.tolist(), strict=True))
-    if not bool(torch.isfinite(out).all()) or max(errors.values()) > 1e-5:
-        raise AssertionError(f"microstructure_features disagrees with torch eager: {errors}")
-    # The faster peer sums in float32, as one would with the table's dtype;
-    # how far that is from the float64 peer goes in the report beside its time.
-    fast_peer = torch_microstructure_features(table, WINDOW, accumulate=torch.float32)
-    fast_err = (fast_peer.double() - peer.double()).norm(dim=0) / peer.double().norm(dim=0)
-    del peer, fast_peer
-    moved = table.numel() * table.element_size() + out.numel() * out.element_size()
-    result = with_ratios({
-        "ticks": ticks,
-        "window": WINDOW,
-        "bytes_moved": moved,
-        "max_relative_error_vs_torch_eager": max(errors.values()),
-        "ma_kernels_ms": median_ms(lambda: ma_kernels.microstructure_features(table, WINDOW)),
-        "torch_eager_ms": median_ms(lambda: torch_microstructure_features(table, WINDOW)),
-        "torch_eager_float32_sums_ms": median_ms(
-            lambda: torch_microstructure_features(table, WINDOW, accumulate=torch.float32)),
-        "torch_eager_float32_sums_max_relative_error": fast_err.max().item(),
-        "copy_floor_ms": copy_floor_ms(moved),
-    })
-    result["speedup_vs_torch_eager_float32_sums"] = (
-        result["torch_eager_float32_sums_ms"] / result["ma_kernels_ms"])
-    return result
 
 
 def bytes_read(series: dict, spec: dict) -> int:
@@ -156,15 +105,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--ticks", type=int, default=50_000_000)
-    parser.add_argument("--only-book", action="store_true",
-                        help="only book_features (the op the model reads)")
     args = parser.parse_args()
     report = {**environment(), "book_features": {}}
-    if not args.only_book:
-        report["l1_features"] = bench_l1_features(args.ticks)
-        torch.cuda.empty_cache()
-        report["microstructure_features"] = bench_microstructure_features(args.ticks)
-        torch.cuda.empty_cache()
     for name, (spec, levels, divisor) in SPECS.items():
         report["book_features"][name] = bench_book_features(args.ticks // divisor, spec, levels)
         torch.cuda.empty_cache()
@@ -172,12 +114,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{report['gpu']}, torch {report['torch']}, commit {report['commit'][:10]}")
-    rows = [(name, report[name]) for name in ("l1_features", "microstructure_features")
-            if name in report]
-    rows += [(f"book_features {name}", f) for name, f in report["book_features"].items()]
-    for name, f in rows:
+    for name, f in report["book_features"].items():
         print(
-            f"{name} {f['ticks']:,} ticks: {f['ma_kernels_ms']:.3f} ms, torch eager "
+            f"book_features {name} {f['ticks']:,} ticks: {f['ma_kernels_ms']:.3f} ms, torch eager "
             f"{f['torch_eager_ms']:.3f} ms ({f['speedup_vs_torch_eager']:.1f}x), copy floor "
             f"{f['copy_floor_ms']:.3f} ms ({f['ratio_to_copy_floor']:.2f}x of floor)"
         )

@@ -8,8 +8,9 @@
 # SANITIZE=1 also runs the CUDA tests of ma-kernels under compute-sanitizer
 # (memcheck, racecheck); PROFILE=1 profiles a training step by attention kind
 # (profile_training.txt) and runs Nsight Compute on the attention kernels
-# (ncu_attention.txt) and the feature kernels (ncu.txt,
-# ncu_microstructure_sass.csv); TESTS=0 skips the tests, BENCH=0 the benchmarks;
+# (ncu_attention.txt) and the feature kernels (ncu.txt, and per SASS
+# instruction of the window kernel, ncu_window_sass.csv); TESTS=0 skips the
+# tests, BENCH=0 the benchmarks;
 # BENCHES picks benchmarks (default: features attention training latency;
 # add scaling on a machine with 2 or more GPUs).
 set -uo pipefail
@@ -86,17 +87,16 @@ if [ "${PROFILE:-0}" = 1 ]; then
     python3 tools/device/profile_attention.py > "$OUT/ncu_attention.txt" 2>&1 || status=1
   grep -E "_kernel<|Duration|Achieved Occupancy|Registers Per|Issue Slots Busy" "$OUT/ncu_attention.txt"
   echo "== ncu: feature kernels"
-  ncu --clock-control none -k regex:features -c 3 --section SpeedOfLight --section Occupancy \
+  ncu --clock-control none -k regex:columns_kernel -c 8 --section SpeedOfLight --section Occupancy \
     --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
     --section InstructionStats --section SourceCounters \
     python3 tools/device/profile_features.py > "$OUT/ncu.txt" 2>&1 || status=1
-  grep -E "features_kernel|Duration|DRAM Throughput|Achieved Occupancy|Registers Per" "$OUT/ncu.txt"
-  # Per SASS instruction (shared wavefronts, excess ones, stalls) of the
-  # microstructure kernel: where the L1 and shared-memory traffic comes from.
-  ncu --clock-control none -k regex:microstructure -c 1 --set full --import-source yes \
-    -o /tmp/microstructure -f python3 tools/device/profile_features.py > /dev/null 2>&1 &&
-  ncu -i /tmp/microstructure.ncu-rep --page source --csv --print-source sass \
-    > "$OUT/ncu_microstructure_sass.csv" 2>&1 || status=1
+  grep -E "columns_kernel|Duration|DRAM Throughput|Achieved Occupancy|Registers Per" "$OUT/ncu.txt"
+  # Per SASS instruction (stalls, shared wavefronts) of the window kernel on the spec of windows.
+  ncu --clock-control none -k regex:window_columns -c 1 --set full --import-source yes \
+    -o /tmp/window -f python3 tools/device/profile_features.py model_inputs_windows > /dev/null 2>&1 &&
+  ncu -i /tmp/window.ncu-rep --page source --csv --print-source sass \
+    > "$OUT/ncu_window_sass.csv" 2>&1 || status=1
 fi
 
 if [ "${BENCH:-1}" = 1 ]; then

@@ -19,7 +19,7 @@ def random_book(n: int, *, dtype=torch.float32, device="cpu", seed=None) -> torc
 
 
 def random_table(n: int, *, dtype=torch.float32, device="cpu", seed=None) -> torch.Tensor:
-    """``[n, 6]`` book plus trades (ma_kernels.MICROSTRUCTURE_INPUTS): about one
+    """``[n, 6]`` book plus trades (bid, bid size, ask, ask size, trade price, size): about one
     row in ten trades, near the touch, and long stretches without a trade."""
     seed = seed if seed is not None else torch.seed() % 2**31
     g = torch.Generator().manual_seed(seed + 1)

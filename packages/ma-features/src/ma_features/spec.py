@@ -125,7 +125,7 @@ class FeatureSpec:
         """The set of ANCHORS.md, computed by one fused ma_kernels pass:
         the level-1 features plus rolling OFI, VWAP and realized variance over 100 events."""
         return cls(
-            instant=ma_kernels.L1_FEATURES,
+            instant=("spread", "mid", "microprice", "imbalance", "ofi"),
             rolling=("ofi", "vwap", "realized_variance"),
             windows=(100,),
         )

@@ -1,6 +1,6 @@
 // Binding entry points, one per kernel family. They take integers (data
 // pointers, shapes, strides, a CUDA stream handle) so the build needs no
-// torch; ma_kernels.ops validates every argument before calling in.
+// torch; ma_kernels validates every argument before calling in.
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -8,9 +8,7 @@
 namespace ma_kernels::python {
 
 void register_book_features(pybind11::module_& m);
-void register_l1_features(pybind11::module_& m);
 void register_lob_simulator(pybind11::module_& m);
-void register_microstructure_features(pybind11::module_& m);
 void register_sliding_window_attention(pybind11::module_& m);
 
 }  // namespace ma_kernels::python

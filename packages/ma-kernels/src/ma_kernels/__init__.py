@@ -10,38 +10,21 @@ from importlib.metadata import version as _version
 from . import reference
 from ._C import cuda_device_count as _cuda_device_count
 from ._C import with_cuda as _with_cuda
-from .attention import sliding_window_attention
-from .book import (
-    BOOK_FEATURES_MAX_ENTRIES,
-    BOOK_INSTANT_FEATURES,
-    BOOK_ROLLING_FEATURES,
-    book_features,
-)
-from .microstructure import (
-    MICROSTRUCTURE_FEATURES,
-    MICROSTRUCTURE_INPUTS,
-    microstructure_features,
-)
-from .ops import BOOK_COLUMNS, L1_FEATURES, l1_features
+from .book import BOOK_FEATURES_MAX_ENTRIES, BOOK_INSTANT_FEATURES, BOOK_ROLLING_FEATURES
+from .ops import book_features, sliding_window_attention
 from .simulator import LobSimulation, simulate_lob
 
 __version__ = _version("ma-kernels")
 
 __all__ = [
-    "BOOK_COLUMNS",
     "BOOK_FEATURES_MAX_ENTRIES",
     "BOOK_INSTANT_FEATURES",
     "BOOK_ROLLING_FEATURES",
-    "L1_FEATURES",
     "LobSimulation",
-    "MICROSTRUCTURE_FEATURES",
-    "MICROSTRUCTURE_INPUTS",
     "__version__",
     "book_features",
     "cuda_available",
     "has_cuda",
-    "l1_features",
-    "microstructure_features",
     "reference",
     "simulate_lob",
     "sliding_window_attention",

@@ -1,9 +1,11 @@
-"""Sliding-window and dilated attention on ``[B, H, L, D]`` tensors as torch ops.
+"""Sliding-window and dilated attention on ``[B, H, L, D]`` tensors.
 
-Two custom ops, ``ma_kernels::sliding_window_attention_forward`` (output and
+Two ops, ``ma_kernels::sliding_window_attention_forward`` (output and
 log-sum-exp) and ``ma_kernels::sliding_window_attention_backward`` (dq, dk,
-dv from the saved log-sum-exp), joined by ``register_autograd``; fakes let them
-trace under ``torch.compile`` and capture in CUDA graphs.
+dv from the saved log-sum-exp), joined by autograd; fakes let them trace
+under ``torch.compile`` and capture in CUDA graphs. Here: the public
+function, checks, kernels, fakes and the autograd rule; the ops are declared
+in ops.py.
 
 In plain eager mode (no compile, no dispatch or torch-function mode, no
 functorch transform, no tensor subclass) the same kernels run from an
@@ -161,7 +163,7 @@ def _problem(q, k, left, right, dilation) -> tuple[int, ...]:
     return batch, heads, k.shape[1], length, head_dim, left, right, dilation
 
 
-def _forward_cpu(
+def forward_cpu(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, left: int, right: int, dilation: int,
     scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,7 +185,7 @@ def _copies(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(t.clone(memory_format=torch.contiguous_format) for t in tensors)
 
 
-def _forward_cuda(q, k, v, left, right, dilation, scale):
+def forward_cuda(q, k, v, left, right, dilation, scale):
     out = _empty(q, tuple(q.shape), q.dtype)
     lse = _empty(q, _lse_shape(q), _accumulation_dtype(q.dtype))
 
@@ -199,12 +201,12 @@ def _forward_cuda(q, k, v, left, right, dilation, scale):
     return out, lse
 
 
-def _forward_fake(q, k, v, left, right, dilation, scale):
+def forward_fake(q, k, v, left, right, dilation, scale):
     return (_empty(q, tuple(q.shape), q.dtype),
             _empty(q, _lse_shape(q), _accumulation_dtype(q.dtype)))
 
 
-def _backward_cpu(
+def backward_cpu(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, dout: torch.Tensor,
     lse: torch.Tensor, left: int, right: int, dilation: int, scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -220,7 +222,7 @@ def _backward_cpu(
     return dq.to(dtype), dk.to(dtype), dv.to(dtype)
 
 
-def _backward_cuda(q, k, v, out, dout, lse, left, right, dilation, scale):
+def backward_cuda(q, k, v, out, dout, lse, left, right, dilation, scale):
     # The kernels accumulate in fp32 (fp64) and write the input dtype.
     dq, dk, dv, delta = _gradient_buffers(q, k, q.dtype)
 
@@ -237,7 +239,7 @@ def _backward_cuda(q, k, v, out, dout, lse, left, right, dilation, scale):
     return dq, dk, dv
 
 
-def _backward_fake(q, k, v, out, dout, lse, left, right, dilation, scale):
+def backward_fake(q, k, v, out, dout, lse, left, right, dilation, scale):
     return (_empty(q, tuple(q.shape), q.dtype), _empty(k, tuple(k.shape), k.dtype),
             _empty(v, tuple(v.shape), v.dtype))
 
@@ -249,7 +251,7 @@ def _gradient_buffers(q, k, dtype):
             _empty(q, _lse_shape(q), _accumulation_dtype(q.dtype)))
 
 
-def _setup_context(ctx, inputs, output):
+def setup_context(ctx, inputs, output):
     q, k, v, left, right, dilation, scale = inputs
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse)
@@ -257,7 +259,7 @@ def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(lse)
 
 
-def _autograd_backward(ctx, dout, _dlse):
+def autograd_backward(ctx, dout, _dlse):
     q, k, v, out, lse = ctx.saved_tensors
     args = (q, k, v, out, dout.contiguous(), lse, *ctx.window)
     if _plain_eager(q, k, v):
@@ -267,22 +269,8 @@ def _autograd_backward(ctx, dout, _dlse):
     return dq, dk, dv, None, None, None, None
 
 
-_forward_op = torch.library.custom_op(
-    "ma_kernels::sliding_window_attention_forward", _forward_cpu, mutates_args=(),
-    device_types="cpu",
-)
-_forward_op.register_kernel("cuda", _forward_cuda)
-_forward_op.register_fake(_forward_fake)
-_forward_op.register_autograd(_autograd_backward, setup_context=_setup_context)
-_backward_op = torch.library.custom_op(
-    "ma_kernels::sliding_window_attention_backward", _backward_cpu, mutates_args=(),
-    device_types="cpu",
-)
-_backward_op.register_kernel("cuda", _backward_cuda)
-_backward_op.register_fake(_backward_fake)
-
-_FORWARD_KERNELS = {"cpu": _forward_cpu, "cuda": _forward_cuda}
-_BACKWARD_KERNELS = {"cpu": _backward_cpu, "cuda": _backward_cuda}
+_FORWARD_KERNELS = {"cpu": forward_cpu, "cuda": forward_cuda}
+_BACKWARD_KERNELS = {"cpu": backward_cpu, "cuda": backward_cuda}
 # Subclasses that may take the kernels straight (a Parameter is a plain tensor).
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 
@@ -310,8 +298,8 @@ class _EagerAttention(torch.autograd.Function):
     def forward(ctx, q, k, v, left, right, dilation, scale):
         args = (q, k, v, left, right, dilation, scale)
         output = _FORWARD_KERNELS[q.device.type](*args)
-        _setup_context(ctx, args, output)
+        setup_context(ctx, args, output)
         ctx.set_materialize_grads(False)  # no zeros for the lse's absent gradient
         return output
 
-    backward = staticmethod(once_differentiable(_autograd_backward))
+    backward = staticmethod(once_differentiable(autograd_backward))

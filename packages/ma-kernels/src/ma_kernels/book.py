@@ -1,9 +1,11 @@
-"""The whole feature set of a K-level book with trades as one torch op.
+"""book_features: the whole feature set of a K-level book with trades.
 
 Per-event features, depth imbalances, per-level and multi-level order flow
 imbalance, and rolling sums over event windows and time windows, in one pass
 over the rows on CPU (threads) or CUDA, computed in float64 whatever the
 dtype. ``ma_features.compute_features`` calls it with a ``FeatureSpec``.
+Here: the public function, its argument checks and its kernels' calls; the
+op itself (``ma_kernels::book_features``) is declared in ops.py.
 """
 
 from __future__ import annotations
@@ -188,8 +190,7 @@ def _prepare(time, bid_price, bid_size, ask_price, ask_size, trade_price, trade_
     return out, args
 
 
-@torch.library.custom_op("ma_kernels::book_features", mutates_args=(), device_types="cpu")
-def _book_features_cpu(
+def cpu_kernel(
     time: torch.Tensor, bid_price: torch.Tensor, bid_size: torch.Tensor,
     ask_price: torch.Tensor, ask_size: torch.Tensor, trade_price: torch.Tensor,
     trade_size: torch.Tensor, trade_side: torch.Tensor, instant: list[int],
@@ -204,14 +205,12 @@ def _book_features_cpu(
     return out
 
 
-@_book_features_cpu.register_kernel("cuda")
-def _book_features_cuda(*inputs) -> torch.Tensor:
+def cuda_kernel(*inputs) -> torch.Tensor:
     out, args = _prepare(*inputs)
     if len(out):
         _C.book_features_cuda(*args, *launch_args(out))
     return out
 
 
-@_book_features_cpu.register_fake
-def _book_features_fake(*inputs) -> torch.Tensor:
+def fake(*inputs) -> torch.Tensor:
     return _empty(inputs[1], inputs[8:-1], inputs[-1])

@@ -8,7 +8,8 @@ import torch
 
 
 def l1_features(book: torch.Tensor) -> torch.Tensor:
-    """Reference for :func:`ma_kernels.l1_features` (same columns, same policies)."""
+    """The level-1 columns of :func:`book_features` from a ``[N, 4]`` book (bid,
+    bid size, ask, ask size): spread, mid, microprice, imbalance, OFI."""
     b = book.detach().to(device="cpu", dtype=torch.float64)
     bid, bid_size, ask, ask_size = b.unbind(dim=1)
     spread = ask - bid
@@ -50,16 +51,6 @@ def log_mid_returns(mid: torch.Tensor) -> torch.Tensor:
     return r
 
 
-def rolling_vwap(
-    trade_price: torch.Tensor, trade_size: torch.Tensor, mid: torch.Tensor, window: int
-) -> torch.Tensor:
-    """Trade VWAP over the trailing window; the mid where the window holds no trade."""
-    price, size, mid = (t.detach().to("cpu", torch.float64) for t in (trade_price, trade_size, mid))
-    sums = rolling_sum(torch.stack([price * size, size, (size > 0).double()], 1), window)
-    notional, volume, trades = sums.unbind(1)
-    return torch.where(trades > 0, notional / volume.where(trades > 0, 1.0), mid)
-
-
 def rolling_time_sum(x: torch.Tensor, time: torch.Tensor, tau: int) -> torch.Tensor:
     """``out[t]`` = sum of ``x[j]`` over ``j <= t`` with ``time[j] > time[t] - tau``
     (int64 ns, non-decreasing): differences of one float64 prefix sum."""
@@ -90,17 +81,6 @@ def level_ofi(
     ask_flow = (a[1:] <= a[:-1]) * qa[1:] - (a[1:] >= a[:-1]) * qa[:-1]
     ofi[1:] = bid_flow - ask_flow
     return ofi
-
-
-def microstructure_features(table: torch.Tensor, window: int = 100) -> torch.Tensor:
-    """Reference for :func:`ma_kernels.microstructure_features` (same columns, same policies)."""
-    t = table.detach().to(device="cpu", dtype=torch.float64)
-    level1 = l1_features(t[:, :4])
-    ofi, mid = level1[:, 4], level1[:, 1]
-    rolling_ofi = rolling_sum(ofi, window)
-    vwap = rolling_vwap(t[:, 4], t[:, 5], mid, window)
-    variance = rolling_sum(log_mid_returns(mid) ** 2, window)
-    return torch.cat([level1, torch.stack([rolling_ofi, vwap, variance], 1)], 1)
 
 
 def book_features(
