@@ -4,10 +4,9 @@
 autograd. Each family's public function, argument checks and kernel calls
 live beside it (book.py, attention.py); its float64 twin in reference.py.
 
-| op | public function |
-|---|---|
-| ``ma_kernels::book_features`` | :func:`ma_kernels.book_features` |
-| ``ma_kernels::sliding_window_attention_forward`` and ``_backward`` | :func:`ma_kernels.sliding_window_attention` |
+- ``ma_kernels::book_features``: :func:`ma_kernels.book_features`;
+- ``ma_kernels::sliding_window_attention_forward`` and ``..._backward``:
+  :func:`ma_kernels.sliding_window_attention`.
 """
 
 from __future__ import annotations
