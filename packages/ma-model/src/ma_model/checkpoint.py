@@ -35,6 +35,16 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def _reason(error: Exception) -> str:
+    """What torch.load found, without its advice to retry with
+    weights_only=False: loading code from a checkpoint is what we refuse."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    detail = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+
+
 def save_checkpoint(path: str | os.PathLike, **contents: Any) -> Path:
     """Writes ``contents`` (state dicts, config, metrics, step...) to ``path``.
 
@@ -52,6 +62,10 @@ def save_checkpoint(path: str | os.PathLike, **contents: Any) -> Path:
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); a checkpoint gets the mode any new file would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
@@ -75,7 +89,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint: not a file torch.save wrote, or one that holds "
+            f"more than tensors and plain containers ({_reason(e)})"
+        ) from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an {FORMAT} file")
     if payload.get("format_version", 0) > FORMAT_VERSION:

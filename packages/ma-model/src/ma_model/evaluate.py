@@ -22,8 +22,8 @@ from torch import nn
 
 import ma_features
 
-from .checkpoint import load_checkpoint
-from .config import config_from_dict
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import Config, config_from_dict
 from .data import Splits, TickArrays, WindowDataset, load_splits
 from .inputs import ModelInputs
 from .metrics import classification_report, confusion_matrix
@@ -88,16 +88,54 @@ def logistic_regression(train: TickArrays, steps: int = 300, seed: int = 0):
 def load_model(path: str | Path,
                device: str | torch.device = "cpu") -> tuple[MATransformer, ModelInputs]:
     """The trained model of a checkpoint, on ``device`` in eval mode, and what
-    it reads: its feature spec with the statistics fitted on its train split."""
+    it reads: its feature spec with the statistics fitted on its train split.
+    A file that is not a finished ma-train checkpoint (an entry missing,
+    weights of other shapes or not finite) raises CheckpointError naming it."""
     ckpt = load_checkpoint(path)
-    cfg = config_from_dict(ckpt["config"], f"{path} config")
-    return (_model_from(ckpt, path).to(device).eval(),
-            ModelInputs.from_state(cfg.data.features, ckpt["normalization"]))
+    model = _model_from(ckpt, path).to(device).eval()
+    return model, _inputs_of(ckpt, path)
+
+
+def _entry(ckpt: dict, key: str, path: str | Path):
+    if key not in ckpt:
+        raise CheckpointError(f"{path}: no {key!r} entry; it was not written by ma-train "
+                              f"(it holds {sorted(ckpt)})")
+    return ckpt[key]
+
+
+def _config_of(ckpt: dict, path: str | Path) -> Config:
+    try:
+        return config_from_dict(_entry(ckpt, "config", path), f"{path} config")
+    except CheckpointError:
+        raise
+    except ValueError as e:
+        raise CheckpointError(str(e)) from e
+
+
+def _inputs_of(ckpt: dict, path: str | Path) -> ModelInputs:
+    try:
+        return ModelInputs.from_state(_config_of(ckpt, path).data.features,
+                                      _entry(ckpt, "normalization", path))
+    except CheckpointError:
+        raise
+    except ValueError as e:
+        raise CheckpointError(f"{path}: its normalization does not fit its features: {e}") from e
 
 
 def _model_from(ckpt: dict, path: str | Path) -> MATransformer:
-    model = MATransformer(model_config(config_from_dict(ckpt["config"], f"{path} config")))
-    model.load_state_dict(ckpt["model"])
+    model = MATransformer(model_config(_config_of(ckpt, path)))
+    weights = _entry(ckpt, "model", path)
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: its weights do not fit the model its config describes "
+                              f"({first})") from e
+    broken = [name for name, w in model.state_dict().items()
+              if w.is_floating_point() and not bool(torch.isfinite(w).all())]
+    if broken:
+        raise CheckpointError(f"{path}: weights {broken[:3]} hold NaN or infinite values (the "
+                              "run diverged?); use an earlier checkpoint")
     return model
 
 
@@ -107,10 +145,11 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", baselines: bool =
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
     ckpt = load_checkpoint(path)
-    cfg = config_from_dict(ckpt["config"], f"{path} config")
-    splits: Splits = load_splits(cfg.data, ckpt["normalization"])
+    cfg = _config_of(ckpt, path)
+    model = _model_from(ckpt, path)
+    splits: Splits = load_splits(cfg.data, _inputs_of(ckpt, path).state_dict())
     device = resolve_device(cfg.train.device)
-    model = _model_from(ckpt, path).to(device)
+    model = model.to(device)
     arrays, length = getattr(splits, split), cfg.data.sequence_length
     results = {"model": report(*scored_rows(arrays, length, network_predictor(model, device)))}
     if baselines:
