@@ -38,7 +38,32 @@ def test_step_equals_forward_past_the_ring_wrap_around(dilations):
         # forward on the prefix alone gives the same last position too
         prefix_logits, _ = model(x[:, :40], dt[:, :40])
         torch.testing.assert_close(step_logits, prefix_logits[:, -1], rtol=1e-10, atol=1e-12)
-    assert int(cache.pos) == 40
+    assert cache.pos.tolist() == [40, 40]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_instruments_tick_in_any_order(seed):
+    """A random subset of sequences ticks at each step, each at its own
+    position: every active output equals forward over that sequence's own
+    ticks, past the rings' wrap-around; inactive sequences keep their caches."""
+    model = _model(dilations=(1, 2, 3))
+    instruments, steps = 3, 60
+    g = torch.Generator().manual_seed(seed)
+    active = torch.rand(steps, instruments, generator=g) < 0.6
+    x, dt = _inputs(batch=instruments, length=steps, seed=seed)
+    cache = model.new_cache(instruments, dtype=torch.float64)
+    streamed = [[] for _ in range(instruments)]
+    with torch.no_grad():
+        for t in range(steps):
+            logits, _ = model.step(x[:, t], dt[:, t], cache, active[t])
+            for i in active[t].nonzero()[:, 0].tolist():
+                streamed[i].append(logits[i])
+        for i in range(instruments):
+            own = active[:, i]
+            logits, _ = model(x[i : i + 1, own], dt[i : i + 1, own])
+            torch.testing.assert_close(torch.stack(streamed[i]), logits[0], rtol=1e-10,
+                                       atol=1e-12)
+    assert cache.pos.tolist() == active.sum(0).tolist()
 
 
 def test_future_inputs_do_not_change_past_outputs():

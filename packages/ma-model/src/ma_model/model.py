@@ -12,10 +12,11 @@ Reads top to bottom:
    layer) and a fused SwiGLU MLP.
 4. Heads: 3-class mid-price direction per horizon, and a regression target.
 
-``step`` runs one new tick per sequence against a ring-buffer ``KVCache`` of
-``window * dilation`` slots per layer; it equals ``forward`` at the last
-position. It has static shapes and no data-dependent Python, so it can be
-captured in a CUDA graph.
+``step`` runs one new tick for any subset of the sequences (instruments)
+against a ring-buffer ``KVCache`` of ``window * dilation`` slots per layer,
+each sequence at its own position; it equals ``forward`` at that position.
+It has static shapes and no data-dependent Python, so it can be captured in
+a CUDA graph.
 """
 
 from __future__ import annotations
@@ -82,8 +83,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 @dataclass
 class KVCache:
     """Rotated keys and values of the last ``window * dilation`` ticks of
-    each layer, in ring buffers: tick p lives in slot ``p % capacity``.
-    ``pos`` (a 0-d int64 tensor) is the index of the next tick."""
+    each layer and sequence, in ring buffers: tick p lives in slot
+    ``p % capacity``. ``pos`` (``[B]`` int64) is each sequence's next tick."""
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
@@ -115,18 +116,23 @@ class Attention(nn.Module):
         return self.out(y.transpose(1, 2).flatten(2))
 
     def step(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-             keys: torch.Tensor, values: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """``x [B, 1, C]`` at position ``pos``; writes its k, v into the ring."""
+             keys: torch.Tensor, values: torch.Tensor, pos: torch.Tensor,
+             active: torch.Tensor) -> torch.Tensor:
+        """``x [B, 1, C]``, sequence b at position ``pos[b]``; writes the k, v
+        of the ``active`` sequences into their rings (the others keep theirs)."""
         q, k, v = self._qkv(x, cos, sin)
-        slot = (pos % self.capacity).view(1)
-        keys.index_copy_(2, slot, k)
-        values.index_copy_(2, slot, v)
+        b, heads, _, head_dim = k.shape
+        slot = (pos % self.capacity).view(b, 1, 1, 1).expand(b, heads, 1, head_dim)
+        keep = ~active.view(b, 1, 1, 1)
+        keys.scatter_(2, slot, torch.where(keep, keys.gather(2, slot), k))
+        values.scatter_(2, slot, torch.where(keep, values.gather(2, slot), v))
         # The keys this query sees in forward: pos, pos - d, ..., pos - (W-1) d, those >= 0.
         back = torch.arange(self.window, device=x.device) * self.dilation
-        seen = (pos - back) % self.capacity
-        scores = q @ keys.index_select(2, seen).transpose(-1, -2) * self.head_dim**-0.5
-        scores = scores.masked_fill((back > pos).view(1, 1, 1, -1), float("-inf"))
-        y = scores.softmax(dim=-1) @ values.index_select(2, seen)
+        seen = ((pos[:, None] - back) % self.capacity).view(b, 1, -1, 1)
+        seen = seen.expand(b, heads, self.window, head_dim)
+        scores = q @ keys.gather(2, seen).transpose(-1, -2) * self.head_dim**-0.5
+        scores = scores.masked_fill((back > pos[:, None]).view(b, 1, 1, -1), float("-inf"))
+        y = scores.softmax(dim=-1) @ values.gather(2, seen)
         return self.out(y.transpose(1, 2).flatten(2))
 
 
@@ -181,8 +187,8 @@ class Block(nn.Module):
         x = x + self.drop(self.attn(self.norm1(x), cos, sin))
         return x + self.drop(self.mlp(self.norm2(x)))
 
-    def step(self, x, cos, sin, keys, values, pos):
-        x = x + self.attn.step(self.norm1(x), cos, sin, keys, values, pos)
+    def step(self, x, cos, sin, keys, values, pos, active):
+        x = x + self.attn.step(self.norm1(x), cos, sin, keys, values, pos, active)
         return x + self.mlp(self.norm2(x))
 
 
@@ -230,7 +236,7 @@ class MATransformer(nn.Module):
 
     def new_cache(self, batch: int, device: torch.device | str = "cpu",
                   dtype: torch.dtype = torch.float32) -> KVCache:
-        """An empty cache for ``batch`` sequences; the next tick is position 0."""
+        """An empty cache for ``batch`` sequences; each one's next tick is position 0."""
         if self.config.attention == "sdpa_dense":
             raise ValueError("step needs a windowed attention ('ma' or 'flex'); dense causal "
                              "attention has no bounded cache")
@@ -238,19 +244,25 @@ class MATransformer(nn.Module):
         shapes = [(batch, heads, b.attn.capacity, head_dim) for b in self.blocks]
         return KVCache(keys=[torch.zeros(s, device=device, dtype=dtype) for s in shapes],
                        values=[torch.zeros(s, device=device, dtype=dtype) for s in shapes],
-                       pos=torch.zeros((), dtype=torch.int64, device=device))
+                       pos=torch.zeros(batch, dtype=torch.int64, device=device))
 
-    def step(self, x_t: torch.Tensor, dt_t: torch.Tensor,
-             cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
-        """One new tick ``x_t [B, F]``, ``dt_t [B]`` -> ``(logits [B, H, 3],
-        reg [B, R])``; updates ``cache`` in place (slots and ``pos``)."""
+    def step(self, x_t: torch.Tensor, dt_t: torch.Tensor, cache: KVCache,
+             active: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One new tick ``x_t [B, F]``, ``dt_t [B]`` of each ``active [B]``
+        sequence (default: all) -> ``(logits [B, H, 3], reg [B, R])``, each
+        equal to ``forward`` at that sequence's position; the cache takes the
+        active sequences' ticks (slots, ``pos``) in place. The outputs of an
+        inactive sequence are computed and mean nothing."""
         self._check(x_t, dt_t, 2)
+        if active is None:
+            active = torch.ones(x_t.shape[0], dtype=torch.bool, device=x_t.device)
         h = (self.embed(x_t) + self.time(dt_t)).unsqueeze(1)
-        cos, sin = rope_angles(cache.pos.view(1), self.config.model_dim // self.config.num_heads)
-        for block, keys, values in zip(self.blocks, cache.keys, cache.values,
-                                       strict=True):
-            h = block.step(h, cos, sin, keys, values, cache.pos)
-        cache.pos.add_(1)
+        # [B, 1, 1, head_dim / 2]: each sequence's own angles, for all its heads.
+        cos, sin = (a[:, None, None] for a in rope_angles(
+            cache.pos, self.config.model_dim // self.config.num_heads))
+        for block, keys, values in zip(self.blocks, cache.keys, cache.values, strict=True):
+            h = block.step(h, cos, sin, keys, values, cache.pos, active)
+        cache.pos.add_(active.to(cache.pos.dtype))
         logits, reg = self._heads(h.squeeze(1))
         return logits, reg
 
