@@ -131,6 +131,36 @@ def test_many_instruments_at_once_equal_each_alone(seed, batch, n, spec):
         assert_columns_close(out[i], spec.names, batch_features(ticks, spec), rel=1e-9)
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31), batch=st.integers(1, 4), n=st.integers(1, 30),
+       spec=st.one_of(st.sampled_from([SPEC, TIMED, FeatureSpec.model_inputs()]),
+                      feature_specs()))
+def test_instruments_tick_in_any_order(seed, batch, n, spec):
+    """Each update carries a tick for a random subset of the instruments (the
+    others' rows hold stale values): every instrument's features equal the
+    batch op over its own ticks, and an instrument that did not tick keeps
+    its state."""
+    streams = [with_tick_times(simulate(n, levels=4, seed=seed + i), seed + i)
+               for i in range(batch)]
+    needed = max(events_needed(s, spec) for s in streams)
+    state = FeatureState(spec, batch=batch, dtype=torch.float64, max_events=max(1, needed))
+    rng = np.random.default_rng(seed)
+    sent = [0] * batch
+    got = [[] for _ in range(batch)]
+    while min(sent) < n:
+        active = torch.from_numpy((rng.random(batch) < 0.5) & (np.array(sent) < n))
+        rows = [min(i, n - 1) for i in sent]
+        event = {f: torch.from_numpy(np.stack([getattr(s, f)[r] for s, r in zip(
+            streams, rows, strict=True)])) for f in FIELDS}
+        out = state.update(event, active)
+        for i in active.nonzero()[:, 0].tolist():
+            got[i].append(out[i])
+            sent[i] += 1
+    for i, ticks in enumerate(streams):
+        assert_columns_close(torch.stack(got[i]), spec.names, batch_features(ticks, spec),
+                             rel=1e-9)
+
+
 def test_float32_output_and_reset():
     ticks = simulate(300, levels=3, seed=1)
     state = FeatureState(SPEC)

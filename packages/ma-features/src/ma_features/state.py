@@ -68,8 +68,8 @@ class FeatureState:
         self._overflow = torch.zeros(
             batch, len(spec.time_windows), dtype=torch.bool, device=device
         )
-        self._before: Event | None = None
-        self._count = 0  # events seen; a Python int, so no update reads the device
+        self._before: Event | None = None  # allocated by the first update (K levels known then)
+        self._count = torch.zeros(batch, dtype=torch.int64, device=device)  # events per instrument
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -80,7 +80,8 @@ class FeatureState:
         self._ring.zero_()
         self._times.zero_()
         self._overflow.zero_()
-        self._before, self._count = None, 0
+        self._count.zero_()
+        self._before = None
 
     def check(self) -> None:
         """Raise ValueError if a time window overflowed ``max_events`` since the
@@ -100,8 +101,11 @@ class FeatureState:
             "raise max_events"
         )
 
-    def update(self, event: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Features ``[batch, F]`` of the next event of every instrument.
+    def update(self, event: Mapping[str, torch.Tensor],
+               active: torch.Tensor | None = None) -> torch.Tensor:
+        """Features ``[batch, F]`` of the next event of each ``active``
+        instrument (``[batch]`` bool, default all); the others keep their
+        state, and their rows of the result mean nothing.
 
         ``event`` maps the :class:`~ma_features.Ticks` field names ``time``
         (int64 ns), ``bid_price``, ``bid_size``, ``ask_price``, ``ask_size``
@@ -111,31 +115,37 @@ class FeatureState:
         ticks upstream.
         """
         now = self._event(event)
-        before = now if self._before is None else self._before
-        has_before = torch.full((self.batch,), self._count > 0, device=self.device)
+        if active is None:
+            active = torch.ones(self.batch, dtype=torch.bool, device=self.device)
+        active = active.to(self.device)
+        if self._before is None:  # own copies: the caller may refill its buffers in place
+            self._before = Event(**{f.name: getattr(now, f.name).clone() for f in fields(Event)})
+        has_before = self._count > 0
+        before = Event(**{f.name: _where(has_before, getattr(self._before, f.name),
+                                         getattr(now, f.name)) for f in fields(Event)})
         columns, terms, mid = event_values(self.spec, now, before, has_before)
 
         capacity = self._ring.shape[1]
-        slot = self._count % capacity
+        slot = self._count % capacity  # [batch]: each instrument's own clock
         # Events at or before the horizon are outside the time window (as in the batch path).
         horizon = now.time[:, None] - self._taus  # [batch, time windows]
         over = None
-        if self.spec.time_windows and self._count >= self.max_events:
+        if self.spec.time_windows:
             # Times are non-decreasing: the window holds more than max_events
             # events iff the event max_events back (read before its slot may
             # be overwritten) is still inside it.
-            oldest = self._times[:, (self._count - self.max_events) % capacity]
-            over = oldest[:, None] > horizon
+            oldest = self._times.gather(1, ((self._count - self.max_events) % capacity)[:, None])
+            over = (active & (self._count >= self.max_events))[:, None] & (oldest > horizon)
             if self.device.type == "cpu" and over.any():  # free on the CPU: raise at once
                 self._raise_overflow(over, "would hold")
             self._overflow |= over
-        self._ring[:, slot] = terms
-        self._times[:, slot] = now.time
+        _write(self._ring, slot, terms, active)
+        _write(self._times, slot, now.time, active)
         # Slots written within the last W events; unwritten slots hold zeros,
         # so early windows are the partial sums of the batch path.
-        age = (slot - self._slots) % capacity
-        in_window = (age < self._windows[:, None]).to(torch.float64)
-        sums = torch.einsum("bst,ws->bwt", self._ring, in_window)
+        age = (slot[:, None] - self._slots) % capacity  # [batch, capacity]
+        in_window = (age[:, None, :] < self._windows[:, None]).to(torch.float64)
+        sums = torch.einsum("bst,bws->bwt", self._ring, in_window)
         for w in range(len(self.spec.windows)):
             columns += rolling_values(self.spec, sums[:, w], mid)
         if self.spec.time_windows:
@@ -145,16 +155,13 @@ class FeatureState:
             time_sums = torch.einsum("bst,bws->bwt", self._ring, in_time)
             for w in range(len(self.spec.time_windows)):
                 values = rolling_values(self.spec, time_sums[:, w], mid)
-                if over is not None:
-                    values = [torch.where(over[:, w], torch.nan, v) for v in values]
+                values = [torch.where(over[:, w], torch.nan, v) for v in values]
                 columns += values
 
-        if self._before is None:  # own copies: the caller may refill its buffers in place
-            self._before = Event(**{f.name: getattr(now, f.name).clone() for f in fields(Event)})
-        else:
-            for f in fields(Event):
-                getattr(self._before, f.name).copy_(getattr(now, f.name))
-        self._count += 1
+        for f in fields(Event):
+            getattr(self._before, f.name).copy_(
+                _where(active, getattr(now, f.name), getattr(self._before, f.name)))
+        self._count += active
         if not columns:
             return mid.new_empty((self.batch, 0), dtype=self.dtype)
         return torch.stack(columns, dim=-1).to(self.dtype)
@@ -198,6 +205,19 @@ class FeatureState:
             else:
                 values[f.name] = x.to(device=self.device, dtype=torch.float64)
         return Event(**values)
+
+
+def _where(condition: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``x`` where ``condition [batch]`` holds, else ``y``, for any trailing shape."""
+    return torch.where(condition.view(-1, *[1] * (x.dim() - 1)), x, y)
+
+
+def _write(ring: torch.Tensor, slot: torch.Tensor, value: torch.Tensor,
+           active: torch.Tensor) -> None:
+    """``ring[b, slot[b]] = value[b]`` where ``active[b]``, as one scatter."""
+    index = slot.view(-1, 1, *[1] * (ring.dim() - 2)).expand(-1, 1, *ring.shape[2:])
+    old = ring.gather(1, index)
+    ring.scatter_(1, index, _where(active, value.unsqueeze(1), old))
 
 
 def _events(ticks: Ticks, device) -> Event:
