@@ -1,6 +1,7 @@
-"""Tick-to-signal latency of the streaming engine on the GPU, against the
-floors measured in the same run: a pinned copy in and out around one tiny
-kernel, and around an empty CUDA-graph replay.
+"""Raw tick to signal latency of the streaming engine on the GPU (features,
+normalisation and model in one captured graph), against the floors measured
+in the same run: a pinned copy in and out around one tiny kernel, and around
+an empty CUDA-graph replay.
 
 The model of ANCHORS.md: d_model 128, 4 heads, 4 layers, window 256, MLP 4x,
 one horizon; wall time per tick from host input to host signal.
@@ -13,6 +14,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from timing import environment
 
@@ -69,9 +71,13 @@ def floors(calls: int) -> dict:
 
 
 def engine_latency(instruments: int, calls: int) -> ma_runtime.LatencyStats:
+    """Raw ticks to signals: each call pushes one simulated tick of every instrument."""
     engine = anchors_engine(instruments)
-    x, dt = torch.randn(instruments, engine.features), torch.full((instruments,), 1e-3)
-    return ma_runtime.measure_latency(lambda _: engine.step(x, dt), calls, warmup=50)
+    ticks = ma_features.simulate(calls + 50, levels=1, seed=0)
+    ids = np.arange(instruments)
+    batches = [ma_features.Ticks.concat([ticks[i : i + 1]] * instruments)
+               for i in range(calls + 50)]
+    return ma_runtime.measure_latency(lambda i: engine.push(batches[i], ids), calls, warmup=50)
 
 
 def main() -> None:

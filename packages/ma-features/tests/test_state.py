@@ -161,6 +161,32 @@ def test_instruments_tick_in_any_order(seed, batch, n, spec):
                              rel=1e-9)
 
 
+def test_a_refused_event_leaves_the_state_as_if_it_never_came():
+    ticks = with_tick_times(simulate(80, levels=3, seed=5), 5)
+    spec = TIMED
+    clean = FeatureState(spec, dtype=torch.float64, max_events=64)
+    expected = clean.update_ticks(ticks[1:])
+    state = FeatureState(spec, dtype=torch.float64, max_events=64)
+    event = {f: torch.from_numpy(getattr(ticks, f)[:1]) for f in FIELDS}
+    refused = state.update(event, accept=lambda values: torch.zeros(1, dtype=torch.bool))
+    assert refused.shape == (1, len(spec.names))
+    assert state.state_dict()["count"].tolist() == [0]
+    torch.testing.assert_close(state.update_ticks(ticks[1:]), expected, rtol=0, atol=0)
+
+
+def test_state_dict_round_trip_continues_the_stream():
+    ticks = with_tick_times(simulate(120, levels=3, seed=6), 6)
+    state = FeatureState(TIMED, dtype=torch.float64, max_events=64)
+    state.update_ticks(ticks[:70])
+    saved = state.state_dict()
+    rest = state.update_ticks(ticks[70:])
+    other = FeatureState(TIMED, dtype=torch.float64, max_events=64)
+    other.load_state_dict(saved)
+    torch.testing.assert_close(other.update_ticks(ticks[70:]), rest, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="expected"):
+        FeatureState(TIMED, max_events=32).load_state_dict(saved)
+
+
 def test_float32_output_and_reset():
     ticks = simulate(300, levels=3, seed=1)
     state = FeatureState(SPEC)

@@ -1,27 +1,30 @@
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ma_features
 import ma_model
-from ma_runtime import StreamEngine
+from ma_runtime import REJECTIONS, StreamEngine
 
 HORIZONS = [5, 20]
+WINDOWS = ma_features.FeatureSpec(rolling=("ofi", "realized_variance"), windows=(3,),
+                                  time_windows=(40,))
 
 
-def small_config(model_dim: int = 16, heads: int = 2) -> ma_model.Config:
-    return ma_model.config_from_dict(
-        {
-            "model": {
-                "model_dim": model_dim,
-                "num_heads": heads,
-                "num_layers": 2,
-                "window": 4,
-                "dilations": [1, 2],
-                "mlp_ratio": 2,
-            },
-            "data": {"horizons": HORIZONS},
-        }
-    )
+def small_config(features=None, model_dim: int = 16) -> ma_model.Config:
+    data = {"horizons": HORIZONS}
+    if features is not None:
+        data["features"] = features.to_dict()
+    return ma_model.config_from_dict({
+        "model": {"model_dim": model_dim, "num_heads": 2, "num_layers": 2, "window": 4,
+                  "dilations": [1, 2], "mlp_ratio": 2},
+        "data": data,
+    })
 
 
 def small_model(cfg: ma_model.Config) -> ma_model.MATransformer:
@@ -29,99 +32,217 @@ def small_model(cfg: ma_model.Config) -> ma_model.MATransformer:
     return ma_model.MATransformer(ma_model.model_config(cfg)).eval()
 
 
-def fitted_inputs(cfg: ma_model.Config) -> ma_model.ModelInputs:
-    train = torch.randn(500, len(cfg.data.features.names), dtype=torch.float64) * 3 + 1
-    train[:, 2] = 7.0  # a feature constant in training maps to 0
-    inputs = ma_model.ModelInputs.fit(cfg.data.features, train, torch.rand(500))
-    inputs.dt_scale = 0.25
-    return inputs
+def fitted_inputs(spec: ma_features.FeatureSpec) -> ma_model.ModelInputs:
+    train = ticks_of(2000, seed=99)
+    raw = ma_model.raw_columns(train, spec)
+    return ma_model.ModelInputs.fit(spec, raw["x"], raw["dt"])
 
 
-def batch_reference(model, inputs, x, dt):
-    """What training-time code computes on the whole sequences at once."""
-    z, scaled_dt = inputs.normalize(x.flatten(0, 1).cpu(), dt.flatten().cpu())
+def ticks_of(n: int, seed: int, levels: int = 2) -> ma_features.Ticks:
+    """Simulated ticks at times 0-3 ns apart (ties included), so time windows hold a few."""
+    ticks = ma_features.simulate(n, levels=levels, seed=seed)
+    gaps = np.random.default_rng(seed).integers(0, 4, n)
+    return ma_features.Ticks(**{**vars(ticks), "time": np.cumsum(gaps).astype(np.int64)})
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+def engine_for(spec=None, instruments: int = 1, **options) -> StreamEngine:
+    cfg = small_config(spec)
+    return StreamEngine(small_model(cfg), fitted_inputs(cfg.data.features),
+                        instruments=instruments, **options)
+
+
+def batch_signals(engine: StreamEngine, ticks: ma_features.Ticks) -> torch.Tensor:
+    """What training-time code computes on one instrument's whole series at once."""
+    raw = ma_model.raw_columns(ticks, engine.inputs.spec)
+    x, dt = engine.inputs.normalize(raw["x"], raw["dt"])
     with torch.no_grad():
-        logits, regression = model(z.view_as(x).to(x.device), scaled_dt.view_as(dt).to(x.device))
-    return logits.softmax(-1), regression
+        logits, _ = engine.model(x[None].to(engine.device), dt[None].to(engine.device))
+    return logits[0].softmax(-1).cpu()
 
 
-def stream(engine, x, dt):
-    signals = [engine.step(x[:, t], dt[:, t]) for t in range(x.shape[1])]
-    return (
-        torch.stack([s.probabilities for s in signals], 1),
-        torch.stack([s.regression for s in signals], 1),
-    )
+def interleave(streams, seed: int):
+    """All ticks of ``streams`` in one random arrival order (each stream's own
+    order kept), as (Ticks, instrument ids)."""
+    order = np.concatenate([np.full(len(s), i) for i, s in enumerate(streams)])
+    np.random.default_rng(seed).shuffle(order)
+    taken = [0] * len(streams)
+    rows = []
+    for i in order:
+        rows.append((i, taken[i]))
+        taken[i] += 1
+    merged = ma_features.Ticks.concat([streams[i][j : j + 1] for i, j in rows])
+    return merged, order
 
 
-@pytest.mark.parametrize("instruments", [1, 3])
-def test_stream_equals_batch_past_the_ring_wrap(instruments):
-    cfg = small_config()
-    model, norm = small_model(cfg), fitted_inputs(cfg)
-    x = torch.randn(instruments, 40, model.config.input_dim)  # rings hold 4 and 8 ticks
-    dt = torch.rand(instruments, 40)
-    engine = StreamEngine(model, norm, instruments=instruments)
-    probs, regression = stream(engine, x, dt)
-    ref_probs, ref_regression = batch_reference(model, norm, x, dt)
-    torch.testing.assert_close(probs, ref_probs, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(regression, ref_regression, rtol=1e-4, atol=1e-5)
-    assert torch.allclose(probs.sum(-1), torch.ones(()))
+def check_stream_equals_batch(engine, streams, seed, chunk):
+    merged, ids = interleave(streams, seed)
+    got = [[] for _ in streams]
+    for start in range(0, len(merged), chunk):
+        signals = engine.push(merged[start : start + chunk], ids[start : start + chunk])
+        assert len(signals.rejected_index) == 0
+        for i, probabilities in zip(signals.instrument, signals.probabilities, strict=True):
+            got[i].append(probabilities)
+    for i, ticks in enumerate(streams):
+        torch.testing.assert_close(torch.stack(got[i]), batch_signals(engine, ticks),
+                                   rtol=1e-4, atol=1e-5)
 
 
-def test_reset_starts_over():
-    cfg = small_config()
-    model = small_model(cfg)
-    engine = StreamEngine(model, fitted_inputs(cfg))
-    x, dt = torch.randn(1, 12, model.config.input_dim), torch.rand(1, 12)
-    first = stream(engine, x, dt)[0]
-    engine.reset()
-    torch.testing.assert_close(stream(engine, x, dt)[0], first)
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**31), instruments=st.integers(1, 3),
+       chunk=st.sampled_from([1, 7, 1000]), windows=st.booleans())
+def test_stream_equals_batch_interleaved_past_the_ring_wrap(seed, instruments, chunk, windows):
+    """Ticks of several instruments in random order, pushed one at a time or
+    in bursts: each signal equals the batch path over that instrument's own
+    ticks, past the KV rings' wrap-around (4 and 8 slots, 40 ticks)."""
+    engine = engine_for(WINDOWS if windows else None, instruments)
+    streams = [ticks_of(40, seed + i) for i in range(instruments)]
+    check_stream_equals_batch(engine, streams, seed, chunk)
+
+
+def test_signals_carry_time_sequence_and_order():
+    engine = engine_for(instruments=2)
+    a, b = ticks_of(3, 1), ticks_of(2, 2)
+    merged = ma_features.Ticks.concat([a[:1], b[:1], a[1:3], b[1:2]])
+    signals = engine.push(merged, [0, 1, 0, 0, 1])
+    assert signals.index.tolist() == [0, 1, 2, 3, 4]
+    assert signals.instrument.tolist() == [0, 1, 0, 0, 1]
+    assert signals.sequence.tolist() == [1, 1, 2, 3, 2]
+    assert signals.time.tolist() == merged.time.tolist()
+    assert signals.probabilities.shape == (5, len(HORIZONS), 3)
+    assert signals.regression.shape == (5, len(HORIZONS))
+    torch.testing.assert_close(signals.probabilities.sum(-1), torch.ones(5, len(HORIZONS)))
+
+
+def broken(ticks: ma_features.Ticks, field: str, value, level: int | None = 0):
+    """A copy of one tick with one value changed."""
+    values = {k: v.copy() for k, v in vars(ticks).items()}
+    if level is None:
+        values[field][0] = value
+    else:
+        values[field][0, level] = value
+    return ma_features.Ticks(**values)
+
+
+BAD_TICKS = {
+    "bad_price": lambda t: broken(t, "ask_price", np.nan),
+    "bad_size": lambda t: broken(t, "bid_size", -5.0),
+    "crossed_book": lambda t: broken(t, "bid_price", t.ask_price[0, 0] + 0.5),
+    "empty_side": lambda t: ma_features.Ticks(**{**vars(t), "bid_price": np.full_like(
+        t.bid_price, np.nan), "bid_size": np.zeros_like(t.bid_size)}),  # no bid at all
+    "time_backwards": lambda t: broken(t, "time", t.time[0] - 10, None),
+    "overflow": lambda t: broken(broken(broken(t, "trade_size", 1e30, None), "trade_price",
+                                        t.bid_price[0, 0], None), "trade_side", 1, None),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("reason", sorted(BAD_TICKS))
+def test_a_bad_tick_is_refused_counted_and_forgotten(reason, device):
+    """The tick is refused with its reason, the instrument's state untouched:
+    the following good ticks give the signals of an engine that never saw it."""
+    spec = ma_features.FeatureSpec.model_inputs().including("signed_volume")
+    ticks = ticks_of(30, 5)
+    clean, dirty = engine_for(spec, 2, device=device), engine_for(spec, 2, device=device)
+    expected = clean.push(ticks, np.zeros(30, dtype=np.int64))
+    dirty.push(ticks[:10], np.zeros(10, dtype=np.int64))
+    bad = BAD_TICKS[reason](ticks[10:11])
+    signals = dirty.push(bad, [0])
+    assert signals.rejected_reason.tolist() == [reason] and len(signals) == 0
+    assert dirty.rejected == {reason: 1} and reason in REJECTIONS
+    rest = dirty.push(ticks[10:], np.zeros(20, dtype=np.int64))
+    torch.testing.assert_close(rest.probabilities, expected.probabilities[10:], rtol=0, atol=0)
+    assert rest.sequence.tolist() == list(range(11, 31))
+
+
+def test_unknown_instruments_and_other_levels_are_refused():
+    engine = engine_for(instruments=2)
+    ticks = ticks_of(4, 3)
+    signals = engine.push(ticks, [0, 2, -1, 1])
+    assert signals.rejected_reason.tolist() == ["unknown_instrument"] * 2
+    assert signals.instrument.tolist() == [0, 1]
+    deep = engine_for(ma_features.FeatureSpec.model_inputs(), levels=3)
+    assert deep.push(ticks_of(2, 4, levels=2)).rejected_reason.tolist() == ["levels"] * 2
+    assert len(deep.push(ticks_of(2, 4, levels=5))) == 2  # more levels than read: fine
+    assert engine.rejected == {"unknown_instrument": 2} and deep.rejected == {"levels": 2}
+
+
+def test_wrong_arguments_are_errors():
+    engine = engine_for()
+    with pytest.raises(ValueError, match="ticks must be ma_features.Ticks"):
+        engine.push(np.zeros(3))
+    with pytest.raises(ValueError, match="instruments must be 2 ints"):
+        engine.push(ticks_of(2, 1), [0])
+    with pytest.raises(ValueError, match="instruments must be an int >= 1"):
+        engine_for(instruments=0)
+    other = ma_model.ModelInputs.fit(ma_features.FeatureSpec(instant=("spread",), rolling=()),
+                                     torch.rand(10, 1), torch.rand(10))
+    with pytest.raises(ValueError, match="the model reads 6 columns; the inputs' spec has 1"):
+        StreamEngine(small_model(small_config()), other)
+
+
+def test_snapshot_restore_continues_as_if_never_stopped(tmp_path):
+    ticks = ticks_of(60, 8)
+    ids = np.random.default_rng(0).integers(0, 3, 60)
+    whole = engine_for(WINDOWS, 3)
+    expected = whole.push(ticks, ids)
+    first = engine_for(WINDOWS, 3)
+    first.push(ticks[:25], ids[:25])
+    path = first.save(tmp_path / "engine.pt")
+    second = engine_for(WINDOWS, 3)
+    second.load(path)
+    rest = second.push(ticks[25:], ids[25:])
+    torch.testing.assert_close(rest.probabilities, expected.probabilities[25:], rtol=0, atol=0)
+    assert second.accepted == 60
+    second.reset()
+    again = second.push(ticks, ids)
+    torch.testing.assert_close(again.probabilities, expected.probabilities, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="instruments=3, this engine 2"):
+        engine_for(WINDOWS, 2).load(path)
+
+
+RESUME = """
+import sys, numpy as np, torch
+sys.path.insert(0, {tests!r})
+from test_engine import WINDOWS, engine_for, ticks_of
+ticks, ids = ticks_of(60, 8), np.random.default_rng(0).integers(0, 3, 60)
+engine = engine_for(WINDOWS, 3)
+engine.load({path!r})
+torch.save(engine.push(ticks[25:], ids[25:]).probabilities, {out!r})
+"""
+
+
+def test_snapshot_restores_in_another_process(tmp_path):
+    ticks, ids = ticks_of(60, 8), np.random.default_rng(0).integers(0, 3, 60)
+    expected = engine_for(WINDOWS, 3).push(ticks, ids)
+    first = engine_for(WINDOWS, 3)
+    first.push(ticks[:25], ids[:25])
+    path, out = first.save(tmp_path / "engine.pt"), tmp_path / "rest.pt"
+    tests = str(__import__("pathlib").Path(__file__).parent)
+    subprocess.run([sys.executable, "-c", RESUME.format(tests=tests, path=str(path),
+                                                        out=str(out))], check=True)
+    torch.testing.assert_close(torch.load(out), expected.probabilities[25:], rtol=0, atol=0)
 
 
 def test_from_checkpoint(tmp_path):
-    cfg = small_config()
-    model, norm = small_model(cfg), fitted_inputs(cfg)
-    path = ma_model.save_checkpoint(
-        tmp_path / "best.pt", model=model.state_dict(), config=cfg.to_dict(),
-        normalization=norm.state_dict(),
-    )
+    cfg = small_config(WINDOWS)
+    model, inputs = small_model(cfg), fitted_inputs(WINDOWS)
+    path = ma_model.save_checkpoint(tmp_path / "best.pt", model=model.state_dict(),
+                                    config=cfg.to_dict(), normalization=inputs.state_dict())
     engine = StreamEngine.from_checkpoint(path, device="cpu")
-    x, dt = torch.randn(1, 10, model.config.input_dim), torch.rand(1, 10)
-    torch.testing.assert_close(
-        stream(engine, x, dt)[0], batch_reference(model, norm, x, dt)[0], rtol=1e-4, atol=1e-5
-    )
-
-
-def test_bad_ticks_are_refused():
-    cfg = small_config()
-    model = small_model(cfg)
-    engine = StreamEngine(model, fitted_inputs(cfg), instruments=2)
-    x, dt = torch.zeros(2, model.config.input_dim), torch.ones(2)
-    bad = x.clone()
-    bad[1, 3] = float("nan")
-    with pytest.raises(ValueError, match=r"non-finite input at \(instrument, feature\) \[1, 3\]"):
-        engine.step(bad, dt)
-    with pytest.raises(ValueError, match="non-finite input"):
-        engine.step(x, torch.tensor([1.0, float("inf")]))
-    with pytest.raises(ValueError, match=r"x must be \(2, 6\)"):
-        engine.step(x[:1], dt[:1])
-    with pytest.raises(ValueError, match="instruments must be >= 1"):
-        StreamEngine(model, fitted_inputs(cfg), instruments=0)
-    spread_only = ma_features.FeatureSpec(instant=("spread",), rolling=())
-    other = ma_model.ModelInputs.fit(spread_only, torch.rand(10, 1), torch.rand(10))
-    with pytest.raises(ValueError, match="the model reads 6 columns; the inputs' spec has 1"):
-        StreamEngine(model, other)
+    ticks = ticks_of(20, 9)
+    torch.testing.assert_close(engine.push(ticks).probabilities, batch_signals(engine, ticks),
+                               rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("instruments", [1, 8])
 def test_cuda_graph_stream_equals_batch(instruments):
-    cfg = small_config(model_dim=64, heads=2)  # head dim 32 on CUDA
-    model, norm = small_model(cfg).cuda(), fitted_inputs(cfg)
-    x = torch.randn(instruments, 30, model.config.input_dim)
-    dt = torch.rand(instruments, 30)
-    engine = StreamEngine(model, norm, instruments=instruments, device="cuda")
+    cfg = small_config(WINDOWS, model_dim=64)  # head dim 32 on CUDA
+    engine = StreamEngine(small_model(cfg), fitted_inputs(WINDOWS), instruments=instruments,
+                          device="cuda")
     assert engine._graph is not None
-    probs, regression = stream(engine, x, dt)
-    ref_probs, ref_regression = batch_reference(model, norm, x.cuda(), dt.cuda())
-    torch.testing.assert_close(probs, ref_probs.cpu(), rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(regression, ref_regression.cpu(), rtol=1e-3, atol=1e-4)
+    streams = [ticks_of(40, 20 + i) for i in range(instruments)]
+    check_stream_equals_batch(engine, streams, seed=3, chunk=5)

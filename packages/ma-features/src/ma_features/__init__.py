@@ -21,7 +21,7 @@ from .simulator import SimulatorConfig, simulate
 from .spec import INSTANT_FEATURES, ROLLING_FEATURES, FeatureSpec
 from .state import FeatureState
 from .ticks import EventType, Ticks
-from .validation import TickDataError, ValidationReport, validate
+from .validation import REASONS, TickDataError, ValidationReport, bad_rows, validate
 
 __version__ = "0.1.0"
 
@@ -36,6 +36,7 @@ __all__ = [
     "FeatureState",
     "INSTANT_FEATURES",
     "Masked",
+    "REASONS",
     "ROLLING_FEATURES",
     "SimulatorConfig",
     "Standardizer",
@@ -43,6 +44,7 @@ __all__ = [
     "Ticks",
     "ValidationReport",
     "__version__",
+    "bad_rows",
     "compute_features",
     "compute_features_frame",
     "direction_labels",

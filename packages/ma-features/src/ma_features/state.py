@@ -18,7 +18,7 @@ a sync per tick, the window's columns are NaN where it overflowed and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 
 import torch
@@ -68,7 +68,14 @@ class FeatureState:
         self._overflow = torch.zeros(
             batch, len(spec.time_windows), dtype=torch.bool, device=device
         )
-        self._before: Event | None = None  # allocated by the first update (K levels known then)
+        self.levels = max(spec.levels, 1)  # the book levels the state keeps of each event
+        book = torch.zeros(batch, self.levels, dtype=torch.float64, device=device)
+        flat = torch.zeros(batch, dtype=torch.float64, device=device)
+        self._before = Event(  # each instrument's previous event
+            time=torch.zeros(batch, dtype=torch.int64, device=device),
+            bid_price=book, bid_size=book.clone(), ask_price=book.clone(), ask_size=book.clone(),
+            trade_price=flat, trade_size=flat.clone(), trade_side=flat.clone(),
+        )
         self._count = torch.zeros(batch, dtype=torch.int64, device=device)  # events per instrument
 
     @property
@@ -81,7 +88,6 @@ class FeatureState:
         self._times.zero_()
         self._overflow.zero_()
         self._count.zero_()
-        self._before = None
 
     def check(self) -> None:
         """Raise ValueError if a time window overflowed ``max_events`` since the
@@ -101,11 +107,14 @@ class FeatureState:
             "raise max_events"
         )
 
-    def update(self, event: Mapping[str, torch.Tensor],
-               active: torch.Tensor | None = None) -> torch.Tensor:
+    def update(self, event: Mapping[str, torch.Tensor], active: torch.Tensor | None = None,
+               accept: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """Features ``[batch, F]`` of the next event of each ``active``
         instrument (``[batch]`` bool, default all); the others keep their
-        state, and their rows of the result mean nothing.
+        state, and their rows of the result mean nothing. ``accept(features)
+        -> [batch] bool`` (tensor ops only) may refuse events after their
+        features are known: a refused event leaves its instrument's state as
+        if it never came.
 
         ``event`` maps the :class:`~ma_features.Ticks` field names ``time``
         (int64 ns), ``bid_price``, ``bid_size``, ``ask_price``, ``ask_size``
@@ -118,13 +127,21 @@ class FeatureState:
         if active is None:
             active = torch.ones(self.batch, dtype=torch.bool, device=self.device)
         active = active.to(self.device)
-        if self._before is None:  # own copies: the caller may refill its buffers in place
-            self._before = Event(**{f.name: getattr(now, f.name).clone() for f in fields(Event)})
         has_before = self._count > 0
         before = Event(**{f.name: _where(has_before, getattr(self._before, f.name),
                                          getattr(now, f.name)) for f in fields(Event)})
         columns, terms, mid = event_values(self.spec, now, before, has_before)
 
+        values = self._columns(now, columns, terms, mid, active)
+        if accept is not None:
+            active = active & accept(values)
+        self._commit(now, terms, active)
+        return values
+
+    def _columns(self, now: Event, columns: list[torch.Tensor], terms: torch.Tensor,
+                 mid: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """The event's columns, its rolling ones read from the ring as if the
+        event were in it (the ring itself is written by _commit)."""
         capacity = self._ring.shape[1]
         slot = self._count % capacity  # [batch]: each instrument's own clock
         # Events at or before the horizon are outside the time window (as in the batch path).
@@ -139,32 +156,63 @@ class FeatureState:
             if self.device.type == "cpu" and over.any():  # free on the CPU: raise at once
                 self._raise_overflow(over, "would hold")
             self._overflow |= over
-        _write(self._ring, slot, terms, active)
-        _write(self._times, slot, now.time, active)
-        # Slots written within the last W events; unwritten slots hold zeros,
-        # so early windows are the partial sums of the batch path.
+        # Sums as if the event were in its slot: the slot's old entry (out of
+        # every window) left out, the event's terms added. Slots written within
+        # the last W events; unwritten slots hold zeros, so early windows are
+        # the partial sums of the batch path.
         age = (slot[:, None] - self._slots) % capacity  # [batch, capacity]
-        in_window = (age[:, None, :] < self._windows[:, None]).to(torch.float64)
-        sums = torch.einsum("bst,bws->bwt", self._ring, in_window)
+        older = age > 0
+        in_window = ((age[:, None, :] < self._windows[:, None]) & older[:, None]).double()
+        sums = torch.einsum("bst,bws->bwt", self._ring, in_window) + terms[:, None]
         for w in range(len(self.spec.windows)):
             columns += rolling_values(self.spec, sums[:, w], mid)
         if self.spec.time_windows:
             # Without overflow every event of the window is in the ring; unwritten
             # slots may pass the time test but hold zero terms.
-            in_time = (self._times[:, None, :] > horizon[:, :, None]).to(torch.float64)
-            time_sums = torch.einsum("bst,bws->bwt", self._ring, in_time)
+            in_time = ((self._times[:, None, :] > horizon[:, :, None]) & older[:, None]).double()
+            time_sums = torch.einsum("bst,bws->bwt", self._ring, in_time) + terms[:, None]
             for w in range(len(self.spec.time_windows)):
                 values = rolling_values(self.spec, time_sums[:, w], mid)
                 values = [torch.where(over[:, w], torch.nan, v) for v in values]
                 columns += values
+        if not columns:
+            return mid.new_empty((self.batch, 0), dtype=self.dtype)
+        return torch.stack(columns, dim=-1).to(self.dtype)
 
+    def _commit(self, now: Event, terms: torch.Tensor, active: torch.Tensor) -> None:
+        """The event of each active instrument becomes part of its state."""
+        slot = self._count % self._ring.shape[1]
+        _write(self._ring, slot, terms, active)
+        _write(self._times, slot, now.time, active)
         for f in fields(Event):
             getattr(self._before, f.name).copy_(
                 _where(active, getattr(now, f.name), getattr(self._before, f.name)))
         self._count += active
-        if not columns:
-            return mid.new_empty((self.batch, 0), dtype=self.dtype)
-        return torch.stack(columns, dim=-1).to(self.dtype)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every tensor of the state (on its device): ``load_state_dict`` puts
+        them back in place, so a CUDA graph captured over this state replays on
+        the restored values."""
+        state = {f"before.{f.name}": getattr(self._before, f.name) for f in fields(Event)}
+        state.update(ring=self._ring, times=self._times, overflow=self._overflow,
+                     count=self._count)
+        return {name: t.clone() for name, t in state.items()}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        own = self.state_dict()
+        if set(state) != set(own):
+            raise ValueError(f"FeatureState state has keys {sorted(state)}, expected "
+                             f"{sorted(own)}")
+        for name, t in state.items():
+            if t.shape != own[name].shape or t.dtype != own[name].dtype:
+                raise ValueError(f"FeatureState state[{name!r}] is {t.dtype} "
+                                 f"{tuple(t.shape)}, expected {own[name].dtype} "
+                                 f"{tuple(own[name].shape)} (another spec, batch or max_events?)")
+        targets = {f"before.{f.name}": getattr(self._before, f.name) for f in fields(Event)}
+        targets.update(ring=self._ring, times=self._times, overflow=self._overflow,
+                       count=self._count)
+        for name, t in state.items():
+            targets[name].copy_(t)
 
     def update_ticks(self, ticks: Ticks) -> torch.Tensor:
         """``[len(ticks), F]``: the events of one instrument (batch 1), one by one."""
@@ -196,10 +244,12 @@ class FeatureState:
                     f"event[{f.name!r}] must be {want} with batch {self.batch}, "
                     f"got {tuple(x.shape)}"
                 )
-            if book and x.shape[1] < self.spec.levels:
+            if book and x.shape[1] < self.levels:
                 raise ValueError(
-                    f"event[{f.name!r}] has {x.shape[1]} levels; the spec reads {self.spec.levels}"
+                    f"event[{f.name!r}] has {x.shape[1]} levels; the spec reads {self.levels}"
                 )
+            if book:
+                x = x[:, : self.levels]
             if f.name == "time":
                 values[f.name] = x.to(device=self.device, dtype=torch.int64)
             else:
@@ -214,10 +264,9 @@ def _where(condition: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.T
 
 def _write(ring: torch.Tensor, slot: torch.Tensor, value: torch.Tensor,
            active: torch.Tensor) -> None:
-    """``ring[b, slot[b]] = value[b]`` where ``active[b]``, as one scatter."""
+    """``ring[b, slot[b]] = value[b]`` where ``active[b]``, in place, as one scatter."""
     index = slot.view(-1, 1, *[1] * (ring.dim() - 2)).expand(-1, 1, *ring.shape[2:])
-    old = ring.gather(1, index)
-    ring.scatter_(1, index, _where(active, value.unsqueeze(1), old))
+    ring.scatter_(1, index, _where(active, value.unsqueeze(1), ring.gather(1, index)))
 
 
 def _events(ticks: Ticks, device) -> Event:

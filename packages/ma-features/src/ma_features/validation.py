@@ -119,6 +119,17 @@ def _findings(t: Ticks) -> list[_Finding]:
     return found
 
 
+def bad_rows(ticks: Ticks) -> dict[str, np.ndarray]:
+    """For each reason of :data:`REASONS` some row fails, the ``[N]`` bool mask
+    of those rows (a row may fail several): the checks of :func:`validate`,
+    for a caller with a policy of its own (the streaming engine rejects and
+    counts)."""
+    masks: dict[str, np.ndarray] = {}
+    for f in _findings(ticks):
+        masks[f.reason] = masks.get(f.reason, np.zeros(len(ticks), dtype=bool)) | f.rows
+    return masks
+
+
 def validate(
     ticks: Ticks, on_error: OnError = "raise", *, source: str = "Ticks"
 ) -> tuple[Ticks, ValidationReport]:

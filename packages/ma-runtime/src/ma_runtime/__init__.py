@@ -1,8 +1,17 @@
 """ma_runtime: streaming inference, one tick in, one signal out."""
 
-from .engine import Signal, StreamEngine
+from .engine import INPUT_LIMIT, REJECTIONS, Signals, StreamEngine, auto_device
 from .latency import LatencyStats, measure_latency
 
 __version__ = "0.1.0"
 
-__all__ = ["LatencyStats", "Signal", "StreamEngine", "__version__", "measure_latency"]
+__all__ = [
+    "INPUT_LIMIT",
+    "LatencyStats",
+    "REJECTIONS",
+    "Signals",
+    "StreamEngine",
+    "__version__",
+    "auto_device",
+    "measure_latency",
+]

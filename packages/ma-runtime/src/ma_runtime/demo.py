@@ -67,18 +67,19 @@ def train(ticks: ma_features.Ticks, config: ma_model.Config) -> dict:
 def stream(
     ticks: ma_features.Ticks, config: ma_model.Config, checkpoint: str, device: str, replay: int
 ) -> dict:
-    """Replays ticks the model never saw through the engine, one at a time,
-    and checks each signal against the model run on the whole span at once."""
+    """Pushes ticks the model never saw through the engine, raw, one at a
+    time, and checks each signal against the model run on the whole span at
+    once (the batch features, then forward)."""
     model, inputs = ma_model.load_model(checkpoint, device)
-    raw = ma_model.raw_columns(ticks, inputs.spec)
     engine = StreamEngine(model, inputs, device=device)
     probabilities = torch.empty(replay, len(config.data.horizons), 3)
 
     def step(i: int) -> None:
-        probabilities[i] = engine.step(raw["x"][i : i + 1], raw["dt"][i : i + 1]).probabilities[0]
+        probabilities[i] = engine.push(ticks[i : i + 1]).probabilities[0]
 
     stats = measure_latency(step, replay, warmup=0)
-    x, dt = inputs.normalize(raw["x"][:replay], raw["dt"][:replay])
+    raw = ma_model.raw_columns(ticks[:replay], inputs.spec)
+    x, dt = inputs.normalize(raw["x"], raw["dt"])
     with torch.no_grad():
         logits, _ = model(x.to(device)[None], dt.to(device)[None])
     agree = torch.allclose(probabilities, logits[0].softmax(-1).cpu(), rtol=1e-3, atol=1e-4)
@@ -132,7 +133,7 @@ def run(events: int, seed: int, device: str, replay: int, out_dir: str) -> dict:
     print(f"checkpoint: {trained['checkpoint']} (ma-eval --checkpoint {trained['checkpoint']})")
 
     unseen = ticks[trained_ticks : trained_ticks + replay + 1]
-    _stage(f"stream {replay:,} unseen ticks through the model, one tick in, one signal out")
+    _stage(f"stream {replay:,} unseen raw ticks through the engine, one tick in, one signal out")
     streamed = stream(unseen, config, trained["checkpoint"], device, replay)
     print(f"tick-to-signal latency: {streamed['latency']}")
     print(f"streamed signals equal the batch forward: {streamed['stream_equals_batch']}")
