@@ -16,8 +16,8 @@
 // of the lanes' totals). Lead advances with the rows; each window's trail
 // advances with its rows' window starts (t - W + 1, or the first row of the
 // time window, found by a galloping search), rescanning the rows that leave.
-// Prefix sums never span more than a chunk plus its warm-up, so their
-// rounding stays at that of a few thousand terms.
+// After each step the origin moves up to the earliest window start, so the
+// prefix sums stay at the magnitude of the longest window.
 #include <algorithm>
 #include <mutex>
 #include <type_traits>
@@ -253,6 +253,25 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
       if (lane == 0) state.trail_row[w] = last_start;
       __syncwarp();
     }
+    // Re-anchor: the origin moves up to the earliest window start, so Lead and
+    // the trails stay at the magnitude of the longest window and their
+    // differences keep their precision however long the chunk.
+    int earliest = 0;
+    for (int w = 1; w < windows; ++w) {
+      if (state.trail_row[w] < state.trail_row[earliest]) earliest = w;
+    }
+    double offset[kTerms];
+#pragma unroll
+    for (int j = 0; j < kTerms; ++j) offset[j] = state.trail_sum[earliest][j];
+    __syncwarp();
+#pragma unroll
+    for (int j = 0; j < kTerms; ++j) lead[j] -= offset[j];
+    if (lane == 0) {
+      for (int w = 0; w < windows; ++w) {
+        for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] -= offset[j];
+      }
+    }
+    __syncwarp();
     if (staged) {
       __syncwarp();
       // Element e of the step's rolling columns: row r = e / width, column c = e % width.
