@@ -1,12 +1,14 @@
 """FeatureState: the features of a FeatureSpec computed one event at a time,
-for one or many instruments, equal to :func:`compute_features` on the same
-ticks.
+for one or many instruments, equal to :func:`compute_features` on each
+instrument's ticks. An update takes an event for any subset of the
+instruments; each instrument has its own clock.
 
-All state lives in tensors on the state's device: the previous event and a
-ring buffer of each instrument's last rolling terms and event times (as many
-as the longest event window, or ``max_events`` for time windows). An update
-runs only tensor ops on that device and never reads a value back to the
-host, so on a GPU ticks stream without a sync per tick.
+All state lives in tensors on the state's device: each instrument's previous
+event, its count of events, and a ring buffer of its last rolling terms and
+event times (as many as the longest event window, or ``max_events`` for time
+windows). An update runs only tensor ops on that device and never reads a
+value back to the host, so on a GPU ticks stream without a sync per tick (and
+an update captures in a CUDA graph).
 
 A time window has no bound on the events it holds, so a state holds at most
 ``max_events`` per time window. Overflow is detected exactly (the event
@@ -31,7 +33,7 @@ _BOOK = ("bid_price", "bid_size", "ask_price", "ask_size")
 
 
 class FeatureState:
-    """Streaming features of ``batch`` instruments that step together.
+    """Streaming features of ``batch`` instruments.
 
     Args:
         spec: the features (default ``FeatureSpec()``).

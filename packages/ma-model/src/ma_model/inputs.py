@@ -28,14 +28,10 @@ def raw_columns(ticks: ma_features.Ticks, spec: ma_features.FeatureSpec,
     features a caller needs beside the inputs (the mid of the labels)."""
     values, names = ma_features.compute_features(ticks, spec.including(DT, *extra),
                                                  device=device, dtype=torch.float64)
-    x, dt = _split(values, names, spec)
-    return {"x": x, "dt": dt, **{name: values[:, names.index(name)] for name in extra}}
-
-
-def _split(values: torch.Tensor, names: tuple[str, ...], spec: ma_features.FeatureSpec
-           ) -> tuple[torch.Tensor, torch.Tensor]:
     # The added instant columns sit among the spec's own: pick the spec's by name.
-    return values[..., [names.index(name) for name in spec.names]], values[..., names.index(DT)]
+    column = {name: values[:, i] for i, name in enumerate(names)}
+    return {"x": values[:, [names.index(name) for name in spec.names]], "dt": column[DT],
+            **{name: column[name] for name in extra}}
 
 
 @dataclass
@@ -78,13 +74,10 @@ class ModelInputs:
         """Raw ``x``, ``dt`` -> what the model reads, float32."""
         return self.standardizer.transform(x).float(), (dt / self.dt_scale).float()
 
-    def stream(self, batch: int = 1, device: torch.device | str = "cpu"
-               ) -> ma_features.FeatureState:
-        """Feature state of ``batch`` instruments over the spec and ``dt``: the
-        streaming twin of :func:`raw_columns` (:meth:`split` its rows)."""
+    def stream(self, batch: int = 1, device: torch.device | str = "cpu",
+               max_events: int = 4096) -> ma_features.FeatureState:
+        """Float64 feature state of ``batch`` instruments over the spec and
+        ``dt``: the streaming twin of :func:`raw_columns` (its columns are
+        ``spec.including(DT).names``)."""
         return ma_features.FeatureState(self.spec.including(DT), batch=batch, device=device,
-                                        dtype=torch.float64)
-
-    def split(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows ``[..., C]`` of :meth:`stream` -> raw ``(x [..., F], dt [...])``."""
-        return _split(values, self.spec.including(DT).names, self.spec)
+                                        dtype=torch.float64, max_events=max_events)

@@ -103,9 +103,7 @@ class StreamEngine:
             raise ValueError(f"levels={self.levels}, but the spec reads {inputs.spec.levels}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.features = ma_features.FeatureState(
-            inputs.spec.including(ma_model.DT), batch=instruments, device=self.device,
-            dtype=torch.float64, max_events=max_events)
+        self.features = inputs.stream(instruments, self.device, max_events)
         self.cache = model.new_cache(instruments, self.device)
         names = self.features.names
         self._x_index = torch.tensor([names.index(n) for n in inputs.spec.names],
