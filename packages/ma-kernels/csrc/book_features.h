@@ -202,7 +202,9 @@ MA_HOST_DEVICE double quote_value(int code, const Quote& now, const Quote& befor
 
 // What one event adds to every rolling sum.
 constexpr int kTerms = 6;
-enum Term : int { kTermOfi, kTermSignedVolume, kTermNotional, kTermVolume, kTermTrades, kTermSquaredReturn };
+enum Term : int {
+  kTermOfi, kTermSignedVolume, kTermNotional, kTermVolume, kTermTrades, kTermSquaredReturn
+};
 
 template <typename T>
 MA_HOST_DEVICE double signed_volume(const BookSeries& s, std::int64_t t) {
@@ -301,7 +303,9 @@ MA_HOST_DEVICE void store_rolling(const BookFeatureSpec& spec, const double* sum
       case kOfiSum: v = sums[kTermOfi]; break;
       case kSignedVolumeSum: v = sums[kTermSignedVolume]; break;
       // The trade count is exact, so rounding never makes a window "traded".
-      case kVwap: v = sums[kTermTrades] > 0.5 ? sums[kTermNotional] / sums[kTermVolume] : mid; break;
+      case kVwap:
+        v = sums[kTermTrades] > 0.5 ? sums[kTermNotional] / sums[kTermVolume] : mid;
+        break;
       case kRealizedVariance: v = fmax(sums[kTermSquaredReturn], 0.0); break;
     }
     out[k] = U(v);

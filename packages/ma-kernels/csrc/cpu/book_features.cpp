@@ -36,7 +36,7 @@ constexpr int kBlock = 512;
 constexpr std::int64_t kMemoRows = 1 << 13;
 constexpr std::int64_t kRefresh = 4096;
 
-// Terms of rows by row index in `capacity` direct-mapped slots (a power of two).
+// Terms of rows by row index in kMemoRows direct-mapped slots.
 class TermsMemo {
  public:
   TermsMemo() : terms_(kMemoRows * kTerms), rows_(kMemoRows, -1) {}
@@ -57,7 +57,8 @@ class TermsMemo {
   std::vector<std::int64_t> rows_;
 };
 
-// Column kCode of n rows from quotes held column-wise, the row before first.
+// Column kCode of n rows from quotes held column-wise, each row's predecessor
+// one entry before it.
 template <int kCode>
 MA_CPU_CLONES void quote_column(const double* bid, const double* bid_size, const double* ask,
                                 const double* ask_size, int n, double* v) {
@@ -71,8 +72,8 @@ MA_CPU_CLONES void quote_column(const double* bid, const double* bid_size, const
 // Each column is first computed into a contiguous buffer from the quotes held
 // column-wise (loops the compiler vectorises), then the rows are written.
 template <typename T, typename U>
-MA_CPU_CLONES void event_block(const BookSeries& s, const BookFeatureSpec& spec, std::int64_t t0, int n,
-                 U* out) {
+MA_CPU_CLONES void event_block(const BookSeries& s, const BookFeatureSpec& spec, std::int64_t t0,
+                               int n, U* out) {
   // Quotes of rows t0 - 1 .. t0 + n - 1. At the start of the series row 0
   // stands in for its own predecessor, so every change against it is 0.
   const std::int64_t first = t0 > 0 ? t0 - 1 : 0;

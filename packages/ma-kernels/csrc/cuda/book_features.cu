@@ -195,7 +195,8 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
       for (int w = 0; w < windows; ++w) {  // Trail(start) = Lead(start - 1)
         const std::int64_t last = state.trail_row[w] - 1;
         if (last < base || last >= base + kStep) continue;
-        for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] = state.lead[j][slot_of(last - base)];
+        const int slot = slot_of(last - base);
+        for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] = state.lead[j][slot];
       }
     }
     __syncwarp();
