@@ -10,8 +10,12 @@ from ticks_factory import random_ticks
 from ma_features import (
     TickDataError,
     from_frame,
+    lobster_sample,
+    lobster_sample_paths,
     read_csv,
     read_parquet,
+    read_ticks,
+    source_of,
     to_frame,
     write_csv,
     write_parquet,
@@ -166,3 +170,19 @@ def test_parquet_null_time_is_malformed(tmp_path):
     with pytest.raises(ValueError, match=r"t\.parquet row 1, column 'time': malformed value"):
         read_parquet(tmp_path / "t.parquet")
     assert len(read_parquet(tmp_path / "t.parquet", on_error="drop")[0]) == 2
+
+
+def test_read_ticks_tells_the_format_by_name(tmp_path):
+    ticks = lobster_sample()
+    write_parquet(ticks, tmp_path / "t.parquet")
+    write_csv(ticks, tmp_path / "t.csv")
+    message, _ = lobster_sample_paths()
+    for path in (tmp_path / "t.parquet", tmp_path / "t.csv", message):
+        assert read_ticks(path)[0].equals(ticks), path
+    assert source_of("AMZN_message_1.csv") == "lobster" and source_of("x.csv") == "csv"
+    with pytest.raises(ValueError, match="cannot tell the format of 'x.bin'"):
+        read_ticks("x.bin")
+    with pytest.raises(ValueError, match="no such tick file"):
+        read_ticks(tmp_path / "missing.parquet")
+    with pytest.raises(ValueError, match="source must be one of"):
+        read_ticks(tmp_path / "t.csv", "feather")

@@ -120,6 +120,12 @@ def test_cli_reports_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["--out-dir", str(tmp_path / "none"), "--resume"])
     assert "no such checkpoint" in capsys.readouterr().err
+    for name in ("ticks.parquet", "ticks.csv", "AMZN_message_1.csv"):  # a missing data file
+        config = tmp_path / "missing.yaml"
+        config.write_text(f"data:\n  file_path: {tmp_path / name}\n")
+        with pytest.raises(SystemExit) as e:
+            main(["--config", str(config)])
+        assert e.value.code == 2 and "no such tick file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("attention", ["ma", "sdpa_dense"])

@@ -1,7 +1,16 @@
 """ma_features: tick data, readers, simulation, features and labels."""
 
 from .compute import compute_features, compute_features_frame
-from .io import from_frame, read_csv, read_parquet, to_frame, write_csv, write_parquet
+from .io import (
+    from_frame,
+    read_csv,
+    read_parquet,
+    read_ticks,
+    source_of,
+    to_frame,
+    write_csv,
+    write_parquet,
+)
 from .labels import (
     DOWN,
     IGNORE_INDEX,
@@ -57,9 +66,11 @@ __all__ = [
     "read_csv",
     "read_lobster",
     "read_parquet",
+    "read_ticks",
     "rolling_zscore",
     "simulate",
     "smoothed_mid_change",
+    "source_of",
     "to_frame",
     "validate",
     "write_csv",

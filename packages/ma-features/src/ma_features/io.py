@@ -18,6 +18,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from . import _text
+from .lobster import read_lobster
 from .ticks import Ticks
 from .validation import OnError, TickDataError, ValidationReport, Where, check
 
@@ -197,3 +198,37 @@ def read_parquet(path: str | Path, on_error: OnError = "raise") -> tuple[Ticks, 
     nullable = {pa.int64(): pd.Int64Dtype(), pa.int8(): pd.Int8Dtype()}
     frame = table.to_pandas(types_mapper=nullable.get)
     return from_frame(frame, on_error, source=source)
+
+
+SOURCES = ("lobster", "parquet", "csv")
+
+
+def read_ticks(
+    path: str | Path, source: str | None = None, on_error: OnError = "raise"
+) -> tuple[Ticks, ValidationReport]:
+    """Ticks from any file the readers take: ``source`` is ``"lobster"`` (a
+    LOBSTER message file, its orderbook file beside it), ``"parquet"`` or
+    ``"csv"`` (the layout of :func:`to_frame`); by default told by the name
+    (``.parquet``; a ``message`` file; ``.csv``)."""
+    path = Path(path)
+    if source is None:
+        source = source_of(path)
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    if not path.is_file():
+        raise ValueError(f"{path}: no such tick file")
+    if source == "lobster":
+        return read_lobster(path, on_error=on_error)
+    return (read_parquet if source == "parquet" else read_csv)(path, on_error)
+
+
+def source_of(path: str | Path) -> str:
+    """The reader a file name calls for, or a ValueError saying to name it."""
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        return "parquet"
+    if "message" in path.name:
+        return "lobster"
+    if path.suffix.lower() == ".csv":
+        return "csv"
+    raise ValueError(f"cannot tell the format of {str(path)!r}; name it ({', '.join(SOURCES)})")

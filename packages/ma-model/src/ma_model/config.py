@@ -270,7 +270,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
             raise ValueError(f"{source}: unknown key {key!r}; expected sections "
                              f"{sorted(_SECTIONS)}, param_grid, or {sorted(LEGACY_KEYS)}")
     if sections["data"].get("file_path") and "source" not in sections["data"]:
-        sections["data"]["source"] = _source_of(sections["data"]["file_path"])
+        sections["data"]["source"] = ma_features.source_of(sections["data"]["file_path"])
     if "num_layers" in sections["model"] and "dilations" not in sections["model"]:
         sections["model"]["dilations"] = _default_dilations(sections["model"]["num_layers"])
     try:
@@ -308,17 +308,6 @@ def _default_dilations(num_layers: int) -> tuple[int, ...]:
     """1, 2, 4, 8, 8, ...: the first layer sees every tick, deeper ones reach further."""
     _positive_int("model.num_layers", num_layers)
     return tuple(2 ** min(i, 3) for i in range(num_layers))
-
-
-def _source_of(file_path: str) -> str:
-    suffix = Path(file_path).suffix.lower()
-    if suffix == ".parquet":
-        return "parquet"
-    if "message" in Path(file_path).name:
-        return "lobster"
-    if suffix == ".csv":
-        return "csv"
-    raise ValueError(f"cannot tell the format of {file_path!r}; set data.source")
 
 
 def _spec(name: str, value: Any) -> ma_features.FeatureSpec:

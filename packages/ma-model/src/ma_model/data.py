@@ -13,7 +13,6 @@ splits. Normalisation statistics come from the training rows only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
@@ -28,14 +27,9 @@ def load_ticks(cfg: DataConfig) -> ma_features.Ticks:
     """The ticks ``cfg`` names: simulated, LOBSTER, Parquet or CSV."""
     if cfg.source == "simulator":
         return ma_features.simulate(cfg.events, levels=cfg.levels, seed=cfg.seed)
-    if cfg.source == "lobster":
-        if not cfg.file_path:
-            return ma_features.lobster_sample()
-        message = Path(cfg.file_path)
-        orderbook = message.with_name(message.name.replace("message", "orderbook"))
-        return ma_features.read_lobster(message, orderbook)[0]
-    reader = ma_features.read_parquet if cfg.source == "parquet" else ma_features.read_csv
-    return reader(cfg.file_path)[0]
+    if cfg.source == "lobster" and not cfg.file_path:
+        return ma_features.lobster_sample()
+    return ma_features.read_ticks(cfg.file_path, cfg.source)[0]
 
 
 @dataclass(frozen=True)
