@@ -1,6 +1,7 @@
 """ma_runtime: streaming inference, one tick in, one signal out."""
 
 from .engine import INPUT_LIMIT, REJECTIONS, Signals, StreamEngine, auto_device
+from .feeds import replay
 from .latency import LatencyStats, measure_latency
 
 __version__ = "0.1.0"
@@ -14,4 +15,5 @@ __all__ = [
     "__version__",
     "auto_device",
     "measure_latency",
+    "replay",
 ]
