@@ -3,6 +3,7 @@
 from .engine import INPUT_LIMIT, REJECTIONS, Signals, StreamEngine, auto_device
 from .feeds import replay
 from .latency import LatencyStats, measure_latency
+from .network import TickServer, check_results, send_ticks
 
 __version__ = "0.1.0"
 
@@ -12,8 +13,11 @@ __all__ = [
     "REJECTIONS",
     "Signals",
     "StreamEngine",
+    "TickServer",
     "__version__",
     "auto_device",
+    "check_results",
     "measure_latency",
     "replay",
+    "send_ticks",
 ]
