@@ -17,22 +17,13 @@ import json
 import time
 
 import numpy as np
-import torch
 
 import ma_features
-import ma_model
 import ma_runtime
+from ma_runtime.bench import random_engine
 
-
-def small_engine(instruments: int, device: str) -> ma_runtime.StreamEngine:
-    cfg = ma_model.config_from_dict({"model": {"model_dim": 32, "num_heads": 1, "num_layers": 2,
-                                               "window": 16, "dilations": [1, 2]}})
-    torch.manual_seed(0)
-    model = ma_model.MATransformer(ma_model.model_config(cfg))
-    raw = ma_model.raw_columns(ma_features.simulate(20_000, levels=1, seed=99),
-                               cfg.data.features)
-    inputs = ma_model.ModelInputs.fit(cfg.data.features, raw["x"], raw["dt"])
-    return ma_runtime.StreamEngine(model, inputs, instruments=instruments, device=device)
+SMALL_MODEL = {"model_dim": 32, "num_heads": 1, "num_layers": 2, "window": 16,
+               "dilations": [1, 2]}
 
 
 def burst(ticks: int, instruments: int) -> tuple[ma_features.Ticks, np.ndarray]:
@@ -61,7 +52,7 @@ def main() -> None:
         engine = ma_runtime.StreamEngine.from_checkpoint(
             args.checkpoint, instruments=args.instruments, device=device)
     else:
-        engine = small_engine(args.instruments, device)
+        engine = random_engine(SMALL_MODEL, args.instruments, device)
     ticks, ids = burst(args.ticks, args.instruments)
     with ma_runtime.TickServer(engine) as server:
         start = time.perf_counter()

@@ -148,7 +148,6 @@ class FeatureState:
         slot = self._count % capacity  # [batch]: each instrument's own clock
         # Events at or before the horizon are outside the time window (as in the batch path).
         horizon = now.time[:, None] - self._taus  # [batch, time windows]
-        over = None
         if self.spec.time_windows:
             # Times are non-decreasing: the window holds more than max_events
             # events iff the event max_events back (read before its slot may

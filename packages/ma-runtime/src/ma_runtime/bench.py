@@ -43,7 +43,13 @@ ANCHORS_MODEL = {"model_dim": 128, "num_heads": 4, "num_layers": 4, "window": 25
 
 def anchors_engine(instruments: int, device: str) -> StreamEngine:
     """The ANCHORS.md model with random weights, standardised on simulated ticks."""
-    cfg = ma_model.config_from_dict({"model": ANCHORS_MODEL, "data": {"horizons": [10]}})
+    return random_engine(ANCHORS_MODEL, instruments, device)
+
+
+def random_engine(model: dict, instruments: int, device: str) -> StreamEngine:
+    """An engine of the model config ``model`` (a YAML ``model:`` section) with
+    random weights, reading the default spec standardised on simulated ticks."""
+    cfg = ma_model.config_from_dict({"model": model, "data": {"horizons": [10]}})
     torch.manual_seed(0)
     model = ma_model.MATransformer(ma_model.model_config(cfg))
     raw = ma_model.raw_columns(ma_features.simulate(20_000, levels=1, seed=99),

@@ -18,7 +18,9 @@ import ma_features
 from .engine import REJECTIONS, Signals, StreamEngine
 from .wire import decode_ticks, encode_ticks, result_dtype, tick_dtype
 
-_REASON_CODES = {reason: 1 + i for i, reason in enumerate(REJECTIONS)}
+# A result's status: its index here (0 a signal, 1 + a rejection's index in REJECTIONS).
+OUTCOMES = ("signal", *REJECTIONS)
+_STATUS = {outcome: i for i, outcome in enumerate(OUTCOMES)}
 _CHUNK = 1 << 20
 
 
@@ -88,8 +90,7 @@ class TickServer:
                       sequence: np.ndarray) -> bytes:
         out = np.zeros(len(sequence), dtype=self._results)
         out["sequence"], out["instrument"] = sequence, instruments
-        out["status"][signals.rejected_index] = [_REASON_CODES[r] for r in
-                                                 signals.rejected_reason]
+        out["status"][signals.rejected_index] = [_STATUS[r] for r in signals.rejected_reason]
         out["count"][signals.index] = signals.sequence
         out["probabilities"][signals.index] = signals.probabilities.numpy()
         return out.tobytes()
@@ -137,6 +138,5 @@ def check_results(results: np.ndarray, sent: int) -> dict[str, int]:
         raise AssertionError(f"{len(lost)} ticks without a result (first {lost[:5].tolist()}), "
                              f"{len(doubled)} with several (first {doubled[:5].tolist()}), "
                              f"{int((sequence >= sent).sum())} results of ticks never sent")
-    names = ["signal", *REJECTIONS]
     outcome, number = np.unique(results["status"], return_counts=True)
-    return {names[int(o)]: int(n) for o, n in zip(outcome, number, strict=True)}
+    return {OUTCOMES[int(o)]: int(n) for o, n in zip(outcome, number, strict=True)}
