@@ -10,5 +10,6 @@ namespace ma_kernels::python {
 void register_book_features(pybind11::module_& m);
 void register_lob_simulator(pybind11::module_& m);
 void register_sliding_window_attention(pybind11::module_& m);
+void register_transformer_step(pybind11::module_& m);
 
 }  // namespace ma_kernels::python

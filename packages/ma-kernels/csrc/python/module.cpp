@@ -37,4 +37,5 @@ PYBIND11_MODULE(_C, m) {
   ma_kernels::python::register_book_features(m);
   ma_kernels::python::register_lob_simulator(m);
   ma_kernels::python::register_sliding_window_attention(m);
+  ma_kernels::python::register_transformer_step(m);
 }

@@ -11,7 +11,8 @@ from . import reference
 from ._C import cuda_device_count as _cuda_device_count
 from ._C import with_cuda as _with_cuda
 from .book import BOOK_FEATURES_MAX_ENTRIES, BOOK_INSTANT_FEATURES, BOOK_ROLLING_FEATURES
-from .ops import book_features, sliding_window_attention
+from . import step
+from .ops import book_features, sliding_window_attention, transformer_step
 from .simulator import LobSimulation, simulate_lob
 
 __version__ = _version("ma-kernels")
@@ -28,6 +29,8 @@ __all__ = [
     "reference",
     "simulate_lob",
     "sliding_window_attention",
+    "step",
+    "transformer_step",
 ]
 
 

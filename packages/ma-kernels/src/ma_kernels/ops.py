@@ -6,18 +6,20 @@ live beside it (book.py, attention.py); its float64 twin in reference.py.
 
 - ``ma_kernels::book_features``: :func:`ma_kernels.book_features`;
 - ``ma_kernels::sliding_window_attention_forward`` and ``..._backward``:
-  :func:`ma_kernels.sliding_window_attention`.
+  :func:`ma_kernels.sliding_window_attention`;
+- ``ma_kernels::transformer_step``: :func:`ma_kernels.transformer_step`.
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import attention, book
+from . import attention, book, step
 from .attention import sliding_window_attention
 from .book import book_features
+from .step import transformer_step
 
-__all__ = ["book_features", "sliding_window_attention"]
+__all__ = ["book_features", "sliding_window_attention", "transformer_step"]
 
 _book_features = torch.library.custom_op(
     "ma_kernels::book_features", book.cpu_kernel, mutates_args=(), device_types="cpu"
@@ -40,3 +42,10 @@ _attention_backward = torch.library.custom_op(
 )
 _attention_backward.register_kernel("cuda", attention.backward_cuda)
 _attention_backward.register_fake(attention.backward_fake)
+
+_transformer_step = torch.library.custom_op(
+    "ma_kernels::transformer_step", step.cpu_kernel, mutates_args=("keys", "values", "pos"),
+    device_types="cpu",
+)
+_transformer_step.register_kernel("cuda", step.cuda_kernel)
+_transformer_step.register_fake(step.fake)

@@ -223,3 +223,62 @@ def sliding_window_attention_backward(
     grad = grad_out.detach().to(device="cpu", dtype=torch.float64)
     dq, dk, dv = torch.autograd.grad(out, leaves, grad)
     return dq, dk, dv
+
+
+def transformer_step(x, dt, active, params, keys, values, pos, *, heads: int, window: int,
+                     dilations) -> tuple[torch.Tensor, list, list, torch.Tensor]:
+    """:func:`ma_kernels.transformer_step` in float64, one sequence at a time,
+    without touching its arguments: returns ``(out, keys, values, pos)``, the
+    caches and positions as the op leaves them."""
+    from .step import parameter_names
+
+    def f64(t):
+        return t.detach().to(device="cpu", dtype=torch.float64)
+
+    p = dict(zip(parameter_names(len(dilations)), map(f64, params), strict=True))
+    keys, values = [f64(t).clone() for t in keys], [f64(t).clone() for t in values]
+    x, dt, active, pos = f64(x), f64(dt), active.cpu(), pos.cpu().clone()
+    model_dim = p["embed.weight"].shape[0]
+    head_dim = model_dim // heads
+
+    def linear(name, v):
+        return p[f"{name}.weight"] @ v + p[f"{name}.bias"]
+
+    def norm(name, v):
+        return torch.nn.functional.layer_norm(v, (model_dim,), p[f"{name}.weight"],
+                                              p[f"{name}.bias"])
+
+    def rotate(v, cos, sin):  # pairs (2i, 2i + 1) of each head
+        even, odd = v[..., 0::2], v[..., 1::2]
+        return torch.stack([even * cos - odd * sin, even * sin + odd * cos], -1).flatten(-2)
+
+    out = []
+    for b in range(len(x)):
+        u = torch.log1p(dt[b].clamp_min(0))
+        angle = u * p["time.freq"] + p["time.phase"]
+        h = linear("embed", x[b]) + linear("time.proj", torch.cat([u[None], angle.sin(),
+                                                                   angle.cos()]))
+        at = int(pos[b])
+        inv_freq = 10_000.0 ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+        cos, sin = torch.cos(at * inv_freq), torch.sin(at * inv_freq)
+        for layer, dilation in enumerate(dilations):
+            block, capacity = f"blocks.{layer}", window * dilation
+            q, k, v = linear(f"{block}.attn.qkv", norm(f"{block}.norm1", h)).view(3, heads,
+                                                                                  head_dim)
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+            if active[b]:
+                keys[layer][b, :, at % capacity] = k
+                values[layer][b, :, at % capacity] = v
+            seen = [at - j * dilation for j in range(window) if at - j * dilation >= 0]
+            ring_k = keys[layer][b][:, [s % capacity for s in seen]]
+            ring_v = values[layer][b][:, [s % capacity for s in seen]]
+            ring_k[:, 0], ring_v[:, 0] = k, v  # the new tick, active or not
+            weights = torch.softmax((ring_k @ q[:, :, None])[..., 0] * head_dim**-0.5, -1)
+            y = (weights[:, :, None] * ring_v).sum(1).flatten()
+            h = h + linear(f"{block}.attn.out", y)
+            gate, value = linear(f"{block}.mlp.up", norm(f"{block}.norm2", h)).chunk(2)
+            h = h + linear(f"{block}.mlp.down", torch.nn.functional.silu(gate) * value)
+        h = norm("norm", h)
+        out.append(torch.cat([linear("direction", h), linear("regression", h)]))
+        pos[b] += int(active[b])
+    return torch.stack(out), keys, values, pos
