@@ -7,11 +7,10 @@ one build serves any torch >= 2.4.
 
 from importlib.metadata import version as _version
 
-from . import reference
+from . import reference, step
 from ._C import cuda_device_count as _cuda_device_count
 from ._C import with_cuda as _with_cuda
 from .book import BOOK_FEATURES_MAX_ENTRIES, BOOK_INSTANT_FEATURES, BOOK_ROLLING_FEATURES
-from . import step
 from .ops import book_features, sliding_window_attention, transformer_step
 from .simulator import LobSimulation, simulate_lob
 
