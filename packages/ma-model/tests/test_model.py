@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+import ma_kernels
 from ma_model import MATransformer, ModelConfig
 
 
@@ -165,3 +166,31 @@ def test_gpu_forward_step_and_gradients_equal_the_cpu():
         for t in range(40):
             step_logits, _ = gpu.step(x[:, t].cuda(), dt[:, t].cuda(), cache)
     torch.testing.assert_close(step_logits.cpu(), logits[:, -1].detach(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dilations", [(1, 1, 1), (1, 2, 3)])
+def test_float32_step_is_the_fused_kernel_and_equals_forward(dilations, monkeypatch):
+    """In float32 without gradients, step is ma_kernels.transformer_step; it
+    equals the float64 forward at every position, past the rings' wrap-around,
+    with sequences ticking in any order."""
+    model = _model(dilations=dilations)
+    fused = _model(dilations=dilations).float()
+    calls = []
+    kernel = ma_kernels.transformer_step
+    monkeypatch.setattr(ma_kernels, "transformer_step",
+                        lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    g = torch.Generator().manual_seed(0)
+    active = torch.rand(40, 2, generator=g) < 0.7
+    x, dt = _inputs(length=40)
+    cache = fused.new_cache(2)
+    streamed = [[], []]
+    with torch.no_grad():
+        for t in range(40):
+            logits, _ = fused.step(x[:, t].float(), dt[:, t].float(), cache, active[t])
+            for i in active[t].nonzero()[:, 0].tolist():
+                streamed[i].append(logits[i])
+        for i in range(2):
+            want, _ = model(x[i : i + 1, active[:, i]], dt[i : i + 1, active[:, i]])
+            torch.testing.assert_close(torch.stack(streamed[i]).double(), want[0], rtol=1e-4,
+                                       atol=1e-5)
+    assert len(calls) == 40

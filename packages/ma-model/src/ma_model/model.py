@@ -15,8 +15,10 @@ Reads top to bottom:
 ``step`` runs one new tick for any subset of the sequences (instruments)
 against a ring-buffer ``KVCache`` of ``window * dilation`` slots per layer,
 each sequence at its own position; it equals ``forward`` at that position.
-It has static shapes and no data-dependent Python, so it can be captured in
-a CUDA graph.
+In float32 without gradients it is one kernel (``ma_kernels.transformer_step``,
+where the sizes are in its family); otherwise the same arithmetic in torch
+ops. Either way it has static shapes and no data-dependent Python, so it can
+be captured in a CUDA graph.
 """
 
 from __future__ import annotations
@@ -256,6 +258,13 @@ class MATransformer(nn.Module):
         self._check(x_t, dt_t, 2)
         if active is None:
             active = torch.ones(x_t.shape[0], dtype=torch.bool, device=x_t.device)
+        if self._fused_step(x_t, cache):
+            out = ma_kernels.transformer_step(
+                x_t.contiguous(), dt_t.contiguous(), active, self._step_parameters, cache.keys,
+                cache.values, cache.pos, heads=self.config.num_heads,
+                window=self.config.window, dilations=list(self.config.dilations))
+            logits = 3 * self.config.num_horizons
+            return out[:, :logits].unflatten(-1, (self.config.num_horizons, 3)), out[:, logits:]
         h = (self.embed(x_t) + self.time(dt_t)).unsqueeze(1)
         # [B, 1, 1, head_dim / 2]: each sequence's own angles, for all its heads.
         cos, sin = (a[:, None, None] for a in rope_angles(
@@ -265,6 +274,21 @@ class MATransformer(nn.Module):
         cache.pos.add_(active.to(cache.pos.dtype))
         logits, reg = self._heads(h.squeeze(1))
         return logits, reg
+
+
+    def _fused_step(self, x_t: torch.Tensor, cache: KVCache) -> bool:
+        """Whether ``step`` runs as the one-kernel ``ma_kernels.transformer_step``."""
+        cfg = self.config
+        return (x_t.dtype == cache.keys[0].dtype == torch.float32
+                and not (torch.is_grad_enabled() and self.embed.weight.requires_grad)
+                and ma_kernels.step.supports(cfg.model_dim, cfg.num_heads, cfg.num_layers,
+                                             x_t.device))
+
+    @functools.cached_property
+    def _step_parameters(self) -> list[nn.Parameter]:
+        # The Parameter objects stay while .to() moves their data, so this list does too.
+        named = dict(self.named_parameters())
+        return [named[name] for name in ma_kernels.step.parameter_names(self.config.num_layers)]
 
 
 def _init(module: nn.Module) -> None:
