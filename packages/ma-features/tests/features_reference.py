@@ -1,5 +1,5 @@
 """The float64 oracle of a FeatureSpec, column by column: ma_kernels.reference,
-plain torch written independently of the kernels and of ma_features.rows."""
+plain torch written independently of the kernels."""
 
 from __future__ import annotations
 

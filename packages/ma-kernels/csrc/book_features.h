@@ -115,12 +115,11 @@ MA_HOST_DEVICE double ofi(const Quote& now, const Quote& before) {
              before.ask, before.ask_size);
 }
 
+// The quote of one level of event t.
 template <typename T>
-MA_HOST_DEVICE double level_ofi(const BookSeries& s, std::int64_t t, std::int64_t level) {
-  return ofi(at<T>(s.bid_price, t, level), at<T>(s.bid_size, t, level),
-             at<T>(s.ask_price, t, level), at<T>(s.ask_size, t, level),
-             at<T>(s.bid_price, t - 1, level), at<T>(s.bid_size, t - 1, level),
-             at<T>(s.ask_price, t - 1, level), at<T>(s.ask_size, t - 1, level));
+MA_HOST_DEVICE Quote level_at(const BookSeries& s, std::int64_t t, std::int64_t level) {
+  return {at<T>(s.bid_price, t, level), at<T>(s.bid_size, t, level), at<T>(s.ask_price, t, level),
+          at<T>(s.ask_size, t, level)};
 }
 
 // log1p(x) for finite x > -1, to about 2 ulp, without branches or calls, so a
@@ -211,17 +210,22 @@ MA_HOST_DEVICE double signed_volume(const BookSeries& s, std::int64_t t) {
   return double(at<std::int8_t>(s.trade_side, t)) * double(at<T>(s.trade_size, t));
 }
 
-template <typename T>
-MA_HOST_DEVICE void terms_of(const BookSeries& s, std::int64_t t, const Quote& now,
-                             const Quote& before, bool has_before, double* x) {
-  const double price = at<T>(s.trade_price, t), size = at<T>(s.trade_size, t);
+MA_HOST_DEVICE void terms_of(const Quote& now, const Quote& before, bool has_before,
+                             double price, double size, double side, double* x) {
   const double r = has_before ? log_return(now, before) : 0.0;
   x[kTermOfi] = has_before ? ofi(now, before) : 0.0;
-  x[kTermSignedVolume] = double(at<std::int8_t>(s.trade_side, t)) * size;
+  x[kTermSignedVolume] = side * size;
   x[kTermNotional] = price * size;
   x[kTermVolume] = size;
   x[kTermTrades] = size > 0.0 ? 1.0 : 0.0;
   x[kTermSquaredReturn] = r * r;
+}
+
+template <typename T>
+MA_HOST_DEVICE void terms_of(const BookSeries& s, std::int64_t t, const Quote& now,
+                             const Quote& before, bool has_before, double* x) {
+  terms_of(now, before, has_before, at<T>(s.trade_price, t), at<T>(s.trade_size, t),
+           double(at<std::int8_t>(s.trade_side, t)), x);
 }
 
 template <typename T>
@@ -235,35 +239,26 @@ MA_HOST_DEVICE double inter_arrival(const BookSeries& s, std::int64_t t, std::in
   return 1e-9 * double(at<std::int64_t>(s.time, t) - at<std::int64_t>(s.time, before));
 }
 
-// One instant column of event t; the columns a quote does not tell are read
-// only when asked for.
-template <typename T>
-MA_HOST_DEVICE double instant_value(const BookSeries& s, int code, std::int64_t t,
-                                    const Quote& now, const Quote& before, bool has_before) {
-  switch (code) {
-    case kSignedVolume: return signed_volume<T>(s, t);
-    case kInterArrival: return has_before ? inter_arrival<T>(s, t, t - 1) : 0.0;
-    default: return quote_value(code, now, before, has_before);
-  }
-}
-
-// The depth imbalances, level OFIs and their sum of event t into row[0 ..).
-template <typename T, typename U>
-MA_HOST_DEVICE void store_depth_columns(const BookSeries& s, const BookFeatureSpec& spec,
-                                        std::int64_t t, bool has_before, U* row) {
+// The depth imbalances, level OFIs and their sum of an event into row[0 ..);
+// level_now(l) and level_before(l) give the quote of level l of the event and
+// of the one before it (read only if has_before).
+template <typename U, typename Now, typename Before>
+MA_HOST_DEVICE void store_depth_columns(const BookFeatureSpec& spec, const Now& level_now,
+                                        const Before& level_before, bool has_before, U* row) {
   int c = 0;
   for (int k = 0; k < spec.depth_count; ++k) {
     double bids = 0.0, asks = 0.0;
     for (std::int64_t level = 0; level < spec.depth[k]; ++level) {
-      bids += at<T>(s.bid_size, t, level);
-      asks += at<T>(s.ask_size, t, level);
+      const Quote q = level_now(level);
+      bids += q.bid_size;
+      asks += q.ask_size;
     }
     row[c++] = U(bids + asks > 0.0 ? (bids - asks) / (bids + asks) : 0.0);
   }
   if (spec.ofi_levels) {
     double total = 0.0;
     for (std::int64_t level = 0; level < spec.ofi_levels; ++level) {
-      const double v = has_before ? level_ofi<T>(s, t, level) : 0.0;
+      const double v = has_before ? ofi(level_now(level), level_before(level)) : 0.0;
       total += v;
       row[c++] = U(v);
     }
@@ -271,16 +266,41 @@ MA_HOST_DEVICE void store_depth_columns(const BookSeries& s, const BookFeatureSp
   }
 }
 
+template <typename T, typename U>
+MA_HOST_DEVICE void store_depth_columns(const BookSeries& s, const BookFeatureSpec& spec,
+                                        std::int64_t t, bool has_before, U* row) {
+  store_depth_columns(
+      spec, [&](std::int64_t level) { return level_at<T>(s, t, level); },
+      [&](std::int64_t level) { return level_at<T>(s, t - 1, level); }, has_before, row);
+}
+
 // The columns of one event that need no window (instant, depth imbalances,
-// level OFIs and their sum) into row[0 .. spec.event_columns()).
+// level OFIs and their sum) into row[0 .. spec.event_columns()). The columns
+// a quote does not tell come from callables, read only when asked for.
+template <typename U, typename SignedVolume, typename InterArrival, typename Now, typename Before>
+MA_HOST_DEVICE void store_event_columns(const BookFeatureSpec& spec, const Quote& now,
+                                        const Quote& before, bool has_before,
+                                        const SignedVolume& signed_volume,
+                                        const InterArrival& inter_arrival, const Now& level_now,
+                                        const Before& level_before, U* row) {
+  for (int k = 0; k < spec.instant_count; ++k) {
+    const int code = spec.instant[k];
+    row[k] = U(code == kSignedVolume   ? signed_volume()
+               : code == kInterArrival ? (has_before ? inter_arrival() : 0.0)
+                                       : quote_value(code, now, before, has_before));
+  }
+  store_depth_columns(spec, level_now, level_before, has_before, row + spec.instant_count);
+}
+
 template <typename T, typename U>
 MA_HOST_DEVICE void store_event_columns(const BookSeries& s, const BookFeatureSpec& spec,
                                         std::int64_t t, const Quote& now, const Quote& before,
                                         bool has_before, U* row) {
-  for (int k = 0; k < spec.instant_count; ++k) {
-    row[k] = U(instant_value<T>(s, spec.instant[k], t, now, before, has_before));
-  }
-  store_depth_columns<T>(s, spec, t, has_before, row + spec.instant_count);
+  store_event_columns(
+      spec, now, before, has_before, [&] { return signed_volume<T>(s, t); },
+      [&] { return inter_arrival<T>(s, t, t - 1); },
+      [&](std::int64_t level) { return level_at<T>(s, t, level); },
+      [&](std::int64_t level) { return level_at<T>(s, t - 1, level); }, row);
 }
 
 // Whether row j has left the time window (time_t - tau, time_t] of row t >= j.

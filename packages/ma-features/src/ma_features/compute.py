@@ -1,7 +1,7 @@
 """compute_features: the features of a :class:`FeatureSpec` over a whole
 series of ticks, on the CPU or a GPU, as one pass of ``ma_kernels.book_features``
 over the float64 ticks. :class:`~ma_features.FeatureState` computes the same
-function event by event from the formulas of :mod:`ma_features.rows`.
+function event by event (``ma_kernels.book_features_step``).
 """
 
 from __future__ import annotations

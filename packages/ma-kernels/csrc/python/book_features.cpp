@@ -32,11 +32,13 @@ int fill(T (&to)[N], const std::vector<std::int64_t>& from, const char* what) {
   return static_cast<int>(from.size());
 }
 
-BookFeatureSpec spec_of(const std::vector<std::int64_t>& instant,
-                        const std::vector<std::int64_t>& depth, std::int64_t ofi_levels,
-                        const std::vector<std::int64_t>& rolling,
-                        const std::vector<std::int64_t>& windows,
-                        const std::vector<std::int64_t>& time_windows) {
+}  // namespace
+
+BookFeatureSpec book_spec(const std::vector<std::int64_t>& instant,
+                          const std::vector<std::int64_t>& depth, std::int64_t ofi_levels,
+                          const std::vector<std::int64_t>& rolling,
+                          const std::vector<std::int64_t>& windows,
+                          const std::vector<std::int64_t>& time_windows) {
   BookFeatureSpec spec;
   spec.instant_count = fill(spec.instant, instant, "instant features");
   spec.depth_count = fill(spec.depth, depth, "depth imbalances");
@@ -49,8 +51,6 @@ BookFeatureSpec spec_of(const std::vector<std::int64_t>& instant,
   return spec;
 }
 
-}  // namespace
-
 void register_book_features(py::module_& m) {
   m.def(
       "book_features_cpu",
@@ -61,7 +61,7 @@ void register_book_features(py::module_& m) {
          const std::vector<std::int64_t>& time_windows, int dtype, std::uintptr_t out,
          int out_dtype) {
         const BookSeries series = series_of(rows, levels, book, columns);
-        const BookFeatureSpec spec = spec_of(instant, depth, ofi_levels, rolling, windows,
+        const BookFeatureSpec spec = book_spec(instant, depth, ofi_levels, rolling, windows,
                                              time_windows);
         py::gil_scoped_release no_gil;
         book_features_cpu(series, static_cast<DType>(dtype), spec, out,
@@ -81,7 +81,7 @@ void register_book_features(py::module_& m) {
          const std::vector<std::int64_t>& time_windows, int dtype, std::uintptr_t out,
          int out_dtype, int device, std::uintptr_t stream) {
         book_features_cuda(series_of(rows, levels, book, columns), static_cast<DType>(dtype),
-                           spec_of(instant, depth, ofi_levels, rolling, windows, time_windows),
+                           book_spec(instant, depth, ofi_levels, rolling, windows, time_windows),
                            out, static_cast<DType>(out_dtype), device, stream);
       },
       py::arg("rows"), py::arg("levels"), py::arg("book"), py::arg("columns"),

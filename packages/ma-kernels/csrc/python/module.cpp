@@ -35,6 +35,7 @@ PYBIND11_MODULE(_C, m) {
         "Number of CUDA devices our runtime sees (0 without a driver)");
 
   ma_kernels::python::register_book_features(m);
+  ma_kernels::python::register_book_stream(m);
   ma_kernels::python::register_lob_simulator(m);
   ma_kernels::python::register_sliding_window_attention(m);
   ma_kernels::python::register_transformer_step(m);

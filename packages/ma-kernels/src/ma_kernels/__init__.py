@@ -7,11 +7,17 @@ one build serves any torch >= 2.4.
 
 from importlib.metadata import version as _version
 
-from . import reference, step
+from . import book_stream, reference, step
 from ._C import cuda_device_count as _cuda_device_count
 from ._C import with_cuda as _with_cuda
 from .book import BOOK_FEATURES_MAX_ENTRIES, BOOK_INSTANT_FEATURES, BOOK_ROLLING_FEATURES
-from .ops import book_features, sliding_window_attention, transformer_step
+from .ops import (
+    book_features,
+    book_features_commit,
+    book_features_step,
+    sliding_window_attention,
+    transformer_step,
+)
 from .simulator import LobSimulation, simulate_lob
 
 __version__ = _version("ma-kernels")
@@ -23,6 +29,9 @@ __all__ = [
     "LobSimulation",
     "__version__",
     "book_features",
+    "book_features_commit",
+    "book_features_step",
+    "book_stream",
     "cuda_available",
     "has_cuda",
     "reference",

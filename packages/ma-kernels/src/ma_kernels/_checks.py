@@ -62,3 +62,23 @@ def matrix_args(t: torch.Tensor) -> tuple[int, int, int, int]:
 def launch_args(t: torch.Tensor) -> tuple[int, int]:
     """Where a CUDA kernel on t runs: device index and torch's current stream."""
     return t.device.index, cuda_stream(t)
+
+
+# Subclasses that may take the kernels straight (a Parameter is a plain tensor).
+_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
+
+
+def plain_eager(*tensors: torch.Tensor) -> bool:
+    """Whether nothing needs to see an op, so its kernels may run without its
+    dispatch (which costs more host time than a small kernel): not compiling
+    or exporting, no dispatch mode (fake tensors, make_fx, FlopCounter), no
+    torch-function mode, no vmap or grad transform, plain tensors on a CPU or
+    CUDA device."""
+    return (
+        not torch.compiler.is_compiling()
+        and torch._C._len_torch_dispatch_stack() == 0
+        and not torch._C._is_torch_function_mode_enabled()
+        and torch._C._functorch.peek_interpreter_stack() is None
+        and all(type(t) in _PLAIN_TYPES for t in tensors)
+        and tensors[0].device.type in ("cpu", "cuda")
+    )

@@ -23,7 +23,7 @@ from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
 
 from . import _C
-from ._checks import FLOAT_CODES, check_device, cuda_stream
+from ._checks import FLOAT_CODES, check_device, cuda_stream, plain_eager
 from .reference import normalize_window
 
 # The C++ DType codes (csrc/common.h); 16-bit ones run on CUDA only.
@@ -64,7 +64,7 @@ def sliding_window_attention(
         k and v. On CPU, float16 and bfloat16 are computed in float32.
     """
     left, right, dilation, scale = _check(q, k, v, window, dilation, scale)
-    if _plain_eager(q, k, v):
+    if plain_eager(q, k, v):
         if forward_ad._current_level >= 0:  # inside a dual level: tangents may be attached
             _refuse_forward_ad(any(forward_ad.unpack_dual(t).tangent is not None
                                    for t in (q, k, v)))
@@ -262,7 +262,7 @@ def setup_context(ctx, inputs, output):
 def autograd_backward(ctx, dout, _dlse):
     q, k, v, out, lse = ctx.saved_tensors
     args = (q, k, v, out, dout.contiguous(), lse, *ctx.window)
-    if _plain_eager(q, k, v):
+    if plain_eager(q, k, v):
         dq, dk, dv = _BACKWARD_KERNELS[q.device.type](*args)
     else:
         dq, dk, dv = torch.ops.ma_kernels.sliding_window_attention_backward(*args)
@@ -271,24 +271,6 @@ def autograd_backward(ctx, dout, _dlse):
 
 _FORWARD_KERNELS = {"cpu": forward_cpu, "cuda": forward_cuda}
 _BACKWARD_KERNELS = {"cpu": backward_cpu, "cuda": backward_cuda}
-# Subclasses that may take the kernels straight (a Parameter is a plain tensor).
-_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
-
-
-def _plain_eager(*tensors: torch.Tensor) -> bool:
-    """Whether nothing needs to see the op: not compiling or exporting, no
-    dispatch mode (fake tensors, make_fx, FlopCounter), no torch-function mode,
-    no vmap or grad transform, plain tensors on a device with kernels."""
-    return (
-        not torch.compiler.is_compiling()
-        and torch._C._len_torch_dispatch_stack() == 0
-        and not torch._C._is_torch_function_mode_enabled()
-        and torch._C._functorch.peek_interpreter_stack() is None
-        and all(type(t) in _PLAIN_TYPES for t in tensors)
-        and tensors[0].device.type in _FORWARD_KERNELS
-    )
-
-
 class _EagerAttention(torch.autograd.Function):
     """The forward op's kernels and autograd without its dispatch. (The old
     forward(ctx, ...) form: with a separate setup_context, apply binds the

@@ -5,6 +5,8 @@ autograd. Each family's public function, argument checks and kernel calls
 live beside it (book.py, attention.py); its float64 twin in reference.py.
 
 - ``ma_kernels::book_features``: :func:`ma_kernels.book_features`;
+- ``ma_kernels::book_features_step`` and ``..._commit``:
+  :func:`ma_kernels.book_features_step`, :func:`ma_kernels.book_features_commit`;
 - ``ma_kernels::sliding_window_attention_forward`` and ``..._backward``:
   :func:`ma_kernels.sliding_window_attention`;
 - ``ma_kernels::transformer_step``: :func:`ma_kernels.transformer_step`.
@@ -14,18 +16,32 @@ from __future__ import annotations
 
 import torch
 
-from . import attention, book, step
+from . import attention, book, book_stream, step
 from .attention import sliding_window_attention
 from .book import book_features
+from .book_stream import book_features_commit, book_features_step
 from .step import transformer_step
 
-__all__ = ["book_features", "sliding_window_attention", "transformer_step"]
+__all__ = ["book_features", "book_features_commit", "book_features_step",
+           "sliding_window_attention", "transformer_step"]
 
 _book_features = torch.library.custom_op(
     "ma_kernels::book_features", book.cpu_kernel, mutates_args=(), device_types="cpu"
 )
 _book_features.register_kernel("cuda", book.cuda_kernel)
 _book_features.register_fake(book.fake)
+
+_book_step = torch.library.custom_op(
+    "ma_kernels::book_features_step", book_stream.step_cpu, mutates_args=(), device_types="cpu"
+)
+_book_step.register_kernel("cuda", book_stream.step_cuda)
+_book_step.register_fake(book_stream.step_fake)
+
+_book_commit = torch.library.custom_op(
+    "ma_kernels::book_features_commit", book_stream.commit_cpu, mutates_args=("state",),
+    device_types="cpu",
+)
+_book_commit.register_kernel("cuda", book_stream.commit_cuda)
 
 _attention_forward = torch.library.custom_op(
     "ma_kernels::sliding_window_attention_forward", attention.forward_cpu, mutates_args=(),

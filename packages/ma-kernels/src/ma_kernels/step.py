@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from . import _C
-from ._checks import check_device, launch_args
+from ._checks import check_device, launch_args, plain_eager
 
 _EMBED = ("embed.weight", "embed.bias", "time.freq", "time.phase", "time.proj.weight",
           "time.proj.bias")
@@ -83,9 +83,11 @@ def transformer_step(
         the R regression outputs. float32, all inputs float32 and contiguous.
     """
     _check(x, dt, active, params, keys, values, pos, heads, window, dilations)
-    return torch.ops.ma_kernels.transformer_step(x, dt, active, list(params), list(keys),
-                                                 list(values), pos, heads, window,
-                                                 list(dilations))
+    args = (x, dt, active, list(params), list(keys), list(values), pos, heads, window,
+            list(dilations))
+    if plain_eager(x, dt, active, pos, *params, *keys, *values):
+        return _KERNELS[x.device.type](*args)
+    return torch.ops.ma_kernels.transformer_step(*args)
 
 
 def _dims(x, params, heads, window, dilations) -> tuple[int, ...]:
@@ -202,3 +204,6 @@ def cuda_kernel(x, dt, active, params, keys, values, pos, heads, window, dilatio
 
 def fake(x, dt, active, params, keys, values, pos, heads, window, dilations):
     return _out(x, params)
+
+
+_KERNELS = {"cpu": cpu_kernel, "cuda": cuda_kernel}
