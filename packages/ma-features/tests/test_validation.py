@@ -2,9 +2,13 @@ import logging
 
 import numpy as np
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ticks_factory import random_ticks
 
-from ma_features import TickDataError, Ticks, validate
+import ma_kernels
+from ma_features import TickDataError, Ticks, bad_rows, validate
 from ma_features.validation import REASONS
 
 
@@ -31,6 +35,8 @@ CASES = [
     ("bad_size", "ask_size", (2, 0), np.nan, "ask_size_1"),
     ("bad_price", "ask_price", (2, 0), np.inf, "ask_price_1"),
     ("bad_price", "bid_price", (2, 1), np.nan, "bid_price_2"),
+    ("bad_price", "bid_price", (2, 1), -99.0, "bid_price_2"),
+    ("bad_price", "bid_price", (2, 1), 0.0, "bid_price_2"),
     ("crossed_book", "bid_price", (2, 0), 101.0, "bid_price_1"),
     ("unsorted_levels", "ask_price", (2, 1), 100.5, "ask_price_2"),
     ("bad_trade", "trade_side", 2, 3, "trade_side"),
@@ -105,3 +111,48 @@ def test_raise_counts_all_bad_rows_and_on_error_is_checked():
         validate(t)
     with pytest.raises(ValueError, match="on_error must be 'raise' or 'drop', got 'skip'"):
         validate(t, on_error="skip")
+
+
+def test_a_negative_trade_price_on_an_execution_is_refused():
+    t = full_book()
+    i = int(np.argmax(t.trade_size > 0))
+    with pytest.raises(ValueError, match=rf"row {i}, column 'trade_price': NaN, infinite or "
+                                         "non-positive price"):
+        validate(with_value(t, "trade_price", i, -1.5))
+
+
+def first_reason(masks: dict[str, np.ndarray], n: int) -> list[str | None]:
+    """Each row's first reason in the precedence of ma_kernels' device checks."""
+    order = ma_kernels.book_stream.TICK_REASONS
+    return [next((r for r in order if r in masks and masks[r][i]), None) for i in range(n)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_device_checks_refuse_what_bad_rows_refuses(data):
+    """ma_kernels.book_tick_reasons (what the streaming engine checks on the
+    device) gives each row the first of bad_rows' reasons, then a missing best
+    quote, on books corrupted at random places."""
+    levels = data.draw(st.integers(1, 3))
+    t = full_book(n=12, levels=levels)
+    values = st.sampled_from([np.nan, np.inf, -np.inf, -1.0, 0.0, 99.0, 101.0, 150.0, 3.0])
+    for _ in range(data.draw(st.integers(0, 6))):
+        field = data.draw(st.sampled_from(["bid_price", "bid_size", "ask_price", "ask_size",
+                                           "trade_price", "trade_size", "trade_side", "event"]))
+        row = data.draw(st.integers(0, 11))
+        index = (row, data.draw(st.integers(0, levels - 1))) if field.endswith(
+            ("_price", "_size")) and not field.startswith("trade") else row
+        value = data.draw(values)
+        if field in ("trade_side", "event"):
+            value = data.draw(st.integers(-3, 9))
+        t = with_value(t, field, index, value)
+    masks = bad_rows(t)
+    masks["empty_side"] = ~(np.isfinite(t.bid_price[:, 0]) & np.isfinite(t.ask_price[:, 0]))
+    tensors = t.to_tensors(dtype=torch.float64)
+    state = ma_kernels.book_stream.stream_state(len(t), levels, 1)  # no event before: no time
+    reasons = ma_kernels.book_tick_reasons(
+        torch.from_numpy(t.event.astype(np.int64)), tensors["time"],
+        *(tensors[n] for n in ("bid_price", "bid_size", "ask_price", "ask_size", "trade_price",
+                               "trade_size")), tensors["trade_side"].double(), state)
+    names = [None, *ma_kernels.book_stream.TICK_REASONS]
+    assert [names[r] for r in reasons.tolist()] == first_reason(masks, len(t))

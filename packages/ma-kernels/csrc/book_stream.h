@@ -155,13 +155,77 @@ MA_HOST_DEVICE void stream_commit(const StreamEvents& e, const StreamState& st,
   st.count[b] += 1;
 }
 
+// Why an event is refused (0: it is not), in this order of precedence; the
+// names are ma_kernels.book_stream.TICK_REASONS, the checks those of
+// ma_features.bad_rows on the levels the stream keeps, then a missing best
+// quote and time before the instrument's last event.
+enum TickReason : int {
+  kTickOk, kBadEvent, kBadSize, kBadPrice, kEmptyLevelPrice, kUnsortedLevels, kCrossedBook,
+  kBadTrade, kEmptySide, kTimeBackwards
+};
+constexpr std::int64_t kFirstEventCode = 1, kLastEventCode = 7;  // ma_features.EventType
+
+MA_HOST_DEVICE int tick_reason(const StreamEvents& e, const StreamState& st, const Column& event,
+                               std::int64_t b) {
+  bool bad_size = false, bad_price = false, empty_price = false, unsorted = false;
+  bool present_best[2] = {false, false};
+  double best[2] = {0.0, 0.0};
+  for (int side = 0; side < 2; ++side) {
+    const Matrix& prices = side ? e.ask_price : e.bid_price;
+    const Matrix& sizes = side ? e.ask_size : e.bid_size;
+    bool present_above = false;
+    double price_above = 0.0, size_above = 0.0;
+    for (std::int64_t level = 0; level < e.levels; ++level) {
+      const double price = at<double>(prices, b, level), size = at<double>(sizes, b, level);
+      const bool finite = price - price == 0.0;  // neither NaN nor infinite
+      bad_size |= !(size - size == 0.0) || size < 0.0;
+      bad_price |= size > 0.0 && !(finite && price > 0.0);
+      empty_price |= size == 0.0 && price == price;
+      const bool present = size > 0.0 && finite;
+      if (level > 0) {
+        const bool worse = side ? price > price_above : price < price_above;
+        unsorted |= present && (size_above == 0.0 || (present_above && !worse));
+      } else {
+        present_best[side] = present;
+        best[side] = price;
+      }
+      present_above = present;
+      price_above = price;
+      size_above = size;
+    }
+  }
+  const double price = stream_at<double>(e.trade_price, b);
+  const double size = stream_at<double>(e.trade_size, b);
+  const double side = stream_at<double>(e.trade_side, b);
+  bad_size |= !(size - size == 0.0) || size < 0.0;
+  bad_price |= size > 0.0 && !(price - price == 0.0 && price > 0.0);
+  const bool bad_trade = side < -1.0 || side > 1.0 || (size == 0.0 && (price != 0.0 || side != 0.0));
+  const std::int64_t code = stream_at<std::int64_t>(event, b);
+  const std::int64_t time = stream_at<std::int64_t>(e.time, b);
+  if (code < kFirstEventCode || code > kLastEventCode) return kBadEvent;
+  if (bad_size) return kBadSize;
+  if (bad_price) return kBadPrice;
+  if (empty_price) return kEmptyLevelPrice;
+  if (unsorted) return kUnsortedLevels;
+  if (present_best[0] && present_best[1] && best[0] >= best[1]) return kCrossedBook;
+  if (bad_trade) return kBadTrade;
+  if (!(best[0] - best[0] == 0.0) || !(best[1] - best[1] == 0.0)) return kEmptySide;
+  if (st.count[b] > 0 && time < st.time[b]) return kTimeBackwards;
+  return kTickOk;
+}
+
 }  // namespace book
 
+void book_tick_reasons_cpu(const StreamEvents& events, const StreamState& state,
+                           const Column& event, std::int8_t* reasons);
 void book_stream_columns_cpu(const StreamEvents& events, const StreamState& state,
                              const BookFeatureSpec& spec, const StreamOut& out);
 void book_stream_commit_cpu(const StreamEvents& events, const StreamState& state,
                             const double* terms);
 #ifdef MA_KERNELS_WITH_CUDA
+void book_tick_reasons_cuda(const StreamEvents& events, const StreamState& state,
+                            const Column& event, std::int8_t* reasons, int device,
+                            std::uintptr_t stream);
 void book_stream_columns_cuda(const StreamEvents& events, const StreamState& state,
                               const BookFeatureSpec& spec, const StreamOut& out, int device,
                               std::uintptr_t stream);

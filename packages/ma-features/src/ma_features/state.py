@@ -137,6 +137,20 @@ class FeatureState:
         ma_kernels.book_features_commit(now["time"], *book, active, terms, self._state)
         return values
 
+    def reasons(self, event: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``[batch]`` int8: why each instrument's next ``event`` may not enter
+        its stream, as ``1 +`` an index of ``ma_kernels.book_stream.TICK_REASONS``
+        (0: it may): the checks of :func:`~ma_features.bad_rows` on the levels
+        the state keeps, no best bid or ask, or time before the instrument's
+        last event. On the state's device, without a sync. ``event`` is as for
+        :meth:`update`, plus ``event`` (``[batch]`` :class:`EventType` codes)."""
+        now = self._event(event)
+        if "event" not in event:
+            raise ValueError("event lacks ['event'] (the event type codes)")
+        codes = event["event"].to(device=self.device, dtype=torch.int64)
+        return ma_kernels.book_tick_reasons(codes, now["time"], *(now[n] for n in _BOOK),
+                                            *(now[n] for n in _TRADE), self._state)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Every tensor of the state (on its device): ``load_state_dict`` puts
         them back in place, so a CUDA graph captured over this state replays on

@@ -26,7 +26,7 @@ REASONS = {
     "bad_event": "unknown event type",
     "time_not_monotonic": "time before an earlier row's time",
     "bad_size": "negative, NaN or infinite size",
-    "bad_price": "NaN or infinite price with a positive size",
+    "bad_price": "NaN, infinite or non-positive price with a positive size",
     "empty_level_price": "price on an empty level (size 0; an empty level's price is NaN)",
     "unsorted_levels": "levels out of order (a price not worse than the level above, "
     "or a quote below an empty level)",
@@ -104,7 +104,7 @@ def _findings(t: Ticks) -> list[_Finding]:
     for side in ("bid", "ask"):
         price, size = getattr(t, f"{side}_price"), getattr(t, f"{side}_size")
         check("bad_size", f"{side}_size", ~np.isfinite(size) | (size < 0))
-        check("bad_price", f"{side}_price", (size > 0) & ~np.isfinite(price))
+        check("bad_price", f"{side}_price", (size > 0) & ~(np.isfinite(price) & (price > 0)))
         check("empty_level_price", f"{side}_price", (size == 0) & ~np.isnan(price))
         present[side] = (size > 0) & np.isfinite(price)
         worse = price[:, 1:] < price[:, :-1] if side == "bid" else price[:, 1:] > price[:, :-1]
@@ -117,7 +117,7 @@ def _findings(t: Ticks) -> list[_Finding]:
         check("crossed_book", "bid_price", crossed[:, None])
     size, price, side = t.trade_size, t.trade_price, t.trade_side
     check("bad_size", "trade_size", ~np.isfinite(size) | (size < 0))
-    check("bad_price", "trade_price", (size > 0) & ~np.isfinite(price))
+    check("bad_price", "trade_price", (size > 0) & ~(np.isfinite(price) & (price > 0)))
     check("bad_trade", "trade_side", (side < -1) | (side > 1))
     check("bad_trade", "trade_price", (size == 0) & (price != 0))
     check("bad_trade", "trade_side", (size == 0) & (side != 0))

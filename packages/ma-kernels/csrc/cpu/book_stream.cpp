@@ -6,6 +6,13 @@
 
 namespace ma_kernels {
 
+void book_tick_reasons_cpu(const StreamEvents& events, const StreamState& state,
+                           const Column& event, std::int8_t* reasons) {
+  for (std::int64_t b = 0; b < events.batch; ++b) {
+    reasons[b] = static_cast<std::int8_t>(book::tick_reason(events, state, event, b));
+  }
+}
+
 void book_stream_columns_cpu(const StreamEvents& events, const StreamState& state,
                              const BookFeatureSpec& spec, const StreamOut& out) {
   const std::int64_t columns = spec.columns();

@@ -33,6 +33,13 @@ columns_kernel(const __grid_constant__ StreamEvents e, const __grid_constant__ S
   book::stream_rolling(e, st, spec, b, sums, terms, row, out.overflow);
 }
 
+__global__ void reasons_kernel(const __grid_constant__ StreamEvents e,
+                               const __grid_constant__ StreamState st, Column event,
+                               std::int8_t* reasons) {
+  const std::int64_t b = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b < e.batch) reasons[b] = std::int8_t(book::tick_reason(e, st, event, b));
+}
+
 __global__ void commit_kernel(const __grid_constant__ StreamEvents e,
                               const __grid_constant__ StreamState st, const double* terms) {
   const std::int64_t b = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -40,6 +47,16 @@ __global__ void commit_kernel(const __grid_constant__ StreamEvents e,
 }
 
 }  // namespace
+
+void book_tick_reasons_cuda(const StreamEvents& events, const StreamState& state,
+                            const Column& event, std::int8_t* reasons, int device,
+                            std::uintptr_t stream) {
+  if (events.batch == 0) return;
+  const cudaStream_t s = use_device(device, stream);
+  reasons_kernel<<<unsigned((events.batch + 127) / 128), 128, 0, s>>>(events, state, event,
+                                                                       reasons);
+  cuda_check(cudaGetLastError(), "book_tick_reasons kernel launch");
+}
 
 void book_stream_columns_cuda(const StreamEvents& events, const StreamState& state,
                               const BookFeatureSpec& spec, const StreamOut& out, int device,

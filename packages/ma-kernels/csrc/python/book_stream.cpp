@@ -56,6 +56,14 @@ void register_book_stream(py::module_& m) {
         py::gil_scoped_release no_gil;
         book_stream_columns_cpu(e, state_of(state), spec, out_of(out, terms, overflow));
       });
+  m.def("book_tick_reasons_cpu",
+        [](std::int64_t batch, std::int64_t levels, const std::vector<Strided>& book,
+           const std::vector<Strided>& columns, const State& state, const Strided& event,
+           std::uintptr_t reasons) {
+          book_tick_reasons_cpu(events_of(batch, levels, book, columns, 0), state_of(state),
+                                Column{static_cast<std::uintptr_t>(event[0]), event[1]},
+                                reinterpret_cast<std::int8_t*>(reasons));
+        });
   m.def("book_stream_commit_cpu",
         [](std::int64_t batch, std::int64_t levels, const std::vector<Strided>& book,
            const std::vector<Strided>& columns, std::uintptr_t active, const State& state,
@@ -79,6 +87,14 @@ void register_book_stream(py::module_& m) {
                                            time_windows),
                                  out_of(out, terms, overflow), device, stream);
       });
+  m.def("book_tick_reasons_cuda",
+        [](std::int64_t batch, std::int64_t levels, const std::vector<Strided>& book,
+           const std::vector<Strided>& columns, const State& state, const Strided& event,
+           std::uintptr_t reasons, int device, std::uintptr_t stream) {
+          book_tick_reasons_cuda(events_of(batch, levels, book, columns, 0), state_of(state),
+                                 Column{static_cast<std::uintptr_t>(event[0]), event[1]},
+                                 reinterpret_cast<std::int8_t*>(reasons), device, stream);
+        });
   m.def("book_stream_commit_cuda",
         [](std::int64_t batch, std::int64_t levels, const std::vector<Strided>& book,
            const std::vector<Strided>& columns, std::uintptr_t active, const State& state,

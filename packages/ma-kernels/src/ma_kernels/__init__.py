@@ -15,6 +15,7 @@ from .ops import (
     book_features,
     book_features_commit,
     book_features_step,
+    book_tick_reasons,
     sliding_window_attention,
     transformer_step,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "book_features_commit",
     "book_features_step",
     "book_stream",
+    "book_tick_reasons",
     "cuda_available",
     "has_cuda",
     "reference",

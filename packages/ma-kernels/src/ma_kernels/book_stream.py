@@ -9,7 +9,8 @@ does): ``book_features_step`` computes the columns of :func:`book_features`
 terms, reading the state only; ``book_features_commit`` writes the accepted
 events into it. Both are tensor ops without a host sync, so a stream step
 captures in a CUDA graph. Here: the functions, checks and kernel calls; the
-ops are declared in ops.py.
+ops are declared in ops.py. ``book_tick_reasons`` checks the events on the
+device, so a stream refuses bad ticks without reading them on the host.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from .book import _BOOK, _spec
 
 TERMS = 6  # rolling terms of an event: OFI, signed volume, notional, volume, trades, r^2
 STATE = ("book", "time", "count", "ring", "times")
+#: Why book_tick_reasons refuses an event (code i + 1), in order of precedence.
+TICK_REASONS = ("bad_event", "bad_size", "bad_price", "empty_level_price", "unsorted_levels",
+                "crossed_book", "bad_trade", "empty_side", "time_backwards")
 
 
 def stream_state(batch: int, levels: int, capacity: int,
@@ -80,6 +84,28 @@ def book_features_step(
     if plain_eager(*args[:9], *state):
         return _STEP[time.device.type](*args)
     return torch.ops.ma_kernels.book_features_step(*args)
+
+
+def book_tick_reasons(
+    event: torch.Tensor, time: torch.Tensor, bid_price: torch.Tensor, bid_size: torch.Tensor,
+    ask_price: torch.Tensor, ask_size: torch.Tensor, trade_price: torch.Tensor,
+    trade_size: torch.Tensor, trade_side: torch.Tensor, state: Sequence[torch.Tensor],
+) -> torch.Tensor:
+    """``[B]`` int8: 0 where the event of each instrument may enter its stream,
+    else ``1 +`` the index in :data:`TICK_REASONS` of the first reason it may
+    not: the checks of ``ma_features.bad_rows`` on the state's levels (deeper
+    ones are not read), no best bid or ask, or a time before the
+    instrument's last event. ``event``: ``[B]`` int64 event codes; the rest
+    as for :func:`book_features_step`."""
+    active = torch.ones(len(time), dtype=torch.bool, device=time.device)
+    _check(time, bid_price, bid_size, ask_price, ask_size, active, state,
+           trade=(trade_price, trade_size, trade_side))
+    _check_tensor("event", event, (len(time),), torch.int64, time.device)
+    args = (event, time, bid_price, bid_size, ask_price, ask_size, trade_price, trade_size,
+            trade_side, list(state))
+    if plain_eager(*args[:9], *state):
+        return _REASONS[time.device.type](*args)
+    return torch.ops.ma_kernels.book_tick_reasons(*args)
 
 
 def book_features_commit(
@@ -199,6 +225,34 @@ def step_fake(time, bid_price, bid_size, ask_price, ask_size, trade_price, trade
     return _outputs(time, state, spec_and_max[:-1])
 
 
+def _reasons(device_kernel, event, time, bid_price, bid_size, ask_price, ask_size, trade_price,
+             trade_size, trade_side, state, *launch) -> torch.Tensor:
+    reasons = torch.empty(len(time), dtype=torch.int8, device=time.device)
+    batch, book, columns, _ = _events(time, bid_price, bid_size, ask_price, ask_size,
+                                      (trade_price, trade_size, trade_side), time)
+    if batch:
+        device_kernel(batch, state[0].shape[2], book, columns, _state(state, 0),
+                      (event.data_ptr(), event.stride(0), 0), reasons.data_ptr(), *launch)
+    return reasons
+
+
+def reasons_cpu(
+    event: torch.Tensor, time: torch.Tensor, bid_price: torch.Tensor, bid_size: torch.Tensor,
+    ask_price: torch.Tensor, ask_size: torch.Tensor, trade_price: torch.Tensor,
+    trade_size: torch.Tensor, trade_side: torch.Tensor, state: list[torch.Tensor],
+) -> torch.Tensor:
+    return _reasons(_C.book_tick_reasons_cpu, event, time, bid_price, bid_size, ask_price,
+                    ask_size, trade_price, trade_size, trade_side, state)
+
+
+def reasons_cuda(*args) -> torch.Tensor:
+    return _reasons(_C.book_tick_reasons_cuda, *args, *launch_args(args[0]))
+
+
+def reasons_fake(event, *args) -> torch.Tensor:
+    return torch.empty(len(event), dtype=torch.int8, device=event.device)
+
+
 def _commit(device_kernel, time, bid_price, bid_size, ask_price, ask_size, active, terms, state,
             *launch):
     # The commit reads no trade column: null pointers stand in for them.
@@ -224,3 +278,4 @@ def commit_cuda(*args) -> None:
 
 _STEP = {"cpu": step_cpu, "cuda": step_cuda}
 _COMMIT = {"cpu": commit_cpu, "cuda": commit_cuda}
+_REASONS = {"cpu": reasons_cpu, "cuda": reasons_cuda}

@@ -5,8 +5,9 @@ autograd. Each family's public function, argument checks and kernel calls
 live beside it (book.py, attention.py); its float64 twin in reference.py.
 
 - ``ma_kernels::book_features``: :func:`ma_kernels.book_features`;
-- ``ma_kernels::book_features_step`` and ``..._commit``:
-  :func:`ma_kernels.book_features_step`, :func:`ma_kernels.book_features_commit`;
+- ``ma_kernels::book_features_step``, ``..._commit`` and ``book_tick_reasons``:
+  :func:`ma_kernels.book_features_step`, :func:`ma_kernels.book_features_commit`,
+  :func:`ma_kernels.book_tick_reasons`;
 - ``ma_kernels::sliding_window_attention_forward`` and ``..._backward``:
   :func:`ma_kernels.sliding_window_attention`;
 - ``ma_kernels::transformer_step``: :func:`ma_kernels.transformer_step`.
@@ -19,10 +20,10 @@ import torch
 from . import attention, book, book_stream, step
 from .attention import sliding_window_attention
 from .book import book_features
-from .book_stream import book_features_commit, book_features_step
+from .book_stream import book_features_commit, book_features_step, book_tick_reasons
 from .step import transformer_step
 
-__all__ = ["book_features", "book_features_commit", "book_features_step",
+__all__ = ["book_features", "book_features_commit", "book_features_step", "book_tick_reasons",
            "sliding_window_attention", "transformer_step"]
 
 _book_features = torch.library.custom_op(
@@ -42,6 +43,12 @@ _book_commit = torch.library.custom_op(
     device_types="cpu",
 )
 _book_commit.register_kernel("cuda", book_stream.commit_cuda)
+
+_book_reasons = torch.library.custom_op(
+    "ma_kernels::book_tick_reasons", book_stream.reasons_cpu, mutates_args=(), device_types="cpu"
+)
+_book_reasons.register_kernel("cuda", book_stream.reasons_cuda)
+_book_reasons.register_fake(book_stream.reasons_fake)
 
 _attention_forward = torch.library.custom_op(
     "ma_kernels::sliding_window_attention_forward", attention.forward_cpu, mutates_args=(),

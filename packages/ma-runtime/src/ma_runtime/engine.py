@@ -1,16 +1,18 @@
 """The streaming engine: raw ticks in, one signal per tick out, for one
 instrument or many at once, every instrument's state on the device.
 
-``push(ticks, instruments)`` takes events of any subset of the instruments.
-The host checks each tick (:data:`REJECTIONS`): a bad tick is counted by
-reason and leaves its instrument as if it never came. The good ones go in
-rounds of at most one tick per instrument, in arrival order, and each round
-is one step on the device: the instruments that ticked update their features
-(``ma_features.FeatureState`` of the model's spec), which are standardised
-with the training statistics and fed to ``MATransformer.step`` against their
-ring-buffer KV caches. A tick whose standardised inputs would overflow the
-model is refused there, with the same guarantee. On a GPU the step is one
-captured CUDA graph, between one copy in and one copy out.
+``push(ticks, instruments)`` takes events of any subset of the instruments,
+in rounds of at most one tick per instrument, in arrival order; each round
+is one step on the device. There each tick is checked
+(``FeatureState.reasons``: the checks of ``ma_features.bad_rows``, a missing
+best quote, time going backwards); the good ones update their instrument's
+features (``ma_features.FeatureState`` of the model's spec), which are
+standardised with the training statistics and fed to ``MATransformer.step``
+against the instruments' ring-buffer KV caches. A tick whose standardised
+inputs would overflow the model is refused there too. A refused tick is
+counted by reason (:data:`REJECTIONS`) and leaves its instrument as if it
+never came. On a GPU the step is one captured CUDA graph between one copy
+in and one copy out; the host only packs the ticks and reads the results.
 """
 
 from __future__ import annotations
@@ -29,16 +31,20 @@ import ma_model
 # A standardised input beyond this many deviations is refused: finite, but
 # the model's float32 arithmetic would overflow on it (LayerNorm squares it).
 INPUT_LIMIT = 1e6
+_CHECKED = {"empty_side": "no best bid or no best ask price (the features are undefined)",
+            "time_backwards": "time before the instrument's previous tick"}
+#: Reason -> what is wrong. The order is the wire format's (ma_runtime.wire):
+#: first the device's checks, in their precedence, then the host's.
 REJECTIONS = {
-    **{k: v for k, v in ma_features.REASONS.items()
-       if k not in ("malformed", "time_not_monotonic")},
+    **{k: ma_features.REASONS.get(k) or _CHECKED[k] for k in ma_kernels.book_stream.TICK_REASONS},
+    "overflow": f"a standardised input not finite or beyond {INPUT_LIMIT:g} deviations",
     "unknown_instrument": "instrument id outside 0 .. instruments - 1",
     "levels": "fewer book levels than the engine reads",
-    "empty_side": "no best bid or no best ask price (the features are undefined)",
-    "time_backwards": "time before the instrument's previous tick",
-    "overflow": f"a standardised input not finite or beyond {INPUT_LIMIT:g} deviations",
 }
-SNAPSHOT_FORMAT = ("ma-runtime-engine", 1)
+_NAMES = np.array([None, *REJECTIONS], dtype=object)  # a device code -> its reason
+_OVERFLOW, _UNKNOWN_INSTRUMENT, _LEVELS = (
+    list(REJECTIONS).index(name) + 1 for name in ("overflow", "unknown_instrument", "levels"))
+SNAPSHOT_FORMAT = ("ma-runtime-engine", 2)
 _BOOK = ("bid_price", "bid_size", "ask_price", "ask_size")
 _TRADE = ("trade_price", "trade_size", "trade_side")
 
@@ -111,16 +117,23 @@ class StreamEngine:
         self._dt_index = names.index(ma_model.DT)
         self._shift, self._scale = inputs.standardizer.affine(self.device)
         k, n = self.levels, instruments
-        # Ticks in: the book and trades as float64, time and the active flag as int64.
+        # Ticks in: the book and trades as float64; time, active and event type as int64.
         self._in_f64 = torch.zeros(n, 4 * k + len(_TRADE), dtype=torch.float64, device=self.device)
-        self._in_i64 = torch.zeros(n, 2, dtype=torch.int64, device=self.device)
+        self._in_i64 = torch.zeros(n, 3, dtype=torch.int64, device=self.device)
         horizons, regression = model.config.num_horizons, model.config.num_regression
-        # Signals out: probabilities, regression, accepted, sequence, as one float64 row.
+        # Signals out: probabilities, regression, reason code (0: accepted), sequence.
         self._out = torch.zeros(n, 3 * horizons + regression + 2, dtype=torch.float64,
                                 device=self.device)
-        self._last_time = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
         self.rejected: Counter[str] = Counter()
         self.accepted = 0
+        # What the host writes and reads: the device buffers themselves on a
+        # CPU, pinned twins copied in and out around each step on a GPU.
+        on_host = self.device.type == "cpu"
+        self._host_f64, self._host_i64, self._host_out = (
+            t if on_host else torch.zeros(t.shape, dtype=t.dtype, pin_memory=True)
+            for t in (self._in_f64, self._in_i64, self._out))
+        self._stage_f64, self._stage_i64 = self._host_f64.numpy(), self._host_i64.numpy()
+        self._result = self._host_out.numpy()
         self._graph = None
         if cuda_graph if cuda_graph is not None else self.device.type == "cuda":
             self._capture()
@@ -141,8 +154,9 @@ class StreamEngine:
         book = self._in_f64[:, : 4 * k].view(-1, 4, k)
         event = {name: book[:, i] for i, name in enumerate(_BOOK)}
         event.update({name: self._in_f64[:, 4 * k + i] for i, name in enumerate(_TRADE)})
-        event["time"] = self._in_i64[:, 0]
-        active = self._in_i64[:, 1] > 0
+        event.update(time=self._in_i64[:, 0], event=self._in_i64[:, 2])
+        reasons = self.features.reasons(event)
+        active = (self._in_i64[:, 1] > 0) & (reasons == 0)
         inputs: dict[str, torch.Tensor] = {}
 
         def accept(values: torch.Tensor) -> torch.Tensor:
@@ -157,9 +171,9 @@ class StreamEngine:
         accepted = active & inputs["ok"]
         logits, regression = self.model.step(inputs["x"].float(), inputs["dt"].float(),
                                              self.cache, accepted)
-        self._out.copy_(torch.cat([logits.softmax(-1).flatten(1).double(), regression.double(),
-                                   accepted[:, None].double(), self.cache.pos[:, None].double()],
-                                  dim=1))
+        code = torch.where(reasons != 0, reasons.long(), (~inputs["ok"]).long() * _OVERFLOW)
+        self._out.copy_(torch.cat([logits.softmax(-1).flatten(1), regression,
+                                   code[:, None], self.cache.pos[:, None]], dim=1))
 
     def _capture(self) -> None:
         # Warm up on a side stream (lazy inits), then record one step. No
@@ -173,25 +187,22 @@ class StreamEngine:
         self._graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self._graph):
             self._step()
-        self._host_f64 = torch.zeros(self._in_f64.shape, dtype=torch.float64, pin_memory=True)
-        self._host_i64 = torch.zeros(self._in_i64.shape, dtype=torch.int64, pin_memory=True)
-        self._host_out = torch.zeros(self._out.shape, dtype=torch.float64, pin_memory=True)
 
-    def _run(self, f64: np.ndarray, i64: np.ndarray) -> np.ndarray:
-        """One device step on these inputs; the output rows on the host."""
-        if self._graph is None:
-            self._in_f64.copy_(torch.from_numpy(f64))
-            self._in_i64.copy_(torch.from_numpy(i64))
+    def _run(self) -> np.ndarray:
+        """One device step on the staged inputs; the output rows on the host
+        (a view the next step overwrites)."""
+        if self.device.type == "cpu":
             self._step()
-            return self._out.numpy().copy()  # the next round overwrites _out
-        self._host_f64.numpy()[:] = f64
-        self._host_i64.numpy()[:] = i64
+            return self._result
         self._in_f64.copy_(self._host_f64, non_blocking=True)
         self._in_i64.copy_(self._host_i64, non_blocking=True)
-        self._graph.replay()
+        if self._graph is None:
+            self._step()
+        else:
+            self._graph.replay()
         self._host_out.copy_(self._out, non_blocking=True)
         torch.cuda.current_stream(self.device).synchronize()
-        return self._host_out.numpy().copy()
+        return self._result
 
     def push(self, ticks: ma_features.Ticks, instruments=None) -> Signals:
         """Feeds ``ticks`` (any number, any instruments, in arrival order);
@@ -204,77 +215,59 @@ class StreamEngine:
         if ids.shape != (n,) or (n and ids.dtype.kind not in "iu"):
             raise ValueError(f"instruments must be {n} ints (one per tick), got "
                              f"{ids.dtype} {ids.shape}")
-        reasons = self._host_checks(ticks, ids)
-        out_rows: dict[int, np.ndarray] = {}
-        pending = [i for i in range(n) if reasons[i] is None]
-        while pending:  # a round takes each instrument's first pending tick
-            round_rows, later, taken = [], [], set()
-            for i in pending:
-                (later if ids[i] in taken else round_rows).append(i)
-                taken.add(ids[i])
-            for i in round_rows:
-                if ticks.time[i] < self._last_time[ids[i]]:
-                    reasons[i] = "time_backwards"
-            round_rows = [i for i in round_rows if reasons[i] is None]
-            if round_rows:
-                result = self._run(*self._pack(ticks, ids, round_rows))
-                for i in round_rows:
-                    row = result[ids[i]]
-                    if row[-2] > 0.5:
-                        out_rows[i] = row
-                        self._last_time[ids[i]] = ticks.time[i]
-                    else:
-                        reasons[i] = "overflow"
-            pending = later
-        return self._signals(ticks, ids, reasons, out_rows)
-
-    def _host_checks(self, ticks: ma_features.Ticks, ids: np.ndarray) -> list[str | None]:
-        """The first reason each tick is refused for, or None."""
-        reasons: list[str | None] = [None] * len(ticks)
-
-        def mark(reason: str, rows: np.ndarray) -> None:
-            for i in np.flatnonzero(rows):
-                reasons[i] = reasons[i] or reason
-
-        mark("unknown_instrument", (ids < 0) | (ids >= self.instruments))
+        codes = np.zeros(n, dtype=np.int64)  # 0, or 1 + the index of a reason in REJECTIONS
+        codes[(ids < 0) | (ids >= self.instruments)] = _UNKNOWN_INSTRUMENT
         if ticks.levels < self.levels:
-            mark("levels", np.ones(len(ticks), dtype=bool))
-            return reasons
-        for reason, rows in ma_features.bad_rows(ticks).items():
-            if reason != "time_not_monotonic":  # checked per instrument, in push
-                mark(reason, rows)
-        best = np.isfinite(ticks.bid_price[:, 0]) & np.isfinite(ticks.ask_price[:, 0])
-        mark("empty_side", ~best)
-        return reasons
+            codes[:] = _LEVELS
+        done, rows = [], []
+        pending = np.flatnonzero(codes == 0)
+        rounds = _rounds(ids[pending])
+        f64, i64 = self._pack(ticks) if len(pending) else (None, None)
+        for r in range(rounds.max() + 1 if len(pending) else 0):
+            taken = pending[rounds == r]
+            at = ids[taken]
+            # The round's ticks at their instruments, the others inactive (their
+            # stale inputs are read, never committed).
+            self._stage_f64[at] = f64[taken]
+            self._stage_i64[:, 1] = 0
+            self._stage_i64[at] = i64[taken]
+            out = self._run()[at]
+            codes[taken] = out[:, -2]
+            accepted = codes[taken] == 0
+            done.append(taken[accepted])
+            rows.append(out[accepted])
+        return self._signals(ticks, ids, codes, done, rows)
 
-    def _pack(self, ticks: ma_features.Ticks, ids: np.ndarray, rows: list[int]):
+    def _pack(self, ticks: ma_features.Ticks) -> tuple[np.ndarray, np.ndarray]:
+        """Every tick as a row of the step's inputs: float64 book and trade,
+        int64 time, active flag and event type."""
         k = self.levels
-        f64 = np.zeros(tuple(self._in_f64.shape))
-        i64 = np.zeros(tuple(self._in_i64.shape), dtype=np.int64)
-        at = ids[rows]
-        for j, name in enumerate(_BOOK):
-            f64[at, j * k:(j + 1) * k] = getattr(ticks, name)[rows, :k]
-        for j, name in enumerate(_TRADE):
-            f64[at, 4 * k + j] = getattr(ticks, name)[rows]
-        i64[at, 0] = ticks.time[rows]
-        i64[at, 1] = 1
+        f64 = np.concatenate([*(getattr(ticks, name)[:, :k] for name in _BOOK),
+                              *(getattr(ticks, name)[:, None] for name in _TRADE)], axis=1)
+        i64 = np.stack([ticks.time, np.ones(len(ticks), np.int64), ticks.event], axis=1)
         return f64, i64
 
-    def _signals(self, ticks, ids, reasons, out_rows) -> Signals:
-        done = sorted(out_rows)
-        horizons = self.model.config.num_horizons
-        rows = np.stack([out_rows[i] for i in done]) if done else np.zeros((0, self._out.shape[1]))
-        refused = [i for i, r in enumerate(reasons) if r is not None]
-        for i in refused:
-            self.rejected[reasons[i]] += 1
+    def _signals(self, ticks, ids, codes, done, rows) -> Signals:
+        if len(done) == 1:
+            done, rows = done[0], rows[0]
+        else:  # rounds interleave: back to input order
+            done = np.concatenate(done) if done else np.zeros(0, dtype=np.int64)
+            rows = np.concatenate(rows) if rows else np.zeros((0, self._out.shape[1]))
+            order = np.argsort(done, kind="stable")
+            done, rows = done[order], rows[order]
+        refused = np.flatnonzero(codes)
+        reasons = _NAMES[codes[refused]]
+        if len(refused):
+            self.rejected.update(reasons.tolist())
         self.accepted += len(done)
+        horizons = self.model.config.num_horizons
+        values = torch.from_numpy(rows[:, :-2].astype(np.float32))
         return Signals(
-            index=np.array(done, dtype=np.int64), instrument=ids[done].astype(np.int64),
-            time=ticks.time[done], sequence=rows[:, -1].astype(np.int64),
-            probabilities=torch.from_numpy(rows[:, : 3 * horizons]).float().view(-1, horizons, 3),
-            regression=torch.from_numpy(rows[:, 3 * horizons : -2]).float(),
-            rejected_index=np.array(refused, dtype=np.int64),
-            rejected_reason=np.array([reasons[i] for i in refused], dtype=object),
+            index=done, instrument=ids[done].astype(np.int64), time=ticks.time[done],
+            sequence=rows[:, -1].astype(np.int64),
+            probabilities=values[:, : 3 * horizons].view(-1, horizons, 3),
+            regression=values[:, 3 * horizons:],
+            rejected_index=refused, rejected_reason=reasons,
         )
 
     def reset(self) -> None:
@@ -283,13 +276,12 @@ class StreamEngine:
         for group in ("keys", "values"):
             state[group] = [torch.zeros_like(t) for t in state[group]]
         state.update(features={k: torch.zeros_like(v) for k, v in state["features"].items()},
-                     pos=torch.zeros_like(state["pos"]), rejected={}, accepted=0,
-                     last_time=torch.full_like(state["last_time"], np.iinfo(np.int64).min))
+                     pos=torch.zeros_like(state["pos"]), rejected={}, accepted=0)
         self.restore(state)
 
     def snapshot(self) -> dict:
-        """The whole engine state on the host: features, KV caches, each
-        instrument's last time, the counters. ``restore`` (or ``load``) puts it
+        """The whole engine state on the host: features (each instrument's
+        last tick included), KV caches, the counters. ``restore`` (or ``load``) puts it
         back; the signals then equal those of an engine that never stopped."""
         return {
             "format": SNAPSHOT_FORMAT[0], "format_version": SNAPSHOT_FORMAT[1],
@@ -298,7 +290,6 @@ class StreamEngine:
             "keys": [t.cpu().clone() for t in self.cache.keys],
             "values": [t.cpu().clone() for t in self.cache.values],
             "pos": self.cache.pos.cpu().clone(),
-            "last_time": torch.from_numpy(self._last_time.copy()),
             "rejected": dict(self.rejected), "accepted": self.accepted,
         }
 
@@ -317,7 +308,6 @@ class StreamEngine:
                 raise ValueError(f"the snapshot's KV cache is {tuple(saved.shape)}, this "
                                  f"model's {tuple(own.shape)}")
             own.copy_(saved)
-        self._last_time[:] = state["last_time"].numpy()
         self.rejected = Counter(state["rejected"])
         self.accepted = int(state["accepted"])
 
@@ -329,3 +319,15 @@ class StreamEngine:
         """``restore`` from a file written by ``save``."""
         self.restore(ma_model.load_checkpoint(path)["engine"])
 
+
+
+def _rounds(ids: np.ndarray) -> np.ndarray:
+    """Each tick's round: how many earlier ticks of its instrument there are."""
+    if len(ids) <= 1:
+        return np.zeros(len(ids), dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    ranked = ids[order]
+    first = np.r_[0, np.flatnonzero(ranked[1:] != ranked[:-1]) + 1]
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[order] = np.arange(len(ids)) - np.repeat(first, np.diff(np.r_[first, len(ids)]))
+    return rank
