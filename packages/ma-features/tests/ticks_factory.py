@@ -10,7 +10,7 @@ from ma_features import Ticks
 def random_ticks(seed: int, n: int, levels: int) -> Ticks:
     rng = np.random.default_rng(seed)
     time = np.sort(rng.integers(-(2**62), 2**62, n, dtype=np.int64))
-    mid = rng.uniform(1.0, 1e4, (n, 1))
+    mid = rng.uniform(1e3, 1e4, (n, 1))  # prices stay positive through 99 levels
     gaps = rng.uniform(1e-3, 10.0, (n, levels))
     bid_price = mid - np.cumsum(gaps, axis=1)
     ask_price = mid + np.cumsum(rng.uniform(1e-3, 10.0, (n, levels)), axis=1)
