@@ -84,6 +84,12 @@ def test_signals_carry_time_sequence_and_order():
     torch.testing.assert_close(signals.probabilities.sum(-1), torch.ones(5, len(HORIZONS)))
 
 
+def test_sequence_numbers_stay_exact_past_float32():
+    engine = engine_for(instruments=1)
+    engine.cache.pos.fill_(2**25)  # as if 33.5 million ticks had come
+    assert engine.push(ticks_of(2, 1)).sequence.tolist() == [2**25 + 1, 2**25 + 2]
+
+
 def broken(ticks: ma_features.Ticks, field: str, value, level: int | None = 0):
     """A copy of one tick with one value changed."""
     values = {k: v.copy() for k, v in vars(ticks).items()}
@@ -95,7 +101,10 @@ def broken(ticks: ma_features.Ticks, field: str, value, level: int | None = 0):
 
 
 BAD_TICKS = {
+    "bad_event": lambda t: broken(t, "event", 9, None),
     "bad_price": lambda t: broken(t, "ask_price", np.nan),
+    "empty_level_price": lambda t: broken(broken(t, "bid_size", 0.0), "bid_price", 99.0),
+    "bad_trade": lambda t: broken(t, "trade_side", 2, None),
     "bad_size": lambda t: broken(t, "bid_size", -5.0),
     "crossed_book": lambda t: broken(t, "bid_price", t.ask_price[0, 0] + 0.5),
     "empty_side": lambda t: ma_features.Ticks(**{**vars(t), "bid_price": np.full_like(

@@ -172,8 +172,9 @@ class StreamEngine:
         logits, regression = self.model.step(inputs["x"].float(), inputs["dt"].float(),
                                              self.cache, accepted)
         code = torch.where(reasons != 0, reasons.long(), (~inputs["ok"]).long() * _OVERFLOW)
-        self._out.copy_(torch.cat([logits.softmax(-1).flatten(1), regression,
-                                   code[:, None], self.cache.pos[:, None]], dim=1))
+        # Into float64 directly: a float32 sequence number would round past 2^24 ticks.
+        torch.cat([logits.softmax(-1).flatten(1), regression, code[:, None],
+                   self.cache.pos[:, None]], dim=1, out=self._out)
 
     def _capture(self) -> None:
         # Warm up on a side stream (lazy inits), then record one step. No
