@@ -4,7 +4,9 @@ import pytest
 
 from ma_runtime import demo
 
-REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo.yaml"
+REPO = Path(__file__).resolve().parents[3]
+REPO_CONFIG = REPO / "configs" / "demo.yaml"
+AMZN_DAY = REPO / "data" / "lobster" / "AMZN_2012-06-21_34200000_57600000_message_1.csv"
 
 
 def test_repo_config_states_the_builtin_defaults():
@@ -35,6 +37,31 @@ def test_replay_must_fit_in_the_events(capsys):
     with pytest.raises(SystemExit):
         demo.parse_args(["--events", "100", "--replay", "100"])
     assert "--replay must be smaller" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--events", "0"], "--events must be at least 1"),
+    (["--replay", "0"], "--replay must be at least 1"),
+    (["--ticks", "no/such.csv"], "--ticks no/such.csv: no such file"),
+])
+def test_bad_flags_name_themselves(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        demo.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_demo_streams_a_real_day(tmp_path):
+    """The first 6000 events of the AMZN day, streamed raw through the engine."""
+    if not AMZN_DAY.exists():
+        pytest.skip("data/ is not beside this package (installed from a wheel)")
+    import ma_features
+
+    ticks, _ = ma_features.read_ticks(AMZN_DAY)
+    ma_features.write_parquet(ticks[:6000], tmp_path / "amzn.parquet")
+    result = demo.run(events=1, seed=0, device="cpu", replay=100, out_dir=str(tmp_path),
+                      path=tmp_path / "amzn.parquet")
+    assert result["events"] == 6000
+    assert result["stream_equals_batch"] and result["model_stream"]["stream_equals_batch"]
 
 
 def test_demo_runs_end_to_end_and_stream_equals_batch(capsys, tmp_path):

@@ -249,16 +249,21 @@ class MATransformer(nn.Module):
                        pos=torch.zeros(batch, dtype=torch.int64, device=device))
 
     def step(self, x_t: torch.Tensor, dt_t: torch.Tensor, cache: KVCache,
-             active: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             active: torch.Tensor | None = None, *,
+             fused: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One new tick ``x_t [B, F]``, ``dt_t [B]`` of each ``active [B]``
         sequence (default: all) -> ``(logits [B, H, 3], reg [B, R])``, each
         equal to ``forward`` at that sequence's position; the cache takes the
         active sequences' ticks (slots, ``pos``) in place. The outputs of an
-        inactive sequence are computed and mean nothing."""
+        inactive sequence are computed and mean nothing. ``fused`` (default:
+        wherever it can) picks the one-kernel step; False, the torch ops."""
         self._check(x_t, dt_t, 2)
         if active is None:
             active = torch.ones(x_t.shape[0], dtype=torch.bool, device=x_t.device)
-        if self._fused_step(x_t, cache):
+        if fused and not self._fused_step(x_t, cache):
+            raise ValueError("the fused step takes float32 inputs and caches, no gradients, "
+                             "and sizes ma_kernels.step.supports")
+        if fused is not False and self._fused_step(x_t, cache):
             out = ma_kernels.transformer_step(
                 x_t.contiguous(), dt_t.contiguous(), active, self._step_parameters, cache.keys,
                 cache.values, cache.pos, heads=self.config.num_heads,

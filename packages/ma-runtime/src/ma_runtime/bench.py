@@ -8,7 +8,8 @@ A measured call pushes one simulated tick of each instrument (raw ticks:
 checks, features, standardisation, the model) and waits for the signals.
 In the same process, on the same device:
 
-- ``peer``: the same model's KV-cache step (``MATransformer.step``) on
+- ``peer``: the same model's KV-cache step in plain PyTorch ops
+  (``MATransformer.step(fused=False)``, bf16 on a GPU as in ANCHORS.md) on
   feature rows already computed, captured in one CUDA graph (eager on a CPU),
   with its copies in and out: what a plain PyTorch stream of the model costs;
 - ``floor_empty_graph`` (CUDA): a pinned copy in, an empty CUDA-graph replay,
@@ -22,6 +23,7 @@ The original design's ``--model_path`` and ``--num_ticks`` are accepted.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import sys
@@ -74,13 +76,16 @@ def engine_latency(engine: StreamEngine, calls: int, warmup: int,
 
 def peer_latency(model: ma_model.MATransformer, instruments: int, device: torch.device,
                  calls: int, warmup: int, samples: list[int] | None = None) -> LatencyStats:
-    """The model's KV-cache step on ready feature rows, in one CUDA graph on a GPU."""
-    cache = model.new_cache(instruments, device)
-    x = torch.randn(instruments, model.config.input_dim, device=device)
-    dt = torch.rand(instruments, device=device)
+    """The model's KV-cache step in torch ops on ready feature rows, in one
+    CUDA graph (bf16) on a GPU."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = copy.deepcopy(model).to(dtype)
+    cache = model.new_cache(instruments, device, dtype)
+    x = torch.randn(instruments, model.config.input_dim, device=device, dtype=dtype)
+    dt = torch.rand(instruments, device=device, dtype=dtype)
     with torch.inference_mode():
         def step():
-            return model.step(x, dt, cache)[0].softmax(-1)
+            return model.step(x, dt, cache, fused=False)[0].softmax(-1)
 
         if device.type != "cuda":
             return measure_latency(lambda i: step().numpy(), calls, warmup=warmup,
@@ -94,8 +99,8 @@ def peer_latency(model: ma_model.MATransformer, instruments: int, device: torch.
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             out = step()
-        host_x, host_out = torch.randn(x.shape, pin_memory=True), torch.empty(out.shape,
-                                                                              pin_memory=True)
+        host_x = torch.randn(x.shape, dtype=dtype, pin_memory=True)
+        host_out = torch.empty(out.shape, dtype=dtype, pin_memory=True)
 
         def call(_):
             x.copy_(host_x, non_blocking=True)

@@ -1,6 +1,7 @@
-"""The main job, end to end on an embedded default: simulated ticks, the
-model's features in batch and tick by tick, a short training, and a
-streaming replay of unseen ticks with its latency.
+"""The main job, end to end on an embedded default: simulated ticks (or a
+recorded day, ``--ticks``), the model's features in batch and tick by tick,
+a short training, and a streaming replay of unseen raw ticks through the
+engine with its latency.
 """
 
 from __future__ import annotations
@@ -107,12 +108,26 @@ def features(ticks: ma_features.Ticks, spec: ma_features.FeatureSpec, device: st
             "stream_equals_batch": torch.allclose(rows, batch[:replay], rtol=1e-9, atol=1e-9)}
 
 
-def run(events: int, seed: int, device: str, replay: int, out_dir: str) -> dict:
+def load(events: int, seed: int, path: Path | None) -> ma_features.Ticks:
+    """Simulated ticks, or the ticks of a recorded file (any ``read_ticks`` takes)."""
+    if path is not None:
+        _stage(f"read {path}")
+        ticks, report = ma_features.read_ticks(path, on_error="drop")
+        print(report)
+        return ticks
     _stage(f"simulate {events:,} order-book events (seed {seed})")
     start = time.perf_counter()
     ticks = ma_features.simulate(events, levels=10, seed=seed)
     elapsed = time.perf_counter() - start
     print(f"{len(ticks):,} events in {elapsed:.2f} s ({len(ticks) / elapsed / 1e6:.1f} M events/s)")
+    return ticks
+
+
+def run(events: int, seed: int, device: str, replay: int, out_dir: str,
+        path: Path | None = None) -> dict:
+    ticks = load(events, seed, path)
+    if replay >= len(ticks) // 2:
+        raise SystemExit(f"--replay {replay} leaves too few of the {len(ticks):,} ticks to train on")
 
     spec = demo_config(device, out_dir).data.features
     _stage(f"the model's features on {device}: batch, then {replay:,} ticks one at a time")
@@ -151,6 +166,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ma-demo", description=__doc__)
     parser.add_argument("--config", type=Path, help="YAML file of the options below")
     parser.add_argument("--events", type=int, default=1_000_000, help="simulated events")
+    parser.add_argument("--ticks", type=Path,
+                        help="a recorded file to use instead of the simulator (LOBSTER message "
+                             "file, Parquet or CSV), e.g. the AMZN day in data/lobster/")
     parser.add_argument("--seed", type=int, default=0, help="simulator seed")
     parser.add_argument("--replay", type=int, default=2000, help="ticks replayed one by one")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -164,8 +182,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"{known.config}: unknown keys {sorted(unknown)}")
         parser.set_defaults(**config)
     args = parser.parse_args(argv)
-    if args.replay >= args.events:
+    for flag in ("events", "replay"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    if args.ticks is None and args.replay >= args.events:
         parser.error("--replay must be smaller than --events")
+    if args.ticks is not None and not args.ticks.is_file():
+        parser.error(f"--ticks {args.ticks}: no such file")
     return args
 
 
@@ -174,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     device = args.device
     if device == "auto":
         device = auto_device()
-    result = run(args.events, args.seed, device, args.replay, args.out_dir)
+    result = run(args.events, args.seed, device, args.replay, args.out_dir, args.ticks)
     if not result["stream_equals_batch"]:
         raise SystemExit("streamed features differ from the batch features")
     if not result["model_stream"]["stream_equals_batch"]:
