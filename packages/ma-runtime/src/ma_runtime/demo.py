@@ -127,7 +127,8 @@ def run(events: int, seed: int, device: str, replay: int, out_dir: str,
         path: Path | None = None) -> dict:
     ticks = load(events, seed, path)
     if replay >= len(ticks) // 2:
-        raise SystemExit(f"--replay {replay} leaves too few of the {len(ticks):,} ticks to train on")
+        raise SystemExit(f"--replay {replay} leaves too few of the {len(ticks):,} ticks to "
+                         "train on")
 
     spec = demo_config(device, out_dir).data.features
     _stage(f"the model's features on {device}: batch, then {replay:,} ticks one at a time")
