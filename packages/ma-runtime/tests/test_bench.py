@@ -19,6 +19,14 @@ def test_cli_measures_the_engine_and_its_peer(tmp_path, capsys):
     assert "ticks/s through the engine" in capsys.readouterr().out
 
 
+def test_profile_writes_a_trace_and_a_table(tmp_path):
+    engine = bench.random_engine({"model_dim": 32, "num_heads": 2, "num_layers": 1,
+                                  "window": 8, "dilations": [1]}, 2, "cpu")
+    trace, table = bench.profile(engine, tmp_path / "profile", calls=5)
+    assert json.loads(trace.read_text())["traceEvents"]
+    assert "ma_kernels::transformer_step" in table.read_text()  # the kernels by name
+
+
 def test_cli_refuses_a_bad_checkpoint_and_bad_counts(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

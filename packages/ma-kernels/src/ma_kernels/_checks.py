@@ -72,10 +72,11 @@ def plain_eager(*tensors: torch.Tensor) -> bool:
     """Whether nothing needs to see an op, so its kernels may run without its
     dispatch (which costs more host time than a small kernel): not compiling
     or exporting, no dispatch mode (fake tensors, make_fx, FlopCounter), no
-    torch-function mode, no vmap or grad transform, plain tensors on a CPU or
-    CUDA device."""
+    torch-function mode, no vmap or grad transform, no profiler (which then
+    sees the op by name), plain tensors on a CPU or CUDA device."""
     return (
         not torch.compiler.is_compiling()
+        and not torch.autograd.profiler._is_profiler_enabled
         and torch._C._len_torch_dispatch_stack() == 0
         and not torch._C._is_torch_function_mode_enabled()
         and torch._C._functorch.peek_interpreter_stack() is None

@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--plot", type=Path, help="write a PNG of the latencies here")
+    parser.add_argument("--profile", type=Path,
+                        help="also profile 200 pushes with torch.profiler: a Chrome trace "
+                             "(trace.json) and a table of ops and kernels (profile.txt) here")
     args = parser.parse_args(argv)
     if args.num_ticks < 1 or args.instruments < 1:
         parser.error("--num-ticks and --instruments must be >= 1")
@@ -222,3 +225,29 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {args.json}")
     if args.plot and plot(report, samples, args.plot):
         print(f"wrote {args.plot}")
+    if args.profile:
+        for path in profile(engine, args.profile):
+            print(f"wrote {path}")
+
+
+def profile(engine: StreamEngine, out_dir: Path, calls: int = 200) -> list[Path]:
+    """``calls`` pushes under torch.profiler (CPU, and CUDA on a GPU): a Chrome
+    trace with the engine's NVTX-named stages, and the ops and kernels by time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pushes = simulated_pushes(calls + 10, engine.instruments, engine.levels)
+    for ticks, ids in pushes[:10]:
+        engine.push(ticks, ids)
+    activities = [ProfilerActivity.CPU]
+    if engine.device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with torch_profile(activities=activities) as prof:
+        for ticks, ids in pushes[10:]:
+            engine.push(ticks, ids)
+    trace, table = out_dir / "trace.json", out_dir / "profile.txt"
+    prof.export_chrome_trace(str(trace))
+    sort = "self_cuda_time_total" if engine.device.type == "cuda" else "self_cpu_time_total"
+    table.write_text(prof.key_averages().table(sort_by=sort, row_limit=30))
+    return [trace, table]

@@ -17,6 +17,7 @@ in and one copy out; the host only packs the ticks and reads the results.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ _NAMES = np.array([None, *REJECTIONS], dtype=object)  # a device code -> its rea
 _OVERFLOW, _UNKNOWN_INSTRUMENT, _LEVELS = (
     list(REJECTIONS).index(name) + 1 for name in ("overflow", "unknown_instrument", "levels"))
 SNAPSHOT_FORMAT = ("ma-runtime-engine", 2)
+_NO_RANGE = contextlib.nullcontext()
 _BOOK = ("bid_price", "bid_size", "ask_price", "ask_size")
 _TRADE = ("trade_price", "trade_size", "trade_side")
 
@@ -223,7 +225,8 @@ class StreamEngine:
         done, rows = [], []
         pending = np.flatnonzero(codes == 0)
         rounds = _rounds(ids[pending])
-        f64, i64 = self._pack(ticks) if len(pending) else (None, None)
+        with self._range("ma.pack"):
+            f64, i64 = self._pack(ticks) if len(pending) else (None, None)
         for r in range(rounds.max() + 1 if len(pending) else 0):
             taken = pending[rounds == r]
             at = ids[taken]
@@ -232,12 +235,18 @@ class StreamEngine:
             self._stage_f64[at] = f64[taken]
             self._stage_i64[:, 1] = 0
             self._stage_i64[at] = i64[taken]
-            out = self._run()[at]
+            with self._range("ma.step"):
+                out = self._run()[at]
             codes[taken] = out[:, -2]
             accepted = codes[taken] == 0
             done.append(taken[accepted])
             rows.append(out[accepted])
-        return self._signals(ticks, ids, codes, done, rows)
+        with self._range("ma.signals"):
+            return self._signals(ticks, ids, codes, done, rows)
+
+    def _range(self, name: str):
+        """A named NVTX range (Nsight Systems shows it) on CUDA; nothing on a CPU."""
+        return torch.cuda.nvtx.range(name) if self.device.type == "cuda" else _NO_RANGE
 
     def _pack(self, ticks: ma_features.Ticks) -> tuple[np.ndarray, np.ndarray]:
         """Every tick as a row of the step's inputs: float64 book and trade,
