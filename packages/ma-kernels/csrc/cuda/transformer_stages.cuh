@@ -1,0 +1,436 @@
+// The stages of one streaming step of the MA-Transformer on a thread-block
+// cluster, shared by the one-shot kernel (transformer_step.cu) and the
+// resident one (resident_stream.cu).
+//
+// A cluster of kCluster blocks owns a tile of kTile sequences. The stages are
+// separated by cluster barriers (release/acquire at cluster scope); between
+// stages the activations live in a small global workspace. Every load of
+// data that changes between steps (activations, inputs, positions, the KV
+// rings) is ld.cg, never through L1: a resident kernel's SM may still hold
+// the line from an earlier step. Weights never change: read-only cache.
+//
+//   embed + time features -> h                  | per layer:
+//   A  LayerNorm, qkv projection                 -> qkv
+//   B  rotary, ring write, windowed attention    -> partial (m, l, acc) per split
+//   C  combine splits, out projection + residual -> h
+//   D  LayerNorm, SwiGLU up projection           -> act
+//   E  down projection + residual                -> h
+//   heads (LayerNorm, direction, regression)     -> out; pos += active
+//
+// In the projections a warp owns whole output columns: its lanes stride the
+// weight row (coalesced, each weight read once per cluster) against the
+// tile's rows staged in shared memory. In attention a warp owns one
+// (sequence, head, split of the window); eight groups of four lanes take a
+// key each (a lane holds D/4 dims), with an online softmax per group merged
+// across groups by shuffles, then across splits in stage C.
+#pragma once
+
+#include <cooperative_groups.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "transformer_step.h"
+
+namespace ma_kernels::step_stages {
+
+namespace cg = cooperative_groups;
+
+constexpr int kCluster = 8;  // blocks per cluster (the portable maximum)
+constexpr int kWarps = 8;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kTile = 8;        // sequences per cluster
+constexpr int kGroups = 8;      // key groups of four lanes in a warp
+constexpr int kMaxModelDim = 256;
+constexpr unsigned kAll = 0xffffffffu;
+
+// Where each sequence's activations live in the workspace (floats).
+struct Layout {
+  int splits;  // of each (sequence, head)'s window across warps
+  int kmax;    // widest row staged in shared memory
+  int act;     // qkv [3C] or the SwiGLU activation [M], after h [C]
+  int partial; // per (head, split): D accumulators, max, sum
+  int stride;
+};
+
+inline Layout layout_of(const StepShape& s) {
+  Layout lay{};
+  const int rows = static_cast<int>(std::min<std::int64_t>(s.batch, kTile));
+  const int warps = kCluster * kWarps;
+  lay.splits = std::clamp(warps / (rows * s.heads), 1, std::max(1, s.window / kGroups));
+  lay.kmax = std::max({s.inputs + 2 * s.frequencies + 1, s.model_dim, s.hidden});
+  lay.act = s.model_dim;
+  lay.partial = lay.act + std::max(3 * s.model_dim, s.hidden);
+  lay.stride = lay.partial + s.heads * lay.splits * (s.head_dim() + 2);
+  return lay;
+}
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(kAll, x, offset);
+  return x;
+}
+
+// acc[r] = xs[r, 0:k] . w[0:k] for the tile's first `rows` rows (warp-uniform).
+__device__ __forceinline__ void warp_dots(const float* xs, int row_stride, int k,
+                                          const float* w, int rows, int lane,
+                                          float (&acc)[kTile]) {
+#pragma unroll
+  for (int r = 0; r < kTile; ++r) acc[r] = 0.f;
+  for (int i = lane; i < k; i += 32) {
+    const float wi = __ldg(w + i);
+#pragma unroll
+    for (int r = 0; r < kTile; ++r) {
+      if (r < rows) acc[r] = fmaf(xs[r * row_stride + i], wi, acc[r]);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kTile; ++r) {
+    if (r < rows) acc[r] = warp_sum(acc[r]);
+  }
+}
+
+struct Step {
+  const StepShape& s;
+  const StepTensors& t;
+  const Layout& lay;
+  float* ws;
+  float* xs;         // shared [kTile, kmax]
+  float* rope_cos;   // shared [kTile, D / 2]
+  float* rope_sin;
+  std::int64_t row0;
+  int rows, warp, lane, gwarp;
+  static constexpr int kWarpsInCluster = kCluster * kWarps;
+
+  __device__ float* row(int r) const { return ws + (row0 + r) * lay.stride; }
+  // The active flag (bytes rewritten between the steps of a resident kernel: ld.cg).
+  __device__ bool active(std::int64_t b) const {
+    return __ldcg(reinterpret_cast<const signed char*>(t.active) + b) != 0;
+  }
+
+  // LayerNorm of each row's h into xs [r, 0:C] (zeros past `rows`).
+  __device__ void layer_norm(const float* weight, const float* bias) const {
+    const int c = s.model_dim;
+    for (int r = warp; r < kTile; r += kWarps) {
+      if (r >= rows) {
+        for (int i = lane; i < c; i += 32) xs[r * c + i] = 0.f;
+        continue;
+      }
+      float x[kMaxModelDim / 32];
+      float sum = 0.f;
+#pragma unroll
+      for (int j = 0; j < kMaxModelDim / 32; ++j) {
+        const int i = lane + 32 * j;
+        x[j] = i < c ? __ldcg(row(r) + i) : 0.f;
+        sum += x[j];
+      }
+      const float mean = warp_sum(sum) / c;
+      float var = 0.f;
+#pragma unroll
+      for (int j = 0; j < kMaxModelDim / 32; ++j) {
+        const float centred = lane + 32 * j < c ? x[j] - mean : 0.f;
+        var += centred * centred;
+      }
+      const float inv = 1.f / sqrtf(warp_sum(var) / c + kStepNormEps);
+#pragma unroll
+      for (int j = 0; j < kMaxModelDim / 32; ++j) {
+        const int i = lane + 32 * j;
+        if (i < c) xs[r * c + i] = (x[j] - mean) * inv * weight[i] + bias[i];
+      }
+    }
+    __syncthreads();
+  }
+
+  // Stages a [rows, k] block of the workspace at `offset` into xs.
+  __device__ void stage(int offset, int k) const {
+    for (int i = threadIdx.x; i < kTile * k; i += kThreads) {
+      const int r = i / k;
+      xs[i] = r < rows ? __ldcg(row(r) + offset + i % k) : 0.f;
+    }
+    __syncthreads();
+  }
+
+  // h[r, n] += xs[r, 0:k] . W[n] + bias[n] for every output n of this warp.
+  __device__ void residual(const float* weight, const float* bias, int k) const {
+    for (int n = gwarp; n < s.model_dim; n += kWarpsInCluster) {
+      float acc[kTile];
+      warp_dots(xs, k, k, weight + std::int64_t(n) * k, rows, lane, acc);
+      if (lane == 0) {
+        for (int r = 0; r < rows; ++r) row(r)[n] = __ldcg(row(r) + n) + (acc[r] + bias[n]);
+      }
+    }
+  }
+
+  __device__ void embed() const {
+    const int f = s.inputs, nf = 2 * s.frequencies + 1, k = f + nf;
+    const float* freq = t.embed[kStepTimeFreq];
+    const float* phase = t.embed[kStepTimePhase];
+    for (int i = threadIdx.x; i < kTile * k; i += kThreads) {
+      const int r = i / k, j = i % k;
+      float v = 0.f;
+      if (r < rows && j < f) {
+        v = __ldcg(t.x + (row0 + r) * f + j);
+      } else if (r < rows) {  // [u, sin(u w + b), cos(u w + b)], u = log1p(max(dt, 0))
+        const float u = log1pf(fmaxf(__ldcg(t.dt + row0 + r), 0.f));
+        const int q = j - f - 1;
+        const int i_freq = q < 0 ? 0 : q % s.frequencies;
+        const float angle = __fadd_rn(__fmul_rn(u, freq[i_freq]), phase[i_freq]);
+        v = q < 0 ? u : q < s.frequencies ? sinf(angle) : cosf(angle);
+      }
+      xs[i] = v;
+    }
+    __syncthreads();
+    for (int n = gwarp; n < s.model_dim; n += kWarpsInCluster) {
+      float from_x[kTile], from_time[kTile];
+      warp_dots(xs, k, f, t.embed[kStepEmbedWeight] + std::int64_t(n) * f, rows, lane, from_x);
+      warp_dots(xs + f, k, nf, t.embed[kStepTimeWeight] + std::int64_t(n) * nf, rows, lane,
+                from_time);
+      if (lane == 0) {
+        for (int r = 0; r < rows; ++r) {
+          row(r)[n] = (from_x[r] + t.embed[kStepEmbedBias][n]) +
+                      (from_time[r] + t.embed[kStepTimeBias][n]);
+        }
+      }
+    }
+  }
+
+  __device__ void qkv(const float* const* p) const {
+    const int c = s.model_dim;
+    for (int n = gwarp; n < 3 * c; n += kWarpsInCluster) {
+      float acc[kTile];
+      warp_dots(xs, c, c, p[kStepQkvWeight] + std::int64_t(n) * c, rows, lane, acc);
+      if (lane == 0) {
+        for (int r = 0; r < rows; ++r) row(r)[lay.act + n] = acc[r] + p[kStepQkvBias][n];
+      }
+    }
+  }
+
+  template <int D>
+  __device__ void attention(int layer) const {
+    constexpr int E = D / 4;  // dims per lane
+    const int c = s.model_dim, heads = s.heads, splits = lay.splits;
+    const int cap = s.capacity(layer), dilation = s.dilation[layer];
+    const int g = lane / 4, d0 = (lane % 4) * E;
+    const float scale = 1.f / sqrtf(float(D));
+    for (int item = gwarp; item < rows * heads * splits; item += kWarpsInCluster) {
+      const int split = item % splits, h = item / splits % heads, r = item / (splits * heads);
+      const std::int64_t b = row0 + r, p = __ldcg(t.pos + b);
+      const float* in = row(r) + lay.act + h * D + d0;
+      float q[E], k[E], v[E];
+#pragma unroll
+      for (int e = 0; e < E; ++e) {
+        q[e] = __ldcg(in + e);
+        k[e] = __ldcg(in + c + e);
+        v[e] = __ldcg(in + 2 * c + e);
+      }
+#pragma unroll
+      for (int i = 0; i < E / 2; ++i) {  // rotary: pairs (2i, 2i + 1) of the head
+        const float cs = rope_cos[r * (D / 2) + d0 / 2 + i];
+        const float sn = rope_sin[r * (D / 2) + d0 / 2 + i];
+        const float qe = q[2 * i], qo = q[2 * i + 1], ke = k[2 * i], ko = k[2 * i + 1];
+        q[2 * i] = qe * cs - qo * sn;
+        q[2 * i + 1] = qe * sn + qo * cs;
+        k[2 * i] = ke * cs - ko * sn;
+        k[2 * i + 1] = ke * sn + ko * cs;
+      }
+      const std::int64_t ring = (b * heads + h) * std::int64_t(cap) * D;
+      float* ring_k = t.keys[layer] + ring;
+      float* ring_v = t.values[layer] + ring;
+      if (split == 0 && g == 0 && active(b)) {
+        const std::int64_t at = (p % cap) * D + d0;
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+          ring_k[at + e] = k[e];
+          ring_v[at + e] = v[e];
+        }
+      }
+      // Key j is position p - j * dilation (j = 0: the new one, from registers).
+      const int seen = int(std::min<std::int64_t>(s.window, p / dilation + 1));
+      const int per = (s.window + splits - 1) / splits;
+      const int j0 = split * per, j1 = min(seen, j0 + per);
+      float m = -INFINITY, sum = 0.f, acc[E];
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[e] = 0.f;
+      for (int base = j0; base < j1; base += kGroups) {  // warp-uniform trip count
+        const int j = base + g;
+        const bool valid = j < j1;
+        float kj[E], vj[E];
+        if (valid && j > 0) {
+          const std::int64_t at = ((p - std::int64_t(j) * dilation) % cap) * D + d0;
+#pragma unroll
+          for (int e = 0; e < E; ++e) {
+            kj[e] = __ldcg(ring_k + at + e);
+            vj[e] = __ldcg(ring_v + at + e);
+          }
+        } else {
+#pragma unroll
+          for (int e = 0; e < E; ++e) {
+            kj[e] = k[e];
+            vj[e] = v[e];
+          }
+        }
+        float part = 0.f;
+#pragma unroll
+        for (int e = 0; e < E; ++e) part = fmaf(q[e], kj[e], part);
+        part += __shfl_xor_sync(kAll, part, 1);
+        part += __shfl_xor_sync(kAll, part, 2);
+        if (valid) {
+          const float score = part * scale, top = fmaxf(m, score);
+          const float rescale = expf(m - top), weight = expf(score - top);
+          sum = sum * rescale + weight;
+#pragma unroll
+          for (int e = 0; e < E; ++e) acc[e] = acc[e] * rescale + weight * vj[e];
+          m = top;
+        }
+      }
+#pragma unroll
+      for (int offset = 4; offset < 32; offset *= 2) {  // merge the groups
+        const float m_other = __shfl_xor_sync(kAll, m, offset);
+        const float sum_other = __shfl_xor_sync(kAll, sum, offset);
+        const float top = fmaxf(m, m_other);
+        const float mine = m == -INFINITY ? 0.f : expf(m - top);
+        const float theirs = m_other == -INFINITY ? 0.f : expf(m_other - top);
+        sum = sum * mine + sum_other * theirs;
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+          acc[e] = acc[e] * mine + __shfl_xor_sync(kAll, acc[e], offset) * theirs;
+        }
+        m = top;
+      }
+      float* out = row(r) + lay.partial + (h * splits + split) * (D + 2);
+      if (g == 0) {
+#pragma unroll
+        for (int e = 0; e < E; ++e) out[d0 + e] = acc[e];
+      }
+      if (lane == 0) {
+        out[D] = m;
+        out[D + 1] = sum;
+      }
+    }
+  }
+
+  // The attention output of every row into xs [r, 0:C], merging the splits.
+  template <int D>
+  __device__ void combine() const {
+    const int c = s.model_dim, splits = lay.splits;
+    for (int i = threadIdx.x; i < kTile * c; i += kThreads) {
+      const int r = i / c, h = i % c / D, d = i % D;
+      float y = 0.f;
+      if (r < rows) {
+        const float* part = row(r) + lay.partial + h * splits * (D + 2);
+        float top = -INFINITY;
+        for (int q = 0; q < splits; ++q) top = fmaxf(top, __ldcg(part + q * (D + 2) + D));
+        float num = 0.f, den = 0.f;
+        for (int q = 0; q < splits; ++q) {
+          const float m = __ldcg(part + q * (D + 2) + D);
+          const float w = m == -INFINITY ? 0.f : expf(m - top);
+          num += w * __ldcg(part + q * (D + 2) + d);
+          den += w * __ldcg(part + q * (D + 2) + D + 1);
+        }
+        y = num / den;
+      }
+      xs[i] = y;
+    }
+    __syncthreads();
+  }
+
+  __device__ void swiglu_up(const float* const* p) const {
+    const int c = s.model_dim, hidden = s.hidden;
+    for (int n = gwarp; n < hidden; n += kWarpsInCluster) {
+      float gate[kTile], value[kTile];
+      warp_dots(xs, c, c, p[kStepUpWeight] + std::int64_t(n) * c, rows, lane, gate);
+      warp_dots(xs, c, c, p[kStepUpWeight] + std::int64_t(hidden + n) * c, rows, lane, value);
+      if (lane == 0) {
+        for (int r = 0; r < rows; ++r) {
+          const float a = gate[r] + p[kStepUpBias][n];
+          row(r)[lay.act + n] = a / (1.f + expf(-a)) * (value[r] + p[kStepUpBias][hidden + n]);
+        }
+      }
+    }
+  }
+
+  // The heads' outputs into out [B, out_stride]: logits, then regression.
+  __device__ void heads(float* out, int out_stride) const {
+    const int c = s.model_dim, logits = 3 * s.horizons;
+    for (int n = gwarp; n < s.outputs(); n += kWarpsInCluster) {
+      const bool direction = n < logits;
+      const int i = direction ? n : n - logits;
+      const float* w = t.head[direction ? kStepDirectionWeight : kStepRegressionWeight];
+      const float* bias = t.head[direction ? kStepDirectionBias : kStepRegressionBias];
+      float acc[kTile];
+      warp_dots(xs, c, c, w + std::int64_t(i) * c, rows, lane, acc);
+      if (lane == 0) {
+        for (int r = 0; r < rows; ++r) out[(row0 + r) * out_stride + n] = acc[r] + bias[i];
+      }
+    }
+  }
+};
+
+// Rotary angles of each row's position, in float64 (float32 would be off by
+// whole radians at large positions), rounded to float32 as the model does.
+template <int D>
+__device__ void rope_angles(const Step& step) {
+  for (int i = threadIdx.x; i < kTile * D / 2; i += kThreads) {
+    const int r = i / (D / 2), pair = i % (D / 2);
+    const double angle = r < step.rows ? double(__ldcg(step.t.pos + step.row0 + r)) *
+                                             pow(kStepRopeBase, -double(2 * pair) / D)
+                                       : 0.0;
+    double sn, cs;
+    sincos(angle, &sn, &cs);
+    step.rope_cos[i] = float(cs);
+    step.rope_sin[i] = float(sn);
+  }
+}
+
+// The model on the tile: every stage, then pos += active. The caller has
+// computed the rotary angles; out receives the heads' outputs.
+template <int D>
+__device__ void model_stages(const Step& step, cg::cluster_group& cluster, float* out,
+                             int out_stride) {
+  const StepShape& s = step.s;
+  const StepTensors& t = step.t;
+  step.embed();
+  cluster.sync();
+  for (int l = 0; l < s.layers; ++l) {
+    const float* const* p = t.layer[l];
+    step.layer_norm(p[kStepNorm1Weight], p[kStepNorm1Bias]);
+    step.qkv(p);
+    cluster.sync();
+    step.template attention<D>(l);
+    cluster.sync();
+    step.template combine<D>();
+    step.residual(p[kStepOutWeight], p[kStepOutBias], s.model_dim);
+    cluster.sync();
+    step.layer_norm(p[kStepNorm2Weight], p[kStepNorm2Bias]);
+    step.swiglu_up(p);
+    cluster.sync();
+    step.stage(step.lay.act, s.hidden);
+    step.residual(p[kStepDownWeight], p[kStepDownBias], s.hidden);
+    cluster.sync();
+  }
+  step.layer_norm(t.head[kStepNormWeight], t.head[kStepNormBias]);
+  step.heads(out, out_stride);
+  // Every read of pos in this cluster came before the last barrier.
+  const int r = threadIdx.x;
+  if (cluster.block_rank() == 0 && r < step.rows && step.active(step.row0 + r)) {
+    t.pos[step.row0 + r] += 1;
+  }
+}
+
+// The step of the cluster this block belongs to, over shared memory `shared`.
+template <int D>
+__device__ Step cluster_step(const StepShape& s, const StepTensors& t, const Layout& lay,
+                             float* ws, float* shared, const cg::cluster_group& cluster) {
+  const std::int64_t row0 = std::int64_t(blockIdx.x / kCluster) * kTile;
+  return Step{s, t, lay, ws, shared, shared + kTile * lay.kmax,
+              shared + kTile * lay.kmax + kTile * D / 2, row0,
+              int(std::min<std::int64_t>(kTile, s.batch - row0)), int(threadIdx.x / 32),
+              int(threadIdx.x % 32), int(cluster.block_rank()) * kWarps + int(threadIdx.x / 32)};
+}
+
+template <int D>
+constexpr std::size_t shared_bytes(const Layout& lay) {
+  return sizeof(float) * (kTile * std::size_t(lay.kmax) + kTile * D);
+}
+
+}  // namespace ma_kernels::step_stages
