@@ -220,6 +220,73 @@ def test_cuda_graph_stream_equals_batch(instruments):
     cfg = small_config(WINDOWS, model_dim=64)  # head dim 32 on CUDA
     engine = StreamEngine(small_model(cfg), fitted_inputs(WINDOWS), instruments=instruments,
                           device="cuda")
-    assert engine._graph is not None
+    assert engine.mode == "graph" and engine._graph is not None
     streams = [ticks_of(40, 20 + i) for i in range(instruments)]
     check_stream_equals_batch(engine, streams, seed=3, chunk=5)
+
+
+def test_modes_name_themselves():
+    for mode, device in (("resident", "cpu"), ("graph", "cpu"), ("fast", "cpu")):
+        with pytest.raises(ValueError, match="mode must be one of"):
+            engine_for(mode=mode, device=device)
+    assert engine_for().mode == "eager"
+
+
+def resident_engine(instruments: int, mode: str = "resident") -> StreamEngine:
+    cfg = small_config(WINDOWS, model_dim=64)  # head dim 32
+    engine = StreamEngine(small_model(cfg), fitted_inputs(WINDOWS), instruments=instruments,
+                          device="cuda", mode=mode)
+    assert engine.mode == mode
+    return engine
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("instruments", [1, 8, 19])
+def test_resident_stream_equals_batch(instruments):
+    """The resident kernel, one tile or three, past the rings' wrap-around."""
+    engine = resident_engine(instruments)
+    streams = [ticks_of(40, 30 + i) for i in range(instruments)]
+    check_stream_equals_batch(engine, streams, seed=4, chunk=7)
+
+
+@pytest.mark.gpu
+def test_resident_refuses_what_the_graph_refuses():
+    graph, resident = resident_engine(3, "graph"), resident_engine(3)
+    rng = np.random.default_rng(5)
+    for k in range(30):
+        ticks = ticks_of(3, 100 + k)
+        reason = sorted(BAD_TICKS)[k % len(BAD_TICKS)]
+        if k % 3 == 0:
+            ticks = ma_features.Ticks.concat([BAD_TICKS[reason](ticks[:1]), ticks[1:]])
+        ids = rng.permutation(3)
+        a, b = graph.push(ticks, ids), resident.push(ticks, ids)
+        assert a.rejected_reason.tolist() == b.rejected_reason.tolist()
+        assert a.index.tolist() == b.index.tolist() and a.sequence.tolist() == b.sequence.tolist()
+        torch.testing.assert_close(b.probabilities, a.probabilities, rtol=1e-4, atol=1e-5)
+    assert graph.rejected == resident.rejected
+
+
+@pytest.mark.gpu
+def test_resident_snapshot_restore_and_idle_relaunch(tmp_path):
+    import time
+
+    ticks, ids = ticks_of(60, 8), np.random.default_rng(0).integers(0, 3, 60)
+    expected = resident_engine(3).push(ticks, ids)
+    engine = resident_engine(3)
+    engine.push(ticks[:25], ids[:25])
+    path = engine.save(tmp_path / "engine.pt")
+    engine.push(ticks[25:40], ids[25:40])
+    engine.load(path)  # back to tick 25: the kernel restarts on the restored state
+    time.sleep(1.5)  # past the kernel's idle timeout: it leaves, the next round relaunches it
+    rest = engine.push(ticks[25:], ids[25:])
+    torch.testing.assert_close(rest.probabilities, expected.probabilities[25:], rtol=1e-5,
+                               atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_resident_falls_back_to_the_graph_with_a_reason():
+    cfg = small_config(WINDOWS, model_dim=256)  # head dim 128: outside the kernel's family
+    with pytest.warns(UserWarning, match="resident mode unavailable"):
+        engine = StreamEngine(small_model(cfg), fitted_inputs(WINDOWS), device="cuda",
+                              mode="resident")
+    assert engine.mode == "graph" and engine._graph is not None

@@ -80,6 +80,17 @@ class FeatureState:
     def names(self) -> tuple[str, ...]:
         return self.spec.names
 
+    @property
+    def kernel_state(self) -> list[torch.Tensor]:
+        """The state's tensors as ma_kernels' stream kernels take them
+        (``ma_kernels.book_stream.STATE``), for kernels that update it in place."""
+        return self._state
+
+    @property
+    def kernel_spec(self) -> dict:
+        """The spec as keywords of ``ma_kernels.book_features_step``."""
+        return dict(self._spec)
+
     def reset(self) -> None:
         """Forget every event: the next one is treated as the first of a series."""
         for t in (*self._state, self._overflow):

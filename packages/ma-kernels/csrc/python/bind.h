@@ -5,10 +5,13 @@
 
 #include <pybind11/pybind11.h>
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
 #include "book_features.h"
+#include "book_stream.h"
+#include "transformer_step.h"
 
 namespace ma_kernels::python {
 
@@ -17,6 +20,24 @@ void register_book_stream(pybind11::module_& m);
 void register_lob_simulator(pybind11::module_& m);
 void register_sliding_window_attention(pybind11::module_& m);
 void register_transformer_step(pybind11::module_& m);
+void register_resident_stream(pybind11::module_& m);
+
+// (batch, inputs, model_dim, heads, hidden, frequencies, layers, horizons, regression, window)
+using Dims = std::array<std::int64_t, 10>;
+using Pointers = std::vector<std::uintptr_t>;
+
+template <typename T>
+T* as(std::uintptr_t p) {
+  return reinterpret_cast<T*>(p);
+}
+
+// The model's sizes and pointers as ma_kernels/step.py passes them.
+StepShape shape_of(const Dims& d, const std::vector<std::int64_t>& dilations);
+StepTensors tensors_of(const StepShape& s, const Pointers& params, const Pointers& keys,
+                       const Pointers& values, std::uintptr_t x, std::uintptr_t dt,
+                       std::uintptr_t active, std::uintptr_t pos, std::uintptr_t out);
+// A stream's state from the pointers of ma_kernels.book_stream.STATE, capacity, max_events.
+StreamState stream_state_of(const std::array<std::int64_t, 7>& s);
 
 // The feature spec as the kernels take it, from the lists ma_kernels/book.py passes.
 BookFeatureSpec book_spec(const std::vector<std::int64_t>& instant,

@@ -28,18 +28,18 @@ StreamEvents events_of(std::int64_t batch, std::int64_t levels, const std::vecto
           reinterpret_cast<const std::uint8_t*>(active)};
 }
 
-StreamState state_of(const State& s) {
-  return {reinterpret_cast<double*>(s[0]), reinterpret_cast<std::int64_t*>(s[1]),
-          reinterpret_cast<std::int64_t*>(s[2]), reinterpret_cast<double*>(s[3]),
-          reinterpret_cast<std::int64_t*>(s[4]), s[5], s[6]};
-}
-
 StreamOut out_of(std::uintptr_t columns, std::uintptr_t terms, std::uintptr_t overflow) {
   return {reinterpret_cast<double*>(columns), reinterpret_cast<double*>(terms),
           reinterpret_cast<std::uint8_t*>(overflow)};
 }
 
 }  // namespace
+
+StreamState stream_state_of(const State& s) {
+  return {reinterpret_cast<double*>(s[0]), reinterpret_cast<std::int64_t*>(s[1]),
+          reinterpret_cast<std::int64_t*>(s[2]), reinterpret_cast<double*>(s[3]),
+          reinterpret_cast<std::int64_t*>(s[4]), s[5], s[6]};
+}
 
 void register_book_stream(py::module_& m) {
   m.def(
@@ -54,13 +54,13 @@ void register_book_stream(py::module_& m) {
         const BookFeatureSpec spec =
             book_spec(instant, depth, ofi_levels, rolling, windows, time_windows);
         py::gil_scoped_release no_gil;
-        book_stream_columns_cpu(e, state_of(state), spec, out_of(out, terms, overflow));
+        book_stream_columns_cpu(e, stream_state_of(state), spec, out_of(out, terms, overflow));
       });
   m.def("book_tick_reasons_cpu",
         [](std::int64_t batch, std::int64_t levels, const std::vector<Strided>& book,
            const std::vector<Strided>& columns, const State& state, const Strided& event,
            std::uintptr_t reasons) {
-          book_tick_reasons_cpu(events_of(batch, levels, book, columns, 0), state_of(state),
+          book_tick_reasons_cpu(events_of(batch, levels, book, columns, 0), stream_state_of(state),
                                 Column{static_cast<std::uintptr_t>(event[0]), event[1]},
                                 reinterpret_cast<std::int8_t*>(reasons));
         });
@@ -69,7 +69,7 @@ void register_book_stream(py::module_& m) {
            const std::vector<Strided>& columns, std::uintptr_t active, const State& state,
            std::uintptr_t terms) {
           book_stream_commit_cpu(events_of(batch, levels, book, columns, active),
-                                 state_of(state), reinterpret_cast<const double*>(terms));
+                                 stream_state_of(state), reinterpret_cast<const double*>(terms));
         });
 #ifdef MA_KERNELS_WITH_CUDA
   m.def(
@@ -82,7 +82,7 @@ void register_book_stream(py::module_& m) {
          std::uintptr_t out, std::uintptr_t terms, std::uintptr_t overflow, int device,
          std::uintptr_t stream) {
         book_stream_columns_cuda(events_of(batch, levels, book, columns, active),
-                                 state_of(state),
+                                 stream_state_of(state),
                                  book_spec(instant, depth, ofi_levels, rolling, windows,
                                            time_windows),
                                  out_of(out, terms, overflow), device, stream);
@@ -91,7 +91,7 @@ void register_book_stream(py::module_& m) {
         [](std::int64_t batch, std::int64_t levels, const std::vector<Strided>& book,
            const std::vector<Strided>& columns, const State& state, const Strided& event,
            std::uintptr_t reasons, int device, std::uintptr_t stream) {
-          book_tick_reasons_cuda(events_of(batch, levels, book, columns, 0), state_of(state),
+          book_tick_reasons_cuda(events_of(batch, levels, book, columns, 0), stream_state_of(state),
                                  Column{static_cast<std::uintptr_t>(event[0]), event[1]},
                                  reinterpret_cast<std::int8_t*>(reasons), device, stream);
         });
@@ -100,7 +100,7 @@ void register_book_stream(py::module_& m) {
            const std::vector<Strided>& columns, std::uintptr_t active, const State& state,
            std::uintptr_t terms, int device, std::uintptr_t stream) {
           book_stream_commit_cuda(events_of(batch, levels, book, columns, active),
-                                  state_of(state), reinterpret_cast<const double*>(terms),
+                                  stream_state_of(state), reinterpret_cast<const double*>(terms),
                                   device, stream);
         });
 #endif

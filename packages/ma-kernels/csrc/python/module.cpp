@@ -39,4 +39,5 @@ PYBIND11_MODULE(_C, m) {
   ma_kernels::python::register_lob_simulator(m);
   ma_kernels::python::register_sliding_window_attention(m);
   ma_kernels::python::register_transformer_step(m);
+  ma_kernels::python::register_resident_stream(m);
 }

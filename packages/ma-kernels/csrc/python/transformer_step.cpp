@@ -5,16 +5,10 @@
 #include <vector>
 
 #include "python/bind.h"
-#include "transformer_step.h"
 
 namespace py = pybind11;
 
 namespace ma_kernels::python {
-namespace {
-
-// (batch, inputs, model_dim, heads, hidden, frequencies, layers, horizons, regression, window)
-using Dims = std::array<std::int64_t, 10>;
-using Pointers = std::vector<std::uintptr_t>;
 
 StepShape shape_of(const Dims& d, const std::vector<std::int64_t>& dilations) {
   StepShape s{};
@@ -35,11 +29,6 @@ StepShape shape_of(const Dims& d, const std::vector<std::int64_t>& dilations) {
   return s;
 }
 
-template <typename T>
-T* at(std::uintptr_t p) {
-  return reinterpret_cast<T*>(p);
-}
-
 // ma_kernels/step.py orders the parameters: embed, then each layer's, then the heads'.
 StepTensors tensors_of(const StepShape& s, const Pointers& params, const Pointers& keys,
                        const Pointers& values, std::uintptr_t x, std::uintptr_t dt,
@@ -52,22 +41,20 @@ StepTensors tensors_of(const StepShape& s, const Pointers& params, const Pointer
   }
   StepTensors t{};
   std::size_t i = 0;
-  for (auto& p : t.embed) p = at<const float>(params[i++]);
+  for (auto& p : t.embed) p = as<const float>(params[i++]);
   for (int l = 0; l < s.layers; ++l) {
-    for (auto& p : t.layer[l]) p = at<const float>(params[i++]);
-    t.keys[l] = at<float>(keys[l]);
-    t.values[l] = at<float>(values[l]);
+    for (auto& p : t.layer[l]) p = as<const float>(params[i++]);
+    t.keys[l] = as<float>(keys[l]);
+    t.values[l] = as<float>(values[l]);
   }
-  for (auto& p : t.head) p = at<const float>(params[i++]);
-  t.x = at<const float>(x);
-  t.dt = at<const float>(dt);
-  t.active = at<const std::uint8_t>(active);
-  t.pos = at<std::int64_t>(pos);
-  t.out = at<float>(out);
+  for (auto& p : t.head) p = as<const float>(params[i++]);
+  t.x = as<const float>(x);
+  t.dt = as<const float>(dt);
+  t.active = as<const std::uint8_t>(active);
+  t.pos = as<std::int64_t>(pos);
+  t.out = as<float>(out);
   return t;
 }
-
-}  // namespace
 
 void register_transformer_step(py::module_& m) {
   m.def(
@@ -99,7 +86,7 @@ void register_transformer_step(py::module_& m) {
          int device, std::uintptr_t stream) {
         const StepShape s = shape_of(dims, dilations);
         transformer_step_cuda(s, tensors_of(s, params, keys, values, x, dt, active, pos, out),
-                              at<float>(workspace), device, stream);
+                              as<float>(workspace), device, stream);
       },
       py::arg("dims"), py::arg("dilations"), py::arg("params"), py::arg("keys"),
       py::arg("values"), py::arg("x"), py::arg("dt"), py::arg("active"), py::arg("pos"),

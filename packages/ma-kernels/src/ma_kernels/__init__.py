@@ -7,7 +7,7 @@ one build serves any torch >= 2.4.
 
 from importlib.metadata import version as _version
 
-from . import book_stream, reference, step
+from . import book_stream, reference, resident, step
 from ._C import cuda_device_count as _cuda_device_count
 from ._C import with_cuda as _with_cuda
 from .book import BOOK_FEATURES_MAX_ENTRIES, BOOK_INSTANT_FEATURES, BOOK_ROLLING_FEATURES
@@ -19,6 +19,7 @@ from .ops import (
     sliding_window_attention,
     transformer_step,
 )
+from .resident import ResidentStream
 from .simulator import LobSimulation, simulate_lob
 
 __version__ = _version("ma-kernels")
@@ -28,6 +29,7 @@ __all__ = [
     "BOOK_INSTANT_FEATURES",
     "BOOK_ROLLING_FEATURES",
     "LobSimulation",
+    "ResidentStream",
     "__version__",
     "book_features",
     "book_features_commit",
@@ -37,6 +39,7 @@ __all__ = [
     "cuda_available",
     "has_cuda",
     "reference",
+    "resident",
     "simulate_lob",
     "sliding_window_attention",
     "step",

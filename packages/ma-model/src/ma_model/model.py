@@ -265,7 +265,7 @@ class MATransformer(nn.Module):
                              "and sizes ma_kernels.step.supports")
         if fused is not False and self._fused_step(x_t, cache):
             out = ma_kernels.transformer_step(
-                x_t.contiguous(), dt_t.contiguous(), active, self._step_parameters, cache.keys,
+                x_t.contiguous(), dt_t.contiguous(), active, self.step_parameters, cache.keys,
                 cache.values, cache.pos, heads=self.config.num_heads,
                 window=self.config.window, dilations=list(self.config.dilations))
             logits = 3 * self.config.num_horizons
@@ -290,8 +290,10 @@ class MATransformer(nn.Module):
                                              x_t.device))
 
     @functools.cached_property
-    def _step_parameters(self) -> list[nn.Parameter]:
-        # The Parameter objects stay while .to() moves their data, so this list does too.
+    def step_parameters(self) -> list[nn.Parameter]:
+        """The parameters in ``ma_kernels.step.parameter_names`` order, as the
+        streaming kernels take them. (The Parameter objects stay while .to()
+        moves their data, so this list does too.)"""
         named = dict(self.named_parameters())
         return [named[name] for name in ma_kernels.step.parameter_names(self.config.num_layers)]
 

@@ -18,6 +18,7 @@ in and one copy out; the host only packs the ticks and reads the results.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ _OVERFLOW, _UNKNOWN_INSTRUMENT, _LEVELS = (
     list(REJECTIONS).index(name) + 1 for name in ("overflow", "unknown_instrument", "levels"))
 SNAPSHOT_FORMAT = ("ma-runtime-engine", 2)
 _NO_RANGE = contextlib.nullcontext()
+MODES = ("eager", "graph", "resident")
 _BOOK = ("bid_price", "bid_size", "ask_price", "ask_size")
 _TRADE = ("trade_price", "trade_size", "trade_side")
 
@@ -86,7 +88,11 @@ class StreamEngine:
     ``levels``: book levels the engine reads (default the spec's); pushed
     ticks may have more (the rest is not read), not fewer.
     ``max_events`` bounds what a time window holds (``FeatureState``).
-    ``cuda_graph`` defaults to True on CUDA.
+    ``mode`` runs each round's device step as ``"eager"`` ops, one captured
+    CUDA ``"graph"`` (the default on CUDA), or in the ``"resident"`` kernel
+    (``ma_kernels.ResidentStream``: CUDA, models ``transformer_step`` takes);
+    where the resident kernel cannot run, the engine says why in a warning
+    and takes the graph.
     """
 
     def __init__(
@@ -97,7 +103,7 @@ class StreamEngine:
         instruments: int = 1,
         levels: int | None = None,
         device: torch.device | str = "cpu",
-        cuda_graph: bool | None = None,
+        mode: str | None = None,
         max_events: int = 4096,
     ) -> None:
         if isinstance(instruments, bool) or not isinstance(instruments, int) or instruments < 1:
@@ -110,6 +116,10 @@ class StreamEngine:
         if self.levels < inputs.spec.levels:
             raise ValueError(f"levels={self.levels}, but the spec reads {inputs.spec.levels}")
         self.device = torch.device(device)
+        self.mode = mode or ("graph" if self.device.type == "cuda" else "eager")
+        if self.mode not in MODES or (self.mode != "eager" and self.device.type != "cuda"):
+            raise ValueError(f"mode must be one of {MODES} ('graph' and 'resident' on CUDA), got "
+                             f"{mode!r} on {self.device}")
         self.model = model.to(self.device).eval()
         self.features = inputs.stream(instruments, self.device, max_events)
         self.cache = model.new_cache(instruments, self.device)
@@ -136,9 +146,36 @@ class StreamEngine:
             for t in (self._in_f64, self._in_i64, self._out))
         self._stage_f64, self._stage_i64 = self._host_f64.numpy(), self._host_i64.numpy()
         self._result = self._host_out.numpy()
-        self._graph = None
-        if cuda_graph if cuda_graph is not None else self.device.type == "cuda":
+        self._graph = self._resident = None
+        if self.mode == "resident":
+            self._resident = self._resident_stream()
+        if self.mode == "graph":
             self._capture()
+
+    def _resident_stream(self):
+        """The resident kernel over this engine's state, or None (with a warning
+        saying why) where it cannot run: the engine then takes the graph."""
+        cfg, spec = self.model.config, self.features.spec
+        why = None
+        if not ma_kernels.resident.supported(cfg.model_dim, cfg.num_heads, cfg.num_layers,
+                                             len(spec.names), self.device):
+            why = "the model or its features are outside the kernel's family"
+        else:
+            try:
+                return ma_kernels.ResidentStream(
+                    params=self.model.step_parameters, keys=self.cache.keys,
+                    values=self.cache.values, pos=self.cache.pos, heads=cfg.num_heads,
+                    window=cfg.window, dilations=list(cfg.dilations),
+                    state=self.features.kernel_state, spec=self.features.kernel_spec,
+                    x_index=self._x_index, shift=self._shift.contiguous(),
+                    scale=self._scale.contiguous(), dt_column=self._dt_index,
+                    dt_scale=float(self.inputs.dt_scale), limit=INPUT_LIMIT,
+                    overflow_code=_OVERFLOW)
+            except (ValueError, RuntimeError) as e:  # no room on this GPU, say
+                why = str(e)
+        warnings.warn(f"resident mode unavailable ({why}); using the CUDA graph", stacklevel=3)
+        self.mode = "graph"
+        return None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, instruments: int = 1, device: str = "auto",
@@ -196,6 +233,15 @@ class StreamEngine:
         (a view the next step overwrites)."""
         if self.device.type == "cpu":
             self._step()
+            return self._result
+        if self._resident is not None:
+            out, codes = self._resident.step(self._stage_f64, self._stage_i64)
+            horizons = self.model.config.num_horizons
+            logits = out[:, : 3 * horizons].reshape(len(out), horizons, 3).astype(np.float64)
+            e = np.exp(logits - logits.max(-1, keepdims=True))
+            self._result[:, : 3 * horizons] = (e / e.sum(-1, keepdims=True)).reshape(len(out), -1)
+            self._result[:, 3 * horizons : -2] = out[:, 3 * horizons :]
+            self._result[:, -2:] = codes
             return self._result
         self._in_f64.copy_(self._host_f64, non_blocking=True)
         self._in_i64.copy_(self._host_i64, non_blocking=True)
@@ -320,6 +366,8 @@ class StreamEngine:
             own.copy_(saved)
         self.rejected = Counter(state["rejected"])
         self.accepted = int(state["accepted"])
+        if self._resident is not None:  # its SMs may cache what was just replaced
+            self._resident.close()
 
     def save(self, path: str | Path) -> Path:
         """``snapshot`` to a file (an ma-model checkpoint: atomic, no pickled code)."""

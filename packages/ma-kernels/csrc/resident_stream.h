@@ -1,0 +1,83 @@
+// A resident streaming kernel: launched once, it stays on the GPU and turns
+// each round of raw ticks into signals with no launch, graph replay or copy
+// call per tick. The host writes a round into pinned, mapped host memory and
+// bumps a request number; the kernel (one thread-block cluster per tile of
+// sequences) sees it, checks each tick (book_stream.h), computes its
+// features, standardises them, commits the accepted ones, runs every stage
+// of the model (cuda/transformer_stages.cuh) and writes the outputs and a
+// done number back into mapped memory, where the host spins on it.
+//
+// Never left spinning: the kernel's wait for a request gives up after
+// idle_ns (the host relaunches it on the next round), the host's wait for a
+// round gives up after its own timeout and raises, and stop() asks the
+// kernel to leave and waits for it with a timeout.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "book_stream.h"
+#include "transformer_step.h"
+
+namespace ma_kernels {
+
+constexpr int kResidentMaxColumns = 128;  // feature columns a spec may have here
+
+struct ResidentConfig {
+  StepShape model;            // batch = instruments
+  BookFeatureSpec spec;       // the features the model's inputs are taken from
+  std::int64_t levels;        // book levels of a round's rows (the feature state's)
+  std::int64_t capacity;      // ring slots of the feature state
+  std::int64_t max_events;
+  int dt_column;              // the feature column of the model's dt
+  double dt_scale;
+  double limit;               // a standardised input beyond this is refused
+  int overflow_code;          // the reason code of such a refusal
+  std::int64_t idle_ns;       // the kernel leaves after this long without a round
+};
+
+// Device memory the kernel reads and updates: the model's parameters and KV
+// caches (StepTensors; its x, dt, active and out are set by the host class)
+// and the feature state; x_index, shift and scale standardise the columns.
+struct ResidentTensors {
+  StepTensors model;
+  StreamState features;
+  const std::int64_t* x_index;  // [inputs]: the feature column of each model input
+  const double* shift;          // [inputs]
+  const double* scale;          // [inputs]
+};
+
+#ifdef MA_KERNELS_WITH_CUDA
+// One resident kernel and its mapped buffers. Rounds carry, per instrument, a
+// row of float64 book (4 x levels: bid, bid size, ask, ask size) and trade
+// (price, size, side), and a row of int64 (time, active flag, event type).
+class ResidentStream {
+ public:
+  ResidentStream(const ResidentConfig& config, const ResidentTensors& tensors, int device,
+                 double timeout_s);
+  ~ResidentStream();
+  ResidentStream(const ResidentStream&) = delete;
+  ResidentStream& operator=(const ResidentStream&) = delete;
+
+  // One round: in_f64 [B, 4 levels + 3], in_i64 [B, 3] -> out [B, outputs]
+  // (logits, regression) and codes [B, 2] (reason code, 0 when accepted;
+  // the instrument's sequence number). Throws if the kernel does not answer
+  // within the timeout.
+  void step(const double* in_f64, const std::int64_t* in_i64, float* out, std::int64_t* codes);
+  // Asks the kernel to leave and waits for it (the next step relaunches it).
+  void stop();
+  std::int64_t clusters() const { return clusters_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;  // frees what the constructor took, even if it throws
+  std::int64_t clusters_;
+};
+
+// How many clusters the kernel needs for this config, and how many this GPU
+// can hold at once (the kernel runs only if they all fit).
+std::int64_t resident_clusters_needed(const ResidentConfig& config);
+std::int64_t resident_clusters_possible(const ResidentConfig& config, int device);
+#endif
+
+}  // namespace ma_kernels

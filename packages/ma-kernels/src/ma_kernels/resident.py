@@ -1,0 +1,119 @@
+"""ResidentStream: raw ticks to model outputs in a kernel that stays on the GPU.
+
+Launched once, the kernel waits on a request number in pinned, mapped host
+memory; a round (one tick per instrument, any subset active) costs no
+launch, graph replay or copy call: the host writes the round and bumps the
+number, the kernel checks each tick (``book_tick_reasons``), computes its
+features (``book_features_step``), standardises them, commits the accepted
+ones (``book_features_commit``), runs the whole model (``transformer_step``)
+and writes the outputs and a done number back, where the host spins on it.
+The state is the caller's tensors (feature state, KV caches, positions), so
+the graph path and this one can take turns on it.
+
+Never left spinning: the kernel leaves after ``idle_timeout`` seconds
+without a round (the next round relaunches it); a round not answered
+within ``timeout`` raises; ``close()`` (also on garbage collection and at
+interpreter exit) stops it. Between rounds the kernel holds no state of its
+own: after the caller changes the state tensors (a restore), ``close()``
+makes the next round start afresh. CUDA only; csrc/resident_stream.h.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from . import _C, step
+from .book import _spec
+from .book_stream import STATE
+
+MAX_COLUMNS = 128  # csrc/resident_stream.h
+
+
+def supported(model_dim: int, heads: int, layers: int, columns: int,
+              device: torch.device | str) -> bool:
+    """Whether a model of these sizes over ``columns`` feature columns runs
+    resident on ``device`` (a GPU may still lack room: the constructor says)."""
+    return (torch.device(device).type == "cuda" and hasattr(_C, "ResidentStream")
+            and step.supports(model_dim, heads, layers, device) and columns <= MAX_COLUMNS)
+
+
+class ResidentStream:
+    """The resident kernel over a model's parameters and caches and a feature state.
+
+    Args:
+        params, keys, values, pos, heads, window, dilations: as for
+            :func:`ma_kernels.transformer_step` (B = the instruments).
+        state: the feature state (:func:`ma_kernels.book_stream.stream_state`).
+        spec: the feature spec as keywords of :func:`book_features_step`
+            (``instant``, ``depth_imbalance``, ``ofi_levels``, ``rolling``,
+            ``windows``, ``time_windows``), and ``max_events``.
+        x_index, shift, scale: ``[F]`` the feature column of each model input
+            and its standardisation ``(column - shift) * scale`` (float64);
+            ``dt_column`` and ``dt_scale`` the model's dt.
+        limit: a standardised input (or dt) beyond this is refused with
+            reason code ``overflow_code``.
+    """
+
+    def __init__(self, *, params: Sequence[torch.Tensor], keys: Sequence[torch.Tensor],
+                 values: Sequence[torch.Tensor], pos: torch.Tensor, heads: int, window: int,
+                 dilations: Sequence[int], state: Sequence[torch.Tensor],
+                 spec: Mapping[str, object], x_index: torch.Tensor, shift: torch.Tensor,
+                 scale: torch.Tensor, dt_column: int, dt_scale: float, limit: float,
+                 overflow_code: int, idle_timeout: float = 1.0, timeout: float = 5.0) -> None:
+        if not (idle_timeout > 0 and timeout > 0):
+            raise ValueError("idle_timeout and timeout must be positive seconds")
+        batch, levels = pos.shape[0], state[0].shape[2]
+        device = pos.device
+        if device.type != "cuda" or not hasattr(_C, "ResidentStream"):
+            raise ValueError("the resident stream runs on CUDA, in a build with CUDA kernels")
+        inputs = params[0].shape[1]
+        # The model's checks, on stand-in inputs of the right shapes.
+        step._check(torch.zeros(batch, inputs, device=device), torch.zeros(batch, device=device),
+                    torch.zeros(batch, dtype=torch.bool, device=device), params, keys, values,
+                    pos, heads, window, dilations)
+        if len(state) != len(STATE) or any(t.device != device for t in state):
+            raise ValueError(f"state must be the {STATE} tensors on {device}")
+        for name, t, dtype in (("x_index", x_index, torch.int64), ("shift", shift, torch.float64),
+                               ("scale", scale, torch.float64)):
+            if t.shape != (inputs,) or t.dtype != dtype or t.device != device:
+                raise ValueError(f"{name} must be [{inputs}] {dtype} on {device}")
+        codes = _spec(levels, spec["instant"], spec.get("depth_imbalance", ()),
+                      spec.get("ofi_levels", 0), spec.get("rolling", ()), spec.get("windows", ()),
+                      spec.get("time_windows", ()))
+        self.batch, self.levels = batch, levels
+        self.outputs = params[-4].shape[0] + params[-2].shape[0]
+        self._keep = (params, keys, values, pos, state, x_index, shift, scale)  # alive while used
+        dims = step._dims(torch.empty(batch, inputs), params, heads, window, dilations)
+        self._native = _C.ResidentStream(
+            dims, list(dilations), [p.data_ptr() for p in params], [k.data_ptr() for k in keys],
+            [v.data_ptr() for v in values], pos.data_ptr(), *codes, levels,
+            (*(t.data_ptr() for t in state), state[3].shape[1], int(spec.get("max_events", 1))),
+            x_index.data_ptr(), shift.data_ptr(), scale.data_ptr(), dt_column, float(dt_scale),
+            float(limit), overflow_code, float(idle_timeout), device.index or 0, float(timeout))
+        self._out = np.zeros((batch, self.outputs), dtype=np.float32)
+        self._codes = np.zeros((batch, 2), dtype=np.int64)
+        self._finalizer = weakref.finalize(self, self._native.stop)
+
+    def step(self, in_f64: np.ndarray, in_i64: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One round: ``in_f64 [B, 4 levels + 3]`` (bid, bid size, ask, ask
+        size per level, then trade price, size, side), ``in_i64 [B, 3]``
+        (time, active flag, event type) -> ``(out [B, outputs] float32:
+        logits then regression, codes [B, 2] int64: reason code, 0 when
+        accepted, and the instrument's sequence number)``, views the next
+        round overwrites."""
+        self._native.step(in_f64, in_i64, self._out, self._codes)
+        return self._out, self._codes
+
+    def close(self) -> None:
+        """Stops the kernel (the next ``step`` launches it again)."""
+        self._native.stop()
+
+    def __enter__(self) -> ResidentStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
