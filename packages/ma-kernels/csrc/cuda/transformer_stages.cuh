@@ -13,8 +13,8 @@
 //   A  LayerNorm, qkv projection                 -> qkv
 //   B  rotary, ring write, windowed attention    -> partial (m, l, acc) per split
 //   C  combine splits, out projection + residual -> h
-//   D  LayerNorm, SwiGLU up projection           -> act
-//   E  down projection + residual                -> h
+//   D  LayerNorm, SwiGLU up projection           -> gate and value
+//   E  silu(gate) * value, down projection + residual -> h
 //   heads (LayerNorm, direction, regression)     -> out; pos += active
 //
 // In the projections a warp owns whole output columns: its lanes stride the
@@ -48,7 +48,7 @@ constexpr unsigned kAll = 0xffffffffu;
 struct Layout {
   int splits;  // of each (sequence, head)'s window across warps
   int kmax;    // widest row staged in shared memory
-  int act;     // qkv [3C] or the SwiGLU activation [M], after h [C]
+  int act;     // qkv [3C] or the up projection [2M], after h [C]
   int partial; // per (head, split): D accumulators, max, sum
   int stride;
 };
@@ -60,7 +60,7 @@ inline Layout layout_of(const StepShape& s) {
   lay.splits = std::clamp(warps / (rows * s.heads), 1, std::max(1, s.window / kGroups));
   lay.kmax = std::max({s.inputs + 2 * s.frequencies + 1, s.model_dim, s.hidden});
   lay.act = s.model_dim;
-  lay.partial = lay.act + std::max(3 * s.model_dim, s.hidden);
+  lay.partial = lay.act + std::max(3 * s.model_dim, 2 * s.hidden);
   lay.stride = lay.partial + s.heads * lay.splits * (s.head_dim() + 2);
   return lay;
 }
@@ -141,24 +141,75 @@ struct Step {
     __syncthreads();
   }
 
-  // Stages a [rows, k] block of the workspace at `offset` into xs.
-  __device__ void stage(int offset, int k) const {
-    for (int i = threadIdx.x; i < kTile * k; i += kThreads) {
-      const int r = i / k;
-      xs[i] = r < rows ? __ldcg(row(r) + offset + i % k) : 0.f;
+  // The SwiGLU activations silu(gate) * value of the up projection's outputs
+  // [rows, 2M] in the workspace, staged into xs [rows, M].
+  __device__ void stage_swiglu() const {
+    const int hidden = s.hidden;
+    for (int i = threadIdx.x; i < kTile * hidden; i += kThreads) {
+      const int r = i / hidden, j = i % hidden;
+      float v = 0.f;
+      if (r < rows) {
+        const float gate = __ldcg(row(r) + lay.act + j);
+        v = gate / (1.f + expf(-gate)) * __ldcg(row(r) + lay.act + hidden + j);
+      }
+      xs[i] = v;
     }
     __syncthreads();
   }
 
-  // h[r, n] += xs[r, 0:k] . W[n] + bias[n] for every output n of this warp.
-  __device__ void residual(const float* weight, const float* bias, int k) const {
-    for (int n = gwarp; n < s.model_dim; n += kWarpsInCluster) {
-      float acc[kTile];
-      warp_dots(xs, k, k, weight + std::int64_t(n) * k, rows, lane, acc);
-      if (lane == 0) {
-        for (int r = 0; r < rows; ++r) row(r)[n] = __ldcg(row(r) + n) + (acc[r] + bias[n]);
+  // acc[r] = xs[r, 0:k] . weight_row(n) for each output n < n_out of this
+  // warp, kOuts outputs at a time so that their weight loads (a float4 per
+  // lane) are in flight together: one dependent load per stage, not one per
+  // output. emit(n, acc) runs on lane 0. k is a multiple of 4.
+  template <typename WeightRow, typename Emit>
+  __device__ void project(int k, int n_out, const WeightRow& weight_row, const Emit& emit) const {
+    constexpr int kOuts = 4;
+    for (int n0 = gwarp; n0 < n_out; n0 += kOuts * kWarpsInCluster) {
+      float acc[kOuts][kTile];
+#pragma unroll
+      for (int g = 0; g < kOuts; ++g) {
+#pragma unroll
+        for (int r = 0; r < kTile; ++r) acc[g][r] = 0.f;
+      }
+#pragma unroll 2
+      for (int i = 4 * lane; i < k; i += 128) {
+        float4 w[kOuts];
+#pragma unroll
+        for (int g = 0; g < kOuts; ++g) {
+          const int n = n0 + g * kWarpsInCluster;
+          w[g] = n < n_out ? __ldg(reinterpret_cast<const float4*>(weight_row(n) + i))
+                           : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+#pragma unroll
+        for (int r = 0; r < kTile; ++r) {
+          if (r >= rows) break;
+          const float4 x = *reinterpret_cast<const float4*>(xs + r * k + i);
+#pragma unroll
+          for (int g = 0; g < kOuts; ++g) {
+            acc[g][r] = fmaf(w[g].x, x.x, fmaf(w[g].y, x.y, fmaf(w[g].z, x.z,
+                        fmaf(w[g].w, x.w, acc[g][r]))));
+          }
+        }
+      }
+#pragma unroll
+      for (int g = 0; g < kOuts; ++g) {
+        const int n = n0 + g * kWarpsInCluster;
+        if (n >= n_out) break;
+#pragma unroll
+        for (int r = 0; r < kTile; ++r) {
+          if (r < rows) acc[g][r] = warp_sum(acc[g][r]);
+        }
+        if (lane == 0) emit(n, acc[g]);
       }
     }
+  }
+
+  // h[r, n] += xs[r, 0:k] . W[n] + bias[n] for every output n of this warp.
+  __device__ void residual(const float* weight, const float* bias, int k) const {
+    project(k, s.model_dim, [&](int n) { return weight + std::int64_t(n) * k; },
+            [&](int n, const float* acc) {
+              for (int r = 0; r < rows; ++r) row(r)[n] = __ldcg(row(r) + n) + (acc[r] + bias[n]);
+            });
   }
 
   __device__ void embed() const {
@@ -194,15 +245,17 @@ struct Step {
     }
   }
 
-  __device__ void qkv(const float* const* p) const {
+  // Projects each row's xs [C] by W [N, C] with bias into the workspace at act.
+  __device__ void project_to_act(const float* weight, const float* bias, int n_out) const {
     const int c = s.model_dim;
-    for (int n = gwarp; n < 3 * c; n += kWarpsInCluster) {
-      float acc[kTile];
-      warp_dots(xs, c, c, p[kStepQkvWeight] + std::int64_t(n) * c, rows, lane, acc);
-      if (lane == 0) {
-        for (int r = 0; r < rows; ++r) row(r)[lay.act + n] = acc[r] + p[kStepQkvBias][n];
-      }
-    }
+    project(c, n_out, [&](int n) { return weight + std::int64_t(n) * c; },
+            [&](int n, const float* acc) {
+              for (int r = 0; r < rows; ++r) row(r)[lay.act + n] = acc[r] + bias[n];
+            });
+  }
+
+  __device__ void qkv(const float* const* p) const {
+    project_to_act(p[kStepQkvWeight], p[kStepQkvBias], 3 * s.model_dim);
   }
 
   template <int D>
@@ -334,35 +387,25 @@ struct Step {
     __syncthreads();
   }
 
+  // The up projection's gate and value columns [2M] into the workspace
+  // (stage_swiglu combines them for the down projection).
   __device__ void swiglu_up(const float* const* p) const {
-    const int c = s.model_dim, hidden = s.hidden;
-    for (int n = gwarp; n < hidden; n += kWarpsInCluster) {
-      float gate[kTile], value[kTile];
-      warp_dots(xs, c, c, p[kStepUpWeight] + std::int64_t(n) * c, rows, lane, gate);
-      warp_dots(xs, c, c, p[kStepUpWeight] + std::int64_t(hidden + n) * c, rows, lane, value);
-      if (lane == 0) {
-        for (int r = 0; r < rows; ++r) {
-          const float a = gate[r] + p[kStepUpBias][n];
-          row(r)[lay.act + n] = a / (1.f + expf(-a)) * (value[r] + p[kStepUpBias][hidden + n]);
-        }
-      }
-    }
+    project_to_act(p[kStepUpWeight], p[kStepUpBias], 2 * s.hidden);
   }
 
   // The heads' outputs into out [B, out_stride]: logits, then regression.
   __device__ void heads(float* out, int out_stride) const {
     const int c = s.model_dim, logits = 3 * s.horizons;
-    for (int n = gwarp; n < s.outputs(); n += kWarpsInCluster) {
-      const bool direction = n < logits;
-      const int i = direction ? n : n - logits;
-      const float* w = t.head[direction ? kStepDirectionWeight : kStepRegressionWeight];
-      const float* bias = t.head[direction ? kStepDirectionBias : kStepRegressionBias];
-      float acc[kTile];
-      warp_dots(xs, c, c, w + std::int64_t(i) * c, rows, lane, acc);
-      if (lane == 0) {
-        for (int r = 0; r < rows; ++r) out[(row0 + r) * out_stride + n] = acc[r] + bias[i];
-      }
-    }
+    project(c, s.outputs(),
+            [&](int n) {
+              return n < logits ? t.head[kStepDirectionWeight] + std::int64_t(n) * c
+                                : t.head[kStepRegressionWeight] + std::int64_t(n - logits) * c;
+            },
+            [&](int n, const float* acc) {
+              const float bias = n < logits ? t.head[kStepDirectionBias][n]
+                                            : t.head[kStepRegressionBias][n - logits];
+              for (int r = 0; r < rows; ++r) out[(row0 + r) * out_stride + n] = acc[r] + bias;
+            });
   }
 };
 
@@ -404,7 +447,7 @@ __device__ void model_stages(const Step& step, cg::cluster_group& cluster, float
     step.layer_norm(p[kStepNorm2Weight], p[kStepNorm2Bias]);
     step.swiglu_up(p);
     cluster.sync();
-    step.stage(step.lay.act, s.hidden);
+    step.stage_swiglu();
     step.residual(p[kStepDownWeight], p[kStepDownBias], s.hidden);
     cluster.sync();
   }

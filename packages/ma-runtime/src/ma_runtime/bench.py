@@ -36,19 +36,20 @@ import torch
 import ma_features
 import ma_model
 
-from .engine import StreamEngine, auto_device
+from .engine import MODES, StreamEngine, auto_device
 from .latency import LatencyStats, measure_latency
 
 ANCHORS_MODEL = {"model_dim": 128, "num_heads": 4, "num_layers": 4, "window": 256,
                  "dilations": [1, 1, 1, 1], "mlp_ratio": 4}
 
 
-def anchors_engine(instruments: int, device: str) -> StreamEngine:
+def anchors_engine(instruments: int, device: str, mode: str | None = None) -> StreamEngine:
     """The ANCHORS.md model with random weights, standardised on simulated ticks."""
-    return random_engine(ANCHORS_MODEL, instruments, device)
+    return random_engine(ANCHORS_MODEL, instruments, device, mode)
 
 
-def random_engine(model: dict, instruments: int, device: str) -> StreamEngine:
+def random_engine(model: dict, instruments: int, device: str,
+                  mode: str | None = None) -> StreamEngine:
     """An engine of the model config ``model`` (a YAML ``model:`` section) with
     random weights, reading the default spec standardised on simulated ticks."""
     cfg = ma_model.config_from_dict({"model": model, "data": {"horizons": [10]}})
@@ -57,7 +58,7 @@ def random_engine(model: dict, instruments: int, device: str) -> StreamEngine:
     raw = ma_model.raw_columns(ma_features.simulate(20_000, levels=1, seed=99),
                                cfg.data.features)
     inputs = ma_model.ModelInputs.fit(cfg.data.features, raw["x"], raw["dt"])
-    return StreamEngine(model, inputs, instruments=instruments, device=device)
+    return StreamEngine(model, inputs, instruments=instruments, device=device, mode=mode)
 
 
 def simulated_pushes(calls: int, instruments: int, levels: int):
@@ -149,6 +150,7 @@ def run(engine: StreamEngine, calls: int, warmup: int = 100,
         "device": torch.cuda.get_device_name(engine.device) if engine.device.type == "cuda"
         else platform.processor() or "cpu",
         "torch": torch.__version__, "instruments": engine.instruments, "calls": calls,
+        "mode": engine.mode,
         "ticks_per_s": engine.instruments * calls / seconds,
         "rejected": dict(engine.rejected),
         **{name: vars(stats) for name, stats in figures.items()},
@@ -194,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
                         default=100_000, help="measured pushes (default 100000)")
     parser.add_argument("--instruments", type=int, default=1)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--mode", choices=MODES,
+                        help="the engine's device step (default: graph on CUDA, eager on a CPU)")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--plot", type=Path, help="write a PNG of the latencies here")
     parser.add_argument("--profile", type=Path,
@@ -206,9 +210,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.model_path:
             engine = StreamEngine.from_checkpoint(args.model_path, instruments=args.instruments,
-                                                  device=device)
+                                                  device=device, mode=args.mode)
         else:
-            engine = anchors_engine(args.instruments, device)
+            engine = anchors_engine(args.instruments, device, args.mode)
     except ValueError as e:  # a bad checkpoint or option
         parser.exit(2, f"ma-bench: error: {e}\n")
     samples: dict[str, list[int]] = {}
