@@ -268,6 +268,8 @@ class StreamEngine:
         codes[(ids < 0) | (ids >= self.instruments)] = _UNKNOWN_INSTRUMENT
         if ticks.levels < self.levels:
             codes[:] = _LEVELS
+        if n == 1 and codes[0] == 0:
+            return self._push_one(ticks, ids, codes)
         done, rows = [], []
         pending = np.flatnonzero(codes == 0)
         rounds = _rounds(ids[pending])
@@ -289,6 +291,23 @@ class StreamEngine:
             rows.append(out[accepted])
         with self._range("ma.signals"):
             return self._signals(ticks, ids, codes, done, rows)
+
+    def _push_one(self, ticks: ma_features.Ticks, ids: np.ndarray,
+                  codes: np.ndarray) -> Signals:
+        """``push`` of one tick, the latency-critical case: no rounds to form."""
+        b, k, f64, i64 = int(ids[0]), self.levels, self._stage_f64, self._stage_i64
+        with self._range("ma.pack"):
+            for j, name in enumerate(_BOOK):
+                f64[b, j * k:(j + 1) * k] = getattr(ticks, name)[0, :k]
+            f64[b, 4 * k:] = (ticks.trade_price[0], ticks.trade_size[0], ticks.trade_side[0])
+            i64[:, 1] = 0
+            i64[b] = (ticks.time[0], 1, ticks.event[0])
+        with self._range("ma.step"):
+            out = self._run()[b : b + 1].copy()
+        codes[0] = out[0, -2]
+        taken = np.zeros(int(codes[0] == 0), dtype=np.int64)
+        with self._range("ma.signals"):
+            return self._signals(ticks, ids, codes, [taken], [out[: len(taken)]])
 
     def _range(self, name: str):
         """A named NVTX range (Nsight Systems shows it) on CUDA; nothing on a CPU."""
