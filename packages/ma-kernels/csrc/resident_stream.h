@@ -3,8 +3,8 @@
 // call per tick. The host writes a round into pinned, mapped host memory and
 // bumps a request number; the kernel (one thread-block cluster per tile of
 // sequences) sees it, checks each tick (book_stream.h), computes its
-// features, standardises them, commits the accepted ones, runs every stage
-// of the model (cuda/transformer_stages.cuh) and writes the outputs and a
+// features, standardises them, commits the accepted ones (stream_inputs.h),
+// runs every stage of the model (cuda/transformer_stages.cuh) and writes the outputs and a
 // done number back into mapped memory, where the host spins on it.
 //
 // Never left spinning: the kernel's wait for a request gives up after
@@ -16,35 +16,25 @@
 #include <cstdint>
 #include <memory>
 
-#include "book_stream.h"
+#include "stream_inputs.h"
 #include "transformer_step.h"
 
 namespace ma_kernels {
-
-constexpr int kResidentMaxColumns = 128;  // feature columns a spec may have here
 
 struct ResidentConfig {
   StepShape model;            // batch = instruments
   BookFeatureSpec spec;       // the features the model's inputs are taken from
   std::int64_t levels;        // book levels of a round's rows (the feature state's)
-  std::int64_t capacity;      // ring slots of the feature state
-  std::int64_t max_events;
-  int dt_column;              // the feature column of the model's dt
-  double dt_scale;
-  double limit;               // a standardised input beyond this is refused
-  int overflow_code;          // the reason code of such a refusal
+  StreamStandardise inputs;   // the columns to the model's inputs (device pointers)
   std::int64_t idle_ns;       // the kernel leaves after this long without a round
 };
 
 // Device memory the kernel reads and updates: the model's parameters and KV
 // caches (StepTensors; its x, dt, active and out are set by the host class)
-// and the feature state; x_index, shift and scale standardise the columns.
+// and the feature state.
 struct ResidentTensors {
   StepTensors model;
   StreamState features;
-  const std::int64_t* x_index;  // [inputs]: the feature column of each model input
-  const double* shift;          // [inputs]
-  const double* scale;          // [inputs]
 };
 
 #ifdef MA_KERNELS_WITH_CUDA

@@ -46,6 +46,8 @@ class FeatureState:
             module docstring). The ring costs 56 bytes per instrument and slot.
         device, dtype: where the state lives and the dtype of the features;
             the state itself is float64.
+        levels: book levels kept of each event (default the spec's); more
+            extend ``reasons``' checks to them.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class FeatureState:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         max_events: int = 4096,
+        levels: int | None = None,
     ) -> None:
         spec = FeatureSpec() if spec is None else spec
         for name, value in (("batch", batch), ("max_events", max_events)):
@@ -63,7 +66,11 @@ class FeatureState:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         self.spec, self.batch, self.dtype, self.max_events = spec, batch, dtype, max_events
         self.device = torch.device(device)
-        self.levels = max(spec.levels, 1)  # the book levels the state keeps of each event
+        # The book levels the state keeps of each event (and events' checks read).
+        self.levels = max(spec.levels, 1) if levels is None else levels
+        if not isinstance(self.levels, int) or self.levels < max(spec.levels, 1):
+            raise ValueError(f"levels must be an int >= the spec's {max(spec.levels, 1)}, got "
+                             f"{levels!r}")
         # Without rolling columns no window is summed, so none needs a ring.
         windows, time_windows = (spec.windows, spec.time_windows) if spec.rolling else ((), ())
         capacity = max((*windows, max_events if time_windows else 1))

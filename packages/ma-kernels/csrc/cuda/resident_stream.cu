@@ -13,6 +13,7 @@
 #include <string>
 
 #include "cuda/check.cuh"
+#include "cuda/stream_inputs.cuh"
 #include "cuda/transformer_stages.cuh"
 #include "resident_stream.h"
 
@@ -34,15 +35,12 @@ struct Mapped {
   volatile int* left;           // [clusters]: 1 once the cluster's kernel has left
 };
 
-// Per-instrument device memory the stages share.
+// Per-instrument device memory: the round's rows copied out of mapped
+// memory, and the model's inputs the stages read.
 struct Scratch {
   double* event_f64;
   std::int64_t* event_i64;
-  float* x;  // [B, inputs]: standardised model inputs
-  float* dt;
-  std::uint8_t* active;  // accepted this round
-  std::int64_t* code;
-  std::uint8_t* overflow;  // [B, time windows] (the NaN columns carry it)
+  StreamInputsOut inputs;
 };
 
 __device__ __forceinline__ std::uint64_t global_ns() {
@@ -51,65 +49,18 @@ __device__ __forceinline__ std::uint64_t global_ns() {
   return t;
 }
 
-// Instrument b's tick of this round: checks, features, standardised inputs,
-// and, if accepted, the commit into its feature state. One warp; lane 0 writes.
+// Instrument b's tick of this round, by one warp: copied out of mapped
+// memory (ld.cv: the host rewrites it every round), then to model inputs.
 __device__ void featurise(const ResidentConfig& c, const ResidentTensors& t, const Mapped& io,
                           const Scratch& sc, std::int64_t b, int lane) {
-  const std::int64_t levels = c.levels, width = 4 * levels + 3, batch = c.model.batch;
+  const StreamRound round{sc.event_f64, sc.event_i64, c.model.batch, c.levels};
+  const std::int64_t width = round.width();
   for (std::int64_t i = lane; i < width; i += 32) {
     sc.event_f64[b * width + i] = __ldcv(io.in_f64 + b * width + i);
   }
   if (lane < 3) sc.event_i64[b * 3 + lane] = __ldcv(io.in_i64 + b * 3 + lane);
   __syncwarp();
-  const auto matrix = [&](int side) {
-    return Matrix{reinterpret_cast<std::uintptr_t>(sc.event_f64 + side * levels), batch, levels,
-                  width, 1};
-  };
-  const auto column = [&](const void* p, std::int64_t stride) {
-    return Column{reinterpret_cast<std::uintptr_t>(p), stride};
-  };
-  const double* trade = sc.event_f64 + 4 * levels;
-  const StreamEvents e{batch, levels, matrix(0), matrix(1), matrix(2), matrix(3),
-                       column(trade, width), column(trade + 1, width), column(trade + 2, width),
-                       column(sc.event_i64, 3), sc.active};
-  const bool wanted = sc.event_i64[b * 3 + 1] != 0;
-  if (lane == 0) sc.active[b] = wanted;  // stream_rolling flags overflow where active
-  __syncwarp();
-  if (!wanted) {
-    if (lane == 0) sc.code[b] = 0;
-    return;
-  }
-  const int reason = book::tick_reason(e, t.features, column(sc.event_i64 + 2, 3), b);
-  const int windows = c.spec.window_count + c.spec.time_window_count;
-  double sums[2 * kMaxSpecEntries * book::kTerms];
-  for (int i = 0; i < windows * book::kTerms; ++i) sums[i] = 0.0;
-  if (windows) {
-    book::add_ring_sums(e, t.features, c.spec, b, lane, 32, sums);
-    for (int i = 0; i < windows * book::kTerms; ++i) {
-      for (int offset = 16; offset > 0; offset /= 2) {
-        sums[i] += __shfl_xor_sync(0xffffffffu, sums[i], offset);
-      }
-    }
-  }
-  if (lane) return;
-  double row[kResidentMaxColumns], terms[book::kTerms];
-  book::stream_event(e, t.features, c.spec, b, row, terms);
-  book::stream_rolling(e, t.features, c.spec, b, sums, terms, row, sc.overflow);
-  // Standardised as in training; refused where the model would overflow.
-  bool ok = true;
-  const int inputs = c.model.inputs;
-  for (int j = 0; j < inputs; ++j) {
-    const double v = (row[t.x_index[j]] - t.shift[j]) * t.scale[j];
-    ok &= isfinite(v) && fabs(v) <= c.limit;
-    sc.x[b * inputs + j] = float(v);
-  }
-  const double dt = row[c.dt_column] / c.dt_scale;
-  ok &= isfinite(dt) && dt <= c.limit;
-  sc.dt[b] = float(dt);
-  const bool accepted = reason == 0 && ok;
-  sc.code[b] = reason ? reason : ok ? 0 : c.overflow_code;
-  sc.active[b] = accepted;
-  if (accepted) book::stream_commit(e, t.features, terms, b);
+  stream_inputs_warp(round, t.features, c.spec, c.inputs, sc.inputs, b, lane);
 }
 
 // Two blocks per SM, so 256 instruments (32 clusters of 8) fit on an H100 at once.
@@ -150,7 +101,7 @@ resident_kernel(const __grid_constant__ ResidentConfig c, const __grid_constant_
     model_stages<D>(step, cluster, io.out, c.model.outputs());
     if (rank == 0 && int(threadIdx.x) < step.rows) {  // the thread that moved pos in model_stages
       const std::int64_t b = step.row0 + threadIdx.x;
-      io.codes[2 * b] = __ldcg(sc.code + b);
+      io.codes[2 * b] = __ldcg(sc.inputs.code + b);
       io.codes[2 * b + 1] = t.model.pos[b];
     }
     __threadfence_system();
@@ -335,8 +286,8 @@ ResidentStream::ResidentStream(const ResidentConfig& config, const ResidentTenso
     // Device scratch and the stages' workspace.
     const std::size_t scratch_sizes[] = {
         align(sizeof(double) * b * m.width()), align(sizeof(std::int64_t) * b * 3),
-        align(sizeof(float) * b * config.model.inputs), align(sizeof(float) * b),
-        align(b), align(sizeof(std::int64_t) * b), align(b * std::max<std::int64_t>(windows, 1)),
+        align(sizeof(float) * b * config.model.inputs), align(sizeof(float) * b), align(b),
+        align(sizeof(std::int64_t) * b), align(b * std::max<std::int64_t>(windows, 1)),
         align(sizeof(float) * transformer_step_cuda_workspace(config.model))};
     std::size_t scratch_total = 0;
     for (std::size_t s : scratch_sizes) scratch_total += s;
@@ -350,16 +301,17 @@ ResidentStream::ResidentStream(const ResidentConfig& config, const ResidentTenso
     };
     m.scratch.event_f64 = reinterpret_cast<double*>(take(scratch_sizes[0]));
     m.scratch.event_i64 = reinterpret_cast<std::int64_t*>(take(scratch_sizes[1]));
-    m.scratch.x = reinterpret_cast<float*>(take(scratch_sizes[2]));
-    m.scratch.dt = reinterpret_cast<float*>(take(scratch_sizes[3]));
-    m.scratch.active = reinterpret_cast<std::uint8_t*>(take(scratch_sizes[4]));
-    m.scratch.code = reinterpret_cast<std::int64_t*>(take(scratch_sizes[5]));
-    m.scratch.overflow = reinterpret_cast<std::uint8_t*>(take(scratch_sizes[6]));
+    StreamInputsOut& inputs = m.scratch.inputs;
+    inputs.x = reinterpret_cast<float*>(take(scratch_sizes[2]));
+    inputs.dt = reinterpret_cast<float*>(take(scratch_sizes[3]));
+    inputs.accepted = reinterpret_cast<std::uint8_t*>(take(scratch_sizes[4]));
+    inputs.code = reinterpret_cast<std::int64_t*>(take(scratch_sizes[5]));
+    inputs.overflow = reinterpret_cast<std::uint8_t*>(take(scratch_sizes[6]));
     m.workspace = reinterpret_cast<float*>(take(scratch_sizes[7]));
     cuda_check(cudaDeviceSynchronize(), "resident stream setup");
-    m.tensors.model.x = m.scratch.x;
-    m.tensors.model.dt = m.scratch.dt;
-    m.tensors.model.active = m.scratch.active;
+    m.tensors.model.x = inputs.x;
+    m.tensors.model.dt = inputs.dt;
+    m.tensors.model.active = inputs.accepted;
     m.tensors.model.out = nullptr;  // the kernel writes the mapped outputs
   }
 }

@@ -11,6 +11,7 @@
 
 #include "book_features.h"
 #include "book_stream.h"
+#include "stream_inputs.h"
 #include "transformer_step.h"
 
 namespace ma_kernels::python {
@@ -21,6 +22,7 @@ void register_lob_simulator(pybind11::module_& m);
 void register_sliding_window_attention(pybind11::module_& m);
 void register_transformer_step(pybind11::module_& m);
 void register_resident_stream(pybind11::module_& m);
+void register_stream_inputs(pybind11::module_& m);
 
 // (batch, inputs, model_dim, heads, hidden, frequencies, layers, horizons, regression, window)
 using Dims = std::array<std::int64_t, 10>;
@@ -38,6 +40,16 @@ StepTensors tensors_of(const StepShape& s, const Pointers& params, const Pointer
                        std::uintptr_t active, std::uintptr_t pos, std::uintptr_t out);
 // A stream's state from the pointers of ma_kernels.book_stream.STATE, capacity, max_events.
 StreamState stream_state_of(const std::array<std::int64_t, 7>& s);
+// book_spec, refusing more columns than the streaming kernels hold.
+BookFeatureSpec stream_spec(const std::vector<std::int64_t>& instant,
+                            const std::vector<std::int64_t>& depth, std::int64_t ofi_levels,
+                            const std::vector<std::int64_t>& rolling,
+                            const std::vector<std::int64_t>& windows,
+                            const std::vector<std::int64_t>& time_windows);
+// The standardisation as ma_kernels/stream.py passes it (checks the column count).
+StreamStandardise standardise_of(int inputs, std::uintptr_t x_index, std::uintptr_t shift,
+                                 std::uintptr_t scale, int dt_column, double dt_scale,
+                                 double limit, int overflow_code);
 
 // The feature spec as the kernels take it, from the lists ma_kernels/book.py passes.
 BookFeatureSpec book_spec(const std::vector<std::int64_t>& instant,

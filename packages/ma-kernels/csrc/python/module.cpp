@@ -40,4 +40,5 @@ PYBIND11_MODULE(_C, m) {
   ma_kernels::python::register_sliding_window_attention(m);
   ma_kernels::python::register_transformer_step(m);
   ma_kernels::python::register_resident_stream(m);
+  ma_kernels::python::register_stream_inputs(m);
 }

@@ -39,25 +39,14 @@ ResidentStream* make(const Dims& dims, const std::vector<std::int64_t>& dilation
                      double timeout_s) {
   ResidentConfig c{};
   c.model = shape_of(dims, dilations);
-  c.spec = book_spec(instant, depth, ofi_levels, rolling, windows, time_windows);
-  if (c.spec.columns() > kResidentMaxColumns) {
-    throw std::invalid_argument("resident stream: at most " +
-                                std::to_string(kResidentMaxColumns) + " feature columns");
-  }
+  c.spec = stream_spec(instant, depth, ofi_levels, rolling, windows, time_windows);
   c.levels = levels;
-  c.capacity = state[5];
-  c.max_events = state[6];
-  c.dt_column = dt_column;
-  c.dt_scale = dt_scale;
-  c.limit = limit;
-  c.overflow_code = overflow_code;
+  c.inputs = standardise_of(c.model.inputs, x_index, shift, scale, dt_column, dt_scale, limit,
+                            overflow_code);
   c.idle_ns = static_cast<std::int64_t>(idle_s * 1e9);
   ResidentTensors t{};
   t.model = tensors_of(c.model, params, keys, values, 0, 0, 0, pos, 0);
   t.features = stream_state_of(state);
-  t.x_index = as<const std::int64_t>(x_index);
-  t.shift = as<const double>(shift);
-  t.scale = as<const double>(scale);
   return new ResidentStream(c, t, device, timeout_s);
 }
 

@@ -7,7 +7,7 @@ one build serves any torch >= 2.4.
 
 from importlib.metadata import version as _version
 
-from . import book_stream, reference, resident, step
+from . import book_stream, reference, resident, step, stream
 from ._C import cuda_device_count as _cuda_device_count
 from ._C import with_cuda as _with_cuda
 from .book import BOOK_FEATURES_MAX_ENTRIES, BOOK_INSTANT_FEATURES, BOOK_ROLLING_FEATURES
@@ -17,6 +17,7 @@ from .ops import (
     book_features_step,
     book_tick_reasons,
     sliding_window_attention,
+    stream_inputs,
     transformer_step,
 )
 from .resident import ResidentStream
@@ -43,6 +44,8 @@ __all__ = [
     "simulate_lob",
     "sliding_window_attention",
     "step",
+    "stream",
+    "stream_inputs",
     "transformer_step",
 ]
 

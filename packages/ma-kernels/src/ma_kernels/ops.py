@@ -10,6 +10,7 @@ live beside it (book.py, attention.py); its float64 twin in reference.py.
   :func:`ma_kernels.book_tick_reasons`;
 - ``ma_kernels::sliding_window_attention_forward`` and ``..._backward``:
   :func:`ma_kernels.sliding_window_attention`;
+- ``ma_kernels::stream_inputs``: :func:`ma_kernels.stream_inputs`;
 - ``ma_kernels::transformer_step``: :func:`ma_kernels.transformer_step`.
 """
 
@@ -17,14 +18,15 @@ from __future__ import annotations
 
 import torch
 
-from . import attention, book, book_stream, step
+from . import attention, book, book_stream, step, stream
 from .attention import sliding_window_attention
 from .book import book_features
 from .book_stream import book_features_commit, book_features_step, book_tick_reasons
 from .step import transformer_step
+from .stream import stream_inputs
 
 __all__ = ["book_features", "book_features_commit", "book_features_step", "book_tick_reasons",
-           "sliding_window_attention", "transformer_step"]
+           "sliding_window_attention", "stream_inputs", "transformer_step"]
 
 _book_features = torch.library.custom_op(
     "ma_kernels::book_features", book.cpu_kernel, mutates_args=(), device_types="cpu"
@@ -72,3 +74,9 @@ _transformer_step = torch.library.custom_op(
 )
 _transformer_step.register_kernel("cuda", step.cuda_kernel)
 _transformer_step.register_fake(step.fake)
+
+_stream_inputs = torch.library.custom_op(
+    "ma_kernels::stream_inputs", stream.cpu_kernel, mutates_args=("state",), device_types="cpu"
+)
+_stream_inputs.register_kernel("cuda", stream.cuda_kernel)
+_stream_inputs.register_fake(stream.fake)

@@ -75,9 +75,11 @@ class ModelInputs:
         return self.standardizer.transform(x).float(), (dt / self.dt_scale).float()
 
     def stream(self, batch: int = 1, device: torch.device | str = "cpu",
-               max_events: int = 4096) -> ma_features.FeatureState:
+               max_events: int = 4096, levels: int | None = None) -> ma_features.FeatureState:
         """Float64 feature state of ``batch`` instruments over the spec and
         ``dt``: the streaming twin of :func:`raw_columns` (its columns are
-        ``spec.including(DT).names``)."""
+        ``spec.including(DT).names``), keeping ``levels`` book levels
+        (default the spec's)."""
         return ma_features.FeatureState(self.spec.including(DT), batch=batch, device=device,
-                                        dtype=torch.float64, max_events=max_events)
+                                        dtype=torch.float64, max_events=max_events,
+                                        levels=levels)

@@ -121,13 +121,17 @@ class StreamEngine:
             raise ValueError(f"mode must be one of {MODES} ('graph' and 'resident' on CUDA), got "
                              f"{mode!r} on {self.device}")
         self.model = model.to(self.device).eval()
-        self.features = inputs.stream(instruments, self.device, max_events)
+        self.features = inputs.stream(instruments, self.device, max_events, self.levels)
         self.cache = model.new_cache(instruments, self.device)
         names = self.features.names
-        self._x_index = torch.tensor([names.index(n) for n in inputs.spec.names],
-                                     device=self.device)
-        self._dt_index = names.index(ma_model.DT)
-        self._shift, self._scale = inputs.standardizer.affine(self.device)
+        shift, scale = inputs.standardizer.affine(self.device)
+        # The columns to the model's inputs: (column - shift) * scale, dt = column / dt_scale.
+        self._standardise = {
+            "x_index": torch.tensor([names.index(n) for n in inputs.spec.names],
+                                    device=self.device),
+            "shift": shift.contiguous(), "scale": scale.contiguous(),
+            "dt_column": names.index(ma_model.DT), "dt_scale": float(inputs.dt_scale),
+            "limit": INPUT_LIMIT, "overflow_code": _OVERFLOW}
         k, n = self.levels, instruments
         # Ticks in: the book and trades as float64; time, active and event type as int64.
         self._in_f64 = torch.zeros(n, 4 * k + len(_TRADE), dtype=torch.float64, device=self.device)
@@ -167,10 +171,7 @@ class StreamEngine:
                     values=self.cache.values, pos=self.cache.pos, heads=cfg.num_heads,
                     window=cfg.window, dilations=list(cfg.dilations),
                     state=self.features.kernel_state, spec=self.features.kernel_spec,
-                    x_index=self._x_index, shift=self._shift.contiguous(),
-                    scale=self._scale.contiguous(), dt_column=self._dt_index,
-                    dt_scale=float(self.inputs.dt_scale), limit=INPUT_LIMIT,
-                    overflow_code=_OVERFLOW)
+                    **self._standardise)
             except (ValueError, RuntimeError) as e:  # no room on this GPU, say
                 why = str(e)
         warnings.warn(f"resident mode unavailable ({why}); using the CUDA graph", stacklevel=3)
@@ -186,31 +187,14 @@ class StreamEngine:
         model, inputs = ma_model.load_model(path, device)
         return cls(model, inputs, instruments=instruments, device=device, **options)
 
-    # The device step: tensor ops only, so it captures as one CUDA graph.
+    # The device step: two kernels and the outputs' assembly, so it captures
+    # as one CUDA graph; the resident kernel runs the same in place.
     @torch.inference_mode()
     def _step(self) -> None:
-        k = self.levels
-        book = self._in_f64[:, : 4 * k].view(-1, 4, k)
-        event = {name: book[:, i] for i, name in enumerate(_BOOK)}
-        event.update({name: self._in_f64[:, 4 * k + i] for i, name in enumerate(_TRADE)})
-        event.update(time=self._in_i64[:, 0], event=self._in_i64[:, 2])
-        reasons = self.features.reasons(event)
-        active = (self._in_i64[:, 1] > 0) & (reasons == 0)
-        inputs: dict[str, torch.Tensor] = {}
-
-        def accept(values: torch.Tensor) -> torch.Tensor:
-            # Standardised as in training; refused where the model would overflow.
-            x = (values.index_select(1, self._x_index) - self._shift) * self._scale
-            dt = values[:, self._dt_index] / self.inputs.dt_scale
-            within = (torch.isfinite(x) & (x.abs() <= INPUT_LIMIT)).all(1)
-            inputs.update(x=x, dt=dt, ok=within & torch.isfinite(dt) & (dt <= INPUT_LIMIT))
-            return inputs["ok"]
-
-        self.features.update(event, active, accept)
-        accepted = active & inputs["ok"]
-        logits, regression = self.model.step(inputs["x"].float(), inputs["dt"].float(),
-                                             self.cache, accepted)
-        code = torch.where(reasons != 0, reasons.long(), (~inputs["ok"]).long() * _OVERFLOW)
+        x, dt, accepted, code = ma_kernels.stream_inputs(
+            self._in_f64, self._in_i64, self.features.kernel_state, **self.features.kernel_spec,
+            **self._standardise)
+        logits, regression = self.model.step(x, dt, self.cache, accepted)
         # Into float64 directly: a float32 sequence number would round past 2^24 ticks.
         torch.cat([logits.softmax(-1).flatten(1), regression, code[:, None],
                    self.cache.pos[:, None]], dim=1, out=self._out)
