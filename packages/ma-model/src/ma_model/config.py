@@ -260,8 +260,12 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
         else:
             raise ValueError(f"{source}: unknown key {key!r}; expected sections "
                              f"{sorted(_SECTIONS)}, param_grid, or {sorted(LEGACY_KEYS)}")
-    if sections["data"].get("file_path") and "source" not in sections["data"]:
-        sections["data"]["source"] = ma_features.source_of(sections["data"]["file_path"])
+    file_path = sections["data"].get("file_path")
+    if isinstance(file_path, str) and file_path and "source" not in sections["data"]:
+        try:
+            sections["data"]["source"] = ma_features.source_of(file_path)
+        except ValueError as e:
+            raise ValueError(f"{source}: data.file_path: {e}") from None
     layers = sections["model"].get("num_layers")
     if "dilations" not in sections["model"] and _is_count(layers):
         sections["model"]["dilations"] = _default_dilations(layers)
