@@ -1,6 +1,6 @@
 """Sessions for building, testing and benchmarking the four packages.
 
-nox                      lint, tests, tests_package (what CI runs)
+nox                      lint, tests, tests_package, readme (what CI runs)
 nox -s demo              the main job on simulated ticks
 nox -s tests_package     each package alone in a fresh venv
 nox -s build bench gpu   wheels, asv smoke run, the GPU script
@@ -25,7 +25,7 @@ TORCH = {
 # Which of them this machine runs, e.g. MA_TORCH_VARIANTS=cu130 on a GPU machine.
 VARIANTS = os.environ.get("MA_TORCH_VARIANTS", "cpu").split(",")
 
-nox.options.sessions = ["lint", "tests", "tests_package"]
+nox.options.sessions = ["lint", "tests", "tests_package", "readme"]
 nox.options.reuse_existing_virtualenvs = False
 
 
@@ -93,6 +93,20 @@ def tests_package(session: nox.Session, variant: str, package: str) -> None:
     """One package in a fresh venv with only its declared dependencies."""
     _install(session, variant, [package])
     _pytest(session, package)
+
+
+@nox.session
+def readme(session: nox.Session) -> None:
+    """Each ``pip install packages/...`` line of the README resolves as written
+    (a dry run: every dependency found, nothing built or installed)."""
+    lines = [line.split("#")[0].split() for line in (ROOT / "README.md").read_text().splitlines()
+             if line.startswith("pip install packages/")]
+    if not lines:
+        session.error("README.md has no 'pip install packages/...' line")
+    with session.chdir(ROOT):
+        for words in lines:
+            session.run("python", "-m", "pip", "install", "--dry-run", "--ignore-installed",
+                        "--quiet", *words[2:])
 
 
 @nox.session

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -121,6 +123,30 @@ def test_cli_writes_a_readable_file(tmp_path, capsys, suffix):
                  "trade_size", "trade_side"):  # fmt: skip
         np.testing.assert_array_equal(getattr(back, name), getattr(ticks, name), err_msg=name)
     assert "events/s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--events", "0"], "--events must be at least 1, got 0"),
+    (["--events", "-5"], "--events must be at least 1, got -5"),
+    (["--events", "10", "--levels", "100000"], "--levels must be between 1 and 1000, got 100000"),
+    (["--events", "10", "--seed", "-1"], "--seed must be at least 0"),
+    (["--events", "10", "--out", "{tmp}/missing/a.csv"], "--out: no such directory '.*missing'"),
+    # /sys refuses new files even to root, who may write into any mode-0500 directory
+    (["--events", "10", "--out", "/sys/ticks.csv"], "--out: cannot write '/sys/ticks.csv'"),
+    (["--events", "10", "--out", "{tmp}/folder.csv"], "--out: cannot write '.*folder.csv' \\(Is a"),
+])
+def test_cli_checks_its_flags_before_simulating(tmp_path, capsys, monkeypatch, argv, message):
+    (tmp_path / "folder.csv").mkdir()  # a directory where the file should go
+    ran = []
+    monkeypatch.setattr("ma_features.simulate_cli.simulate", lambda *a, **k: ran.append(a))
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "ticks.csv")]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and re.search(message, err), err
+    assert not ran and not (tmp_path / "ticks.csv").exists()
 
 
 def test_cli_rejects_unknown_suffix_and_bad_arguments(tmp_path):

@@ -125,7 +125,8 @@ def trained(tiny_config):
     (lambda c: c["model"]["embed.weight"].fill_(float("nan")), r"\['embed.weight'\] hold NaN"),
     (lambda c: c["normalization"]["standardizer"].update(mean=torch.zeros(2), std=torch.ones(2)),
      "normalization does not fit its features"),
-    (lambda c: c["config"]["model"].update(window=0), "model.window must be a positive int"),
+    (lambda c: c["config"]["model"].update(window=0),
+     "model.window: Input should be greater than or equal to 1"),
 ])
 def test_broken_checkpoint_is_named_not_a_traceback(trained, tmp_path, change, message):
     ckpt = load_checkpoint(trained)

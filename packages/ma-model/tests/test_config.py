@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -78,8 +79,36 @@ def test_grid_over_feature_specs_names_each_by_its_place():
     ({"param_grid": {"dropout": [0.1]}}, "param_grid: unknown key 'dropout'"),
     ({"model": {"model_dim": 30, "num_heads": 4}}, "divisible"),
     ({"model": {"num_layers": 3, "dilations": [1, 2]}}, "3 layers"),
-    ({"model": {"attention": "linear"}}, "model.attention must be one of"),
-    ({"batch_size": 0}, "train.batch_size must be a positive int"),
+    ({"model": {"attention": "linear"}}, "model.attention: Input should be 'ma', 'sdpa_dense' or"),
+    ({"batch_size": 0}, "train.batch_size: Input should be greater than or equal to 1, got 0"),
+    # YAML slips, each named by its key (issue 22)
+    ({"train": {"learning_rate": "fast"}}, "train.learning_rate: .*valid number.*, got 'fast'"),
+    ({"model": {"dilations": 2}}, "model.dilations: Input should be a valid tuple, got 2"),
+    ({"model": {"dilations": [1, 0]}}, r"model.dilations.1: .*greater than or equal to 1"),
+    ({"train": {"epochs": 2.5}}, "train.epochs: Input should be a valid integer, got 2.5"),
+    ({"train": {"epochs": True}}, "train.epochs: Input should be a valid integer, got True"),
+    ({"train": {"learning_rate": True}}, "train.learning_rate: .*not true/false"),
+    ({"train": {"grad_clip": -1}}, "train.grad_clip: Input should be greater than 0, got -1"),
+    ({"train": {"warmup_steps": -5}}, "train.warmup_steps: .*greater than or equal to 0"),
+    ({"train": {"min_lr_ratio": -2}}, "train.min_lr_ratio: .*greater than or equal to 0"),
+    ({"train": {"min_lr_ratio": 1.5}}, "train.min_lr_ratio: .*less than or equal to 1"),
+    ({"train": {"weight_decay": -0.1}}, "train.weight_decay: .*greater than or equal to 0"),
+    ({"train": {"regression_weight": float("nan")}}, "train.regression_weight: .*finite"),
+    ({"train": {"learning_rate": float("inf")}}, "train.learning_rate: .*finite"),
+    ({"train": {"cuda_graph": "yes"}}, "train.cuda_graph: .*valid boolean, got 'yes'"),
+    ({"train": {"compile": "fast"}}, "train.compile: Input should be False, True, 'default'"),
+    ({"train": {"device": "gpu"}}, "train.device: Input should be 'auto', 'cpu' or 'cuda'"),
+    ({"train": {"out_dir": ""}}, "train.out_dir: .*at least 1 character"),
+    ({"data": {"alpha": -0.1}}, "data.alpha: .*greater than or equal to 0"),
+    ({"data": {"seed": -1}}, "data.seed: .*greater than or equal to 0"),
+    ({"data": {"horizons": []}}, "data.horizons: .*at least 1 item"),
+    ({"data": {"val_fraction": 0.5}}, "data.val_fraction: .*less than 0.5"),
+    ({"data": {"file_path": 7, "source": "csv"}}, "data.file_path: .*valid string, got 7"),
+    ({"model": {"num_layers": "two"}}, "model.num_layers: .*valid integer, got 'two'"),
+    ({"model": {"dropout": 1}}, "model.dropout: .*less than 1"),
+    ({"param_grid": {"learning_rate": ["fast"]}},
+     "param_grid: train.learning_rate: .*valid number.*, got 'fast'"),
+    ({"param_grid": {"num_layers": [0]}}, "param_grid: model.num_layers: .*greater than or"),
     ({"data": {"source": "parquet"}}, "needs data.file_path"),
     ({"file_path": "ticks.bin"}, "cannot tell the format"),
     ([1, 2], "expected a mapping"),
@@ -87,6 +116,25 @@ def test_grid_over_feature_specs_names_each_by_its_place():
 def test_bad_configs_get_clear_errors(raw, message):
     with pytest.raises(ValueError, match=message):
         config_from_dict(raw, "test.yaml")
+
+
+def test_a_float_written_as_yaml_reads_it_is_a_float(tmp_path):
+    # PyYAML reads 1e-3 (no dot) as the string '1e-3'; the schema takes it as the number.
+    path = tmp_path / "lr.yaml"
+    path.write_text("train:\n  learning_rate: 1e-3\n  grad_clip: null\n")
+    cfg = load_config(path)
+    assert cfg.train.learning_rate == 0.001 and cfg.train.grad_clip is None
+
+
+def test_every_error_of_a_config_is_reported_at_once():
+    with pytest.raises(ValueError) as error:
+        config_from_dict({"train": {"grad_clip": -1, "weight_decay": -1}})
+    assert "train.grad_clip: " in str(error.value) and "train.weight_decay: " in str(error.value)
+
+
+def test_replace_checks_the_schema_too(tiny_config):
+    with pytest.raises(ValueError, match="grad_clip"):
+        replace(tiny_config.train, grad_clip=-1.0)
 
 
 def test_missing_and_malformed_files(tmp_path):

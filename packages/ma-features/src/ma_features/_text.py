@@ -45,13 +45,18 @@ class Table:
         )
 
 
+BOM = b"\xef\xbb\xbf"
+"""A UTF-8 byte-order mark, as spreadsheets write it: skipped at the start of a file."""
+
+
 def read_table(path: str | Path, n_fields: int | None = None, header: bool = False) -> Table:
     """Split ``path`` into fields; ``n_fields=None`` takes the count of the first data line.
 
     Trailing empty lines are ignored; an empty line elsewhere is a malformed row.
     """
     path = Path(path)
-    raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    data = path.read_bytes()
+    raw = np.frombuffer(data[len(BOM) :] if data.startswith(BOM) else data, dtype=np.uint8)
     if (raw == 13).any():  # CRLF line ends
         raw = raw[raw != 13]
     ends = np.flatnonzero(raw == 10)
@@ -69,7 +74,10 @@ def read_table(path: str | Path, n_fields: int | None = None, header: bool = Fal
     if header:
         if n_lines == 0:
             raise ValueError(f"{path}: empty file, expected a header line")
-        text = raw[starts[0] : ends[0]].tobytes().decode()
+        try:
+            text = raw[starts[0] : ends[0]].tobytes().decode()
+        except UnicodeDecodeError:
+            raise _not_utf8(path, raw.tobytes()) from None
         names = [name.strip().strip('"') for name in text.split(",")]
         n_fields = len(names) if n_fields is None else n_fields
         first = 1
@@ -93,16 +101,21 @@ def read_table(path: str | Path, n_fields: int | None = None, header: bool = Fal
 
     column_names = [f"f{i}" for i in range(n_fields)]
     if body:
-        table = pcsv.read_csv(
-            io.BytesIO(body),
-            read_options=pcsv.ReadOptions(column_names=column_names),
-            parse_options=pcsv.ParseOptions(quote_char=False),
-            convert_options=pcsv.ConvertOptions(
-                column_types={name: pa.string() for name in column_names},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
+        try:
+            table = pcsv.read_csv(
+                io.BytesIO(body),
+                read_options=pcsv.ReadOptions(column_names=column_names),
+                parse_options=pcsv.ParseOptions(quote_char=False),
+                convert_options=pcsv.ConvertOptions(
+                    column_types={name: pa.string() for name in column_names},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except pa.ArrowInvalid as e:
+            if "UTF8" not in str(e):
+                raise
+            raise _not_utf8(path, raw.tobytes()) from None
         columns = [table.column(name).combine_chunks() for name in column_names]
     else:
         columns = [pa.array([], pa.string()) for _ in column_names]
@@ -116,6 +129,17 @@ def read_table(path: str | Path, n_fields: int | None = None, header: bool = Fal
         n_fields=n_fields,
         n_rows=n_lines - first,
     )
+
+
+def _not_utf8(path: Path, data: bytes) -> ValueError:
+    """The error for a file that is not UTF-8 text, naming its first bad line."""
+    try:
+        data.decode()
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        return ValueError(f"{path}, line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}); "
+                          "write it as UTF-8 or ASCII")
+    return ValueError(f"{path}: not UTF-8 text; write it as UTF-8 or ASCII")
 
 
 def read_regular(

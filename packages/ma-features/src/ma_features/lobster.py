@@ -154,6 +154,8 @@ def _read_exact(message_path: Path, orderbook_path: Path, levels: int | None):
             f"{message_path} has {messages.n_rows} rows but {orderbook_path} has "
             f"{book.n_rows}: a LOBSTER message file and its orderbook file pair row by row"
         )
+    if book.n_rows == 0:
+        raise ValueError(f"{message_path} and {orderbook_path} are empty: no ticks to read")
     if book.n_fields % 4:
         raise ValueError(f"{orderbook_path}, line 1: {book.n_fields} fields, expected 4 per level")
     file_levels = book.n_fields // 4

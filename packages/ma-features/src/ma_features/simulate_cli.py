@@ -12,6 +12,8 @@ from .io import write_csv, write_parquet
 from .simulator import simulate
 
 WRITERS = {".parquet": write_parquet, ".pq": write_parquet, ".csv": write_csv}
+# Deeper than any feed's book; the simulator's time and the file grow with it.
+MAX_LEVELS = 1000
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,7 +23,9 @@ def main(argv: list[str] | None = None) -> None:
         "with the default SimulatorConfig and write its ticks.",
     )
     parser.add_argument("--events", type=int, required=True, help="number of events (rows)")
-    parser.add_argument("--levels", type=int, default=10, help="price levels per side")
+    parser.add_argument(
+        "--levels", type=int, default=10, help=f"price levels per side (1 to {MAX_LEVELS})"
+    )
     parser.add_argument("--seed", type=int, default=0, help="same seed, same ticks")
     parser.add_argument(
         "--out", type=Path, required=True, help="output file: .parquet, .pq or .csv"
@@ -30,6 +34,23 @@ def main(argv: list[str] | None = None) -> None:
     write = WRITERS.get(args.out.suffix.lower())
     if write is None:
         parser.error(f"--out must end in {', '.join(WRITERS)}; got {args.out.name!r}")
+    # Every argument is checked before the simulation runs, in the flags' terms.
+    if args.events < 1:
+        parser.error(f"--events must be at least 1, got {args.events}")
+    if not 1 <= args.levels <= MAX_LEVELS:
+        parser.error(f"--levels must be between 1 and {MAX_LEVELS}, got {args.levels}")
+    if args.seed < 0:
+        parser.error(f"--seed must be at least 0, got {args.seed}")
+    folder = args.out.parent
+    if not folder.is_dir():
+        parser.error(f"--out: no such directory {str(folder)!r}")
+    existed = args.out.exists()
+    try:  # the one sure test of writing is to open it
+        args.out.open("ab").close()
+    except OSError as e:
+        parser.error(f"--out: cannot write {str(args.out)!r} ({e.strerror})")
+    if not existed:
+        args.out.unlink()
 
     start = time.perf_counter()
     try:

@@ -167,6 +167,7 @@ def forward_cpu(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, left: int, right: int, dilation: int,
     scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    _require_cpu(q=q, k=k, v=v)
     dtype = q.dtype
     if dtype not in FLOAT_CODES:  # 16-bit on CPU: compute in float32
         q, k, v = q.float(), k.float(), v.float()
@@ -177,6 +178,15 @@ def forward_cpu(
         _strided(out), lse.data_ptr(), FLOAT_CODES[q.dtype],
     )
     return out.to(dtype), lse
+
+
+def _require_cpu(**tensors: torch.Tensor) -> None:
+    """The CPU kernels read host memory: a CUDA or meta tensor there would be
+    read through a pointer that is not the host's (a crash, not an error)."""
+    for name, t in tensors.items():
+        if t.device.type != "cpu":
+            raise ValueError(f"{name} is on {t.device}, but this is the CPU kernel; call "
+                             "ma_kernels.sliding_window_attention, which picks the device's")
 
 
 def _copies(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -210,6 +220,7 @@ def backward_cpu(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, dout: torch.Tensor,
     lse: torch.Tensor, left: int, right: int, dilation: int, scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    _require_cpu(q=q, k=k, v=v, out=out, dout=dout, lse=lse)
     dtype = q.dtype
     if dtype not in FLOAT_CODES:
         q, k, v, out, dout = (t.float() for t in (q, k, v, out, dout))

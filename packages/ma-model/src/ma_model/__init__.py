@@ -22,7 +22,7 @@ from .data import (
     tick_arrays,
 )
 from .evaluate import evaluate_checkpoint, load_model, logistic_regression
-from .inputs import DT, ModelInputs, raw_columns
+from .inputs import DT, INPUT_LIMIT, ModelInputs, raw_columns
 from .metrics import classification_report, confusion_matrix
 from .model import KVCache, MATransformer
 from .step import TrainStep
@@ -34,6 +34,7 @@ __all__ = [
     "ATTENTION_KINDS",
     "COMPILE_MODES",
     "DT",
+    "INPUT_LIMIT",
     "CheckpointError",
     "Config",
     "DataConfig",

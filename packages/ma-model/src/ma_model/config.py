@@ -4,16 +4,27 @@ A YAML file has sections ``model:``, ``data:``, ``train:`` and optionally
 ``param_grid:``. The original design's flat keys are accepted at the top
 level and mapped (:data:`LEGACY_KEYS`); any other key is an error that names
 it, so a typo never silently trains with a default.
+
+Each field's type is its schema: pydantic checks every value as a section
+is built (also by ``dataclasses.replace``), so a YAML slip (``learning_rate:
+fast``, ``dilations: 2``, ``grad_clip: -1``) is an error that names the key.
+Ints are strict (``epochs: 3.5`` is refused, ``true`` is no number); a float
+also takes an int or a number written as a string (PyYAML reads ``1e-3``,
+without a dot, as one). A new field is one line: a name, a type of the
+aliases below (or any pydantic type) and a default.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BeforeValidator, ConfigDict, Field, StrictBool, ValidationError
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 import ma_features
 
@@ -23,9 +34,30 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 # The modes that replay CUDA graphs of their own, which cannot nest in train.cuda_graph's.
 GRAPHED_COMPILE_MODES = ("reduce-overhead", "max-autotune")
 DATA_SOURCES = ("simulator", "lobster", "parquet", "csv")
+DEVICES = ("auto", "cpu", "cuda")
 
 
-@dataclass(frozen=True)
+def _no_bool(value: Any) -> Any:
+    # YAML's true/yes are bools, which Python would take as the number 1.
+    if isinstance(value, bool):
+        raise PydanticCustomError("bool_number", "Input should be a number, not true/false")
+    return value
+
+
+Count = Annotated[int, Field(strict=True, ge=1)]
+NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
+Real = Annotated[float, BeforeValidator(_no_bool), Field(allow_inf_nan=False)]
+PositiveReal = Annotated[Real, Field(gt=0)]
+NonNegativeReal = Annotated[Real, Field(ge=0)]
+Ratio = Annotated[Real, Field(ge=0, le=1)]
+SplitFraction = Annotated[Real, Field(gt=0, lt=0.5)]
+Features = Annotated[ma_features.FeatureSpec,
+                     BeforeValidator(lambda value: _spec("data.features", value))]
+
+_SCHEMA = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+@dataclass(frozen=True, config=_SCHEMA)
 class ModelConfig:
     """Sizes of :class:`~ma_model.MATransformer`.
 
@@ -38,49 +70,32 @@ class ModelConfig:
     FlexAttention) or ``sdpa_dense`` (dense causal attention, the baseline).
     """
 
-    input_dim: int | None = None
-    model_dim: int = 32
-    num_heads: int = 2
-    num_layers: int = 2
-    window: int = 32
-    dilations: tuple[int, ...] = (1, 2)
-    mlp_ratio: int = 4
-    time_frequencies: int = 8
-    num_horizons: int = 2
-    num_regression: int = 2
-    dropout: float = 0.0
-    attention: str = "ma"
+    input_dim: Count | None = None
+    model_dim: Count = 32
+    num_heads: Count = 2
+    num_layers: Count = 2
+    window: Count = 32
+    dilations: tuple[Count, ...] = (1, 2)
+    mlp_ratio: Count = 4
+    time_frequencies: Count = 8
+    num_horizons: Count = 2
+    num_regression: NonNegativeInt = 2
+    dropout: Annotated[Real, Field(ge=0, lt=1)] = 0.0
+    attention: Literal[ATTENTION_KINDS] = "ma"
 
-    def __post_init__(self) -> None:
-        if self.input_dim is not None:
-            _positive_int("model.input_dim", self.input_dim)
-        for name in ("model_dim", "num_heads", "num_layers", "window", "mlp_ratio",
-                     "time_frequencies", "num_horizons"):
-            _positive_int(f"model.{name}", getattr(self, name))
-        if isinstance(self.num_regression, bool) or not isinstance(self.num_regression, int) \
-                or self.num_regression < 0:
-            raise ValueError(f"model.num_regression must be an int >= 0, got "
-                             f"{self.num_regression!r}")
+    def __post_init__(self) -> None:  # checks across fields; each field's own is its type
         if self.model_dim % self.num_heads:
             raise ValueError(f"model.model_dim ({self.model_dim}) must be divisible by "
                              f"model.num_heads ({self.num_heads})")
         if (self.model_dim // self.num_heads) % 2:
             raise ValueError(f"head dim model_dim/num_heads = {self.model_dim // self.num_heads} "
                              "must be even (rotary position encoding rotates pairs)")
-        object.__setattr__(self, "dilations", tuple(self.dilations))
         if len(self.dilations) != self.num_layers:
             raise ValueError(f"model.dilations has {len(self.dilations)} entries for "
                              f"{self.num_layers} layers")
-        for d in self.dilations:
-            _positive_int("each of model.dilations", d)
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.attention not in ATTENTION_KINDS:
-            raise ValueError(f"model.attention must be one of {ATTENTION_KINDS}, "
-                             f"got {self.attention!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class DataConfig:
     """Where ticks come from and how they become windows and labels.
 
@@ -94,42 +109,29 @@ class DataConfig:
     Splits are by time, in this order: train, validation, test.
     """
 
-    source: str = "simulator"
+    source: Literal[DATA_SOURCES] = "simulator"
     file_path: str | None = None
-    events: int = 60_000
-    seed: int = 0
-    levels: int = 10
-    sequence_length: int = 64
-    horizons: tuple[int, ...] = (10, 50)
-    alpha: float = 0.0
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    features: ma_features.FeatureSpec = field(default_factory=ma_features.FeatureSpec.model_inputs)
+    events: Count = 60_000
+    seed: NonNegativeInt = 0
+    levels: Count = 10
+    sequence_length: Count = 64
+    horizons: Annotated[tuple[Count, ...], Field(min_length=1)] = (10, 50)
+    alpha: NonNegativeReal = 0.0
+    val_fraction: SplitFraction = 0.15
+    test_fraction: SplitFraction = 0.15
+    features: Features = field(default_factory=ma_features.FeatureSpec.model_inputs)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "features", _spec("data.features", self.features))
-        if self.source not in DATA_SOURCES:
-            raise ValueError(f"data.source must be one of {DATA_SOURCES}, got {self.source!r}")
         if self.source in ("parquet", "csv") and not self.file_path:
             raise ValueError(f"data.source {self.source!r} needs data.file_path")
-        _positive_int("data.events", self.events)
-        _positive_int("data.levels", self.levels)
-        _positive_int("data.sequence_length", self.sequence_length)
-        object.__setattr__(self, "horizons", tuple(self.horizons))
-        if not self.horizons:
-            raise ValueError("data.horizons must not be empty")
-        for k in self.horizons:
-            _positive_int("each of data.horizons", k)
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 < getattr(self, name) < 0.5:
-                raise ValueError(f"data.{name} must be in (0, 0.5), got {getattr(self, name)!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class TrainConfig:
     """Optimisation: AdamW, linear warmup then cosine decay to
     ``min_lr_ratio * learning_rate``, early stopping after ``patience``
-    epochs without a lower validation loss. ``compile``: train the model
+    epochs without a lower validation loss; ``grad_clip`` bounds the
+    gradient's norm (null: no clipping). ``compile``: train the model
     through ``torch.compile`` (validation runs it eagerly): false, true (the
     default mode) or a mode of :data:`COMPILE_MODES`; ``reduce-overhead``
     replays each step as CUDA graphs, which pays where the host is slower
@@ -140,45 +142,34 @@ class TrainConfig:
     fastest way to train on a GPU (``compile`` must then not be a mode that
     replays graphs of its own)."""
 
-    batch_size: int = 32
-    epochs: int = 6
-    patience: int = 3
-    learning_rate: float = 3e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 20
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    regression_weight: float = 0.1
-    stride: int = 16
-    seed: int = 0
-    device: str = "auto"
-    compile: bool | str = False
-    cuda_graph: bool = False
-    out_dir: str = "runs/default"
+    batch_size: Count = 32
+    epochs: Count = 6
+    patience: Count = 3
+    learning_rate: PositiveReal = 3e-3
+    weight_decay: NonNegativeReal = 0.01
+    warmup_steps: NonNegativeInt = 20
+    min_lr_ratio: Ratio = 0.1
+    grad_clip: PositiveReal | None = 1.0
+    regression_weight: NonNegativeReal = 0.1
+    stride: Count = 16
+    seed: NonNegativeInt = 0
+    device: Literal[DEVICES] = "auto"
+    compile: Literal[(False, True, *COMPILE_MODES)] = False
+    cuda_graph: StrictBool = False
+    out_dir: Annotated[str, Field(min_length=1)] = "runs/default"
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "epochs", "patience", "stride"):
-            _positive_int(f"train.{name}", getattr(self, name))
-        if not self.learning_rate > 0:
-            raise ValueError(f"train.learning_rate must be > 0, got {self.learning_rate!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
-        if not (isinstance(self.compile, bool) or self.compile in COMPILE_MODES):
-            raise ValueError(f"train.compile must be true, false or one of {COMPILE_MODES}, "
-                             f"got {self.compile!r}")
-        if not isinstance(self.cuda_graph, bool):
-            raise ValueError(f"train.cuda_graph must be true or false, got {self.cuda_graph!r}")
         if self.cuda_graph and self.compile in GRAPHED_COMPILE_MODES:
             raise ValueError(f"train.cuda_graph captures the whole step, so train.compile "
                              f"cannot be {self.compile!r} (CUDA graphs of its own); use true")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    param_grid: dict[str, tuple] = field(default_factory=dict)
+    param_grid: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         grid = {}
@@ -269,17 +260,38 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
         else:
             raise ValueError(f"{source}: unknown key {key!r}; expected sections "
                              f"{sorted(_SECTIONS)}, param_grid, or {sorted(LEGACY_KEYS)}")
-    if sections["data"].get("file_path") and "source" not in sections["data"]:
-        sections["data"]["source"] = ma_features.source_of(sections["data"]["file_path"])
-    if "num_layers" in sections["model"] and "dilations" not in sections["model"]:
-        sections["model"]["dilations"] = _default_dilations(sections["model"]["num_layers"])
+    file_path = sections["data"].get("file_path")
+    if isinstance(file_path, str) and file_path and "source" not in sections["data"]:
+        try:
+            sections["data"]["source"] = ma_features.source_of(file_path)
+        except ValueError as e:
+            raise ValueError(f"{source}: data.file_path: {e}") from None
+    layers = sections["model"].get("num_layers")
+    if "dilations" not in sections["model"] and _is_count(layers):
+        sections["model"]["dilations"] = _default_dilations(layers)
     try:
-        return Config(**{name: cls(**sections[name]) for name, cls in _SECTIONS.items()},
-                      param_grid=grid)
-    except TypeError as e:  # a wrong value type reaching a comparison
-        raise ValueError(f"{source}: {e}") from e
+        cfg = Config(**sections, param_grid=grid)
+        cfg.grid()  # every point of the grid must be a valid config too
+    except ValidationError as e:
+        raise ValueError(f"{source}: {explain(e)}") from None
     except ValueError as e:
         raise ValueError(f"{source}: {e}") from e
+    return cfg
+
+
+def explain(error: ValidationError, prefix: str = "") -> str:
+    """pydantic's errors in the config's terms: ``train.grad_clip: Input
+    should be greater than 0, got -1``, one per bad value (``prefix``: the
+    section of a section's own errors)."""
+    lines = []
+    for e in error.errors():
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "value_error":  # our own checks name their keys
+            lines.append(message)
+        else:
+            where = prefix + ".".join(str(part) for part in e["loc"])
+            lines.append(f"{where}: {message}, got {e['input']!r}")
+    return "; ".join(lines)
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -299,14 +311,20 @@ def load_config(path: str | Path | None = None) -> Config:
 def _set(cfg: Config, where: tuple[str, str], value: Any) -> Config:
     section, name = where
     changes = {name: value}
-    if name == "num_layers":  # dilations must follow the depth
+    if name == "num_layers" and _is_count(value):  # dilations must follow the depth
         changes["dilations"] = _default_dilations(value)
-    return replace(cfg, **{section: replace(getattr(cfg, section), **changes)})
+    try:
+        return replace(cfg, **{section: replace(getattr(cfg, section), **changes)})
+    except ValidationError as e:
+        raise ValueError(f"param_grid: {explain(e, f'{section}.')}") from None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _default_dilations(num_layers: int) -> tuple[int, ...]:
     """1, 2, 4, 8, 8, ...: the first layer sees every tick, deeper ones reach further."""
-    _positive_int("model.num_layers", num_layers)
     return tuple(2 ** min(i, 3) for i in range(num_layers))
 
 
@@ -322,8 +340,3 @@ def _spec(name: str, value: Any) -> ma_features.FeatureSpec:
 
 def _plain(value: Any) -> Any:
     return value.to_dict() if isinstance(value, ma_features.FeatureSpec) else value
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")

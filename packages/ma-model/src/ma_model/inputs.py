@@ -18,6 +18,14 @@ import ma_features
 
 DT = "inter_arrival"
 """The spec column the model takes apart as ``dt`` (seconds since the previous event)."""
+INPUT_LIMIT = 1e6
+"""A standardised input beyond this many deviations is refused, in training,
+evaluation and the engine (its ``overflow``): finite, but the model's float32
+arithmetic would overflow on it (LayerNorm squares it)."""
+SPIKE_QUANTILE = 0.99
+"""A training value further from its column's median than ``INPUT_LIMIT``
+times this quantile of the column's deviations is a spike: it would swamp
+the column's deviation, so it is refused before the statistics are fitted."""
 
 
 def raw_columns(ticks: ma_features.Ticks, spec: ma_features.FeatureSpec,
@@ -47,6 +55,13 @@ class ModelInputs:
     @classmethod
     def fit(cls, spec: ma_features.FeatureSpec, x: torch.Tensor, dt: torch.Tensor) -> ModelInputs:
         """Statistics of the training rows ``x [N, F]``, ``dt [N]``."""
+        _refuse(~torch.isfinite(x), x, spec.names, "is not finite")
+        deviation = (x.double() - x.double().median(0).values).abs()
+        k = max(1, int(SPIKE_QUANTILE * len(x)))
+        typical = deviation.kthvalue(k, dim=0).values
+        _refuse((deviation > INPUT_LIMIT * typical) & (typical > 0), x, spec.names,
+                f"is a spike: beyond {INPUT_LIMIT:g} times the {SPIKE_QUANTILE:g} quantile of "
+                "its column's deviations from the median, it would swamp the column's statistics")
         positive = dt[dt > 0]
         dt_scale = float(positive.median()) if len(positive) else 1.0
         return cls(spec, ma_features.Standardizer().fit(x), dt_scale)
@@ -71,8 +86,17 @@ class ModelInputs:
         return {"standardizer": self.standardizer.state_dict(), "dt_scale": self.dt_scale}
 
     def normalize(self, x: torch.Tensor, dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw ``x``, ``dt`` -> what the model reads, float32."""
-        return self.standardizer.transform(x).float(), (dt / self.dt_scale).float()
+        """Raw ``x``, ``dt`` -> what the model reads, float32; a ValueError
+        names the first row with an input not finite or beyond
+        :data:`INPUT_LIMIT` deviations (the model would overflow on it)."""
+        _refuse(~torch.isfinite(x), x, self.spec.names, "is not finite")
+        z = self.standardizer.transform(x.double())
+        _refuse(z.abs() > INPUT_LIMIT, x, self.spec.names,
+                f"is beyond {INPUT_LIMIT:g} deviations of the training rows")
+        scaled = dt.double() / self.dt_scale
+        _refuse(~(scaled.abs() <= INPUT_LIMIT)[:, None], dt[:, None], (DT,),
+                f"is not finite or beyond {INPUT_LIMIT:g} times the training rows' median gap")
+        return z.float(), scaled.float()
 
     def stream(self, batch: int = 1, device: torch.device | str = "cpu",
                max_events: int = 4096, levels: int | None = None) -> ma_features.FeatureState:
@@ -83,3 +107,14 @@ class ModelInputs:
         return ma_features.FeatureState(self.spec.including(DT), batch=batch, device=device,
                                         dtype=torch.float64, max_events=max_events,
                                         levels=levels)
+
+
+def _refuse(bad: torch.Tensor, x: torch.Tensor, names: tuple[str, ...], why: str) -> None:
+    """A ValueError naming the first bad row, its column and value: the model
+    must not read it (policy: docs/reliability.md)."""
+    rows = bad.any(1)
+    if bool(rows.any()):
+        row = int(rows.nonzero()[0])
+        column = int(bad[row].nonzero()[0])
+        raise ValueError(f"tick row {row}: input {names[column]!r} = {float(x[row, column]):g} "
+                         f"{why} ({int(rows.sum())} such row(s)); clean or drop these ticks")

@@ -32,7 +32,7 @@ import ma_model
 
 # A standardised input beyond this many deviations is refused: finite, but
 # the model's float32 arithmetic would overflow on it (LayerNorm squares it).
-INPUT_LIMIT = 1e6
+INPUT_LIMIT = ma_model.INPUT_LIMIT  # training and evaluation refuse the same
 _CHECKED = {"empty_side": "no best bid or no best ask price (the features are undefined)",
             "time_backwards": "time before the instrument's previous tick"}
 #: Reason -> what is wrong. The order is the wire format's (ma_runtime.wire):
