@@ -1,6 +1,6 @@
-"""Raw tick to signal latency on the GPU for 1 and 256 instruments: the
-engine (checks, features, standardisation, model; one captured graph per
-round), its peer (the same model's KV-cache step in one CUDA graph, in plain
+"""Raw tick to signal latency on the GPU for 1 and 256 instruments, in the
+engine's graph and resident modes: the engine (checks, features,
+standardisation, model), its peer (the same model's KV-cache step in one CUDA graph, in plain
 PyTorch) and the floors, all measured in the same run by ``ma-bench``'s
 ``run`` (packages/ma-runtime/src/ma_runtime/bench.py) on the ANCHORS.md
 model with random weights. Writes one JSON file.
@@ -23,9 +23,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10_000)
     args = parser.parse_args()
     report = {**environment(), "runs": {}}
-    for instruments in (1, 256):
-        report["runs"][f"instruments_{instruments}"] = run(anchors_engine(instruments, "cuda"),
-                                                           args.calls)
+    for mode in ("graph", "resident"):
+        for instruments in (1, 256):
+            engine = anchors_engine(instruments, "cuda", mode)
+            report["runs"][f"{mode}_instruments_{instruments}"] = run(engine, args.calls)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"raw tick to signal, {report['gpu']} (p50 / p99 / p99.9 us):")
