@@ -127,12 +127,14 @@ def test_bad_arguments_are_named():
     x, dt, active, params, keys, values, pos = args
     cases = {
         "x must have shape": ((x[:, :3], dt, active, params, keys, values, pos), options),
-        "active must be torch.bool": ((x, dt, active.int(), params, keys, values, pos), options),
-        "pos must be torch.int64": ((x, dt, active, params, keys, values, pos.int()), options),
+        "active must have dtype torch.bool": ((x, dt, active.int(), params, keys, values, pos),
+                                              options),
+        "pos must have dtype torch.int64": ((x, dt, active, params, keys, values, pos.int()),
+                                            options),
         r"keys\[1\] must have shape": ((x, dt, active, params, [keys[0], keys[0]], values, pos),
                                        options),
         "params must be the": ((x, dt, active, params[:-1], keys, values, pos), options),
-        r"params\[embed.weight\] must be torch.float32": (
+        r"params\[embed.weight\] must have dtype torch.float32": (
             (x, dt, active, [params[0].double(), *params[1:]], keys, values, pos), options),
         "one dilation per layer|dilations must have": (
             (x, dt, active, params, keys, values, pos), {**options, "dilations": []}),

@@ -37,6 +37,23 @@ def check_tensor(
     check_device(name, t)
 
 
+def check_exact(name: str, t: object, shape: tuple[int, ...], dtype: torch.dtype,
+                device: torch.device, *, contiguous: bool = False) -> None:
+    """``t`` is a tensor of exactly this shape and dtype on ``device``; each
+    failure a ValueError naming ``name`` and what was expected."""
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+    if t.dtype != dtype:
+        raise ValueError(f"{name} must have dtype {dtype}, got {t.dtype}")
+    if t.device != device:
+        raise ValueError(f"{name} is on {t.device}, the others on {device}: one device for all")
+    check_device(name, t)
+    if contiguous and not t.is_contiguous():
+        raise ValueError(f"{name} must be contiguous; call .contiguous() first")
+
+
 def check_device(name: str, t: torch.Tensor) -> None:
     if t.is_cuda:
         if not _C.with_cuda:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from . import _C
-from ._checks import check_device, launch_args, plain_eager
+from ._checks import check_exact, launch_args, plain_eager
 from .book import _BOOK, _spec
 
 TERMS = 6  # rolling terms of an event: OFI, signed volume, notional, volume, trades, r^2
@@ -100,7 +100,7 @@ def book_tick_reasons(
     active = torch.ones(len(time), dtype=torch.bool, device=time.device)
     _check(time, bid_price, bid_size, ask_price, ask_size, active, state,
            trade=(trade_price, trade_size, trade_side))
-    _check_tensor("event", event, (len(time),), torch.int64, time.device)
+    check_exact("event", event, (len(time),), torch.int64, time.device)
     args = (event, time, bid_price, bid_size, ask_price, ask_size, trade_price, trade_size,
             trade_side, list(state))
     if plain_eager(*args[:9], *state):
@@ -116,7 +116,7 @@ def book_features_commit(
     """Each ``active`` instrument's event (with its ``terms`` from
     :func:`book_features_step`) becomes part of its ``state``, in place."""
     _check(time, bid_price, bid_size, ask_price, ask_size, active, state)
-    _check_tensor("terms", terms, (len(time), TERMS), torch.float64, time.device)
+    check_exact("terms", terms, (len(time), TERMS), torch.float64, time.device)
     args = (time, bid_price, bid_size, ask_price, ask_size, active, terms, list(state))
     if plain_eager(*args[:7], *state):
         return _COMMIT[time.device.type](*args)
@@ -128,42 +128,33 @@ def _is_state(state) -> bool:
             and all(isinstance(t, torch.Tensor) for t in state) and state[0].dim() == 3)
 
 
-def _check_tensor(name: str, t: object, shape: tuple[int, ...], dtype: torch.dtype,
-                  device: torch.device, *, contiguous: bool = False) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if tuple(t.shape[: len(shape)]) != shape or t.dim() != len(shape):
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
-    if t.dtype != dtype:
-        raise ValueError(f"{name} must have dtype {dtype}, got {t.dtype}")
-    if t.device != device:
-        raise ValueError(f"{name} is on {t.device}, time on {device}: one device for all")
-    check_device(name, t)
-    if contiguous and not t.is_contiguous():
-        raise ValueError(f"{name} must be contiguous")
-
-
 def _check(time, bid_price, bid_size, ask_price, ask_size, active, state, trade=()) -> None:
     if not isinstance(time, torch.Tensor) or time.dim() != 1:
         raise ValueError("time must be a [B] int64 tensor")
     batch, device = len(time), time.device
     if not _is_state(state):
         raise ValueError(f"state must be the {len(STATE)} tensors {STATE} of stream_state")
-    levels, capacity = state[0].shape[2], state[3].shape[1]
-    _check_tensor("time", time, (batch,), torch.int64, device)
+    levels = state[0].shape[2]
+    check_exact("time", time, (batch,), torch.int64, device)
     for name, t in zip(_BOOK, (bid_price, bid_size, ask_price, ask_size), strict=True):
         if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.shape[0] != batch \
                 or t.shape[1] < levels:
             raise ValueError(f"{name} must be [{batch}, K] with K >= {levels} levels, got "
                              f"{getattr(t, 'shape', type(t).__name__)}")
-        _check_tensor(name, t, tuple(t.shape), torch.float64, device)
+        check_exact(name, t, tuple(t.shape), torch.float64, device)
     for name, t in zip(("trade_price", "trade_size", "trade_side"), trade, strict=False):
-        _check_tensor(name, t, (batch,), torch.float64, device)
-    _check_tensor("active", active, (batch,), torch.bool, device)
+        check_exact(name, t, (batch,), torch.float64, device)
+    check_exact("active", active, (batch,), torch.bool, device)
+    _check_state(state, device)
+
+
+def _check_state(state: Sequence[torch.Tensor], device: torch.device) -> None:
+    """Each tensor of a stream_state, by its shape, dtype and device."""
+    batch, levels, capacity = state[0].shape[0], state[0].shape[2], state[3].shape[1]
     shapes = ((batch, 4, levels), (batch,), (batch,), (batch, capacity, TERMS), (batch, capacity))
     dtypes = (torch.float64, torch.int64, torch.int64, torch.float64, torch.int64)
     for name, t, shape, dtype in zip(STATE, state, shapes, dtypes, strict=True):
-        _check_tensor(f"state[{name}]", t, shape, dtype, device, contiguous=True)
+        check_exact(f"state[{name}]", t, shape, dtype, device, contiguous=True)
 
 
 def _events(time, bid_price, bid_size, ask_price, ask_size, trade, active) -> tuple:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from . import _C
-from ._checks import check_device, launch_args, plain_eager
+from ._checks import check_exact, launch_args, plain_eager
 
 _EMBED = ("embed.weight", "embed.bias", "time.freq", "time.phase", "time.proj.weight",
           "time.proj.bias")
@@ -144,30 +144,15 @@ def _check(x, dt, active, params, keys, values, pos, heads, window, dilations) -
         raise ValueError(f"keys and values must have one tensor per layer ({layers}), got "
                          f"{len(keys)} and {len(values)}")
     for name, t in tensors.items():
-        _check_one(name, t, shapes[name], torch.float32, device)
-    _check_one("active", active, (batch,), torch.bool, device)
-    _check_one("pos", pos, (batch,), torch.int64, device)
+        check_exact(name, t, shapes[name], torch.float32, device, contiguous=True)
+    check_exact("active", active, (batch,), torch.bool, device, contiguous=True)
+    check_exact("pos", pos, (batch,), torch.int64, device, contiguous=True)
     if device.type == "cuda" and not supports(model_dim, heads, layers, device):
         raise ValueError(f"transformer_step on CUDA takes head dims {CUDA_HEAD_DIMS} and model "
                          f"dims up to {CUDA_MAX_MODEL_DIM}, got {head_dim} and {model_dim}")
     if device.type == "cuda" and any(p.data_ptr() % 16 for p in params):
         raise ValueError("params on CUDA must start on 16-byte boundaries (the kernel reads "
                          "weights as float4); pass .clone()s of offset views")
-
-
-def _check_one(name: str, t: object, shape: tuple[int, ...], dtype: torch.dtype,
-               device: torch.device) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if tuple(t.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
-    if t.dtype != dtype:
-        raise ValueError(f"{name} must be {dtype}, got {t.dtype}")
-    if t.device != device:
-        raise ValueError(f"{name} is on {t.device}, x on {device}: one device for all")
-    check_device(name, t)
-    if not t.is_contiguous():
-        raise ValueError(f"{name} must be contiguous; call .contiguous() first")
 
 
 def _pointers(tensors: Sequence[torch.Tensor]) -> list[int]:

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import torch
 
 from . import _C
-from ._checks import check_device, launch_args, plain_eager
+from ._checks import check_exact, launch_args, plain_eager
 from .book import _spec
-from .book_stream import STATE, _check_tensor, _is_state, _state
+from .book_stream import STATE, _check_state, _is_state, _state
 
 MAX_COLUMNS = 128  # csrc/stream_inputs.h
 
@@ -72,13 +72,13 @@ def _check(in_f64, in_i64, state, spec, x_index, shift, scale, dt_column, max_ev
     if not _is_state(state):
         raise ValueError(f"state must be the {len(STATE)} tensors {STATE} of stream_state")
     device, batch, levels = state[0].device, state[0].shape[0], state[0].shape[2]
-    _check_tensor("in_f64", in_f64, (batch, 4 * levels + 3), torch.float64, device,
+    check_exact("in_f64", in_f64, (batch, 4 * levels + 3), torch.float64, device,
                   contiguous=True)
-    _check_tensor("in_i64", in_i64, (batch, 3), torch.int64, device, contiguous=True)
+    check_exact("in_i64", in_i64, (batch, 3), torch.int64, device, contiguous=True)
     inputs = x_index.shape[0] if isinstance(x_index, torch.Tensor) else -1
-    _check_tensor("x_index", x_index, (inputs,), torch.int64, device, contiguous=True)
+    check_exact("x_index", x_index, (inputs,), torch.int64, device, contiguous=True)
     for name, t in (("shift", shift), ("scale", scale)):
-        _check_tensor(name, t, (inputs,), torch.float64, device, contiguous=True)
+        check_exact(name, t, (inputs,), torch.float64, device, contiguous=True)
     columns = _columns(spec)
     if columns > MAX_COLUMNS:
         raise ValueError(f"the spec has {columns} columns; the streaming kernels take at most "
@@ -93,8 +93,7 @@ def _check(in_f64, in_i64, state, spec, x_index, shift, scale, dt_column, max_ev
     capacity = state[3].shape[1]
     if spec[5] and spec[3] and capacity < max_events or max(spec[4], default=1) > capacity:
         raise ValueError(f"the state's ring has {capacity} slots; the spec needs more")
-    for t in (*state, in_f64):
-        check_device("state", t)
+    _check_state(state, device)
 
 
 def _outputs(in_f64: torch.Tensor, inputs: int, time_windows: int):
@@ -107,16 +106,18 @@ def _outputs(in_f64: torch.Tensor, inputs: int, time_windows: int):
             torch.empty(batch, max(time_windows, 1), dtype=torch.uint8, device=device))
 
 
-def _run(kernel, in_f64, in_i64, state, instant, depth, ofi_levels, rolling, windows,
+def _run(in_f64, in_i64, state, instant, depth, ofi_levels, rolling, windows,
          time_windows, max_events, x_index, shift, scale, dt_column, dt_scale, limit,
-         overflow_code, *launch):
+         overflow_code, device, stream):
+    """The kernel on ``device`` (-1: the CPU) and ``stream``."""
     out = _outputs(in_f64, x_index.shape[0], len(time_windows))
     if in_f64.shape[0]:
-        kernel(in_f64.data_ptr(), in_i64.data_ptr(), in_f64.shape[0], state[0].shape[2],
-               _state(state, max_events), instant, depth, ofi_levels, rolling, windows,
-               time_windows, x_index.shape[0], x_index.data_ptr(), shift.data_ptr(),
-               scale.data_ptr(), dt_column, dt_scale, limit, overflow_code,
-               [t.data_ptr() for t in out], *launch)
+        _C.stream_inputs(in_f64.data_ptr(), in_i64.data_ptr(), in_f64.shape[0],
+                         state[0].shape[2], _state(state, max_events), instant, depth,
+                         ofi_levels, rolling, windows, time_windows, x_index.shape[0],
+                         x_index.data_ptr(), shift.data_ptr(), scale.data_ptr(), dt_column,
+                         dt_scale, limit, overflow_code, [t.data_ptr() for t in out], device,
+                         stream)
     return out[:4]
 
 
@@ -126,13 +127,13 @@ def cpu_kernel(
     time_windows: list[int], max_events: int, x_index: torch.Tensor, shift: torch.Tensor,
     scale: torch.Tensor, dt_column: int, dt_scale: float, limit: float, overflow_code: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _run(_C.stream_inputs_cpu, in_f64, in_i64, state, instant, depth_imbalance,
-                ofi_levels, rolling, windows, time_windows, max_events, x_index, shift, scale,
-                dt_column, dt_scale, limit, overflow_code)
+    return _run(in_f64, in_i64, state, instant, depth_imbalance, ofi_levels, rolling, windows,
+                time_windows, max_events, x_index, shift, scale, dt_column, dt_scale, limit,
+                overflow_code, -1, 0)
 
 
 def cuda_kernel(*args):
-    return _run(_C.stream_inputs_cuda, *args, *launch_args(args[0]))
+    return _run(*args, *launch_args(args[0]))
 
 
 def fake(in_f64, in_i64, state, instant, depth, ofi_levels, rolling, windows, time_windows,
