@@ -83,6 +83,14 @@ def test_grid_over_feature_specs_names_each_by_its_place():
     ({"data": {"source": "parquet"}}, "needs data.file_path"),
     ({"file_path": "ticks.bin"}, "cannot tell the format"),
     ([1, 2], "expected a mapping"),
+    ({"data": {"alpha": "median"}}, r"data.alpha must be .* one of \('tlob',\)"),
+    ({"data": {"alpha": [0.1]}}, "data.alpha lists 1 values for 2 horizons"),
+    ({"data": {"alpha": [0.1, -1]}}, "data.alpha values must be numbers >= 0, got -1"),
+    ({"data": {"alpha": "1e-3x"}}, "data.alpha must be"),
+    ({"data": {"val_fraction": -0.1}}, r"data.val_fraction must be in \[0, 0.5\)"),
+    ({"data": {"test_fraction": 0}}, r"data.test_fraction must be in \(0, 0.5\)"),
+    ({"train": {"max_minutes": 0}}, "train.max_minutes must be a number > 0 or null"),
+    ({"train": {"max_minutes": "5"}}, "train.max_minutes must be a number > 0 or null"),
 ])
 def test_bad_configs_get_clear_errors(raw, message):
     with pytest.raises(ValueError, match=message):
@@ -103,3 +111,21 @@ def test_repo_default_config_loads():
         pytest.skip("configs/ is not beside this package (installed from a wheel)")
     cfg = load_config(REPO_DEFAULT)
     assert cfg.data.source == "simulator"
+
+
+def test_alpha_is_a_number_a_list_per_horizon_or_the_tlob_rule():
+    data = {"horizons": [10, 50, 100]}
+    assert config_from_dict({"data": {**data, "alpha": 0}}).data.alpha == 0.0
+    listed = config_from_dict({"data": {**data, "alpha": [1e-5, 2e-5, 3e-5]}})
+    assert listed.data.alpha == (1e-5, 2e-5, 3e-5)
+    assert config_from_dict(listed.to_dict()) == listed  # a list in YAML and checkpoints
+    tlob = config_from_dict({"data": {**data, "alpha": "tlob"}, "train": {"max_minutes": 2.5}})
+    assert tlob.data.alpha == "tlob" and tlob.train.max_minutes == 2.5
+    assert config_from_dict(tlob.to_dict()) == tlob
+    assert config_from_dict({"data": {"val_fraction": 0}}).data.val_fraction == 0
+
+
+def test_seed_is_a_grid_key():
+    cfg = config_from_dict({"param_grid": {"seed": [0, 1, 2]}})
+    assert [(p.train.seed, p.train.out_dir) for p in cfg.grid()] == [
+        (s, f"runs/default/seed={s}") for s in (0, 1, 2)]

@@ -91,7 +91,12 @@ class DataConfig:
     ``parquet`` or ``csv`` (``file_path`` written by ma_features).
     ``features``: the model's inputs, a ``ma_features.FeatureSpec`` (in YAML
     a mapping of its fields; default ``FeatureSpec.model_inputs()``).
-    Splits are by time, in this order: train, validation, test.
+    Splits are by time, in this order: train, validation, test;
+    ``val_fraction: 0`` trains without a validation split (no early
+    stopping: the last epoch is the best).
+    ``alpha``: the label threshold: one number, one per horizon, or
+    ``tlob``: per horizon half the mean absolute relative change of the
+    training split's rows (TLOB's rule; :func:`ma_model.data.tlob_alpha`).
     """
 
     source: str = "simulator"
@@ -101,7 +106,7 @@ class DataConfig:
     levels: int = 10
     sequence_length: int = 64
     horizons: tuple[int, ...] = (10, 50)
-    alpha: float = 0.0
+    alpha: float | tuple[float, ...] | str = 0.0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     features: ma_features.FeatureSpec = field(default_factory=ma_features.FeatureSpec.model_inputs)
@@ -120,9 +125,11 @@ class DataConfig:
             raise ValueError("data.horizons must not be empty")
         for k in self.horizons:
             _positive_int("each of data.horizons", k)
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 < getattr(self, name) < 0.5:
-                raise ValueError(f"data.{name} must be in (0, 0.5), got {getattr(self, name)!r}")
+        object.__setattr__(self, "alpha", _alpha(self.alpha, len(self.horizons)))
+        if not 0 <= self.val_fraction < 0.5:
+            raise ValueError(f"data.val_fraction must be in [0, 0.5), got {self.val_fraction!r}")
+        if not 0 < self.test_fraction < 0.5:
+            raise ValueError(f"data.test_fraction must be in (0, 0.5), got {self.test_fraction!r}")
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,10 @@ class TrainConfig:
     clipping, AdamW) as one CUDA graph after a few eager steps and replay it,
     so the host issues one launch per step; with ``compile`` true, the
     fastest way to train on a GPU (``compile`` must then not be a mode that
-    replays graphs of its own)."""
+    replays graphs of its own).
+    ``max_minutes``: a wall-clock budget beside ``epochs`` (None: none); fit
+    stops after the step that spends it, grid search shares it between its
+    points, and ma-eval's baselines take it too."""
 
     batch_size: int = 32
     epochs: int = 6
@@ -155,10 +165,15 @@ class TrainConfig:
     compile: bool | str = False
     cuda_graph: bool = False
     out_dir: str = "runs/default"
+    max_minutes: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "epochs", "patience", "stride"):
             _positive_int(f"train.{name}", getattr(self, name))
+        if self.max_minutes is not None and (isinstance(self.max_minutes, bool) or not isinstance(
+                self.max_minutes, (int, float)) or not self.max_minutes > 0):
+            raise ValueError(f"train.max_minutes must be a number > 0 or null, got "
+                             f"{self.max_minutes!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"train.learning_rate must be > 0, got {self.learning_rate!r}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -239,6 +254,7 @@ GRID_KEYS = {
     "model_dim": ("model", "model_dim"),
     "num_heads": ("model", "num_heads"),
     "num_layers": ("model", "num_layers"),
+    "seed": ("train", "seed"),
 }
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
@@ -322,6 +338,25 @@ def _spec(name: str, value: Any) -> ma_features.FeatureSpec:
 
 def _plain(value: Any) -> Any:
     return value.to_dict() if isinstance(value, ma_features.FeatureSpec) else value
+
+
+ALPHA_RULES = ("tlob",)
+
+
+def _alpha(value: Any, horizons: int) -> float | tuple[float, ...] | str:
+    """``data.alpha`` checked: a rule name, a number >= 0 or one per horizon."""
+    if isinstance(value, str):
+        if value not in ALPHA_RULES:
+            raise ValueError(f"data.alpha must be a number >= 0, a list of one per horizon, or "
+                             f"one of {ALPHA_RULES}; got {value!r}")
+        return value
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if isinstance(value, (list, tuple)) and len(values) != horizons:
+        raise ValueError(f"data.alpha lists {len(values)} values for {horizons} horizons")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise ValueError(f"data.alpha values must be numbers >= 0, got {v!r}")
+    return tuple(float(v) for v in values) if isinstance(value, (list, tuple)) else float(value)
 
 
 def _positive_int(name: str, value: Any) -> None:
