@@ -203,3 +203,38 @@ def test_input_dim_must_match_the_features(tiny_config):
     cfg = replace(tiny_config, model=replace(tiny_config.model, input_dim=5))
     with pytest.raises(ValueError, match="input_dim.*is 5 but data.features has 6 columns"):
         fit(cfg)
+
+
+def test_max_minutes_stops_fit_after_the_step_that_spends_it(tiny_config):
+    cfg = replace(tiny_config, train=replace(tiny_config.train, epochs=5, max_minutes=1e-6))
+    lines = []
+    result = fit(cfg, log=lines.append)
+    assert result["budget_spent"] and result["finished"] and result["epochs_done"] == 1
+    assert len(result["history"]["step_loss"]) == 1  # one step, then the budget is gone
+    assert load_checkpoint(result["best"])["step"] == 1
+    assert any("train.max_minutes" in line for line in lines)
+    whole = fit(replace(cfg, train=replace(cfg.train, max_minutes=None, epochs=1,
+                                           out_dir=cfg.train.out_dir + "-whole")),
+                log=lambda *_: None)
+    assert not whole["budget_spent"] and len(whole["history"]["step_loss"]) > 1
+
+
+def test_fit_without_a_validation_split_keeps_the_last_epoch(tiny_config):
+    cfg = replace(tiny_config, data=replace(tiny_config.data, val_fraction=0),
+                  train=replace(tiny_config.train, epochs=2))
+    result = fit(cfg, log=lambda *_: None)
+    assert result["epochs_done"] == 2 and result["history"]["val_loss"] == []
+    best, last = load_checkpoint(result["best"]), load_checkpoint(f"{cfg.train.out_dir}/{LAST}")
+    assert best["epoch"] == 2 and all(torch.equal(best["model"][k], last["model"][k])
+                                      for k in best["model"])
+
+
+def test_grid_search_shares_the_time_budget(tiny_config):
+    # 6 ms: the first point's share (2 ms) ends after one step, which takes longer than 6 ms.
+    cfg = replace(tiny_config, train=replace(tiny_config.train, epochs=3, max_minutes=1e-4),
+                  param_grid={"seed": [0, 1, 2]})
+    lines = []
+    best = grid_search(cfg, log=lines.append)
+    # The first point spends the whole budget in one step; the rest are not trained.
+    assert len(best["runs"]) == 1 and best["budget_spent"]
+    assert any("2 grid points not trained" in line for line in lines)

@@ -143,17 +143,35 @@ def _distributed(device_name: str) -> tuple[int, int, torch.device]:
     return dist.get_rank(), world, device
 
 
-def train_epoch(step: TrainStep, loader, progress: Progress | None = None) -> torch.Tensor:
+def train_epoch(step: TrainStep, loader, progress: Progress | None = None,
+                deadline: float | None = None) -> torch.Tensor:
     """One pass over ``loader``, a ``step`` per batch; returns each step's loss
     of the global batch, float64 on the step's device. Nothing here waits for
-    the device, so the host issues the next step while the GPU runs this one."""
+    the device, so the host issues the next step while the GPU runs this one.
+    ``deadline`` (a ``time.monotonic()``): one process stops after the step
+    that reaches it, and returns only the steps it ran (several processes
+    check it at the end of the epoch, where they agree)."""
     world = dist.get_world_size() if dist.is_initialized() else 1
     losses = torch.empty(len(loader), dtype=torch.float64, device=step.device)
+    done = 0
     for i, batch in enumerate(loader):
         losses[i] = step(batch)
+        done = i + 1
         if progress is not None:
-            progress.update(i + 1, losses[i])
-    return _global_batch_losses(losses, world)
+            progress.update(done, losses[i])
+        if deadline is not None and world == 1 and time.monotonic() >= deadline:
+            break
+    return _global_batch_losses(losses[:done], world)
+
+
+def _budget_spent(deadline: float | None, device: torch.device) -> bool:
+    """Whether every process is past ``deadline`` (rank 0's clock decides)."""
+    if deadline is None:
+        return False
+    spent = torch.tensor([time.monotonic() >= deadline], dtype=torch.float32, device=device)
+    if dist.is_initialized():
+        dist.broadcast(spent, 0)
+    return bool(spent.item())
 
 
 def _global_batch_losses(losses: torch.Tensor, world: int) -> torch.Tensor:
@@ -207,6 +225,8 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
     ``stop_after_epochs``: end this call after that many epochs of the run
     (the schedule still spans ``cfg.train.epochs``), as an interruption would.
     """
+    deadline = None if cfg.train.max_minutes is None else \
+        time.monotonic() + 60 * cfg.train.max_minutes
     rank, world, device = _distributed(cfg.train.device)
     if cfg.train.batch_size % world:
         raise ValueError(f"train.batch_size {cfg.train.batch_size} must be divisible by the "
@@ -224,7 +244,9 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
     torch.manual_seed(cfg.train.seed)
     model = MATransformer(model_config(cfg)).to(device)
     train_set = WindowDataset(data.train, cfg.data.sequence_length, cfg.train.stride)
-    val_set = WindowDataset(data.val, cfg.data.sequence_length, cfg.data.sequence_length)
+    # No validation split: no early stopping, and the last epoch is the best.
+    val_set = WindowDataset(data.val, cfg.data.sequence_length, cfg.data.sequence_length) \
+        if len(data.val.x) else None
     per_rank = cfg.train.batch_size // world
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
                                  seed=cfg.train.seed, drop_last=True)
@@ -251,32 +273,41 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
         state = {k: previous[k] for k in state}
         say(f"resumed {out_dir / LAST} after epoch {state['epoch']}, step {state['step']}")
     step = _train_step(model, optimizer, scheduler, cfg.train, device)
-    epochs_this_call = 0
+    epochs_this_call, budget_spent = 0, False
     while state["epoch"] < cfg.train.epochs and state["bad_epochs"] < cfg.train.patience:
         if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+            break
+        if budget_spent:
+            say(f"time budget spent: train.max_minutes {cfg.train.max_minutes} after "
+                f"{state['epoch']} epochs")
             break
         epoch = state["epoch"]
         sampler.set_epoch(epoch)
         model.train()
         progress = Progress(len(loader), f"epoch {epoch + 1}/{cfg.train.epochs}", rank == 0)
-        step_losses = train_epoch(step, loader, progress)
+        step_losses = train_epoch(step, loader, progress, deadline)
         progress.close()
+        budget_spent = _budget_spent(deadline, device)
         history = state["history"]
         history["step_loss"].extend(step_losses.tolist())
-        state["step"] += len(loader)
-        metrics = validate(model, val_set, cfg, device, rank, world)
+        state["step"] += len(step_losses)
         train_loss = float(step_losses.mean())
         history["train_loss"].append(train_loss)
-        history["val_loss"].append(metrics["loss"])
-        history["val_accuracy"].append(metrics["accuracy"])
         history["lr"].append(float(scheduler.get_last_lr()[0]))
-        improved = metrics["loss"] < state["best_val_loss"]
-        state["best_val_loss"] = min(state["best_val_loss"], metrics["loss"])
-        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+        if val_set is None:
+            metrics, improved = {}, True
+            say(f"epoch {epoch + 1}: train loss {train_loss:.4f}  (no validation split)")
+        else:
+            metrics = validate(model, val_set, cfg, device, rank, world)
+            history["val_loss"].append(metrics["loss"])
+            history["val_accuracy"].append(metrics["accuracy"])
+            improved = metrics["loss"] < state["best_val_loss"]
+            state["best_val_loss"] = min(state["best_val_loss"], metrics["loss"])
+            state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+            say(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {metrics['loss']:.4f}"
+                f"  val accuracy {metrics['accuracy']:.4f}{'  (best)' if improved else ''}")
         state["epoch"] = epoch + 1
         epochs_this_call += 1
-        say(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {metrics['loss']:.4f}  "
-            f"val accuracy {metrics['accuracy']:.4f}{'  (best)' if improved else ''}")
         if rank == 0:
             common = {"model": model.state_dict(), "config": cfg.to_dict(),
                       "normalization": data.normalization_state(),
@@ -286,12 +317,14 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
             save_checkpoint(out_dir / LAST, **common, optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict(),
                             rng={"torch": torch.get_rng_state()})
-    finished = state["epoch"] >= cfg.train.epochs or state["bad_epochs"] >= cfg.train.patience
+    finished = (state["epoch"] >= cfg.train.epochs or state["bad_epochs"] >= cfg.train.patience
+                or budget_spent)
     if finished and state["bad_epochs"] >= cfg.train.patience:
         say(f"early stop: no lower validation loss for {cfg.train.patience} epochs")
     return {"history": state["history"], "best_val_loss": state["best_val_loss"],
             "best": str(out_dir / BEST), "epochs_done": state["epoch"],
-            "stopped_early": state["bad_epochs"] >= cfg.train.patience, "finished": finished}
+            "stopped_early": state["bad_epochs"] >= cfg.train.patience, "finished": finished,
+            "budget_spent": budget_spent}
 
 
 def grid_search(cfg: Config, *, resume: bool = False, log=print) -> dict:
@@ -299,7 +332,17 @@ def grid_search(cfg: Config, *, resume: bool = False, log=print) -> dict:
     with ``"config"`` and a ``"runs"`` table (config name, best val loss)."""
     runs, best = [], None
     splits = {}  # one set of splits per feature spec, shared by the points that read it
-    for point in cfg.grid():
+    points = cfg.grid()
+    deadline = None if cfg.train.max_minutes is None else \
+        time.monotonic() + 60 * cfg.train.max_minutes
+    for i, point in enumerate(points):
+        if deadline is not None:  # each point its share of what is left
+            share = (deadline - time.monotonic()) / 60 / (len(points) - i)
+            if share <= 0:
+                log(f"time budget spent: train.max_minutes {cfg.train.max_minutes}; "
+                    f"{len(points) - i} grid points not trained")
+                break
+            point = replace(point, train=replace(point.train, max_minutes=share))
         log(f"== {point.train.out_dir}")
         data = None
         if not resume:
@@ -308,8 +351,12 @@ def grid_search(cfg: Config, *, resume: bool = False, log=print) -> dict:
             data = splits[point.data.features]
         result = fit(point, data=data, resume=resume, log=log)
         runs.append({"out_dir": point.train.out_dir, "best_val_loss": result["best_val_loss"]})
+        # Without a validation split every loss is inf: the first point stands.
         if best is None or result["best_val_loss"] < best["best_val_loss"]:
             best = {**result, "config": point}
+    if best is None:
+        raise ValueError(f"train.max_minutes {cfg.train.max_minutes} left no time for any "
+                         "grid point")
     best["runs"] = runs
     return best
 
