@@ -21,7 +21,7 @@ from .data import (
     split_ranges,
     tick_arrays,
 )
-from .evaluate import evaluate_checkpoint, load_model, logistic_regression
+from .evaluate import evaluate_checkpoint, evaluate_runs, load_model, logistic_regression
 from .inputs import DT, ModelInputs, raw_columns
 from .metrics import classification_report, confusion_matrix
 from .model import KVCache, MATransformer
@@ -52,6 +52,7 @@ __all__ = [
     "config_from_dict",
     "confusion_matrix",
     "evaluate_checkpoint",
+    "evaluate_runs",
     "fit",
     "grid_search",
     "load_checkpoint",
