@@ -1,5 +1,6 @@
 """ma_model: the MA-Transformer, its training and evaluation."""
 
+from .benchmark import benchmark_steps
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import (
     ATTENTION_KINDS,
@@ -26,7 +27,7 @@ from .inputs import DT, ModelInputs, raw_columns
 from .metrics import classification_report, confusion_matrix
 from .model import KVCache, MATransformer
 from .step import TrainStep
-from .train import benchmark_steps, fit, grid_search, model_config
+from .train import fit, grid_search, model_config
 
 __version__ = "0.1.0"
 
