@@ -78,3 +78,9 @@ def test_a_horizon_without_labels_is_named():
     train.labels[:, 1] = IGNORE
     with pytest.raises(ValueError, match="no defined label at horizon index 1"):
         fit_gbt(train)
+
+
+def test_gbt_without_scikit_learn_names_the_extra(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "sklearn.ensemble", None)
+    with pytest.raises(ValueError, match=r"pip install 'ma-model\[baselines\]'"):
+        fit_gbt(_arrays(n=100))
