@@ -23,11 +23,12 @@ from .data import (
     tick_arrays,
 )
 from .evaluate import evaluate_checkpoint, evaluate_runs, load_model, logistic_regression
+from .fit import fit, model_config
+from .grid import grid_search
 from .inputs import DT, ModelInputs, raw_columns
 from .metrics import classification_report, confusion_matrix
 from .model import KVCache, MATransformer
 from .step import TrainStep
-from .train import fit, grid_search, model_config
 
 __version__ = "0.1.0"
 

@@ -12,9 +12,11 @@ from dataclasses import replace
 import torch
 
 from .config import ATTENTION_KINDS, Config
+from .distributed import global_batch_losses, setup
+from .fit import make_train_step, model_config
 from .model import MATransformer
+from .optim import adamw
 from .step import EAGER_STEPS, to_device
-from .train import _distributed, _global_batch_losses, _train_step, adamw, model_config
 
 
 def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batch: int = 16,
@@ -42,13 +44,13 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
     """
     if attention not in ATTENTION_KINDS:
         raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}")
-    rank, world, device = _distributed(device)
+    rank, world, device = setup(device)
     if batch % world:
         raise ValueError(f"batch {batch} must be divisible by the {world} processes")
     torch.manual_seed(0)  # the same initial weights in every process
     model = MATransformer(replace(model_config(cfg), attention=attention)).to(device)
     train = replace(cfg.train, compile=compile, cuda_graph=cuda_graph)
-    step = _train_step(model, adamw(model, train, device), None, train, device, autocast=bf16)
+    step = make_train_step(model, adamw(model, train, device), None, train, device, autocast=bf16)
     k = len(cfg.data.horizons)
     g = torch.Generator(device="cpu").manual_seed(0)
     global_batch = [
@@ -87,7 +89,7 @@ def benchmark_steps(cfg: Config, attention: str = "ma", steps: int = 10, *, batc
             host_ms.append((time.perf_counter() - start) * 1e3)
         step_ms = host_ms
     ms = statistics.median(step_ms)
-    step_losses = _global_batch_losses(torch.stack(losses).double(), world)
+    step_losses = global_batch_losses(torch.stack(losses).double(), world)
     return {"attention": attention, "batch": batch, "length": length, "steps": steps,
             "processes": world, "bf16": bf16 and device.type == "cuda", "compile": compile,
             "cuda_graph": cuda_graph,

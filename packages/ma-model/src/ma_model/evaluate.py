@@ -29,10 +29,11 @@ from .baselines import TABULAR, fit_gbt, fit_logistic, fit_majority
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Config, config_from_dict
 from .data import Splits, TickArrays, WindowDataset, load_splits
+from .distributed import resolve_device
+from .fit import fit, model_config
 from .inputs import ModelInputs
 from .metrics import classification_report, confusion_matrix
 from .model import MATransformer
-from .train import fit, model_config, resolve_device
 
 
 @torch.no_grad()
