@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from ma_model import fit, load_checkpoint, logistic_regression
-from ma_model.evaluate import baseline_names, evaluate_runs, main, scored_rows, summary_table
+from ma_model.evaluate import (
+    baseline_names,
+    evaluate_runs,
+    main,
+    scored_rows,
+    segment_f1,
+    summary_table,
+)
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
@@ -89,3 +96,21 @@ def test_every_model_is_scored_on_the_same_rows(tiny_config):
     assert pred.shape == labels.shape == (windows * 8, 2)
     # labels are those of rows 8 .. of the split, in order
     assert torch.equal(labels[:8], splits.test.labels[8:16])
+
+
+def test_segment_f1_scores_consecutive_runs_of_rows():
+    labels = torch.tensor([[0], [1], [2], [0], [1], [2]])
+    pred = torch.tensor([[0], [1], [2], [1], [1], [1]])  # right, then only "stationary"
+    first, second = segment_f1(pred, labels, 2)
+    assert first == [pytest.approx(1.0)] and second == [pytest.approx(1 / 6)]  # F1 0, 0.5, 0
+    with pytest.raises(ValueError, match="--segments must be between 1 and the 6"):
+        segment_f1(pred, labels, 7)
+
+
+def test_ma_eval_segments_table(tiny_config, capsys):
+    fit(tiny_config, log=lambda *_: None)
+    main(["--checkpoint", f"{tiny_config.train.out_dir}/best.pt", "--baselines", "majority",
+          "--segments", "3"])
+    printed = capsys.readouterr().out
+    assert "3 consecutive segments of the test split" in printed
+    assert "| MA-Transformer | 5 | 3 |" in printed and "| majority class | 20 | 3 |" in printed

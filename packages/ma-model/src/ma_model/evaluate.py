@@ -144,11 +144,25 @@ def baseline_names(text: str) -> tuple[str, ...]:
     return names
 
 
+def segment_f1(pred: torch.Tensor, labels: torch.Tensor, segments: int) -> list[list[float]]:
+    """Macro F1 ``[segment][horizon]`` over ``segments`` consecutive, equal
+    runs of the scored rows (they are in time order): how steady a model is
+    through the split, walk-forward style, without retraining."""
+    if segments < 1 or segments > len(pred):
+        raise ValueError(f"--segments must be between 1 and the {len(pred)} scored rows, "
+                         f"got {segments}")
+    return [[r["macro_f1"] for r in report(p, y)]
+            for p, y in zip(pred.tensor_split(segments), labels.tensor_split(segments),
+                            strict=True)]
+
+
 def evaluate_checkpoint(path: str | Path, split: str = "test",
-                        baselines: bool | tuple[str, ...] = (), log=print) -> dict:
+                        baselines: bool | tuple[str, ...] = (), log=print,
+                        segments: int = 1) -> dict:
     """``{"model": [per-horizon reports], <baseline>: ..., "alpha", "horizons",
     "history", "seed"}`` on ``split``; ``baselines``: names of
-    :data:`BASELINES` (True: all of them)."""
+    :data:`BASELINES` (True: all of them). ``segments`` > 1 adds
+    ``"segments": {model: macro F1 [segment][horizon]}`` (:func:`segment_f1`)."""
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
     baselines = BASELINES if baselines is True else tuple(baselines or ())
@@ -161,7 +175,15 @@ def evaluate_checkpoint(path: str | Path, split: str = "test",
     device = resolve_device(cfg.train.device)
     model = model.to(device)
     arrays, length = getattr(splits, split), cfg.data.sequence_length
-    results = {"model": report(*scored_rows(arrays, length, network_predictor(model, device)))}
+    results: dict = {"segments": {}}
+
+    def score(name, predict):
+        pred, labels = scored_rows(arrays, length, predict)
+        results[name] = report(pred, labels)
+        if segments > 1:
+            results["segments"][name] = segment_f1(pred, labels, segments)
+
+    score("model", network_predictor(model, device))
     seed, budget = cfg.train.seed, cfg.train.max_minutes
     for name in baselines:
         deadline = None if budget is None else time.monotonic() + 60 * budget
@@ -181,7 +203,7 @@ def evaluate_checkpoint(path: str | Path, split: str = "test",
             predict = network_predictor(dense_model, device)
         else:
             raise ValueError(f"unknown baseline {name!r}; choose from {list(BASELINES)}")
-        results[name] = report(*scored_rows(arrays, length, predict))
+        score(name, predict)
     results["history"] = ckpt["history"]
     results["horizons"] = list(cfg.data.horizons)
     results["alpha"] = list(splits.train.alpha)
@@ -190,11 +212,12 @@ def evaluate_checkpoint(path: str | Path, split: str = "test",
 
 
 def evaluate_runs(paths: list[str | Path], split: str = "test",
-                  baselines: bool | tuple[str, ...] = (), log=print) -> dict:
+                  baselines: bool | tuple[str, ...] = (), log=print,
+                  segments: int = 1) -> dict:
     """:func:`evaluate_checkpoint` of each checkpoint (one per seed, same
     data config) and ``summary``: model -> metric -> per-horizon mean, spread
     (sample standard deviation, 0 for one run) and the values."""
-    runs = [evaluate_checkpoint(p, split, baselines, log) for p in paths]
+    runs = [evaluate_checkpoint(p, split, baselines, log, segments) for p in paths]
     horizons = runs[0]["horizons"]
     for path, run in zip(paths, runs, strict=True):
         if run["horizons"] != horizons or run["alpha"] != runs[0]["alpha"]:
@@ -225,6 +248,22 @@ def summary_table(results: dict) -> str:
             cells = [f"{m[h]['mean']:.4f}" + (f" ± {m[h]['std']:.4f}" if several else "")
                      for m in (metrics[x] for x in ("accuracy", "macro_f1", "mcc"))]
             lines.append(f"| {NAMES[key]} | {k} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def segment_table(results: dict) -> str:
+    """Markdown table of :func:`segment_f1` over every run's segments: per
+    model and horizon the mean, spread and worst segment's macro F1."""
+    lines = ["| model | horizon | segments | mean macro F1 | sd | worst |",
+             "|---|---|---|---|---|---|"]
+    for name in NAMES:
+        per_run = [run["segments"][name] for run in results["runs"] if name in run["segments"]]
+        for h, k in enumerate(results["horizons"]):
+            values = [seg[h] for segs in per_run for seg in segs]
+            if len(values) > 1:
+                lines.append(f"| {NAMES[name]} | {k} | {len(values)} | "
+                             f"{statistics.fmean(values):.4f} | {statistics.stdev(values):.4f} | "
+                             f"{min(values):.4f} |")
     return "\n".join(lines)
 
 
@@ -308,18 +347,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baselines", nargs="?", const="all", default="",
                         help=f"'all' (the default when given bare) or a comma-separated subset "
                              f"of {','.join(BASELINES)}")
+    parser.add_argument("--segments", type=int, default=1,
+                        help="also score N consecutive segments of the split (walk-forward "
+                             "style, no retraining): mean, spread and worst macro F1")
     parser.add_argument("--plots", type=Path, help="write PNG plots into this folder")
     parser.add_argument("--json", type=Path, help="write every metric as JSON here")
     args = parser.parse_args(argv)
     try:
         baselines = baseline_names(args.baselines) if args.baselines else ()
-        results = evaluate_runs(args.checkpoint, args.split, baselines)
+        results = evaluate_runs(args.checkpoint, args.split, baselines, segments=args.segments)
     except ValueError as e:  # CheckpointError and config/data errors
         parser.exit(2, f"ma-eval: error: {e}\n")
     paths = ", ".join(map(str, args.checkpoint))
     print(f"\n{args.split} split of {paths} (seeds {results['seeds']}, alpha per horizon "
           f"{[f'{a:.3g}' for a in results['alpha']]})\n")
     print(summary_table(results))
+    if args.segments > 1:
+        print(f"\n{args.segments} consecutive segments of the {args.split} split, every run\n")
+        print(segment_table(results))
     first = results["runs"][0]
     for k, r in zip(results["horizons"], first["model"], strict=True):
         print(f"\nMA-Transformer, horizon {k}, seed {first['seed']}\n{class_report(r)}")
