@@ -18,3 +18,18 @@ def test_cli_reports_errors(tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             main(["--config", str(config)])
         assert e.value.code == 2 and "no such tick file" in capsys.readouterr().err
+
+
+def test_one_ma_train_trains_every_seed_of_the_grid(tiny_config, tmp_path, capsys):
+    import yaml
+
+    raw = tiny_config.to_dict()
+    raw["train"].update(epochs=1, out_dir=str(tmp_path / "seeds"))
+    raw["param_grid"] = {"seed": [0, 1]}
+    path = tmp_path / "seeds.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    main(["--config", str(path)])
+    printed = capsys.readouterr().out
+    for seed in (0, 1):
+        assert f"grid: {tmp_path}/seeds/seed={seed}: best val loss" in printed
+        assert (tmp_path / "seeds" / f"seed={seed}" / "best.pt").is_file()
