@@ -129,3 +129,13 @@ def test_seed_is_a_grid_key():
     cfg = config_from_dict({"param_grid": {"seed": [0, 1, 2]}})
     assert [(p.train.seed, p.train.out_dir) for p in cfg.grid()] == [
         (s, f"runs/default/seed={s}") for s in (0, 1, 2)]
+
+
+def test_repo_amzn_config_is_the_protocol():
+    path = REPO_DEFAULT.parent / "amzn.yaml"
+    if not path.exists():
+        pytest.skip("configs/ is not beside this package (installed from a wheel)")
+    cfg = load_config(path)
+    assert cfg.data.source == "lobster" and cfg.data.horizons == (10, 50, 100)
+    assert cfg.data.alpha == "tlob" and cfg.data.test_fraction == 0.3
+    assert [p.train.seed for p in cfg.grid()] == [0, 1, 2] and cfg.train.max_minutes <= 10
