@@ -112,6 +112,15 @@ def test_grid_over_feature_specs_names_each_by_its_place():
     ({"data": {"source": "parquet"}}, "needs data.file_path"),
     ({"file_path": "ticks.bin"}, "cannot tell the format"),
     ([1, 2], "expected a mapping"),
+    ({"data": {"alpha": "median"}}, r"data.alpha: .* one of \('tlob',\), got 'median'"),
+    ({"data": {"alpha": [0.1]}}, "data.alpha lists 1 values for 2 horizons"),
+    ({"data": {"alpha": [0.1, -1]}}, r"data.alpha: .*greater than or equal to 0.*got \[0.1, -1\]"),
+    ({"data": {"alpha": "1e-3x"}}, "data.alpha: .*one per horizon"),
+    ({"data": {"val_fraction": -0.1}}, "data.val_fraction: .*greater than or equal to 0"),
+    ({"data": {"val_fraction": 0.5}}, "data.val_fraction: .*less than 0.5"),
+    ({"data": {"test_fraction": 0}}, "data.test_fraction: .*greater than 0"),
+    ({"train": {"max_minutes": 0}}, "train.max_minutes: .*greater than 0"),
+    ({"train": {"max_minutes": "soon"}}, "train.max_minutes: .*valid number"),
 ])
 def test_bad_configs_get_clear_errors(raw, message):
     with pytest.raises(ValueError, match=message):
@@ -151,3 +160,31 @@ def test_repo_default_config_loads():
         pytest.skip("configs/ is not beside this package (installed from a wheel)")
     cfg = load_config(REPO_DEFAULT)
     assert cfg.data.source == "simulator"
+
+
+def test_alpha_is_a_number_a_list_per_horizon_or_the_tlob_rule():
+    data = {"horizons": [10, 50, 100]}
+    assert config_from_dict({"data": {**data, "alpha": 0}}).data.alpha == 0.0
+    listed = config_from_dict({"data": {**data, "alpha": [1e-5, 2e-5, 3e-5]}})
+    assert listed.data.alpha == (1e-5, 2e-5, 3e-5)
+    assert config_from_dict(listed.to_dict()) == listed  # a list in YAML and checkpoints
+    tlob = config_from_dict({"data": {**data, "alpha": "tlob"}, "train": {"max_minutes": 2.5}})
+    assert tlob.data.alpha == "tlob" and tlob.train.max_minutes == 2.5
+    assert config_from_dict(tlob.to_dict()) == tlob
+    assert config_from_dict({"data": {"val_fraction": 0}}).data.val_fraction == 0
+
+
+def test_seed_is_a_grid_key():
+    cfg = config_from_dict({"param_grid": {"seed": [0, 1, 2]}})
+    assert [(p.train.seed, p.train.out_dir) for p in cfg.grid()] == [
+        (s, f"runs/default/seed={s}") for s in (0, 1, 2)]
+
+
+def test_repo_amzn_config_is_the_protocol():
+    path = REPO_DEFAULT.parent / "amzn.yaml"
+    if not path.exists():
+        pytest.skip("configs/ is not beside this package (installed from a wheel)")
+    cfg = load_config(path)
+    assert cfg.data.source == "lobster" and cfg.data.horizons == (10, 50, 100)
+    assert cfg.data.alpha == "tlob" and cfg.data.test_fraction == 0.3
+    assert [p.train.seed for p in cfg.grid()] == [0, 1, 2] and cfg.train.max_minutes <= 10

@@ -3,6 +3,7 @@ import torch
 
 import ma_features
 from ma_model import DataConfig, WindowDataset, prepare, split_ranges, tick_arrays
+from ma_model.data import tlob_alpha
 
 SPEC = ma_features.FeatureSpec.model_inputs()
 
@@ -84,3 +85,37 @@ def test_parquet_source_reads_the_same_ticks(tmp_path):
     loaded = load_ticks(DataConfig(source="parquet", file_path=str(tmp_path / "t.parquet")))
     assert loaded.equals(ticks)
     assert len(load_ticks(DataConfig(source="lobster"))) == 999  # the shipped sample
+
+
+def test_tlob_alpha_is_half_the_mean_absolute_change_of_the_train_rows():
+    mid = torch.tensor([100.0, 101, 99, 100, 102, 98, 100, 100, 500, 1], dtype=torch.float64)
+    alphas = tlob_alpha(mid, (1, 2), train_stop=6)
+    # Horizon 1: rows 0..4 have a complete window inside the train rows: |l| = |p[t+1]/p[t]-1|.
+    l1 = [abs(float(mid[t + 1] / mid[t]) - 1) for t in range(5)]
+    l2 = [abs(float((mid[t + 1] + mid[t + 2]) / 2 / mid[t]) - 1) for t in range(4)]
+    assert alphas == pytest.approx((0.5 * sum(l1) / 5, 0.5 * sum(l2) / 4))
+    with pytest.raises(ValueError, match="no training row has a complete window of horizon 9"):
+        tlob_alpha(mid, (9,), train_stop=6)
+
+
+def test_tlob_labels_read_only_the_train_rows():
+    ticks = ma_features.simulate(4000, levels=1, seed=3)
+    a = tick_arrays(ticks, SPEC, (5, 20), "tlob", train_stop=2000)
+    assert len(a.alpha) == 2 and a.alpha[0] < a.alpha[1] and a.alpha[0] > 0
+    # The labels are those of the fixed thresholds it derived.
+    fixed = tick_arrays(ticks, SPEC, (5, 20), list(a.alpha))
+    assert torch.equal(a.labels, fixed.labels) and fixed.alpha == a.alpha
+    # The rows after train change nothing in alpha.
+    assert tick_arrays(ticks[:2100], SPEC, (5, 20), "tlob", 2000).alpha == a.alpha
+    with pytest.raises(ValueError, match="needs the training rows"):
+        tick_arrays(ticks, SPEC, (5,), "tlob")
+
+
+def test_without_validation_split_test_follows_train_after_one_gap(arrays):
+    cfg = DataConfig(sequence_length=16, horizons=(5, 20), val_fraction=0, test_fraction=0.3)
+    ranges = split_ranges(4000, cfg)
+    assert ranges["val"] == (ranges["train"][1],) * 2
+    assert ranges["test"] == (ranges["train"][1] + 36, 4000) and ranges["test"][1] - \
+        ranges["test"][0] == 1200
+    splits = prepare(arrays, cfg)
+    assert len(splits.val.x) == 0 and len(splits.train.x) == 4000 - 1200 - 36

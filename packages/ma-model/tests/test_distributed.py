@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from ma_model import load_checkpoint
-from ma_model.train import LAST
+from ma_model.fit import LAST
 
 
 def _torchrun(processes: int, *args: str) -> subprocess.CompletedProcess:

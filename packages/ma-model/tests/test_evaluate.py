@@ -1,11 +1,19 @@
 import importlib.util
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from ma_model import fit, load_checkpoint, logistic_regression
-from ma_model.evaluate import main, scored_rows
+from ma_model.evaluate import (
+    baseline_names,
+    evaluate_runs,
+    main,
+    scored_rows,
+    segment_f1,
+    summary_table,
+)
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
@@ -18,20 +26,55 @@ def test_ma_eval_end_to_end_on_a_tiny_checkpoint(tiny_config, tmp_path, capsys):
           str(tmp_path / "plots")])
     printed = capsys.readouterr().out
     results = json.loads(out.read_text())
-    assert results["horizons"] == [5, 20]
-    for name in ("model", "logistic", "dense"):
-        assert len(results[name]) == 2
-        for report in results[name]:
+    assert results["horizons"] == [5, 20] and results["seeds"] == [0]
+    run = results["runs"][0]
+    for name in ("model", "majority", "logistic", "gbt", "dense"):
+        assert len(run[name]) == 2
+        for h, report in enumerate(run[name]):
             total = sum(map(sum, report["confusion"]))
             assert total > 0 and 0 <= report["accuracy"] <= 1 and -1 <= report["mcc"] <= 1
             assert report["accuracy"] == pytest.approx(
                 sum(report["confusion"][i][i] for i in range(3)) / total)
-    assert "| MA-Transformer | 5 |" in printed and "| logistic regression | 20 |" in printed
-    assert results["history"] == load_checkpoint(best)["history"]
+            summary = results["summary"][name]["macro_f1"][h]
+            assert summary == {"mean": report["macro_f1"], "std": 0.0,
+                               "values": [report["macro_f1"]]}
+    # The majority baseline predicts one class: one column of its confusion matrix.
+    for report in run["majority"]:
+        assert sum(1 for j in range(3) if any(row[j] for row in report["confusion"])) == 1
+    assert "| MA-Transformer | 5 |" in printed and "| gradient-boosted trees | 20 |" in printed
+    assert run["history"] == load_checkpoint(best)["history"]
     if HAS_MATPLOTLIB:
         assert (tmp_path / "plots" / "training_curves.png").is_file()
+        assert (tmp_path / "plots" / "macro_f1_by_horizon.png").is_file()
     else:
         assert "plots skipped: matplotlib is not installed" in printed
+
+
+def test_several_seeds_give_mean_and_spread(tiny_config, tmp_path, capsys):
+    paths = []
+    for seed in (0, 1):
+        cfg = replace(tiny_config, train=replace(tiny_config.train, seed=seed,
+                                                 out_dir=str(tmp_path / f"s{seed}")))
+        fit(cfg, log=lambda *_: None)
+        paths.append(str(tmp_path / f"s{seed}" / "best.pt"))
+    results = evaluate_runs(paths, baselines=("majority",), log=lambda *_: None)
+    assert results["seeds"] == [0, 1]
+    f1 = [[run["model"][h]["macro_f1"] for run in results["runs"]] for h in range(2)]
+    for h in range(2):
+        s = results["summary"]["model"]["macro_f1"][h]
+        assert s["values"] == f1[h] and s["mean"] == pytest.approx(sum(f1[h]) / 2)
+        assert s["std"] == pytest.approx(abs(f1[h][0] - f1[h][1]) / 2 ** 0.5)
+    assert "±" in summary_table(results) and "majority class" in summary_table(results)
+
+
+def test_baselines_flag_takes_a_subset_and_names_a_typo(tiny_config, capsys):
+    fit(tiny_config, log=lambda *_: None)
+    best = f"{tiny_config.train.out_dir}/best.pt"
+    assert baseline_names("gbt, majority") == ("gbt", "majority")
+    assert baseline_names("all") == ("majority", "logistic", "gbt", "dense")
+    with pytest.raises(SystemExit) as e:
+        main(["--checkpoint", best, "--baselines", "gbt,xgboost"])
+    assert e.value.code == 2 and "--baselines: unknown ['xgboost']" in capsys.readouterr().err
 
 
 def test_ma_eval_refuses_a_foreign_file(tmp_path, capsys):
@@ -53,3 +96,21 @@ def test_every_model_is_scored_on_the_same_rows(tiny_config):
     assert pred.shape == labels.shape == (windows * 8, 2)
     # labels are those of rows 8 .. of the split, in order
     assert torch.equal(labels[:8], splits.test.labels[8:16])
+
+
+def test_segment_f1_scores_consecutive_runs_of_rows():
+    labels = torch.tensor([[0], [1], [2], [0], [1], [2]])
+    pred = torch.tensor([[0], [1], [2], [1], [1], [1]])  # right, then only "stationary"
+    first, second = segment_f1(pred, labels, 2)
+    assert first == [pytest.approx(1.0)] and second == [pytest.approx(1 / 6)]  # F1 0, 0.5, 0
+    with pytest.raises(ValueError, match="--segments must be between 1 and the 6"):
+        segment_f1(pred, labels, 7)
+
+
+def test_ma_eval_segments_table(tiny_config, capsys):
+    fit(tiny_config, log=lambda *_: None)
+    main(["--checkpoint", f"{tiny_config.train.out_dir}/best.pt", "--baselines", "majority",
+          "--segments", "3"])
+    printed = capsys.readouterr().out
+    assert "3 consecutive segments of the test split" in printed
+    assert "| MA-Transformer | 5 | 3 |" in printed and "| majority class | 20 | 3 |" in printed

@@ -5,8 +5,9 @@ import torch
 
 import ma_features
 from ma_model import MATransformer, benchmark_steps, fit
+from ma_model.fit import model_config
+from ma_model.optim import adamw
 from ma_model.step import EAGER_STEPS, TrainStep, training_loss
-from ma_model.train import adamw, model_config
 
 INPUTS = len(ma_features.FeatureSpec.model_inputs().names)
 

@@ -1,5 +1,6 @@
 """ma_model: the MA-Transformer, its training and evaluation."""
 
+from .benchmark import benchmark_steps
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import (
     ATTENTION_KINDS,
@@ -21,12 +22,13 @@ from .data import (
     split_ranges,
     tick_arrays,
 )
-from .evaluate import evaluate_checkpoint, load_model, logistic_regression
+from .evaluate import evaluate_checkpoint, evaluate_runs, load_model, logistic_regression
+from .fit import fit, model_config
+from .grid import grid_search
 from .inputs import DT, INPUT_LIMIT, ModelInputs, raw_columns
 from .metrics import classification_report, confusion_matrix
 from .model import KVCache, MATransformer
 from .step import TrainStep
-from .train import benchmark_steps, fit, grid_search, model_config
 
 __version__ = "0.1.0"
 
@@ -53,6 +55,7 @@ __all__ = [
     "config_from_dict",
     "confusion_matrix",
     "evaluate_checkpoint",
+    "evaluate_runs",
     "fit",
     "grid_search",
     "load_checkpoint",

@@ -17,6 +17,7 @@ aliases below (or any pydantic type) and a default.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import asdict, field, fields, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,6 +36,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 GRAPHED_COMPILE_MODES = ("reduce-overhead", "max-autotune")
 DATA_SOURCES = ("simulator", "lobster", "parquet", "csv")
 DEVICES = ("auto", "cpu", "cuda")
+# data.alpha's rules: "tlob", half the mean absolute relative change of the train rows.
+ALPHA_RULES = ("tlob",)
 
 
 def _no_bool(value: Any) -> Any:
@@ -51,6 +54,26 @@ PositiveReal = Annotated[Real, Field(gt=0)]
 NonNegativeReal = Annotated[Real, Field(ge=0)]
 Ratio = Annotated[Real, Field(ge=0, le=1)]
 SplitFraction = Annotated[Real, Field(gt=0, lt=0.5)]
+def _alpha(value: Any) -> float | tuple[float, ...] | str:
+    # One message for the three forms (a pydantic union would list each one's failure).
+    if isinstance(value, str) and value in ALPHA_RULES:
+        return value
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    numbers = []
+    for v in values:
+        try:
+            number = float(v) if not isinstance(v, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and number >= 0):
+            raise PydanticCustomError(
+                "alpha", "Input should be greater than or equal to 0: a number, one per "
+                "horizon, or one of {rules}", {"rules": ALPHA_RULES})
+        numbers.append(number)
+    return tuple(numbers) if isinstance(value, (list, tuple)) else numbers[0]
+
+
+Alpha = Annotated[Any, BeforeValidator(_alpha)]
 Features = Annotated[ma_features.FeatureSpec,
                      BeforeValidator(lambda value: _spec("data.features", value))]
 
@@ -106,7 +129,12 @@ class DataConfig:
     ``parquet`` or ``csv`` (``file_path`` written by ma_features).
     ``features``: the model's inputs, a ``ma_features.FeatureSpec`` (in YAML
     a mapping of its fields; default ``FeatureSpec.model_inputs()``).
-    Splits are by time, in this order: train, validation, test.
+    Splits are by time, in this order: train, validation, test;
+    ``val_fraction: 0`` trains without a validation split (no early
+    stopping: the last epoch is the best).
+    ``alpha``: the label threshold: one number, one per horizon, or
+    ``tlob``: per horizon half the mean absolute relative change of the
+    training split's rows (TLOB's rule; :func:`ma_model.data.tlob_alpha`).
     """
 
     source: Literal[DATA_SOURCES] = "simulator"
@@ -116,14 +144,17 @@ class DataConfig:
     levels: Count = 10
     sequence_length: Count = 64
     horizons: Annotated[tuple[Count, ...], Field(min_length=1)] = (10, 50)
-    alpha: NonNegativeReal = 0.0
-    val_fraction: SplitFraction = 0.15
+    alpha: Alpha = 0.0
+    val_fraction: Annotated[Real, Field(ge=0, lt=0.5)] = 0.15  # 0: no validation split
     test_fraction: SplitFraction = 0.15
     features: Features = field(default_factory=ma_features.FeatureSpec.model_inputs)
 
     def __post_init__(self) -> None:
         if self.source in ("parquet", "csv") and not self.file_path:
             raise ValueError(f"data.source {self.source!r} needs data.file_path")
+        if isinstance(self.alpha, tuple) and len(self.alpha) != len(self.horizons):
+            raise ValueError(f"data.alpha lists {len(self.alpha)} values for "
+                             f"{len(self.horizons)} horizons")
 
 
 @dataclass(frozen=True, config=_SCHEMA)
@@ -140,7 +171,10 @@ class TrainConfig:
     clipping, AdamW) as one CUDA graph after a few eager steps and replay it,
     so the host issues one launch per step; with ``compile`` true, the
     fastest way to train on a GPU (``compile`` must then not be a mode that
-    replays graphs of its own)."""
+    replays graphs of its own).
+    ``max_minutes``: a wall-clock budget beside ``epochs`` (None: none); fit
+    stops after the step that spends it, grid search shares it between its
+    points, and ma-eval's baselines take it too."""
 
     batch_size: Count = 32
     epochs: Count = 6
@@ -157,6 +191,7 @@ class TrainConfig:
     compile: Literal[(False, True, *COMPILE_MODES)] = False
     cuda_graph: StrictBool = False
     out_dir: Annotated[str, Field(min_length=1)] = "runs/default"
+    max_minutes: PositiveReal | None = None
 
     def __post_init__(self) -> None:
         if self.cuda_graph and self.compile in GRAPHED_COMPILE_MODES:
@@ -230,6 +265,7 @@ GRID_KEYS = {
     "model_dim": ("model", "model_dim"),
     "num_heads": ("model", "num_heads"),
     "num_layers": ("model", "num_layers"),
+    "seed": ("train", "seed"),
 }
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 

@@ -7,7 +7,9 @@ windows costs no more memory than the series.
 Splits are contiguous in time (train, then validation, then test) and
 separated by a gap of ``max(horizons) + sequence_length`` rows: no training
 label reads a mid that a later split sees, and no window straddles two
-splits. Normalisation statistics come from the training rows only.
+splits. The validation split is optional (``data.val_fraction: 0``).
+Normalisation statistics, and the TLOB label threshold, come from the
+training rows only.
 """
 
 from __future__ import annotations
@@ -44,24 +46,46 @@ class TickArrays:
     labels: torch.Tensor
     target: torch.Tensor
     target_valid: torch.Tensor
+    alpha: tuple[float, ...] = ()  # the label threshold of each horizon
 
     def rows(self, start: int, stop: int) -> TickArrays:
         return TickArrays(*(t[start:stop] for t in (self.x, self.dt, self.labels, self.target,
-                                                     self.target_valid)))
+                                                     self.target_valid)), alpha=self.alpha)
+
+
+def tlob_alpha(mid: torch.Tensor, horizons: tuple[int, ...], train_stop: int) -> tuple[float, ...]:
+    """TLOB's threshold per horizon: half the mean absolute relative change
+    ``|l_{t,k}|`` over the training rows ``t < train_stop`` whose window is
+    complete (so about a third of them fall in each class on a drift-free day)."""
+    change, valid = ma_features.smoothed_mid_change(mid[:train_stop], list(horizons))
+    alphas = []
+    for h, k in enumerate(horizons):
+        if not bool(valid[:, h].any()):
+            raise ValueError(f"data.alpha 'tlob': no training row has a complete window of "
+                             f"horizon {k} ({train_stop} training rows)")
+        alphas.append(0.5 * float(change[valid[:, h], h].abs().mean()))
+    return tuple(alphas)
 
 
 def tick_arrays(ticks: ma_features.Ticks, spec: ma_features.FeatureSpec,
-                horizons: tuple[int, ...], alpha: float) -> TickArrays:
+                horizons: tuple[int, ...], alpha: float | tuple[float, ...] | str,
+                train_stop: int | None = None) -> TickArrays:
     """The spec's columns, dt and both targets of ``ticks``, float32/int64,
     from one pass of the feature op: the labels read its mid, the
-    regression target its imbalance."""
+    regression target its imbalance. ``alpha`` ``"tlob"`` derives the
+    threshold from the rows before ``train_stop`` (:func:`tlob_alpha`)."""
     if len(ticks) < 2:
         raise ValueError(f"need at least 2 ticks, got {len(ticks)}")
     columns = raw_columns(ticks, spec, extra=("mid", "imbalance"))
-    labels = ma_features.direction_labels(columns["mid"], list(horizons), alpha)
+    if alpha == "tlob":
+        if train_stop is None:
+            raise ValueError("data.alpha 'tlob' needs the training rows (train_stop)")
+        alpha = tlob_alpha(columns["mid"], tuple(horizons), train_stop)
+    alphas = tuple(alpha) if isinstance(alpha, (tuple, list)) else (float(alpha),) * len(horizons)
+    labels = ma_features.direction_labels(columns["mid"], list(horizons), list(alphas))
     target = ma_features.imbalance_change(columns["imbalance"], list(horizons))
     return TickArrays(columns["x"].float(), columns["dt"].float(), labels, target.value.float(),
-                      target.valid)
+                      target.valid, alpha=alphas)
 
 
 class WindowDataset(Dataset):
@@ -106,17 +130,22 @@ class Splits:
 
 def split_ranges(n: int, cfg: DataConfig) -> dict[str, tuple[int, int]]:
     """Row ranges ``[start, stop)`` of train, val and test, in time order with
-    gaps of ``max(horizons) + sequence_length`` rows between them."""
+    gaps of ``max(horizons) + sequence_length`` rows between them; with
+    ``val_fraction`` 0, val is the empty range at the end of train and one
+    gap separates train from test."""
     gap = max(cfg.horizons) + cfg.sequence_length
     n_val, n_test = int(n * cfg.val_fraction), int(n * cfg.test_fraction)
-    n_train = n - n_val - n_test - 2 * gap
-    shortest = min(n_train, n_val, n_test)
+    gaps = 2 if n_val else 1
+    n_train = n - n_val - n_test - gaps * gap
+    shortest = min(n_train, n_val or n_train, n_test)
     if shortest < cfg.sequence_length:
         raise ValueError(
             f"{n} rows are too few for train/val/test splits of at least sequence_length "
             f"{cfg.sequence_length} rows each with gaps of {gap} rows (max horizon + "
             f"sequence_length) between them: use more events or a shorter sequence"
         )
+    if not n_val:
+        return {"train": (0, n_train), "val": (n_train, n_train), "test": (n_train + gap, n)}
     val_start = n_train + gap
     test_start = val_start + n_val + gap
     return {"train": (0, n_train), "val": (val_start, val_start + n_val),
@@ -135,7 +164,8 @@ def prepare(arrays: TickArrays, cfg: DataConfig,
     else:
         inputs = ModelInputs.from_state(cfg.features, normalization)
     x, dt = inputs.normalize(arrays.x, arrays.dt)
-    normalised = TickArrays(x, dt, arrays.labels, arrays.target, arrays.target_valid)
+    normalised = TickArrays(x, dt, arrays.labels, arrays.target, arrays.target_valid,
+                            alpha=arrays.alpha)
     parts = {name: normalised.rows(*r) for name, r in ranges.items()}
     return Splits(**parts, ranges=ranges, inputs=inputs)
 
@@ -143,4 +173,6 @@ def prepare(arrays: TickArrays, cfg: DataConfig,
 def load_splits(cfg: DataConfig, normalization: dict | None = None) -> Splits:
     """:func:`prepare` of the ticks ``cfg`` names."""
     ticks = load_ticks(cfg)
-    return prepare(tick_arrays(ticks, cfg.features, cfg.horizons, cfg.alpha), cfg, normalization)
+    train_stop = split_ranges(len(ticks), cfg)["train"][1]
+    arrays = tick_arrays(ticks, cfg.features, cfg.horizons, cfg.alpha, train_stop)
+    return prepare(arrays, cfg, normalization)

@@ -1,0 +1,122 @@
+"""Per-tick baselines of ma-eval, fitted on the training split's rows: the
+majority class, logistic regression and gradient-boosted trees on the same
+spec features the network reads (its rolling windows included) plus
+``log1p(dt)``.
+
+Each ``fit_*`` returns a predictor with the network's signature,
+``predict(x [B, L, F], dt [B, L]) -> scores [B, L, H, 3]`` (argmax is the
+class), so :func:`ma_model.evaluate.scored_rows` scores every model on the
+same rows. ``deadline`` (a ``time.monotonic()``) is a training time budget:
+a baseline stops adding iterations once it passes and keeps what it has.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+import ma_features
+
+from .data import TickArrays
+
+TABULAR = ("majority", "logistic", "gbt")
+"""The baselines of this module; ma-eval adds ``dense`` (the network with dense attention)."""
+
+
+def tabular_inputs(x: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+    """One tick's inputs ``[..., F + 1]``: the spec's columns and ``log1p(dt)``."""
+    return torch.cat([x, torch.log1p(dt).unsqueeze(-1)], dim=-1)
+
+
+def _defined(train: TickArrays, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows with a label at horizon ``h``: ``(inputs, labels)``."""
+    rows = train.labels[:, h] != ma_features.IGNORE_INDEX
+    if not bool(rows.any()):
+        raise ValueError(f"the training split has no defined label at horizon index {h}")
+    return (tabular_inputs(train.x, train.dt)[rows].double().numpy(),
+            train.labels[rows, h].numpy())
+
+
+def _per_horizon(models: list, score) -> callable:
+    """A predictor from one fitted model per horizon and ``score(model, rows
+    [N, F+1] numpy) -> [N, 3]``."""
+    def predict(x, dt):
+        rows = tabular_inputs(x, dt).flatten(0, -2).double().numpy()
+        out = np.stack([score(m, rows) for m in models], axis=1)  # [N, H, 3]
+        return torch.from_numpy(out).float().reshape(*x.shape[:-1], len(models), 3)
+    return predict
+
+
+def fit_majority(train: TickArrays) -> callable:
+    """The most frequent training class of each horizon, everywhere."""
+    classes = []
+    for h in range(train.labels.shape[1]):
+        _, y = _defined(train, h)
+        classes.append(int(np.bincount(y, minlength=3).argmax()))
+    return _per_horizon(classes, lambda c, rows: np.eye(3)[np.full(len(rows), c)])
+
+
+def fit_logistic(train: TickArrays, steps: int = 300, seed: int = 0,
+                 deadline: float | None = None) -> callable:
+    """Multinomial logistic regression per horizon, full-batch L-BFGS on
+    the train rows (inputs are standardised by the split, so it converges in
+    a few hundred iterations); run in rounds of 20 so a deadline can stop it."""
+    torch.manual_seed(seed)
+    horizons = train.labels.shape[1]
+    linear = nn.Linear(train.x.shape[1] + 1, 3 * horizons)
+    features = tabular_inputs(train.x, train.dt)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=ma_features.IGNORE_INDEX)
+    optimizer = torch.optim.LBFGS(linear.parameters(), max_iter=20,
+                                  line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_fn(linear(features).view(-1, 3), train.labels.reshape(-1))
+        loss.backward()
+        return loss
+
+    for _ in range(max(1, steps // 20)):
+        optimizer.step(closure)
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+
+    @torch.no_grad()
+    def predict(x, dt):
+        return linear(tabular_inputs(x, dt)).unflatten(-1, (horizons, 3))
+    return predict
+
+
+def fit_gbt(train: TickArrays, seed: int = 0, deadline: float | None = None,
+            max_iter: int = 100, chunk: int = 25) -> callable:
+    """scikit-learn's HistGradientBoostingClassifier per horizon (its defaults: at most
+    100 iterations of 31-leaf trees, learning rate 0.1), with its
+    early stopping on a held-out 10% of the train rows; trees are added
+    ``chunk`` at a time (warm start) so a deadline can end the growth."""
+    try:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+    except ImportError as e:
+        raise ValueError("the gbt baseline needs scikit-learn: pip install "
+                         "'ma-model[baselines]'") from e
+
+    models = []
+    for h in range(train.labels.shape[1]):
+        x, y = _defined(train, h)
+        model = HistGradientBoostingClassifier(max_iter=chunk, early_stopping=True,
+                                               random_state=seed, warm_start=True)
+        model.fit(x, y)
+        while (model.n_iter_ == model.max_iter < max_iter
+               and (deadline is None or time.monotonic() < deadline)):
+            model.max_iter = min(max_iter, model.max_iter + chunk)
+            model.fit(x, y)
+        models.append(model)
+    return _per_horizon(models, _probabilities)
+
+
+def _probabilities(model, rows: np.ndarray) -> np.ndarray:
+    """``[N, 3]`` class probabilities, a zero column for a class never seen in training."""
+    out = np.zeros((len(rows), 3))
+    out[:, model.classes_] = model.predict_proba(rows)
+    return out
