@@ -53,10 +53,25 @@ def _wheelhouse(session: nox.Session) -> Path:
     return house
 
 
+def _torch(session: nox.Session, variant: str) -> None:
+    """torch (and only what it depends on) for this session's venv, installed
+    once per variant into .nox/_torch/<variant> and put on the venv's path by
+    a .pth file: each session still starts from a fresh venv, without
+    unpacking torch again."""
+    site = ROOT / ".nox" / "_torch" / variant
+    if not (site / ".installed").exists():
+        session.run("python", "-m", "pip", "install", "--quiet", "--target", str(site),
+                    *TORCH[variant])
+        (site / ".installed").touch()
+    purelib = session.run("python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))",
+                          silent=True).strip()
+    (Path(purelib) / "ma_torch.pth").write_text(f"{site}\n")
+
+
 def _install(
     session: nox.Session, variant: str, packages: list[str], extra: str = "[test]"
 ) -> None:
-    session.install(*TORCH[variant])
+    _torch(session, variant)
     house = _wheelhouse(session)
     session.install("--find-links", str(house), *(p + extra for p in packages))
 
