@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <stdexcept>
 #include <vector>
 
 #include "book_features.h"
@@ -31,6 +32,11 @@ using Pointers = std::vector<std::uintptr_t>;
 template <typename T>
 T* as(std::uintptr_t p) {
   return reinterpret_cast<T*>(p);
+}
+
+// What an entry says when asked for a CUDA device in a build without CUDA kernels.
+[[noreturn]] inline void no_cuda() {
+  throw std::invalid_argument("ma_kernels: this build has no CUDA kernels");
 }
 
 // The model's sizes and pointers as ma_kernels/step.py passes them.

@@ -41,69 +41,68 @@ StreamState stream_state_of(const State& s) {
           reinterpret_cast<std::int64_t*>(s[4]), s[5], s[6]};
 }
 
+// Each op has one entry for both devices: device -1 is the CPU.
 void register_book_stream(py::module_& m) {
-  m.def(
-      "book_stream_columns_cpu",
-      [](std::int64_t batch, std::int64_t levels, const std::vector<Strided>& book,
-         const std::vector<Strided>& columns, std::uintptr_t active, const State& state,
-         const std::vector<std::int64_t>& instant, const std::vector<std::int64_t>& depth,
-         std::int64_t ofi_levels, const std::vector<std::int64_t>& rolling,
-         const std::vector<std::int64_t>& windows, const std::vector<std::int64_t>& time_windows,
-         std::uintptr_t out, std::uintptr_t terms, std::uintptr_t overflow) {
-        const StreamEvents e = events_of(batch, levels, book, columns, active);
-        const BookFeatureSpec spec =
-            book_spec(instant, depth, ofi_levels, rolling, windows, time_windows);
-        py::gil_scoped_release no_gil;
-        book_stream_columns_cpu(e, stream_state_of(state), spec, out_of(out, terms, overflow));
-      });
-  m.def("book_tick_reasons_cpu",
-        [](std::int64_t batch, std::int64_t levels, const std::vector<Strided>& book,
-           const std::vector<Strided>& columns, const State& state, const Strided& event,
-           std::uintptr_t reasons) {
-          book_tick_reasons_cpu(events_of(batch, levels, book, columns, 0), stream_state_of(state),
-                                Column{static_cast<std::uintptr_t>(event[0]), event[1]},
-                                reinterpret_cast<std::int8_t*>(reasons));
-        });
-  m.def("book_stream_commit_cpu",
+  m.def("book_stream_columns",
         [](std::int64_t batch, std::int64_t levels, const std::vector<Strided>& book,
            const std::vector<Strided>& columns, std::uintptr_t active, const State& state,
-           std::uintptr_t terms) {
-          book_stream_commit_cpu(events_of(batch, levels, book, columns, active),
-                                 stream_state_of(state), reinterpret_cast<const double*>(terms));
-        });
+           const std::vector<std::int64_t>& instant, const std::vector<std::int64_t>& depth,
+           std::int64_t ofi_levels, const std::vector<std::int64_t>& rolling,
+           const std::vector<std::int64_t>& windows,
+           const std::vector<std::int64_t>& time_windows, std::uintptr_t out,
+           std::uintptr_t terms, std::uintptr_t overflow, int device, std::uintptr_t stream) {
+          const StreamEvents e = events_of(batch, levels, book, columns, active);
+          const BookFeatureSpec spec =
+              book_spec(instant, depth, ofi_levels, rolling, windows, time_windows);
+          if (device < 0) {
+            py::gil_scoped_release no_gil;
+            book_stream_columns_cpu(e, stream_state_of(state), spec,
+                                    out_of(out, terms, overflow));
+            return;
+          }
 #ifdef MA_KERNELS_WITH_CUDA
-  m.def(
-      "book_stream_columns_cuda",
-      [](std::int64_t batch, std::int64_t levels, const std::vector<Strided>& book,
-         const std::vector<Strided>& columns, std::uintptr_t active, const State& state,
-         const std::vector<std::int64_t>& instant, const std::vector<std::int64_t>& depth,
-         std::int64_t ofi_levels, const std::vector<std::int64_t>& rolling,
-         const std::vector<std::int64_t>& windows, const std::vector<std::int64_t>& time_windows,
-         std::uintptr_t out, std::uintptr_t terms, std::uintptr_t overflow, int device,
-         std::uintptr_t stream) {
-        book_stream_columns_cuda(events_of(batch, levels, book, columns, active),
-                                 stream_state_of(state),
-                                 book_spec(instant, depth, ofi_levels, rolling, windows,
-                                           time_windows),
-                                 out_of(out, terms, overflow), device, stream);
-      });
-  m.def("book_tick_reasons_cuda",
+          book_stream_columns_cuda(e, stream_state_of(state), spec, out_of(out, terms, overflow),
+                                   device, stream);
+#else
+          (void)stream;
+          no_cuda();
+#endif
+        });
+  m.def("book_tick_reasons",
         [](std::int64_t batch, std::int64_t levels, const std::vector<Strided>& book,
            const std::vector<Strided>& columns, const State& state, const Strided& event,
            std::uintptr_t reasons, int device, std::uintptr_t stream) {
-          book_tick_reasons_cuda(events_of(batch, levels, book, columns, 0), stream_state_of(state),
-                                 Column{static_cast<std::uintptr_t>(event[0]), event[1]},
-                                 reinterpret_cast<std::int8_t*>(reasons), device, stream);
+          const StreamEvents e = events_of(batch, levels, book, columns, 0);
+          const Column codes{static_cast<std::uintptr_t>(event[0]), event[1]};
+          auto* out = reinterpret_cast<std::int8_t*>(reasons);
+          if (device < 0) {
+            book_tick_reasons_cpu(e, stream_state_of(state), codes, out);
+            return;
+          }
+#ifdef MA_KERNELS_WITH_CUDA
+          book_tick_reasons_cuda(e, stream_state_of(state), codes, out, device, stream);
+#else
+          (void)stream;
+          no_cuda();
+#endif
         });
-  m.def("book_stream_commit_cuda",
+  m.def("book_stream_commit",
         [](std::int64_t batch, std::int64_t levels, const std::vector<Strided>& book,
            const std::vector<Strided>& columns, std::uintptr_t active, const State& state,
            std::uintptr_t terms, int device, std::uintptr_t stream) {
-          book_stream_commit_cuda(events_of(batch, levels, book, columns, active),
-                                  stream_state_of(state), reinterpret_cast<const double*>(terms),
-                                  device, stream);
-        });
+          const StreamEvents e = events_of(batch, levels, book, columns, active);
+          const auto* t = reinterpret_cast<const double*>(terms);
+          if (device < 0) {
+            book_stream_commit_cpu(e, stream_state_of(state), t);
+            return;
+          }
+#ifdef MA_KERNELS_WITH_CUDA
+          book_stream_commit_cuda(e, stream_state_of(state), t, device, stream);
+#else
+          (void)stream;
+          no_cuda();
 #endif
+        });
 }
 
 }  // namespace ma_kernels::python

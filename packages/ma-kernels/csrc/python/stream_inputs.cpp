@@ -89,7 +89,7 @@ void register_stream_inputs(py::module_& m) {
           stream_inputs_cuda(c.round, c.state, c.spec, c.standardise, c.out, device, stream);
 #else
           (void)stream;
-          throw std::invalid_argument("stream_inputs: this build has no CUDA kernels");
+          no_cuda();
 #endif
         });
 }

@@ -169,11 +169,15 @@ def _check_codes(levels: int, spec: tuple) -> None:
     _spec(levels, names[0], depth, ofi_levels, names[1], windows, time_windows)
 
 
-def _empty(bid_price: torch.Tensor, spec, dtype: torch.dtype) -> torch.Tensor:
+def _column_count(spec) -> int:
+    """The columns of a spec given as codes (BookFeatureSpec::columns in csrc)."""
     instant, depth, ofi_levels, rolling, windows, time_windows = spec
-    columns = (len(instant) + len(depth) + (ofi_levels + 1 if ofi_levels else 0)
-               + (len(windows) + len(time_windows)) * len(rolling))
-    return bid_price.new_empty((bid_price.shape[0], columns), dtype=dtype)
+    return (len(instant) + len(depth) + (ofi_levels + 1 if ofi_levels else 0)
+            + (len(windows) + len(time_windows)) * len(rolling))
+
+
+def _empty(bid_price: torch.Tensor, spec, dtype: torch.dtype) -> torch.Tensor:
+    return bid_price.new_empty((bid_price.shape[0], _column_count(spec)), dtype=dtype)
 
 
 def _prepare(time, bid_price, bid_size, ask_price, ask_size, trade_price, trade_size, trade_side,

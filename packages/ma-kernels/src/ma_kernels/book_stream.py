@@ -21,7 +21,7 @@ import torch
 
 from . import _C
 from ._checks import check_exact, launch_args, plain_eager
-from .book import _BOOK, _spec
+from .book import _BOOK, _column_count, _spec
 
 TERMS = 6  # rolling terms of an event: OFI, signed volume, notional, volume, trades, r^2
 STATE = ("book", "time", "count", "ring", "times")
@@ -171,27 +171,26 @@ def _state(state: Sequence[torch.Tensor], max_events: int) -> tuple[int, ...]:
 
 def _outputs(time: torch.Tensor, state, spec) -> tuple[torch.Tensor, ...]:
     """Every buffer the kernels write comes from here (tests fill it with NaN)."""
-    instant, depth, ofi_levels, rolling, windows, time_windows = spec
-    columns = (len(instant) + len(depth) + (ofi_levels + 1 if ofi_levels else 0)
-               + (len(windows) + len(time_windows)) * len(rolling))
-    batch = len(time)
+    rolling, time_windows, batch = spec[3], spec[5], len(time)
     # Without rolling columns no window is summed (as in book_features): none overflows.
-    return (torch.empty(batch, columns, dtype=torch.float64, device=time.device),
+    return (torch.empty(batch, _column_count(spec), dtype=torch.float64, device=time.device),
             torch.empty(batch, TERMS, dtype=torch.float64, device=time.device),
             torch.empty(batch, len(time_windows) if rolling else 0, dtype=torch.bool,
                         device=time.device))
 
 
-def _step(device_kernel, time, bid_price, bid_size, ask_price, ask_size, trade_price,
+# The kernels' calls: ``device`` -1 is the CPU, else a CUDA device and ``stream``.
+def _step(device, stream, time, bid_price, bid_size, ask_price, ask_size, trade_price,
           trade_size, trade_side, active, state, instant, depth, ofi_levels, rolling, windows,
-          time_windows, max_events, *launch):
+          time_windows, max_events):
     out = _outputs(time, state, (instant, depth, ofi_levels, rolling, windows, time_windows))
     batch, book, columns, active_ptr = _events(time, bid_price, bid_size, ask_price, ask_size,
                                                (trade_price, trade_size, trade_side), active)
     if batch:
-        device_kernel(batch, state[0].shape[2], book, columns, active_ptr,
-                      _state(state, max_events), instant, depth, ofi_levels, rolling, windows,
-                      time_windows, *(t.data_ptr() for t in out), *launch)
+        _C.book_stream_columns(batch, state[0].shape[2], book, columns, active_ptr,
+                               _state(state, max_events), instant, depth, ofi_levels, rolling,
+                               windows, time_windows, *(t.data_ptr() for t in out), device,
+                               stream)
     return out
 
 
@@ -202,13 +201,13 @@ def step_cpu(
     state: list[torch.Tensor], instant: list[int], depth_imbalance: list[int], ofi_levels: int,
     rolling: list[int], windows: list[int], time_windows: list[int], max_events: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _step(_C.book_stream_columns_cpu, time, bid_price, bid_size, ask_price, ask_size,
+    return _step(-1, 0, time, bid_price, bid_size, ask_price, ask_size,
                  trade_price, trade_size, trade_side, active, state, instant, depth_imbalance,
                  ofi_levels, rolling, windows, time_windows, max_events)
 
 
 def step_cuda(*args):
-    return _step(_C.book_stream_columns_cuda, *args, *launch_args(args[0]))
+    return _step(*launch_args(args[0]), *args)
 
 
 def step_fake(time, bid_price, bid_size, ask_price, ask_size, trade_price, trade_size, trade_side,
@@ -216,14 +215,15 @@ def step_fake(time, bid_price, bid_size, ask_price, ask_size, trade_price, trade
     return _outputs(time, state, spec_and_max[:-1])
 
 
-def _reasons(device_kernel, event, time, bid_price, bid_size, ask_price, ask_size, trade_price,
-             trade_size, trade_side, state, *launch) -> torch.Tensor:
+def _reasons(device, stream, event, time, bid_price, bid_size, ask_price, ask_size,
+             trade_price, trade_size, trade_side, state) -> torch.Tensor:
     reasons = torch.empty(len(time), dtype=torch.int8, device=time.device)
     batch, book, columns, _ = _events(time, bid_price, bid_size, ask_price, ask_size,
                                       (trade_price, trade_size, trade_side), time)
     if batch:
-        device_kernel(batch, state[0].shape[2], book, columns, _state(state, 0),
-                      (event.data_ptr(), event.stride(0), 0), reasons.data_ptr(), *launch)
+        _C.book_tick_reasons(batch, state[0].shape[2], book, columns, _state(state, 0),
+                             (event.data_ptr(), event.stride(0), 0), reasons.data_ptr(), device,
+                             stream)
     return reasons
 
 
@@ -232,26 +232,26 @@ def reasons_cpu(
     ask_price: torch.Tensor, ask_size: torch.Tensor, trade_price: torch.Tensor,
     trade_size: torch.Tensor, trade_side: torch.Tensor, state: list[torch.Tensor],
 ) -> torch.Tensor:
-    return _reasons(_C.book_tick_reasons_cpu, event, time, bid_price, bid_size, ask_price,
+    return _reasons(-1, 0, event, time, bid_price, bid_size, ask_price,
                     ask_size, trade_price, trade_size, trade_side, state)
 
 
 def reasons_cuda(*args) -> torch.Tensor:
-    return _reasons(_C.book_tick_reasons_cuda, *args, *launch_args(args[0]))
+    return _reasons(*launch_args(args[0]), *args)
 
 
 def reasons_fake(event, *args) -> torch.Tensor:
     return torch.empty(len(event), dtype=torch.int8, device=event.device)
 
 
-def _commit(device_kernel, time, bid_price, bid_size, ask_price, ask_size, active, terms, state,
-            *launch):
+def _commit(device, stream, time, bid_price, bid_size, ask_price, ask_size, active, terms,
+            state):
     # The commit reads no trade column: null pointers stand in for them.
     batch, book, columns, active_ptr = _events(time, bid_price, bid_size, ask_price, ask_size,
                                                (), active)
     if batch:
-        device_kernel(batch, state[0].shape[2], book, [(0, 0, 0)] * 3 + columns, active_ptr,
-                      _state(state, 0), terms.data_ptr(), *launch)
+        _C.book_stream_commit(batch, state[0].shape[2], book, [(0, 0, 0)] * 3 + columns,
+                              active_ptr, _state(state, 0), terms.data_ptr(), device, stream)
 
 
 def commit_cpu(
@@ -259,12 +259,12 @@ def commit_cpu(
     ask_price: torch.Tensor, ask_size: torch.Tensor, active: torch.Tensor, terms: torch.Tensor,
     state: list[torch.Tensor],
 ) -> None:
-    _commit(_C.book_stream_commit_cpu, time, bid_price, bid_size, ask_price, ask_size, active,
+    _commit(-1, 0, time, bid_price, bid_size, ask_price, ask_size, active,
             terms, state)
 
 
 def commit_cuda(*args) -> None:
-    _commit(_C.book_stream_commit_cuda, *args, *launch_args(args[0]))
+    _commit(*launch_args(args[0]), *args)
 
 
 _STEP = {"cpu": step_cpu, "cuda": step_cuda}

@@ -19,7 +19,7 @@ import torch
 
 from . import _C
 from ._checks import check_exact, launch_args, plain_eager
-from .book import _spec
+from .book import _column_count, _spec
 from .book_stream import STATE, _check_state, _is_state, _state
 
 MAX_COLUMNS = 128  # csrc/stream_inputs.h
@@ -62,12 +62,6 @@ def stream_inputs(
     return torch.ops.ma_kernels.stream_inputs(*args)
 
 
-def _columns(spec) -> int:
-    instant, depth, ofi_levels, rolling, windows, time_windows = spec
-    return (len(instant) + len(depth) + (ofi_levels + 1 if ofi_levels else 0)
-            + (len(windows) + len(time_windows)) * len(rolling))
-
-
 def _check(in_f64, in_i64, state, spec, x_index, shift, scale, dt_column, max_events) -> None:
     if not _is_state(state):
         raise ValueError(f"state must be the {len(STATE)} tensors {STATE} of stream_state")
@@ -79,7 +73,7 @@ def _check(in_f64, in_i64, state, spec, x_index, shift, scale, dt_column, max_ev
     check_exact("x_index", x_index, (inputs,), torch.int64, device, contiguous=True)
     for name, t in (("shift", shift), ("scale", scale)):
         check_exact(name, t, (inputs,), torch.float64, device, contiguous=True)
-    columns = _columns(spec)
+    columns = _column_count(spec)
     if columns > MAX_COLUMNS:
         raise ValueError(f"the spec has {columns} columns; the streaming kernels take at most "
                          f"{MAX_COLUMNS}")
