@@ -12,12 +12,13 @@
 //   sum over the window of row t = Lead(t) - Trail(start(t)),
 //   Lead(t) = sum of terms of rows [origin, t], Trail(j) = same over [origin, j),
 //
-// both scanned 128 rows at a time (a serial prefix in each lane, a warp scan
-// of the lanes' totals). Lead advances with the rows; each window's trail
-// advances with its rows' window starts (t - W + 1, or the first row of the
-// time window, found by a galloping search), rescanning the rows that leave.
-// After each step the origin moves up to the earliest window start, so the
-// prefix sums stay at the magnitude of the longest window.
+// Lead scanned 128 rows at a time (a serial prefix in each lane, a warp scan
+// of the lanes' totals) and kept for two steps, so Trail(j) = Lead(j - 1) of
+// any window starting up to 127 rows before the step (t - W + 1, or the first
+// row of the time window, found by a galloping search) is read, not computed.
+// Only a window reaching further back rescans the rows that leave it, from
+// its previous start. After each step the origin moves up to the earliest
+// window start, so the prefix sums stay at the magnitude of the longest window.
 #include <algorithm>
 #include <mutex>
 #include <type_traits>
@@ -71,8 +72,8 @@ event_columns_kernel(const __grid_constant__ BookSeries s,
 struct WarpState {
   std::int64_t trail_row[kWindows];    // start of the window of the step's last row
   double trail_sum[kWindows][kTerms];  // Trail(trail_row)
-  double lead[kTerms][kStep];          // Lead of the step's rows
-  double trail[kTerms][kStep];         // Trail of the rows of one trail scan
+  double lead[2][kTerms][kStep];       // Lead of this step's rows and the step's before
+  double trail[kTerms][kStep];         // Trail of the rows of one trail rescan
 };
 
 // Where row r (0..127) of a step lives in a slot-major array: consecutive
@@ -145,12 +146,22 @@ __device__ std::int64_t window_start(const BookSeries& s, const BookFeatureSpec&
 }
 
 template <typename U>
-__device__ void store_window(const BookFeatureSpec& spec, const WarpState& state, int slot,
+__device__ void store_window(const BookFeatureSpec& spec, const double (*lead)[kStep], int slot,
                              const double* trail, double mid, U* out) {
   double sums[kTerms];
 #pragma unroll
-  for (int j = 0; j < kTerms; ++j) sums[j] = state.lead[j][slot] - trail[j];
+  for (int j = 0; j < kTerms; ++j) sums[j] = lead[j][slot] - trail[j];
   book::store_rolling(spec, sums, mid, out);
+}
+
+// The largest of the warp's values.
+__device__ std::int64_t warp_max(std::int64_t x) {
+#pragma unroll
+  for (int d = 16; d; d /= 2) {
+    const std::int64_t y = __shfl_xor_sync(kAll, x, d);
+    x = y > x ? y : x;
+  }
+  return x;
 }
 
 // The rolling columns (each row's last `width` columns, from column
@@ -177,7 +188,9 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
     return staged ? staging + lane * lane_stride + k * width : rolling + t * columns;
   };
 
-  // Warm-up: Lead over [origin, a) and each window's Trail at the start of row a.
+  // Warm-up: Lead over [origin, a) in whole steps, the last one rows
+  // [a - kStep, a), and each window's Trail at the start of row a. Rows
+  // before the series add nothing (so the first chunk's ring starts at 0).
   std::int64_t origin = a;
   for (int w = 0; w < windows; ++w) {
     const std::int64_t start = window_start(s, spec, w, a, 0);
@@ -187,16 +200,19 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
     }
     origin = start < origin ? start : origin;
   }
+  origin = a - std::max<std::int64_t>(1, (a - origin + kStep - 1) / kStep) * kStep;
   __syncwarp();
   double lead[kTerms] = {};
+  int now = 0;  // state.lead[now]: the Lead of the last step scanned
   for (std::int64_t base = origin; base < a; base += kStep) {
-    scan_terms<T>(s, base, a, lead, state.lead);
+    now ^= 1;
+    scan_terms<T>(s, base, a, lead, state.lead[now]);
     if (lane == 0) {
       for (int w = 0; w < windows; ++w) {  // Trail(start) = Lead(start - 1)
         const std::int64_t last = state.trail_row[w] - 1;
         if (last < base || last >= base + kStep) continue;
         const int slot = slot_of(last - base);
-        for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] = state.lead[j][slot];
+        for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] = state.lead[now][j][slot];
       }
     }
     __syncwarp();
@@ -210,7 +226,10 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
     for (int k = 0; k < kLaneRows; ++k) {
       mids[k] = first + k < b ? book::quote_at<T>(s, first + k).mid() : 0.0;
     }
-    scan_terms<T>(s, base, s.rows, lead, state.lead);
+    now ^= 1;
+    scan_terms<T>(s, base, s.rows, lead, state.lead[now]);
+    const double (*current)[kStep] = state.lead[now];
+    const double (*previous)[kStep] = state.lead[now ^ 1];
     for (int w = 0; w < windows; ++w) {
       const int column = w * spec.rolling_count;
       std::int64_t starts[kLaneRows];
@@ -226,24 +245,47 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
 #pragma unroll
       for (int j = 0; j < kTerms; ++j) carry[j] = state.trail_sum[w][j];
       __syncwarp();
-      // Rows whose window starts where the last one did: Trail is known.
+      // Trail of a row's window: known where it starts where the last one
+      // did, Lead(start - 1) where that row is in the ring (this step or the
+      // one before), else rescanned below. Starts grow with the rows, so the
+      // rows to rescan are the first ones, up to the start `rescan_to`.
+      std::int64_t rescan_to = trail_row;
 #pragma unroll
       for (int k = 0; k < kLaneRows; ++k) {
-        if (first + k <= last_valid && starts[k] == trail_row) {
-          store_window(spec, state, k * 32 + lane, carry, mids[k], row_out(k, first + k) + column);
+        const std::int64_t t = first + k, ring_row = starts[k] - 1 - (base - kStep);
+        if (t > last_valid) continue;
+        if (starts[k] == trail_row) {
+          store_window(spec, current, k * 32 + lane, carry, mids[k], row_out(k, t) + column);
+        } else if (ring_row >= 0) {
+          const double (*ring)[kStep] = ring_row < kStep ? previous : current;
+          const int slot = slot_of(ring_row % kStep);
+          double trail[kTerms];
+#pragma unroll
+          for (int j = 0; j < kTerms; ++j) trail[j] = ring[j][slot];
+          store_window(spec, current, k * 32 + lane, trail, mids[k], row_out(k, t) + column);
+          if (t == last_valid) {
+#pragma unroll
+            for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] = trail[j];
+          }
+        } else {
+          rescan_to = starts[k];
         }
       }
-      for (std::int64_t from = trail_row; from < last_start; from += kStep) {
+      rescan_to = warp_max(rescan_to);
+      for (std::int64_t from = trail_row; from < rescan_to; from += kStep) {
         scan_terms<T>(s, from, s.rows, carry, state.trail);
 #pragma unroll
         for (int k = 0; k < kLaneRows; ++k) {
           const std::int64_t t = first + k;
-          if (t > last_valid || starts[k] <= from || starts[k] > from + kStep) continue;
+          if (t > last_valid || starts[k] <= from || starts[k] > from + kStep ||
+              starts[k] - 1 >= base - kStep) {
+            continue;
+          }
           const int slot = slot_of(starts[k] - 1 - from);
           double trail[kTerms];
 #pragma unroll
           for (int j = 0; j < kTerms; ++j) trail[j] = state.trail[j][slot];
-          store_window(spec, state, k * 32 + lane, trail, mids[k], row_out(k, t) + column);
+          store_window(spec, current, k * 32 + lane, trail, mids[k], row_out(k, t) + column);
           if (t == last_valid) {
 #pragma unroll
             for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] = trail[j];
@@ -254,9 +296,9 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
       if (lane == 0) state.trail_row[w] = last_start;
       __syncwarp();
     }
-    // Re-anchor: the origin moves up to the earliest window start, so Lead and
-    // the trails stay at the magnitude of the longest window and their
-    // differences keep their precision however long the chunk.
+    // Re-anchor: the origin moves up to the earliest window start, so Lead,
+    // the ring and the trails stay at the magnitude of the longest window and
+    // their differences keep their precision however long the chunk.
     int earliest = 0;
     for (int w = 1; w < windows; ++w) {
       if (state.trail_row[w] < state.trail_row[earliest]) earliest = w;
@@ -266,7 +308,11 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
     for (int j = 0; j < kTerms; ++j) offset[j] = state.trail_sum[earliest][j];
     __syncwarp();
 #pragma unroll
-    for (int j = 0; j < kTerms; ++j) lead[j] -= offset[j];
+    for (int j = 0; j < kTerms; ++j) {
+      lead[j] -= offset[j];
+#pragma unroll
+      for (int k = 0; k < kLaneRows; ++k) state.lead[now][j][k * 32 + lane] -= offset[j];
+    }
     if (lane == 0) {
       for (int w = 0; w < windows; ++w) {
         for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] -= offset[j];
