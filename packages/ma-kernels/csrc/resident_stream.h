@@ -1,11 +1,12 @@
 // A resident streaming kernel: launched once, it stays on the GPU and turns
 // each round of raw ticks into signals with no launch, graph replay or copy
 // call per tick. The host writes a round into pinned, mapped host memory and
-// bumps a request number; the kernel (one thread-block cluster per tile of
-// sequences) sees it, checks each tick (book_stream.h), computes its
-// features, standardises them, commits the accepted ones (stream_inputs.h),
-// runs every stage of the model (cuda/transformer_stages.cuh) and writes the outputs and a
-// done number back into mapped memory, where the host spins on it.
+// bumps a request number; the kernel (thread-block clusters over tiles of
+// sequences, their shared memory holding the model's weights in bf16) sees it,
+// checks each tick (book_stream.h), computes its features, standardises
+// them, commits the accepted ones (stream_inputs.h), runs the model on chip
+// (cuda/resident_stages.cuh) and writes the outputs and a done number back
+// into mapped memory, where the host spins on it.
 //
 // Never left spinning: the kernel's wait for a request gives up after
 // idle_ns (the host relaunches it on the next round), the host's wait for a
@@ -64,10 +65,6 @@ class ResidentStream {
   std::int64_t clusters_;
 };
 
-// How many clusters the kernel needs for this config, and how many this GPU
-// can hold at once (the kernel runs only if they all fit).
-std::int64_t resident_clusters_needed(const ResidentConfig& config);
-std::int64_t resident_clusters_possible(const ResidentConfig& config, int device);
 #endif
 
 }  // namespace ma_kernels

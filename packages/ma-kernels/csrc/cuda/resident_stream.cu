@@ -1,26 +1,34 @@
-// The resident streaming kernel (resident_stream.h): per round, each
-// cluster's rank-0 thread sees the host's request number in mapped memory;
-// the cluster checks and featurises its tile's ticks (a warp per tick, the
-// functions of book_stream.h), runs the model's stages
-// (cuda/transformer_stages.cuh) and writes the outputs and its done number
-// back to mapped memory. Mapped inputs are read with ld.cv (the host rewrites
-// them every round); outputs are fenced at system scope before done.
+// The resident streaming kernel (resident_stream.h): launched once, each
+// cluster loads its slices of the model's weights into shared memory (bf16,
+// cuda/resident_stages.cuh), then per round its rank-0 thread sees the host's
+// request number in mapped memory; the cluster checks and featurises its
+// tiles' ticks (a warp per tick, the functions of book_stream.h), runs the
+// model on chip and writes the outputs and its done number back to mapped
+// memory. Mapped inputs are read with ld.cv (the host rewrites them every
+// round); outputs are fenced at system scope before done.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "cuda/check.cuh"
 #include "cuda/stream_inputs.cuh"
-#include "cuda/transformer_stages.cuh"
+#include "cuda/resident_stages.cuh"
 #include "resident_stream.h"
 
 namespace ma_kernels {
 namespace {
 
-using namespace step_stages;
+using resident_stages::OnChip;
+using resident_stages::OnChipStep;
+using step_stages::kThreads;
+using step_stages::kTile;
+using step_stages::kWarps;
+namespace cg = cooperative_groups;
 
 constexpr std::int64_t kStop = -1, kIdle = -2;
 
@@ -63,19 +71,22 @@ __device__ void featurise(const ResidentConfig& c, const ResidentTensors& t, con
   stream_inputs_warp(round, t.features, c.spec, c.inputs, sc.inputs, b, lane);
 }
 
-// Two blocks per SM, so 256 instruments (32 clusters of 8) fit on an H100 at once.
+// One block per SM (its shared memory holds the block's weights); cluster c
+// serves tiles c, c + clusters, ... of the instruments.
 template <int D>
-__global__ void __launch_bounds__(kThreads, 2)
+__global__ void __launch_bounds__(kThreads, 1)
 resident_kernel(const __grid_constant__ ResidentConfig c, const __grid_constant__ ResidentTensors t,
-                const __grid_constant__ Layout lay, const __grid_constant__ Mapped io,
-                const __grid_constant__ Scratch sc, float* ws) {
-  extern __shared__ __align__(16) float shared[];
+                const __grid_constant__ OnChip o, const __grid_constant__ Mapped io,
+                const __grid_constant__ Scratch sc) {
+  extern __shared__ __align__(16) unsigned char shared[];
   __shared__ long long round;
   cg::cluster_group cluster = cg::this_cluster();
-  const Step step = cluster_step<D>(c.model, t.model, lay, ws, shared, cluster);
-  const unsigned rank = cluster.block_rank();
-  const std::int64_t tile = blockIdx.x / kCluster;
-  long long seen = io.done[tile], r = kIdle;  // a relaunch serves what this cluster has not
+  const int rank = int(cluster.block_rank()), warp = int(threadIdx.x / 32), lane = threadIdx.x % 32;
+  const std::int64_t id = blockIdx.x / o.blocks, clusters = gridDim.x / o.blocks;
+  const std::int64_t tile_count = (c.model.batch + kTile - 1) / kTile;
+  OnChipStep<D> step{c.model, t.model, o, cluster, shared, rank, warp, lane};
+  step.load_weights();
+  long long seen = io.done[id], r = kIdle;  // a relaunch serves what this cluster has not
   for (;;) {
     if (rank == 0 && threadIdx.x == 0) {
       const std::uint64_t since = global_ns();
@@ -91,43 +102,73 @@ resident_kernel(const __grid_constant__ ResidentConfig c, const __grid_constant_
     r = *cluster.map_shared_rank(&round, 0);
     if (r < 0) break;
     seen = r;
-    if (step.warp == 0) {
-      for (int i = int(rank); i < step.rows; i += kCluster) {
-        featurise(c, t, io, sc, step.row0 + i, step.lane);
+    for (std::int64_t tile = id; tile < tile_count; tile += clusters) {
+      const std::int64_t row0 = tile * kTile;
+      const int rows = int(std::min<std::int64_t>(kTile, c.model.batch - row0));
+      for (int i = rank * kWarps + warp; i < rows; i += o.blocks * kWarps) {
+        featurise(c, t, io, sc, row0 + i, lane);
       }
     }
     cluster.sync();
-    rope_angles<D>(step);
-    model_stages<D>(step, cluster, io.out, c.model.outputs());
-    if (rank == 0 && int(threadIdx.x) < step.rows) {  // the thread that moved pos in model_stages
-      const std::int64_t b = step.row0 + threadIdx.x;
-      io.codes[2 * b] = __ldcg(sc.inputs.code + b);
-      io.codes[2 * b + 1] = t.model.pos[b];
+    for (std::int64_t tile = id; tile < tile_count; tile += clusters) {
+      const std::int64_t row0 = tile * kTile;
+      const int rows = int(std::min<std::int64_t>(kTile, c.model.batch - row0));
+      step.run(row0, rows, io.out);
+      if (rank == 0 && int(threadIdx.x) < rows) {  // the thread that moved pos in run
+        const std::int64_t b = row0 + threadIdx.x;
+        io.codes[2 * b] = __ldcg(sc.inputs.code + b);
+        io.codes[2 * b + 1] = t.model.pos[b];
+      }
     }
-    __threadfence_system();
-    cluster.sync();
-    if (rank == 0 && threadIdx.x == 0) io.done[tile] = seen;
+    if (rank == 0) {
+      __threadfence_system();
+      __syncthreads();
+      if (threadIdx.x == 0) io.done[id] = seen;
+    }
   }
-  if (rank == 0 && threadIdx.x == 0) io.left[tile] = 1;
+  if (rank == 0 && threadIdx.x == 0) io.left[id] = 1;
 }
 
 std::int64_t tiles(const ResidentConfig& c) { return (c.model.batch + kTile - 1) / kTile; }
 
 template <int D>
-cudaLaunchConfig_t launch_config(const ResidentConfig& c, const Layout& lay,
+cudaLaunchConfig_t launch_config(const OnChip& o, std::int64_t clusters,
                                  cudaLaunchAttribute* cluster, cudaStream_t stream) {
   cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(unsigned(kCluster * tiles(c)));
+  config.gridDim = dim3(unsigned(o.blocks * clusters));
   config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = shared_bytes<D>(lay);
+  config.dynamicSmemBytes = o.bytes;
   config.stream = stream;
   cluster->id = cudaLaunchAttributeClusterDimension;
-  cluster->val.clusterDim.x = kCluster;
+  cluster->val.clusterDim.x = unsigned(o.blocks);
   cluster->val.clusterDim.y = 1;
   cluster->val.clusterDim.z = 1;
   config.attrs = cluster;
   config.numAttrs = 1;
   return config;
+}
+
+// How many clusters split as `o` this GPU runs at once (0 where none fits).
+template <int D>
+int clusters_possible(const OnChip& o, int device) {
+  int most = 0;
+  cuda_check(cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+             "cudaDeviceGetAttribute");
+  if (o.bytes == 0 || o.bytes + 64 > std::size_t(most)) return 0;  // 64: the static round
+  auto kernel = resident_kernel<D>;
+  opt_in_shared_memory(kernel, o.bytes, "resident stream shared memory");
+  if (o.blocks > 8) {  // the portable cluster size is 8
+    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1),
+               "resident stream cluster size");
+  }
+  cudaLaunchAttribute cluster;
+  const cudaLaunchConfig_t launch = launch_config<D>(o, 1, &cluster, nullptr);
+  int clusters = 0;
+  if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &launch) != cudaSuccess) {
+    cudaGetLastError();  // a cluster size this GPU refuses: none
+    return 0;
+  }
+  return clusters;
 }
 
 template <typename Fn>
@@ -150,15 +191,15 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 struct ResidentStream::Impl {
   ResidentConfig config;
   ResidentTensors tensors;
-  Layout lay;
+  OnChip o;
+  std::int64_t clusters;
   int device;
   double timeout_s;
   cudaStream_t stream = nullptr;
   void* host = nullptr;    // the mapped block
-  void* memory = nullptr;  // scratch and workspace
+  void* memory = nullptr;  // scratch
   Mapped io{};             // device pointers into `host`
   Scratch scratch{};
-  float* workspace = nullptr;
   // Host views of the mapped block.
   double* in_f64 = nullptr;
   std::int64_t* in_i64 = nullptr;
@@ -173,14 +214,13 @@ struct ResidentStream::Impl {
   std::int64_t width() const { return 4 * config.levels + 3; }
 
   void launch() {
-    for (std::int64_t c = 0; c < tiles(config); ++c) left[c] = 0;
+    for (std::int64_t c = 0; c < clusters; ++c) left[c] = 0;
     *request = issued;
     with_head_dim(config.model.head_dim(), [&](auto d) {
       constexpr int D = decltype(d)::value;
       cudaLaunchAttribute cluster;
-      const cudaLaunchConfig_t launch = launch_config<D>(config, lay, &cluster, stream);
-      cuda_check(cudaLaunchKernelEx(&launch, resident_kernel<D>, config, tensors, lay, io,
-                                    scratch, workspace),
+      const cudaLaunchConfig_t launch = launch_config<D>(o, clusters, &cluster, stream);
+      cuda_check(cudaLaunchKernelEx(&launch, resident_kernel<D>, config, tensors, o, io, scratch),
                  "resident stream launch");
     });
     running = true;
@@ -221,35 +261,43 @@ struct ResidentStream::Impl {
   }
 };
 
-std::int64_t resident_clusters_needed(const ResidentConfig& config) { return tiles(config); }
-
-std::int64_t resident_clusters_possible(const ResidentConfig& config, int device) {
+// The split of the model over a cluster of 16 blocks where this GPU runs
+// one (a non-portable size), else of 8, and how many such clusters to run.
+std::pair<OnChip, std::int64_t> place(const ResidentConfig& config, int device) {
   cuda_check(cudaSetDevice(device), "cudaSetDevice");
-  int clusters = 0;
+  std::pair<OnChip, std::int64_t> placed{};
   with_head_dim(config.model.head_dim(), [&](auto d) {
     constexpr int D = decltype(d)::value;
-    const Layout lay = layout_of(config.model);
-    opt_in_shared_memory(resident_kernel<D>, shared_bytes<D>(lay), "resident stream shared memory");
-    cudaLaunchAttribute cluster;
-    const cudaLaunchConfig_t launch = launch_config<D>(config, lay, &cluster, nullptr);
-    cuda_check(cudaOccupancyMaxActiveClusters(&clusters, resident_kernel<D>, &launch),
-               "cudaOccupancyMaxActiveClusters");
+    for (int blocks : {16, 8}) {
+      const OnChip o = resident_stages::plan(config.model, blocks);
+      const int possible = clusters_possible<D>(o, device);
+      if (possible > 0) {
+        placed = {o, std::min<std::int64_t>(possible, tiles(config))};
+        return;
+      }
+    }
   });
-  return clusters;
+  if (placed.second == 0) {
+    const double mb = 2e-6 * double(config.model.layers) *
+                      (4.0 * config.model.model_dim * config.model.model_dim +
+                       3.0 * config.model.model_dim * config.model.hidden);
+    throw std::invalid_argument(
+        "the resident stream keeps the model's weights (" + std::to_string(mb) +
+        " MB in bf16) in the shared memory of one thread-block cluster of 16 (or 8) blocks, "
+        "split by heads and hidden units; this model or GPU does not allow it");
+  }
+  return placed;
 }
 
 ResidentStream::ResidentStream(const ResidentConfig& config, const ResidentTensors& tensors,
                                int device, double timeout_s)
-    : impl_(new Impl{config, tensors, layout_of(config.model), device, timeout_s}),
-      clusters_(tiles(config)) {
+    : impl_(new Impl{config, tensors}) {
   Impl& m = *impl_;
   {
-    const std::int64_t possible = resident_clusters_possible(config, device);
-    if (clusters_ > possible) {
-      throw std::invalid_argument("the resident stream needs " + std::to_string(clusters_) +
-                                  " clusters of 8 blocks at once; this GPU holds " +
-                                  std::to_string(possible));
-    }
+    std::tie(m.o, m.clusters) = place(config, device);
+    m.device = device;
+    m.timeout_s = timeout_s;
+    clusters_ = m.clusters;
     cuda_check(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking), "cudaStreamCreate");
     const std::int64_t b = config.model.batch, outputs = config.model.outputs();
     const std::int64_t windows = config.spec.time_window_count;
@@ -283,12 +331,11 @@ ResidentStream::ResidentStream(const ResidentConfig& config, const ResidentTenso
     carve(sizes[4], m.request, m.io.request);
     carve(sizes[5], m.done, m.io.done);
     carve(sizes[6], m.left, m.io.left);
-    // Device scratch and the stages' workspace.
+    // Device scratch: the round's rows and the model's inputs.
     const std::size_t scratch_sizes[] = {
         align(sizeof(double) * b * m.width()), align(sizeof(std::int64_t) * b * 3),
         align(sizeof(float) * b * config.model.inputs), align(sizeof(float) * b), align(b),
-        align(sizeof(std::int64_t) * b), align(b * std::max<std::int64_t>(windows, 1)),
-        align(sizeof(float) * transformer_step_cuda_workspace(config.model))};
+        align(sizeof(std::int64_t) * b), align(b * std::max<std::int64_t>(windows, 1))};
     std::size_t scratch_total = 0;
     for (std::size_t s : scratch_sizes) scratch_total += s;
     cuda_check(cudaMalloc(&m.memory, scratch_total), "cudaMalloc");
@@ -307,7 +354,6 @@ ResidentStream::ResidentStream(const ResidentConfig& config, const ResidentTenso
     inputs.accepted = reinterpret_cast<std::uint8_t*>(take(scratch_sizes[4]));
     inputs.code = reinterpret_cast<std::int64_t*>(take(scratch_sizes[5]));
     inputs.overflow = reinterpret_cast<std::uint8_t*>(take(scratch_sizes[6]));
-    m.workspace = reinterpret_cast<float*>(take(scratch_sizes[7]));
     cuda_check(cudaDeviceSynchronize(), "resident stream setup");
     m.tensors.model.x = inputs.x;
     m.tensors.model.dt = inputs.dt;

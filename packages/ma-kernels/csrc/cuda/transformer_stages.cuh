@@ -90,6 +90,88 @@ __device__ __forceinline__ void warp_dots(const float* xs, int row_stride, int k
   }
 }
 
+// Rotary on a lane's dims of q and k (pairs (2i, 2i + 1) of the head), at
+// the angles of those pairs.
+template <int E>
+__device__ __forceinline__ void rotate(float (&q)[E], float (&k)[E], const float* cos,
+                                       const float* sin) {
+#pragma unroll
+  for (int i = 0; i < E / 2; ++i) {
+    const float cs = cos[i], sn = sin[i];
+    const float qe = q[2 * i], qo = q[2 * i + 1], ke = k[2 * i], ko = k[2 * i + 1];
+    q[2 * i] = qe * cs - qo * sn;
+    q[2 * i + 1] = qe * sn + qo * cs;
+    k[2 * i] = ke * cs - ko * sn;
+    k[2 * i + 1] = ke * sn + ko * cs;
+  }
+}
+
+// Online softmax of q against keys j in [j0, j1) of one (sequence, head)'s
+// ring, by a warp: key j is position p - j * dilation (j = 0: the new key,
+// k and v, from registers); eight groups of four lanes take a key each, a
+// lane holding dims d0 .. d0 + D/4 (d0 = lane % 4 * D/4) of q, k, v and acc.
+// On return every group holds the warp's merged max m, sum and acc.
+template <int D>
+__device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)[D / 4],
+                                       const float (&v)[D / 4], const float* ring_k,
+                                       const float* ring_v, std::int64_t p, int dilation,
+                                       int cap, int j0, int j1, int lane, float& m, float& sum,
+                                       float (&acc)[D / 4]) {
+  constexpr int E = D / 4;
+  const int g = lane / 4, d0 = (lane % 4) * E;
+  const float scale = 1.f / sqrtf(float(D));
+  m = -INFINITY;
+  sum = 0.f;
+#pragma unroll
+  for (int e = 0; e < E; ++e) acc[e] = 0.f;
+  for (int base = j0; base < j1; base += kGroups) {  // warp-uniform trip count
+    const int j = base + g;
+    const bool valid = j < j1;
+    float kj[E], vj[E];
+    if (valid && j > 0) {
+      const std::int64_t at = ((p - std::int64_t(j) * dilation) % cap) * D + d0;
+#pragma unroll
+      for (int e = 0; e < E; ++e) {
+        kj[e] = __ldcg(ring_k + at + e);
+        vj[e] = __ldcg(ring_v + at + e);
+      }
+    } else {
+#pragma unroll
+      for (int e = 0; e < E; ++e) {
+        kj[e] = k[e];
+        vj[e] = v[e];
+      }
+    }
+    float part = 0.f;
+#pragma unroll
+    for (int e = 0; e < E; ++e) part = fmaf(q[e], kj[e], part);
+    part += __shfl_xor_sync(kAll, part, 1);
+    part += __shfl_xor_sync(kAll, part, 2);
+    if (valid) {
+      const float score = part * scale, top = fmaxf(m, score);
+      const float rescale = expf(m - top), weight = expf(score - top);
+      sum = sum * rescale + weight;
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[e] = acc[e] * rescale + weight * vj[e];
+      m = top;
+    }
+  }
+#pragma unroll
+  for (int offset = 4; offset < 32; offset *= 2) {  // merge the groups
+    const float m_other = __shfl_xor_sync(kAll, m, offset);
+    const float sum_other = __shfl_xor_sync(kAll, sum, offset);
+    const float top = fmaxf(m, m_other);
+    const float mine = m == -INFINITY ? 0.f : expf(m - top);
+    const float theirs = m_other == -INFINITY ? 0.f : expf(m_other - top);
+    sum = sum * mine + sum_other * theirs;
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      acc[e] = acc[e] * mine + __shfl_xor_sync(kAll, acc[e], offset) * theirs;
+    }
+    m = top;
+  }
+}
+
 struct Step {
   const StepShape& s;
   const StepTensors& t;
@@ -264,7 +346,6 @@ struct Step {
     const int c = s.model_dim, heads = s.heads, splits = lay.splits;
     const int cap = s.capacity(layer), dilation = s.dilation[layer];
     const int g = lane / 4, d0 = (lane % 4) * E;
-    const float scale = 1.f / sqrtf(float(D));
     for (int item = gwarp; item < rows * heads * splits; item += kWarpsInCluster) {
       const int split = item % splits, h = item / splits % heads, r = item / (splits * heads);
       const std::int64_t b = row0 + r, p = __ldcg(t.pos + b);
@@ -276,16 +357,7 @@ struct Step {
         k[e] = __ldcg(in + c + e);
         v[e] = __ldcg(in + 2 * c + e);
       }
-#pragma unroll
-      for (int i = 0; i < E / 2; ++i) {  // rotary: pairs (2i, 2i + 1) of the head
-        const float cs = rope_cos[r * (D / 2) + d0 / 2 + i];
-        const float sn = rope_sin[r * (D / 2) + d0 / 2 + i];
-        const float qe = q[2 * i], qo = q[2 * i + 1], ke = k[2 * i], ko = k[2 * i + 1];
-        q[2 * i] = qe * cs - qo * sn;
-        q[2 * i + 1] = qe * sn + qo * cs;
-        k[2 * i] = ke * cs - ko * sn;
-        k[2 * i + 1] = ke * sn + ko * cs;
-      }
+      rotate(q, k, rope_cos + r * (D / 2) + d0 / 2, rope_sin + r * (D / 2) + d0 / 2);
       const std::int64_t ring = (b * heads + h) * std::int64_t(cap) * D;
       float* ring_k = t.keys[layer] + ring;
       float* ring_v = t.values[layer] + ring;
@@ -301,55 +373,8 @@ struct Step {
       const int seen = int(std::min<std::int64_t>(s.window, p / dilation + 1));
       const int per = (s.window + splits - 1) / splits;
       const int j0 = split * per, j1 = min(seen, j0 + per);
-      float m = -INFINITY, sum = 0.f, acc[E];
-#pragma unroll
-      for (int e = 0; e < E; ++e) acc[e] = 0.f;
-      for (int base = j0; base < j1; base += kGroups) {  // warp-uniform trip count
-        const int j = base + g;
-        const bool valid = j < j1;
-        float kj[E], vj[E];
-        if (valid && j > 0) {
-          const std::int64_t at = ((p - std::int64_t(j) * dilation) % cap) * D + d0;
-#pragma unroll
-          for (int e = 0; e < E; ++e) {
-            kj[e] = __ldcg(ring_k + at + e);
-            vj[e] = __ldcg(ring_v + at + e);
-          }
-        } else {
-#pragma unroll
-          for (int e = 0; e < E; ++e) {
-            kj[e] = k[e];
-            vj[e] = v[e];
-          }
-        }
-        float part = 0.f;
-#pragma unroll
-        for (int e = 0; e < E; ++e) part = fmaf(q[e], kj[e], part);
-        part += __shfl_xor_sync(kAll, part, 1);
-        part += __shfl_xor_sync(kAll, part, 2);
-        if (valid) {
-          const float score = part * scale, top = fmaxf(m, score);
-          const float rescale = expf(m - top), weight = expf(score - top);
-          sum = sum * rescale + weight;
-#pragma unroll
-          for (int e = 0; e < E; ++e) acc[e] = acc[e] * rescale + weight * vj[e];
-          m = top;
-        }
-      }
-#pragma unroll
-      for (int offset = 4; offset < 32; offset *= 2) {  // merge the groups
-        const float m_other = __shfl_xor_sync(kAll, m, offset);
-        const float sum_other = __shfl_xor_sync(kAll, sum, offset);
-        const float top = fmaxf(m, m_other);
-        const float mine = m == -INFINITY ? 0.f : expf(m - top);
-        const float theirs = m_other == -INFINITY ? 0.f : expf(m_other - top);
-        sum = sum * mine + sum_other * theirs;
-#pragma unroll
-        for (int e = 0; e < E; ++e) {
-          acc[e] = acc[e] * mine + __shfl_xor_sync(kAll, acc[e], offset) * theirs;
-        }
-        m = top;
-      }
+      float m, sum, acc[E];
+      attend<D>(q, k, v, ring_k, ring_v, p, dilation, cap, j0, j1, lane, m, sum, acc);
       float* out = row(r) + lay.partial + (h * splits + split) * (D + 2);
       if (g == 0) {
 #pragma unroll
@@ -409,20 +434,27 @@ struct Step {
   }
 };
 
-// Rotary angles of each row's position, in float64 (float32 would be off by
-// whole radians at large positions), rounded to float32 as the model does.
+// Rotary angles of the positions of rows [row0, row0 + rows) into cos and
+// sin [kTile, D / 2], in float64 (float32 would be off by whole radians at
+// large positions), rounded to float32 as the model does.
 template <int D>
-__device__ void rope_angles(const Step& step) {
-  for (int i = threadIdx.x; i < kTile * D / 2; i += kThreads) {
+__device__ void rope_angles(const std::int64_t* pos, std::int64_t row0, int rows, float* cos,
+                            float* sin) {
+  for (int i = threadIdx.x; i < kTile * D / 2; i += blockDim.x) {
     const int r = i / (D / 2), pair = i % (D / 2);
-    const double angle = r < step.rows ? double(__ldcg(step.t.pos + step.row0 + r)) *
-                                             pow(kStepRopeBase, -double(2 * pair) / D)
-                                       : 0.0;
+    const double angle =
+        r < rows ? double(__ldcg(pos + row0 + r)) * pow(kStepRopeBase, -double(2 * pair) / D)
+                 : 0.0;
     double sn, cs;
     sincos(angle, &sn, &cs);
-    step.rope_cos[i] = float(cs);
-    step.rope_sin[i] = float(sn);
+    cos[i] = float(cs);
+    sin[i] = float(sn);
   }
+}
+
+template <int D>
+__device__ void rope_angles(const Step& step) {
+  rope_angles<D>(step.t.pos, step.row0, step.rows, step.rope_cos, step.rope_sin);
 }
 
 // The model on the tile: every stage, then pos += active. The caller has

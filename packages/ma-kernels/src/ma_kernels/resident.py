@@ -1,21 +1,30 @@
 """ResidentStream: raw ticks to model outputs in a kernel that stays on the GPU.
 
-Launched once, the kernel waits on a request number in pinned, mapped host
-memory; a round (one tick per instrument, any subset active) costs no
-launch, graph replay or copy call: the host writes the round and bumps the
-number, the kernel checks each tick (``book_tick_reasons``), computes its
-features (``book_features_step``), standardises them, commits the accepted
-ones (``book_features_commit``), runs the whole model (``transformer_step``)
-and writes the outputs and a done number back, where the host spins on it.
-The state is the caller's tensors (feature state, KV caches, positions), so
-the graph path and this one can take turns on it.
+Launched once, the kernel loads the model's weight matrices into the shared
+memory of a thread-block cluster (16 blocks where the GPU allows, else 8),
+in bf16, each block the slices it multiplies (csrc/cuda/resident_stages.cuh),
+and waits on a request number in pinned, mapped host memory; a round (one
+tick per instrument, any subset active) costs no launch, graph replay or
+copy call: the host writes the round and bumps the number, the kernel
+checks each tick (``book_tick_reasons``), computes its features
+(``book_features_step``), standardises them, commits the accepted ones
+(``book_features_commit``), runs the whole model in float32 against the
+bf16 weights and writes the outputs and a done number back, where the host
+spins on it. The state is the caller's tensors (feature state, KV caches,
+positions), so the graph path and this one can take turns on it.
+
+The bf16 weights are the one difference from ``transformer_step``: a
+model's probabilities agree with its float32 path within
+:data:`PROBABILITY_TOLERANCE`. A model whose weights do not fit one
+cluster's shared memory (the constructor says) runs on the graph path.
 
 Never left spinning: the kernel leaves after ``idle_timeout`` seconds
 without a round (the next round relaunches it); a round not answered
 within ``timeout`` raises; ``close()`` (also on garbage collection and at
 interpreter exit) stops it. Between rounds the kernel holds no state of its
-own: after the caller changes the state tensors (a restore), ``close()``
-makes the next round start afresh. CUDA only; csrc/resident_stream.h.
+own but the weights: after the caller changes the state tensors (a restore)
+or the parameters, ``close()`` makes the next round start afresh. CUDA
+only; csrc/resident_stream.h.
 """
 
 from __future__ import annotations
@@ -31,6 +40,9 @@ from .book import _spec
 from .book_stream import STATE
 
 MAX_COLUMNS = 128  # csrc/resident_stream.h
+#: Largest difference of a probability from the float32 path's (bf16 weights);
+#: the test models (ma-runtime's tests) differ by at most 3e-4.
+PROBABILITY_TOLERANCE = 2e-3
 
 
 def supported(model_dim: int, heads: int, layers: int, columns: int,

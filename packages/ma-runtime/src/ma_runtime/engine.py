@@ -90,7 +90,9 @@ class StreamEngine:
     ``max_events`` bounds what a time window holds (``FeatureState``).
     ``mode`` runs each round's device step as ``"eager"`` ops, one captured
     CUDA ``"graph"`` (the default on CUDA), or in the ``"resident"`` kernel
-    (``ma_kernels.ResidentStream``: CUDA, models ``transformer_step`` takes);
+    (``ma_kernels.ResidentStream``: CUDA, models whose weights fit one
+    thread-block cluster's shared memory in bf16, probabilities within
+    ``ma_kernels.resident.PROBABILITY_TOLERANCE`` of the float32 modes);
     where the resident kernel cannot run, the engine says why in a warning
     and takes the graph.
     """

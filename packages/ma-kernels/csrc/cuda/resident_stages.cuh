@@ -1,0 +1,475 @@
+// The model step of the resident kernel (resident_stream.cu) with every
+// weight on chip. A cluster of N blocks (16 where the GPU allows) keeps the
+// model's weight matrices in its shared memory, in bf16, each block the
+// slice it multiplies (accumulating in float32):
+//
+//   qkv        output columns [r q, (r + 1) q), q = 3C / N       -> exchange 1: gather
+//   attention  block r = (head h, split s of the window), S = N / H blocks
+//              a head; the out projection's columns of head h applied to
+//              the block's unnormalised partial                   -> exchange 2: reduce
+//   SwiGLU     hidden units [r u, (r + 1) u), u = M / N: their gate and
+//              value rows of the up projection, their columns of the down
+//              projection (a partial sum of its outputs)          -> exchange 3: reduce
+//
+// Every block keeps the residual stream h of the tile's rows itself, so the
+// embedding and the LayerNorms need no exchange: three cluster barriers a
+// layer (the graph path's kernel, transformer_stages.cuh, takes five and
+// streams its float32 weights from L2). An exchange: each block writes its
+// part into its own shared buffer, a cluster barrier, then every block reads
+// the parts it needs from the others' (distributed shared memory). Two
+// buffers alternate, so no part is overwritten while another block reads it.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <algorithm>
+
+#include "cuda/transformer_stages.cuh"
+
+namespace ma_kernels::resident_stages {
+
+using step_stages::attend;
+using step_stages::cg::cluster_group;
+using step_stages::kAll;
+using step_stages::kThreads;
+using step_stages::kTile;
+using step_stages::kWarps;
+using step_stages::rotate;
+using step_stages::warp_sum;
+
+// How the model is split over the cluster, and where each part lives in a
+// block's shared memory (offsets in bytes). Host-computed (plan()).
+struct OnChip {
+  int blocks;  // N
+  int q;       // qkv columns per block
+  int splits;  // S: blocks per head (blocks past H S sit attention out)
+  int units;   // u: hidden units per block
+  int embed_k; // F + 2 frequencies + 1
+  // bf16 weights: per layer [qkv q x C][out C x D][up 2u x C][down C x u],
+  // then the embedding [C x F], the time features [C x (2 f + 1)] and the
+  // heads [outputs x C].
+  std::size_t layer_bytes, embed, time, head;
+  // float32 activations.
+  std::size_t h, xs, qkv, act, warp_part, part, weight, exchange, rope;
+  std::size_t exchange_stride;  // floats per row of a part: C + 2
+  std::size_t bytes;            // in all
+};
+
+inline std::size_t align16(std::size_t n) { return (n + 15) / 16 * 16; }
+
+// The split of `s` over `blocks`, or bytes = 0 where it does not divide.
+inline OnChip plan(const StepShape& s, int blocks) {
+  OnChip o{};
+  const int c = s.model_dim, d = s.head_dim();
+  if ((3 * c) % blocks || s.hidden % blocks || s.heads > blocks) return o;
+  o.blocks = blocks;
+  o.q = 3 * c / blocks;
+  o.splits = blocks / s.heads;
+  o.units = s.hidden / blocks;
+  o.embed_k = s.inputs + 2 * s.frequencies + 1;
+  const std::size_t bf = sizeof(__nv_bfloat16), f = sizeof(float);
+  o.layer_bytes = align16(bf * (std::size_t(o.q) * c + std::size_t(c) * d +
+                                3 * std::size_t(o.units) * c));
+  std::size_t at = o.layer_bytes * s.layers;
+  const auto take = [&](std::size_t n) {
+    const std::size_t here = at;
+    at += align16(n);
+    return here;
+  };
+  o.embed = take(bf * c * s.inputs);
+  o.time = take(bf * c * (2 * s.frequencies + 1));
+  o.head = take(bf * s.outputs() * c);
+  o.exchange_stride = c + 2;
+  o.h = take(f * kTile * c);
+  o.xs = take(f * kTile * std::max({c, o.embed_k, o.units}));
+  o.qkv = take(f * kTile * 3 * d);
+  o.act = take(f * kTile * 2 * o.units);
+  o.warp_part = take(f * kWarps * (d + 2));
+  o.part = take(f * kTile * (d + 2));
+  o.weight = take(f * kTile * blocks);
+  o.exchange = take(f * 2 * kTile * o.exchange_stride);
+  o.rope = take(f * 2 * kTile * d / 2);
+  o.bytes = at;
+  return o;
+}
+
+// out[i] = bf16 of in[i * stride] for i < n, by the block's threads.
+__device__ inline void to_bf16(__nv_bfloat16* out, const float* in, int n, int stride = 1) {
+  for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = __float2bfloat16(in[i * stride]);
+}
+
+template <int D>
+struct OnChipStep {
+  const StepShape& s;
+  const StepTensors& t;
+  const OnChip& o;
+  cluster_group& cluster;
+  unsigned char* shared;
+  int rank, warp, lane;
+  std::int64_t row0 = 0;
+  int rows = 0;
+  int buffer = 0;  // the exchange buffer the next exchange writes
+
+  template <typename T>
+  __device__ T* at(std::size_t offset) const {
+    return reinterpret_cast<T*>(shared + offset);
+  }
+  __device__ const __nv_bfloat16* layer_weights(int l) const {
+    return at<__nv_bfloat16>(o.layer_bytes * l);
+  }
+  __device__ float* part_of(int block) const {  // the exchange buffer read now, of a block
+    return cluster.map_shared_rank(at<float>(o.exchange), block) +
+           (buffer ^ 1) * kTile * o.exchange_stride;
+  }
+  __device__ float* own_part() const {
+    return at<float>(o.exchange) + buffer * kTile * o.exchange_stride;
+  }
+  __device__ bool active(std::int64_t b) const {
+    return __ldcg(reinterpret_cast<const signed char*>(t.active) + b) != 0;
+  }
+  __device__ int head() const { return rank / o.splits; }
+  __device__ bool attends() const { return rank < s.heads * o.splits; }
+
+  // This block's slices of every weight matrix into shared memory, in bf16.
+  __device__ void load_weights() const {
+    const int c = s.model_dim, u = o.units;
+    for (int l = 0; l < s.layers; ++l) {
+      const float* const* p = t.layer[l];
+      __nv_bfloat16* w = const_cast<__nv_bfloat16*>(layer_weights(l));
+      to_bf16(w, p[kStepQkvWeight] + std::int64_t(rank) * o.q * c, o.q * c);
+      w += o.q * c;
+      if (attends()) {  // out[:, head columns]: row n is out[n, h D : h D + D]
+        for (int n = 0; n < c; ++n) to_bf16(w + n * D, p[kStepOutWeight] + n * c + head() * D, D);
+      }
+      w += c * D;
+      to_bf16(w, p[kStepUpWeight] + std::int64_t(rank) * u * c, u * c);  // gate rows
+      to_bf16(w + u * c, p[kStepUpWeight] + (std::int64_t(s.hidden) + rank * u) * c, u * c);
+      w += 2 * u * c;
+      for (int n = 0; n < c; ++n) to_bf16(w + n * u, p[kStepDownWeight] + n * s.hidden + rank * u, u);
+    }
+    to_bf16(at<__nv_bfloat16>(o.embed), t.embed[kStepEmbedWeight], c * s.inputs);
+    to_bf16(at<__nv_bfloat16>(o.time), t.embed[kStepTimeWeight], c * (o.embed_k - s.inputs));
+    if (rank == 0) {
+      const int logits = 3 * s.horizons;
+      to_bf16(at<__nv_bfloat16>(o.head), t.head[kStepDirectionWeight], logits * c);
+      to_bf16(at<__nv_bfloat16>(o.head) + logits * c, t.head[kStepRegressionWeight],
+              s.regression * c);
+    }
+    __syncthreads();
+  }
+
+  // acc[r] = xs[r, 0:k] . w[0:k] for each row r < rows, by a warp (k even).
+  __device__ void warp_dot(const __nv_bfloat16* w, const float* xs, int k,
+                           float (&acc)[kTile]) const {
+#pragma unroll
+    for (int r = 0; r < kTile; ++r) acc[r] = 0.f;
+    for (int i = 2 * lane; i < k; i += 64) {
+      const float2 wi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(w + i));
+#pragma unroll
+      for (int r = 0; r < kTile; ++r) {
+        if (r < rows) acc[r] = fmaf(xs[r * k + i], wi.x, fmaf(xs[r * k + i + 1], wi.y, acc[r]));
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kTile; ++r) {
+      if (r < rows) acc[r] = warp_sum(acc[r]);
+    }
+  }
+
+  // emit(n, acc) of acc[r] = xs[r, 0:k] . W[n] for n < n_out, W [n_out, k]
+  // in shared memory: a warp an output (lane 0 emits).
+  template <typename Emit>
+  __device__ void project(const __nv_bfloat16* w, int k, int n_out, const float* xs,
+                          const Emit& emit) const {
+    for (int n = warp; n < n_out; n += kWarps) {
+      float acc[kTile];
+      warp_dot(w + std::int64_t(n) * k, xs, k, acc);
+      if (lane == 0) emit(n, acc);
+    }
+  }
+
+  // out[r, n] = xs[r, 0:k] . W[n] for n < C, W [C, k] with k small: a
+  // thread an output, every row.
+  __device__ void project_short(const __nv_bfloat16* w, int k, const float* xs, int xs_stride,
+                                float* out, std::size_t out_stride) const {
+    for (int n = threadIdx.x; n < s.model_dim; n += kThreads) {
+      float acc[kTile] = {};
+      for (int i = 0; i < k; i += 2) {
+        const float2 wi =
+            __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(w + n * k + i));
+#pragma unroll
+        for (int r = 0; r < kTile; ++r) {
+          if (r < rows) {
+            acc[r] = fmaf(xs[r * xs_stride + i], wi.x, fmaf(xs[r * xs_stride + i + 1], wi.y, acc[r]));
+          }
+        }
+      }
+      for (int r = 0; r < rows; ++r) out[r * out_stride + n] = acc[r];
+    }
+  }
+
+  // LayerNorm of each row's h into xs [r, 0:C].
+  __device__ void layer_norm(const float* weight, const float* bias) const {
+    const int c = s.model_dim;
+    const float* h = at<float>(o.h);
+    float* xs = at<float>(o.xs);
+    for (int r = warp; r < rows; r += kWarps) {
+      float sum = 0.f;
+      for (int i = lane; i < c; i += 32) sum += h[r * c + i];
+      const float mean = warp_sum(sum) / c;
+      float var = 0.f;
+      for (int i = lane; i < c; i += 32) var += (h[r * c + i] - mean) * (h[r * c + i] - mean);
+      const float inv = 1.f / sqrtf(warp_sum(var) / c + kStepNormEps);
+      for (int i = lane; i < c; i += 32) {
+        xs[r * c + i] = (h[r * c + i] - mean) * inv * __ldg(weight + i) + __ldg(bias + i);
+      }
+    }
+    __syncthreads();
+  }
+
+  // h = the embedding of each row's inputs and dt (every block, no exchange).
+  __device__ void embed() const {
+    const int f = s.inputs, k = o.embed_k, c = s.model_dim;
+    float* xs = at<float>(o.xs);
+    for (int i = threadIdx.x; i < kTile * k; i += kThreads) {
+      const int r = i / k, j = i % k;
+      float v = 0.f;
+      if (r < rows && j < f) {
+        v = __ldcg(t.x + (row0 + r) * f + j);
+      } else if (r < rows) {  // [u, sin(u w + b), cos(u w + b)], u = log1p(max(dt, 0))
+        const float u = log1pf(fmaxf(__ldcg(t.dt + row0 + r), 0.f));
+        const int q = j - f - 1;
+        const int i_freq = q < 0 ? 0 : q % s.frequencies;
+        const float angle = __fadd_rn(__fmul_rn(u, t.embed[kStepTimeFreq][i_freq]),
+                                      t.embed[kStepTimePhase][i_freq]);
+        v = q < 0 ? u : q < s.frequencies ? sinf(angle) : cosf(angle);
+      }
+      xs[i] = v;
+    }
+    __syncthreads();
+    float* h = at<float>(o.h);
+    const __nv_bfloat16* we = at<__nv_bfloat16>(o.embed);
+    const __nv_bfloat16* wt = at<__nv_bfloat16>(o.time);
+    for (int i = threadIdx.x; i < rows * c; i += kThreads) {
+      const int r = i / c, n = i % c;
+      float from_x = 0.f, from_time = 0.f;
+      for (int j = 0; j < f; ++j) from_x = fmaf(__bfloat162float(we[n * f + j]), xs[r * k + j], from_x);
+      for (int j = f; j < k; ++j) {
+        from_time = fmaf(__bfloat162float(wt[n * (k - f) + j - f]), xs[r * k + j], from_time);
+      }
+      h[i] = (from_x + t.embed[kStepEmbedBias][n]) + (from_time + t.embed[kStepTimeBias][n]);
+    }
+    __syncthreads();
+  }
+
+  __device__ void exchange() {
+    cluster.sync();
+    buffer ^= 1;
+  }
+
+  // Exchange 1: this block's qkv columns of the normalised rows, then the
+  // q, k and v of its head from the blocks that hold them.
+  __device__ void qkv(int l) {
+    const int c = s.model_dim;
+    const float* bias = t.layer[l][kStepQkvBias] + rank * o.q;
+    float* mine = own_part();
+    project(layer_weights(l), c, o.q, at<float>(o.xs), [&](int n, const float* acc) {
+      for (int r = 0; r < rows; ++r) mine[r * o.exchange_stride + n] = acc[r] + __ldg(bias + n);
+    });
+    exchange();
+    if (!attends()) return;
+    float* qkv = at<float>(o.qkv);
+    for (int i = threadIdx.x; i < rows * 3 * D; i += kThreads) {
+      const int r = i / (3 * D), j = i % (3 * D);
+      const int column = j / D * c + head() * D + j % D;  // of q, k or v
+      qkv[i] = part_of(column / o.q)[r * o.exchange_stride + column % o.q];
+    }
+    __syncthreads();
+  }
+
+  // Exchange 2: this block's split of its head's window for each row, its
+  // unnormalised output through the out projection's columns of the head
+  // (with its max and sum), then h += the softmax-weighted sum over blocks.
+  __device__ void attention(int l) {
+    constexpr int E = D / 4;
+    const int c = s.model_dim, cap = s.capacity(l), dilation = s.dilation[l];
+    const int h = head(), split = rank % o.splits, g = lane / 4, d0 = (lane % 4) * E;
+    // Warps per row: each takes a sub-range of the block's keys.
+    const int per_row = max(1, kWarps / max(rows, 1));
+    float* warp_part = at<float>(o.warp_part);
+    float* part = at<float>(o.part);
+    float* mine = own_part();
+    if (attends()) {
+      const float* cos = at<float>(o.rope);
+      const float* sin = cos + kTile * D / 2;
+      for (int item = warp; item < rows * per_row; item += kWarps) {
+        const int r = item / per_row, sub = item % per_row;
+        const std::int64_t b = row0 + r, p = __ldcg(t.pos + b);
+        const float* in = at<float>(o.qkv) + r * 3 * D + d0;
+        float q[E], k[E], v[E];
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+          q[e] = in[e];
+          k[e] = in[D + e];
+          v[e] = in[2 * D + e];
+        }
+        rotate(q, k, cos + r * (D / 2) + d0 / 2, sin + r * (D / 2) + d0 / 2);
+        const std::int64_t ring = (b * s.heads + h) * std::int64_t(cap) * D;
+        float* ring_k = t.keys[l] + ring;
+        float* ring_v = t.values[l] + ring;
+        if (split == 0 && sub == 0 && g == 0 && active(b)) {
+          const std::int64_t at_p = (p % cap) * D + d0;
+#pragma unroll
+          for (int e = 0; e < E; ++e) {
+            ring_k[at_p + e] = k[e];
+            ring_v[at_p + e] = v[e];
+          }
+        }
+        const int seen = int(min(std::int64_t(s.window), p / dilation + 1));
+        const int per = (s.window + o.splits - 1) / o.splits;
+        const int lo = split * per, hi = min(seen, lo + per);
+        const int per_sub = (max(hi - lo, 0) + per_row - 1) / per_row;
+        const int j0 = lo + sub * per_sub, j1 = min(hi, j0 + per_sub);
+        float m, sum, acc[E];
+        attend<D>(q, k, v, ring_k, ring_v, p, dilation, cap, j0, j1, lane, m, sum, acc);
+        float* out = warp_part + warp * (D + 2);
+        if (g == 0) {
+#pragma unroll
+          for (int e = 0; e < E; ++e) out[d0 + e] = acc[e];
+        }
+        if (lane == 0) {
+          out[D] = m;
+          out[D + 1] = sum;
+        }
+      }
+      __syncthreads();
+      // Merge each row's warps into part [r, 0:D] (unnormalised), max, sum.
+      for (int i = threadIdx.x; i < rows * (D + 1); i += kThreads) {
+        const int r = i / (D + 1), d = i % (D + 1);
+        const float* w = warp_part + (r * per_row) * (D + 2);
+        float top = -INFINITY;
+        for (int x = 0; x < per_row; ++x) top = fmaxf(top, w[x * (D + 2) + D]);
+        float acc = 0.f, sum = 0.f;
+        for (int x = 0; x < per_row; ++x) {
+          const float m = w[x * (D + 2) + D];
+          const float scale = m == -INFINITY ? 0.f : expf(m - top);
+          if (d < D) acc += scale * w[x * (D + 2) + d];
+          sum += scale * w[x * (D + 2) + D + 1];
+        }
+        if (d < D) {
+          part[r * (D + 2) + d] = acc;
+        } else {
+          part[r * (D + 2) + D] = top;
+          part[r * (D + 2) + D + 1] = sum;
+        }
+      }
+      __syncthreads();
+      const __nv_bfloat16* w_out = layer_weights(l) + o.q * c;
+      project_short(w_out, D, part, D + 2, mine, o.exchange_stride);
+      for (int r = threadIdx.x; r < rows; r += kThreads) {
+        mine[r * o.exchange_stride + c] = part[r * (D + 2) + D];
+        mine[r * o.exchange_stride + c + 1] = part[r * (D + 2) + D + 1];
+      }
+    }
+    exchange();
+    // weight[r, x] = exp(m_x - max of its head) / the head's sum, per block x.
+    const int attending = s.heads * o.splits;
+    float* weight = at<float>(o.weight);
+    for (int i = threadIdx.x; i < rows * attending; i += kThreads) {
+      const int r = i / attending, x = i % attending, first = x / o.splits * o.splits;
+      float top = -INFINITY;
+      for (int y = first; y < first + o.splits; ++y) {
+        top = fmaxf(top, part_of(y)[r * o.exchange_stride + c]);
+      }
+      float total = 0.f;
+      for (int y = first; y < first + o.splits; ++y) {
+        const float m = part_of(y)[r * o.exchange_stride + c];
+        if (m != -INFINITY) total += expf(m - top) * part_of(y)[r * o.exchange_stride + c + 1];
+      }
+      const float m = part_of(x)[r * o.exchange_stride + c];
+      weight[i] = m == -INFINITY ? 0.f : expf(m - top) / total;
+    }
+    __syncthreads();
+    const float* bias = t.layer[l][kStepOutBias];
+    float* hs = at<float>(o.h);
+    for (int i = threadIdx.x; i < rows * c; i += kThreads) {
+      const int r = i / c, n = i % c;
+      float y = 0.f;
+      for (int x = 0; x < attending; ++x) {
+        y = fmaf(weight[r * attending + x], part_of(x)[r * o.exchange_stride + n], y);
+      }
+      hs[i] += y + __ldg(bias + n);
+    }
+    __syncthreads();
+  }
+
+  // Exchange 3: this block's hidden units (gate and value, SwiGLU), their
+  // part of the down projection, then h += the sum of every block's part.
+  __device__ void mlp(int l) {
+    const int c = s.model_dim, u = o.units;
+    const __nv_bfloat16* w_up = layer_weights(l) + o.q * c + c * D;
+    const float* up_bias = t.layer[l][kStepUpBias];
+    float* act = at<float>(o.act);
+    project(w_up, c, 2 * u, at<float>(o.xs), [&](int n, const float* acc) {
+      const int unit = n < u ? rank * u + n : s.hidden + rank * u + n - u;
+      for (int r = 0; r < rows; ++r) act[r * 2 * u + n] = acc[r] + __ldg(up_bias + unit);
+    });
+    __syncthreads();
+    float* hidden = at<float>(o.xs);  // free until the next LayerNorm
+    for (int i = threadIdx.x; i < kTile * u; i += kThreads) {
+      const int r = i / u, j = i % u;
+      const float gate = r < rows ? act[r * 2 * u + j] : 0.f;
+      hidden[i] = r < rows ? gate / (1.f + expf(-gate)) * act[r * 2 * u + u + j] : 0.f;
+    }
+    __syncthreads();
+    project_short(w_up + 2 * u * c, u, hidden, u, own_part(), o.exchange_stride);
+    exchange();
+    const float* bias = t.layer[l][kStepDownBias];
+    float* hs = at<float>(o.h);
+    for (int i = threadIdx.x; i < rows * c; i += kThreads) {
+      const int r = i / c, n = i % c;
+      float y = 0.f;
+      for (int x = 0; x < o.blocks; ++x) y += part_of(x)[r * o.exchange_stride + n];
+      hs[i] += y + __ldg(bias + n);
+    }
+    __syncthreads();
+  }
+
+  // The heads' outputs of the tile's rows into out [B, outputs] (block 0).
+  __device__ void heads(float* out) const {
+    const int c = s.model_dim, logits = 3 * s.horizons;
+    layer_norm(t.head[kStepNormWeight], t.head[kStepNormBias]);
+    project(at<__nv_bfloat16>(o.head), c, s.outputs(), at<float>(o.xs),
+            [&](int n, const float* acc) {
+              const float bias = n < logits ? t.head[kStepDirectionBias][n]
+                                            : t.head[kStepRegressionBias][n - logits];
+              for (int r = 0; r < rows; ++r) out[(row0 + r) * s.outputs() + n] = acc[r] + bias;
+            });
+  }
+
+  // The model on the tile of rows [row0, row0 + rows), whose inputs are
+  // ready: every stage, the outputs into out, then pos += active. The
+  // caller's cluster barrier comes first; no barrier is needed after (the
+  // next tile's first exchange follows block 0's last reads of the parts).
+  __device__ void run(std::int64_t first_row, int tile_rows, float* out) {
+    row0 = first_row;
+    rows = tile_rows;
+    step_stages::rope_angles<D>(t.pos, row0, rows, at<float>(o.rope),
+                                at<float>(o.rope) + kTile * D / 2);
+    embed();
+    for (int l = 0; l < s.layers; ++l) {
+      layer_norm(t.layer[l][kStepNorm1Weight], t.layer[l][kStepNorm1Bias]);
+      qkv(l);
+      attention(l);
+      layer_norm(t.layer[l][kStepNorm2Weight], t.layer[l][kStepNorm2Bias]);
+      mlp(l);
+    }
+    if (rank == 0) {
+      heads(out);
+      __syncthreads();
+      if (int(threadIdx.x) < rows && active(row0 + threadIdx.x)) t.pos[row0 + threadIdx.x] += 1;
+    }
+  }
+};
+
+}  // namespace ma_kernels::resident_stages
