@@ -50,11 +50,12 @@ class ResidentStream {
   ResidentStream(const ResidentStream&) = delete;
   ResidentStream& operator=(const ResidentStream&) = delete;
 
-  // One round: in_f64 [B, 4 levels + 3], in_i64 [B, 3] -> out [B, outputs]
-  // (logits, regression) and codes [B, 2] (reason code, 0 when accepted;
-  // the instrument's sequence number). Throws if the kernel does not answer
+  // One round: in_f64 [B, 4 levels + 3], in_i64 [B, 3] -> result [B,
+  // outputs + 2] float64: each horizon's direction probabilities, the
+  // regression outputs, the reason code (0 when accepted) and the
+  // instrument's sequence number. Throws if the kernel does not answer
   // within the timeout.
-  void step(const double* in_f64, const std::int64_t* in_i64, float* out, std::int64_t* codes);
+  void step(const double* in_f64, const std::int64_t* in_i64, double* result);
   // Asks the kernel to leave and waits for it (the next step relaunches it).
   void stop();
   std::int64_t clusters() const { return clusters_; }

@@ -45,6 +45,13 @@ def rounds(batch: int, n: int, active: float = 1.0, seed: int = 0):
         yield np.ascontiguousarray(f64), np.ascontiguousarray(i64)
 
 
+def outputs(step_out: torch.Tensor, horizons: int) -> np.ndarray:
+    """transformer_step's outputs (logits, regression) as the stream's:
+    each horizon's logits through a softmax."""
+    logits = step_out[:, : 3 * horizons].unflatten(1, (horizons, 3))
+    return torch.cat([logits.softmax(-1).flatten(1), step_out[:, 3 * horizons :]], 1).numpy()
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("case", ["ANCHORS model", "default model",
                                   "rows over three tiles, head dim 8",
@@ -60,6 +67,7 @@ def test_rounds_match_float64_reference_with_bf16_weights(case):
                    for k in ("x_index", "shift", "scale", "dt_column", "dt_scale", "limit",
                              "overflow_code")}
     params = [p.cpu().bfloat16().double() if p.dim() == 2 else p for p in args["params"]]
+    horizons = CASES[case][8]
     state = book_stream.stream_state(len(args["pos"]), 1, 1, "cpu")
     want_state = ([k.cpu() for k in args["keys"]], [v.cpu() for v in args["values"]],
                   args["pos"].cpu())
@@ -69,13 +77,13 @@ def test_rounds_match_float64_reference_with_bf16_weights(case):
                 torch.from_numpy(f64), torch.from_numpy(i64), state, **SPEC, **standardise)
             want, *want_state = reference.transformer_step(x, dt, accepted, params, *want_state,
                                                            **options)
-            out, codes = stream.step(f64, i64)
-            assert np.array_equal(codes[:, 0], code.numpy())
-            assert np.array_equal(codes[:, 1], want_state[2].numpy())
+            result = stream.step(f64, i64, np.full((stream.batch, stream.outputs + 2), np.nan))
+            assert np.array_equal(result[:, -2], code.numpy())
+            assert np.array_equal(result[:, -1], want_state[2].numpy())
             rows = accepted.numpy()
             if rows.any():
-                error = np.linalg.norm(out[rows] - want[rows].numpy()) / want[rows].norm()
-                assert error < 1e-4, f"outputs off by {error:.2e}"
+                error = np.linalg.norm(result[rows, :-2] - outputs(want[rows], horizons))
+                assert error < 1e-4 * np.linalg.norm(result[rows, :-2]), f"off by {error:.2e}"
     for own, ref in zip([*args["keys"], *args["values"]], [*want_state[0], *want_state[1]],
                         strict=True):
         torch.testing.assert_close(own.cpu().double(), ref, rtol=1e-4, atol=1e-4)
@@ -87,15 +95,17 @@ def test_rounds_through_relaunches_and_close():
     with ma_kernels.ResidentStream(**args, idle_timeout=0.05) as stream:
         sequences = []
         for k, (f64, i64) in enumerate(rounds(stream.batch, 6)):
-            out, codes = stream.step(f64, i64)
-            assert np.isfinite(out).all() and (codes[:, 0] == 0).all()
-            sequences.append(codes[:, 1].copy())
+            result = stream.step(f64, i64)
+            assert np.isfinite(result).all() and (result[:, -2] == 0).all()
+            sequences.append(result[:, -1].copy())
             if k == 2:
                 import time
                 time.sleep(0.3)  # the kernel leaves; the next round relaunches it
             if k == 4:
                 stream.close()  # and after a close too
         assert np.array_equal(np.stack(sequences), np.arange(1, 7)[:, None].repeat(3, 1))
+        with pytest.raises(ValueError, match="out must be a C-contiguous float64"):
+            stream.step(f64, i64, np.zeros((3, stream.outputs + 2), np.float32))
     assert torch.equal(args["pos"].cpu(), torch.full((3,), 6))
 
 

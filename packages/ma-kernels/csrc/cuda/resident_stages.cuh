@@ -50,7 +50,7 @@ struct OnChip {
   // heads [outputs x C].
   std::size_t layer_bytes, embed, time, head;
   // float32 activations.
-  std::size_t h, xs, qkv, act, warp_part, part, weight, exchange, rope;
+  std::size_t h, xs, qkv, act, warp_part, part, weight, exchange, rope, outputs;
   std::size_t exchange_stride;  // floats per row of a part: C + 2
   std::size_t bytes;            // in all
 };
@@ -89,6 +89,7 @@ inline OnChip plan(const StepShape& s, int blocks) {
   o.weight = take(f * kTile * blocks);
   o.exchange = take(f * 2 * kTile * o.exchange_stride);
   o.rope = take(f * 2 * kTile * d / 2);
+  o.outputs = take(f * kTile * s.outputs());
   o.bytes = at;
   return o;
 }
@@ -435,20 +436,40 @@ struct OnChipStep {
     __syncthreads();
   }
 
-  // The heads' outputs of the tile's rows into out [B, outputs] (block 0).
+  // The heads' outputs of the tile's rows into out [B, outputs] (block 0):
+  // each horizon's direction probabilities (the softmax of its 3 logits),
+  // then the regression outputs.
   __device__ void heads(float* out) const {
-    const int c = s.model_dim, logits = 3 * s.horizons;
+    const int c = s.model_dim, logits = 3 * s.horizons, outputs = s.outputs();
+    float* y = at<float>(o.outputs);
     layer_norm(t.head[kStepNormWeight], t.head[kStepNormBias]);
-    project(at<__nv_bfloat16>(o.head), c, s.outputs(), at<float>(o.xs),
+    project(at<__nv_bfloat16>(o.head), c, outputs, at<float>(o.xs),
             [&](int n, const float* acc) {
               const float bias = n < logits ? t.head[kStepDirectionBias][n]
                                             : t.head[kStepRegressionBias][n - logits];
-              for (int r = 0; r < rows; ++r) out[(row0 + r) * s.outputs() + n] = acc[r] + bias;
+              for (int r = 0; r < rows; ++r) y[r * outputs + n] = acc[r] + bias;
             });
+    __syncthreads();
+    const int per_row = s.horizons + s.regression;
+    for (int i = threadIdx.x; i < rows * per_row; i += kThreads) {
+      const int r = i / per_row, j = i % per_row;
+      const float* in = y + r * outputs;
+      float* to = out + (row0 + r) * outputs;
+      if (j >= s.horizons) {
+        to[logits + j - s.horizons] = in[logits + j - s.horizons];
+        continue;
+      }
+      const float top = fmaxf(in[3 * j], fmaxf(in[3 * j + 1], in[3 * j + 2]));
+      const float e0 = expf(in[3 * j] - top), e1 = expf(in[3 * j + 1] - top),
+                  e2 = expf(in[3 * j + 2] - top), total = e0 + e1 + e2;
+      to[3 * j] = e0 / total;
+      to[3 * j + 1] = e1 / total;
+      to[3 * j + 2] = e2 / total;
+    }
   }
 
   // The model on the tile of rows [row0, row0 + rows), whose inputs are
-  // ready: every stage, the outputs into out, then pos += active. The
+  // ready: every stage, the outputs into out (heads()), then pos += active. The
   // caller's cluster barrier comes first; no barrier is needed after (the
   // next tile's first exchange follows block 0's last reads of the parts).
   __device__ void run(std::int64_t first_row, int tile_rows, float* out) {

@@ -366,8 +366,7 @@ ResidentStream::~ResidentStream() = default;
 
 void ResidentStream::stop() { impl_->stop(); }
 
-void ResidentStream::step(const double* in_f64, const std::int64_t* in_i64, float* out,
-                          std::int64_t* codes) {
+void ResidentStream::step(const double* in_f64, const std::int64_t* in_i64, double* result) {
   Impl& m = *impl_;
   const std::int64_t b = m.config.model.batch;
   cuda_check(cudaSetDevice(m.device), "cudaSetDevice");
@@ -396,8 +395,13 @@ void ResidentStream::step(const double* in_f64, const std::int64_t* in_i64, floa
     }
   }
   std::atomic_thread_fence(std::memory_order_seq_cst);  // the outputs after done
-  std::memcpy(out, m.out, sizeof(float) * b * m.config.model.outputs());
-  std::memcpy(codes, m.codes, sizeof(std::int64_t) * b * 2);
+  const std::int64_t outputs = m.config.model.outputs();
+  for (std::int64_t i = 0; i < b; ++i) {
+    double* row = result + i * (outputs + 2);
+    for (std::int64_t j = 0; j < outputs; ++j) row[j] = m.out[i * outputs + j];
+    row[outputs] = double(m.codes[2 * i]);
+    row[outputs + 1] = double(m.codes[2 * i + 1]);
+  }
 }
 
 }  // namespace ma_kernels

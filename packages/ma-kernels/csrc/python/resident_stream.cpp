@@ -60,16 +60,15 @@ void register_resident_stream(py::module_& m) {
       .def(
           "step",
           [](ResidentStream& s, Array<double> in_f64, Array<std::int64_t> in_i64,
-             Array<float> out, Array<std::int64_t> codes) {
+             Array<double> result) {
             const std::int64_t b = in_i64.ndim() == 2 ? in_i64.shape(0) : -1;
             double* f = rows_of(in_f64, b, in_f64.ndim() == 2 ? in_f64.shape(1) : -1, "in_f64");
             std::int64_t* i = rows_of(in_i64, b, 3, "in_i64");
-            float* o = rows_of(out, b, out.ndim() == 2 ? out.shape(1) : -1, "out");
-            std::int64_t* c = rows_of(codes, b, 2, "codes");
+            double* r = rows_of(result, b, result.ndim() == 2 ? result.shape(1) : -1, "result");
             py::gil_scoped_release no_gil;
-            s.step(f, i, o, c);
+            s.step(f, i, r);
           },
-          py::arg("in_f64"), py::arg("in_i64"), py::arg("out"), py::arg("codes"))
+          py::arg("in_f64"), py::arg("in_i64"), py::arg("result"))
       .def("stop", &ResidentStream::stop)
       .def_property_readonly("clusters", &ResidentStream::clusters);
 #else

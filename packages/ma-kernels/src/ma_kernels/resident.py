@@ -106,19 +106,26 @@ class ResidentStream:
             (*(t.data_ptr() for t in state), state[3].shape[1], int(spec.get("max_events", 1))),
             x_index.data_ptr(), shift.data_ptr(), scale.data_ptr(), dt_column, float(dt_scale),
             float(limit), overflow_code, float(idle_timeout), device.index or 0, float(timeout))
-        self._out = np.zeros((batch, self.outputs), dtype=np.float32)
-        self._codes = np.zeros((batch, 2), dtype=np.int64)
+        self._result = np.zeros((batch, self.outputs + 2))
         self._finalizer = weakref.finalize(self, self._native.stop)
 
-    def step(self, in_f64: np.ndarray, in_i64: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, in_f64: np.ndarray, in_i64: np.ndarray,
+             out: np.ndarray | None = None) -> np.ndarray:
         """One round: ``in_f64 [B, 4 levels + 3]`` (bid, bid size, ask, ask
         size per level, then trade price, size, side), ``in_i64 [B, 3]``
-        (time, active flag, event type) -> ``(out [B, outputs] float32:
-        logits then regression, codes [B, 2] int64: reason code, 0 when
-        accepted, and the instrument's sequence number)``, views the next
-        round overwrites."""
-        self._native.step(in_f64, in_i64, self._out, self._codes)
-        return self._out, self._codes
+        (time, active flag, event type) -> ``[B, outputs + 2]`` float64: per
+        horizon the direction probabilities (down, stationary, up), the
+        regression outputs, the reason code (0 when accepted or not active)
+        and the instrument's sequence number. ``out``: a C-contiguous
+        float64 array of that shape to write into; by default the stream's
+        own, which the next round overwrites."""
+        result = self._result if out is None else out
+        if (not isinstance(result, np.ndarray) or result.shape != self._result.shape
+                or result.dtype != np.float64 or not result.flags.c_contiguous):
+            raise ValueError(f"out must be a C-contiguous float64 array of shape "
+                             f"{self._result.shape}")
+        self._native.step(in_f64, in_i64, result)
+        return result
 
     def close(self) -> None:
         """Stops the kernel (the next ``step`` launches it again)."""

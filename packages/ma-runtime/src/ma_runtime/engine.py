@@ -220,15 +220,8 @@ class StreamEngine:
         if self.device.type == "cpu":
             self._step()
             return self._result
-        if self._resident is not None:
-            out, codes = self._resident.step(self._stage_f64, self._stage_i64)
-            horizons = self.model.config.num_horizons
-            logits = out[:, : 3 * horizons].reshape(len(out), horizons, 3).astype(np.float64)
-            e = np.exp(logits - logits.max(-1, keepdims=True))
-            self._result[:, : 3 * horizons] = (e / e.sum(-1, keepdims=True)).reshape(len(out), -1)
-            self._result[:, 3 * horizons : -2] = out[:, 3 * horizons :]
-            self._result[:, -2:] = codes
-            return self._result
+        if self._resident is not None:  # the result rows, straight from mapped memory
+            return self._resident.step(self._stage_f64, self._stage_i64, self._result)
         self._in_f64.copy_(self._host_f64, non_blocking=True)
         self._in_i64.copy_(self._host_i64, non_blocking=True)
         if self._graph is None:
