@@ -48,6 +48,8 @@ _OVERFLOW, _UNKNOWN_INSTRUMENT, _LEVELS = (
     list(REJECTIONS).index(name) + 1 for name in ("overflow", "unknown_instrument", "levels"))
 SNAPSHOT_FORMAT = ("ma-runtime-engine", 2)
 _NO_RANGE = contextlib.nullcontext()
+_NONE, _NO_REASON = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)  # read-only
+_NONE.flags.writeable = _NO_REASON.flags.writeable = False
 MODES = ("eager", "graph", "resident")
 _BOOK = ("bid_price", "bid_size", "ask_price", "ask_size")
 _TRADE = ("trade_price", "trade_size", "trade_side")
@@ -139,6 +141,7 @@ class StreamEngine:
         self._in_f64 = torch.zeros(n, 4 * k + len(_TRADE), dtype=torch.float64, device=self.device)
         self._in_i64 = torch.zeros(n, 3, dtype=torch.int64, device=self.device)
         horizons, regression = model.config.num_horizons, model.config.num_regression
+        self._horizons = horizons
         # Signals out: probabilities, regression, reason code (0: accepted), sequence.
         self._out = torch.zeros(n, 3 * horizons + regression + 2, dtype=torch.float64,
                                 device=self.device)
@@ -243,19 +246,20 @@ class StreamEngine:
         if ids.shape != (n,) or (n and ids.dtype.kind not in "iu"):
             raise ValueError(f"instruments must be {n} ints (one per tick), got "
                              f"{ids.dtype} {ids.shape}")
+        if n == 1 and 0 <= ids[0] < self.instruments and ticks.levels >= self.levels:
+            return self._push_one(ticks, ids)
         codes = np.zeros(n, dtype=np.int64)  # 0, or 1 + the index of a reason in REJECTIONS
         codes[(ids < 0) | (ids >= self.instruments)] = _UNKNOWN_INSTRUMENT
         if ticks.levels < self.levels:
             codes[:] = _LEVELS
-        if n == 1 and codes[0] == 0:
-            return self._push_one(ticks, ids, codes)
         done, rows = [], []
         pending = np.flatnonzero(codes == 0)
         rounds = _rounds(ids[pending])
         with self._range("ma.pack"):
             f64, i64 = self._pack(ticks) if len(pending) else (None, None)
-        for r in range(rounds.max() + 1 if len(pending) else 0):
-            taken = pending[rounds == r]
+        count = rounds.max() + 1 if len(pending) else 0
+        for r in range(count):
+            taken = pending if count == 1 else pending[rounds == r]
             at = ids[taken]
             # The round's ticks at their instruments, the others inactive (their
             # stale inputs are read, never committed).
@@ -271,9 +275,9 @@ class StreamEngine:
         with self._range("ma.signals"):
             return self._signals(ticks, ids, codes, done, rows)
 
-    def _push_one(self, ticks: ma_features.Ticks, ids: np.ndarray,
-                  codes: np.ndarray) -> Signals:
-        """``push`` of one tick, the latency-critical case: no rounds to form."""
+    def _push_one(self, ticks: ma_features.Ticks, ids: np.ndarray) -> Signals:
+        """``push`` of one tick of a known instrument, the latency-critical
+        case: no rounds to form, the signal built directly."""
         b, k, f64, i64 = int(ids[0]), self.levels, self._stage_f64, self._stage_i64
         with self._range("ma.pack"):
             for j, name in enumerate(_BOOK):
@@ -282,11 +286,18 @@ class StreamEngine:
             i64[:, 1] = 0
             i64[b] = (ticks.time[0], 1, ticks.event[0])
         with self._range("ma.step"):
-            out = self._run()[b : b + 1].copy()
-        codes[0] = out[0, -2]
-        taken = np.zeros(int(codes[0] == 0), dtype=np.int64)
+            row = self._run()[b]
         with self._range("ma.signals"):
-            return self._signals(ticks, ids, codes, [taken], [out[: len(taken)]])
+            if row[-2]:  # refused on the device
+                codes = row[-2:-1].astype(np.int64)
+                return self._signals(ticks, ids, codes, [_NONE], [row[None][:0]])
+            self.accepted += 1
+            values, h = row[:-2].astype(np.float32), self._horizons  # shaped in numpy: cheaper
+            return Signals(index=np.zeros(1, dtype=np.int64), instrument=ids.astype(np.int64),
+                           time=ticks.time[:1].copy(), sequence=np.array([int(row[-1])]),
+                           probabilities=torch.from_numpy(values[: 3 * h].reshape(1, h, 3)),
+                           regression=torch.from_numpy(values[None, 3 * h :]),
+                           rejected_index=_NONE, rejected_reason=_NO_REASON)
 
     def _range(self, name: str):
         """A named NVTX range (Nsight Systems shows it) on CUDA; nothing on a CPU."""
@@ -314,13 +325,12 @@ class StreamEngine:
         if len(refused):
             self.rejected.update(reasons.tolist())
         self.accepted += len(done)
-        horizons = self.model.config.num_horizons
-        values = torch.from_numpy(rows[:, :-2].astype(np.float32))
+        values, h = rows[:, :-2].astype(np.float32), self._horizons  # shaped in numpy: cheaper
         return Signals(
             index=done, instrument=ids[done].astype(np.int64), time=ticks.time[done],
             sequence=rows[:, -1].astype(np.int64),
-            probabilities=values[:, : 3 * horizons].view(-1, horizons, 3),
-            regression=values[:, 3 * horizons:],
+            probabilities=torch.from_numpy(values[:, : 3 * h].reshape(-1, h, 3)),
+            regression=torch.from_numpy(values[:, 3 * h :]),
             rejected_index=refused, rejected_reason=reasons,
         )
 
@@ -379,7 +389,7 @@ class StreamEngine:
 
 def _rounds(ids: np.ndarray) -> np.ndarray:
     """Each tick's round: how many earlier ticks of its instrument there are."""
-    if len(ids) <= 1:
+    if len(ids) <= 1 or np.bincount(ids).max() == 1:  # the usual push: one round
         return np.zeros(len(ids), dtype=np.int64)
     order = np.argsort(ids, kind="stable")
     ranked = ids[order]
