@@ -61,7 +61,7 @@ inline std::size_t align16(std::size_t n) { return (n + 15) / 16 * 16; }
 inline OnChip plan(const StepShape& s, int blocks) {
   OnChip o{};
   const int c = s.model_dim, d = s.head_dim();
-  if ((3 * c) % blocks || s.hidden % blocks || s.heads > blocks) return o;
+  if ((3 * c) % blocks || s.hidden % (2 * blocks) || s.heads > blocks) return o;  // u even
   o.blocks = blocks;
   o.q = 3 * c / blocks;
   o.splits = blocks / s.heads;
