@@ -61,7 +61,8 @@ inline std::size_t align16(std::size_t n) { return (n + 15) / 16 * 16; }
 inline OnChip plan(const StepShape& s, int blocks) {
   OnChip o{};
   const int c = s.model_dim, d = s.head_dim();
-  if ((3 * c) % blocks || s.hidden % (2 * blocks) || s.heads > blocks) return o;  // u even
+  // u even (bf16 pairs), C a multiple of 16 (project's steps)
+  if ((3 * c) % blocks || s.hidden % (2 * blocks) || c % 16 || s.heads > blocks) return o;
   o.blocks = blocks;
   o.q = 3 * c / blocks;
   o.splits = blocks / s.heads;
@@ -159,33 +160,35 @@ struct OnChipStep {
     __syncthreads();
   }
 
-  // acc[r] = xs[r, 0:k] . w[0:k] for each row r < rows, by a warp (k even).
-  __device__ void warp_dot(const __nv_bfloat16* w, const float* xs, int k,
-                           float (&acc)[kTile]) const {
-#pragma unroll
-    for (int r = 0; r < kTile; ++r) acc[r] = 0.f;
-    for (int i = 2 * lane; i < k; i += 64) {
-      const float2 wi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(w + i));
-#pragma unroll
-      for (int r = 0; r < kTile; ++r) {
-        if (r < rows) acc[r] = fmaf(xs[r * k + i], wi.x, fmaf(xs[r * k + i + 1], wi.y, acc[r]));
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < kTile; ++r) {
-      if (r < rows) acc[r] = warp_sum(acc[r]);
-    }
-  }
-
-  // emit(n, acc) of acc[r] = xs[r, 0:k] . W[n] for n < n_out, W [n_out, k]
-  // in shared memory: a warp an output (lane 0 emits).
+  // emit(n, acc) of acc[r] = xs[r, 0:k] . W[n] for n < n_out and rows r,
+  // W [n_out, k] in shared memory (k a multiple of 16): a group of eight
+  // lanes an output, four at a time a warp, so that a short projection
+  // takes few dependent steps. A group starts its row at a different
+  // sixteenth of it: the four rows a warp reads meet on different banks.
   template <typename Emit>
   __device__ void project(const __nv_bfloat16* w, int k, int n_out, const float* xs,
                           const Emit& emit) const {
-    for (int n = warp; n < n_out; n += kWarps) {
-      float acc[kTile];
-      warp_dot(w + std::int64_t(n) * k, xs, k, acc);
-      if (lane == 0) emit(n, acc);
+    const int group = lane / 8, sub = lane % 8, steps = k / 16;
+    for (int n0 = 4 * warp; n0 < n_out; n0 += 4 * kWarps) {
+      const int n = n0 + group;
+      float acc[kTile] = {};
+      if (n < n_out) {
+        for (int j = 0; j < steps; ++j) {
+          const int i = 16 * ((j + 2 * group) % steps) + 2 * sub;
+          const float2 wi = __bfloat1622float2(
+              *reinterpret_cast<const __nv_bfloat162*>(w + std::int64_t(n) * k + i));
+#pragma unroll
+          for (int r = 0; r < kTile; ++r) {
+            if (r < rows) acc[r] = fmaf(xs[r * k + i], wi.x, fmaf(xs[r * k + i + 1], wi.y, acc[r]));
+          }
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < kTile; ++r) {
+#pragma unroll
+        for (int offset = 4; offset > 0; offset /= 2) acc[r] += __shfl_xor_sync(kAll, acc[r], offset);
+      }
+      if (sub == 0 && n < n_out) emit(n, acc);
     }
   }
 
