@@ -31,7 +31,7 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"raw tick to signal, {report['gpu']} (p50 / p99 / p99.9 us):")
     for name, figures in report["runs"].items():
-        for what in ("engine", "peer", "floor_empty_graph", "floor_tiny_kernel"):
+        for what in ("engine", "device_round", "peer", "floor_empty_graph", "floor_tiny_kernel"):
             s = figures[what]
             print(f"  {name} {what:>18}: {s['p50_us']:.1f} / {s['p99_us']:.1f} / "
                   f"{s['p999_us']:.1f}")

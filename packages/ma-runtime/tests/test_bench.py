@@ -15,7 +15,7 @@ def test_cli_measures_the_engine_and_its_peer(tmp_path, capsys):
         assert stats["count"] == 20
         assert 0 < stats["p50_us"] <= stats["p99_us"] <= stats["p999_us"] <= stats["max_us"]
     assert report["instruments"] == 2 and report["rejected"] == {}
-    assert "floor_empty_graph" not in report  # floors are measured on CUDA only
+    assert "floor_empty_graph" not in report and "device_round" not in report  # CUDA only
     assert "ticks/s through the engine" in capsys.readouterr().out
 
 

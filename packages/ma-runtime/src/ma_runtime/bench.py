@@ -12,6 +12,10 @@ In the same process, on the same device:
   (``MATransformer.step(fused=False)``, bf16 on a GPU as in ANCHORS.md) on
   feature rows already computed, captured in one CUDA graph (eager on a CPU),
   with its copies in and out: what a plain PyTorch stream of the model costs;
+- ``device_round`` (CUDA): the engine's round alone, from staged inputs to
+  result rows on the host (graph: copies, replay, sync; resident: the
+  kernel's round trip), without the Python that packs ticks and builds
+  signals;
 - ``floor_empty_graph`` (CUDA): a pinned copy in, an empty CUDA-graph replay,
   a copy out; ``floor_tiny_kernel``: the same around one tiny kernel.
 
@@ -112,6 +116,17 @@ def peer_latency(model: ma_model.MATransformer, instruments: int, device: torch.
         return measure_latency(call, calls, warmup=warmup, progress="peer", samples=samples)
 
 
+def device_round_latency(engine: StreamEngine, calls: int, warmup: int,
+                         samples: list[int] | None = None) -> LatencyStats:
+    """The engine's round alone, from staged inputs to result rows on the
+    host (the graph's copies, replay and sync, or the resident kernel's
+    round trip), no instrument active: the engine's figure less the Python
+    that packs ticks and builds signals."""
+    engine._stage_i64[:, 1] = 0  # push sets every flag again
+    return measure_latency(lambda _: engine._run(), calls, warmup=warmup,
+                           progress="device round", samples=samples)
+
+
 def floors(calls: int, samples: dict[str, list[int]]) -> dict[str, LatencyStats]:
     """A pinned copy in and out around an empty CUDA-graph replay, and around one tiny kernel."""
     host_in, host_out = torch.ones(16, pin_memory=True), torch.empty(16, pin_memory=True)
@@ -144,6 +159,8 @@ def run(engine: StreamEngine, calls: int, warmup: int = 100,
                "peer": peer_latency(engine.model, engine.instruments, engine.device, calls,
                                     warmup, samples.setdefault("peer", []))}
     if engine.device.type == "cuda":
+        figures["device_round"] = device_round_latency(engine, calls, warmup,
+                                                       samples.setdefault("device_round", []))
         figures.update(floors(calls, samples))
     seconds = figures["engine"].mean_us * figures["engine"].count / 1e6
     return {
@@ -217,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"ma-bench: error: {e}\n")
     samples: dict[str, list[int]] = {}
     report = run(engine, args.num_ticks, samples=samples)
-    for name in ("engine", "peer", "floor_empty_graph", "floor_tiny_kernel"):
+    for name in ("engine", "device_round", "peer", "floor_empty_graph", "floor_tiny_kernel"):
         if name in report:
             s = report[name]
             print(f"{name:>18}: p50 {s['p50_us']:8.1f} us  p99 {s['p99_us']:8.1f} us  "
