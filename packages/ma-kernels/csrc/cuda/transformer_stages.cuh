@@ -124,6 +124,9 @@ __device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)
   sum = 0.f;
 #pragma unroll
   for (int e = 0; e < E; ++e) acc[e] = 0.f;
+  // Two steps unrolled: the second step's loads go out before the first's
+  // arithmetic waits on its own.
+#pragma unroll 2
   for (int base = j0; base < j1; base += kGroups) {  // warp-uniform trip count
     const int j = base + g;
     const bool valid = j < j1;
