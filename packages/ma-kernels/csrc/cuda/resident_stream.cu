@@ -100,7 +100,10 @@ resident_kernel(const __grid_constant__ ResidentConfig c, const __grid_constant_
     }
     cluster.sync();
     r = *cluster.map_shared_rank(&round, 0);
-    if (r < 0) break;
+    if (r < 0) {  // leave together: block 0's round stays readable until every block has it
+      cluster.sync();
+      break;
+    }
     seen = r;
     for (std::int64_t tile = id; tile < tile_count; tile += clusters) {
       const std::int64_t row0 = tile * kTile;
