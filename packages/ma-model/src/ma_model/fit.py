@@ -148,10 +148,11 @@ def _with_defaults(saved: dict) -> dict | None:
 
 
 def make_train_step(model, optimizer, scheduler, train: TrainConfig, device: torch.device,
-                    autocast: bool = True, weights: torch.Tensor | None = None) -> TrainStep:
+                    autocast: bool = True,
+                    class_weights: torch.Tensor | None = None) -> TrainStep:
     """The step ``train`` describes: fit's and benchmark_steps' are the same one;
-    ``weights``: :func:`class_weights` of the data."""
-    return TrainStep(model, optimizer, scheduler, device=device, class_weights=weights,
+    ``class_weights``: those of :func:`class_weights` for the data."""
+    return TrainStep(model, optimizer, scheduler, device=device, class_weights=class_weights,
                      regression_weight=train.regression_weight, grad_clip=train.grad_clip,
                      compile=train.compile, cuda_graph=train.cuda_graph, autocast=autocast)
 
@@ -214,7 +215,7 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
         state = {k: previous[k] for k in state}
         say(f"resumed {out_dir / LAST} after epoch {state['epoch']}, step {state['step']}")
     weights = class_weights(cfg.train, data)
-    step = make_train_step(model, optimizer, scheduler, cfg.train, device, weights=weights)
+    step = make_train_step(model, optimizer, scheduler, cfg.train, device, class_weights=weights)
     epochs_this_call, budget_spent = 0, False
     while state["epoch"] < cfg.train.epochs and state["bad_epochs"] < cfg.train.patience:
         if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:

@@ -26,7 +26,7 @@ def fold_ranges(n: int, cfg: DataConfig, folds: int) -> list[dict[str, tuple[int
     the ``n`` rows; its validation split is the ``val_fraction * n`` rows
     before that (none when 0), its training split every row before that, with
     gaps of ``max(horizons) + sequence_length`` rows between them, as in
-    :func:`ma_model.data.split_ranges` (fold 0 trains on the rows it does)."""
+    :func:`ma_model.data.split_ranges`, whose train and val fold 0 shares."""
     gap = max(cfg.horizons) + cfg.sequence_length
     n_val, test_start = int(n * cfg.val_fraction), n - int(n * cfg.test_fraction)
     if folds < 1 or (n - test_start) // folds < cfg.sequence_length:
