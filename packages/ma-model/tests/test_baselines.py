@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import ma_features
-from ma_model.baselines import fit_gbt, fit_logistic, fit_majority, tabular_inputs
+from ma_model.baselines import fit_gbt, fit_logistic, fit_majority, tabular_inputs, time_holdout
 from ma_model.data import TickArrays
 
 IGNORE = ma_features.IGNORE_INDEX
@@ -84,3 +84,48 @@ def test_gbt_without_scikit_learn_names_the_extra(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "sklearn.ensemble", None)
     with pytest.raises(ValueError, match=r"pip install 'ma-model\[baselines\]'"):
         fit_gbt(_arrays(n=100))
+
+
+def test_time_holdout_is_the_last_rows_after_a_gap():
+    fit_rows, held = time_holdout(1000, 0.1, gap=20)
+    assert (fit_rows, held) == (slice(0, 880), slice(900, 1000))
+    with pytest.raises(ValueError, match="leave none to fit"):
+        time_holdout(30, 0.1, gap=29)
+
+
+def test_gbt_early_stops_on_the_last_rows_by_time(monkeypatch):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    calls = []
+    real_fit = HistGradientBoostingClassifier.fit
+
+    def spy(self, x, y, **kwargs):
+        calls.append((len(x), kwargs["X_val"], kwargs["y_val"]))
+        return real_fit(self, x, y, **kwargs)
+
+    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", spy)
+    train = _arrays()
+    fit_gbt(train, gap=5, max_iter=25)
+    defined = train.labels[:, 0] != IGNORE
+    x = tabular_inputs(train.x, train.dt)[defined].double().numpy()
+    n = int(defined.sum())
+    fitted, x_val, y_val = calls[0]
+    assert fitted == n - n // 10 - 5
+    assert np.array_equal(x_val, x[n - n // 10:])  # the latest rows, not a random draw
+    assert np.array_equal(y_val, train.labels[defined, 0][n - n // 10:].numpy())
+
+
+@pytest.mark.parametrize("fit", [fit_logistic, fit_gbt])
+def test_class_weights_move_the_learned_baselines_toward_a_rare_class(fit):
+    train, test = _arrays(seed=0), _arrays(seed=1)
+    # 60% of horizon 0's labels turned to class 1 make the moves (0 and 2) the rare classes.
+    g = torch.Generator().manual_seed(2)
+    flip = (torch.rand(len(train.x), generator=g) < 0.6) & (train.labels[:, 0] != IGNORE)
+    train.labels[flip, 0] = 1
+    heavy = torch.tensor([[5.0, 1.0, 5.0], [1.0, 1.0, 1.0]])
+
+    def rare_share(predict):
+        pred = predict(test.x[None], test.dt[None])[0, :, 0].argmax(-1)
+        return float((pred != 1).float().mean())
+
+    assert rare_share(fit(train, class_weights=heavy)) > rare_share(fit(train)) + 0.1

@@ -174,6 +174,15 @@ def test_alpha_is_a_number_a_list_per_horizon_or_the_tlob_rule():
     assert config_from_dict({"data": {"val_fraction": 0}}).data.val_fraction == 0
 
 
+def test_class_weight_is_none_or_balanced():
+    assert config_from_dict({}).train.class_weight is None
+    balanced = config_from_dict({"train": {"class_weight": "balanced"}})
+    assert balanced.train.class_weight == "balanced"
+    assert config_from_dict(balanced.to_dict()) == balanced
+    with pytest.raises(ValueError, match="train.class_weight: Input should be 'balanced'"):
+        config_from_dict({"train": {"class_weight": "inverse"}})
+
+
 def test_seed_is_a_grid_key():
     cfg = config_from_dict({"param_grid": {"seed": [0, 1, 2]}})
     assert [(p.train.seed, p.train.out_dir) for p in cfg.grid()] == [

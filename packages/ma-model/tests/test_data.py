@@ -3,7 +3,7 @@ import torch
 
 import ma_features
 from ma_model import DataConfig, WindowDataset, prepare, split_ranges, tick_arrays
-from ma_model.data import tlob_alpha
+from ma_model.data import balanced_class_weights, tlob_alpha
 
 SPEC = ma_features.FeatureSpec.model_inputs()
 
@@ -119,3 +119,18 @@ def test_without_validation_split_test_follows_train_after_one_gap(arrays):
         ranges["test"][0] == 1200
     splits = prepare(arrays, cfg)
     assert len(splits.val.x) == 0 and len(splits.train.x) == 4000 - 1200 - 36
+
+
+def test_balanced_class_weights_give_each_class_a_third_of_the_weight():
+    labels = torch.tensor([[0, 2], [1, 2], [1, 2], [1, 0], [ma_features.IGNORE_INDEX, 2]])
+    weights = balanced_class_weights(labels)
+    # Horizon 0: 4 defined labels, counts 1, 3, 0 -> 4/3, 4/9, and 0 for the class never seen.
+    assert torch.allclose(weights[0], torch.tensor([4 / 3, 4 / 9, 0.0]))
+    assert torch.allclose(weights[1], torch.tensor([5 / 3, 0.0, 5 / 12]))
+    for h in range(2):
+        defined = labels[:, h][labels[:, h] != ma_features.IGNORE_INDEX]
+        per_class = [float(weights[h, c]) * int((defined == c).sum()) for c in range(3)]
+        assert all(v in (0, pytest.approx(len(defined) / 3)) for v in per_class)
+    labels[:, 1] = ma_features.IGNORE_INDEX
+    with pytest.raises(ValueError, match="a horizon has no defined training label"):
+        balanced_class_weights(labels)

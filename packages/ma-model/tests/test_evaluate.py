@@ -5,15 +5,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ma_model import fit, load_checkpoint, logistic_regression
-from ma_model.evaluate import (
-    baseline_names,
-    evaluate_runs,
-    main,
-    scored_rows,
-    segment_f1,
-    summary_table,
-)
+from ma_model import fit, load_checkpoint
+from ma_model.evaluate import evaluate_runs, main
+from ma_model.tables import summary_table
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
@@ -67,11 +61,9 @@ def test_several_seeds_give_mean_and_spread(tiny_config, tmp_path, capsys):
     assert "±" in summary_table(results) and "majority class" in summary_table(results)
 
 
-def test_baselines_flag_takes_a_subset_and_names_a_typo(tiny_config, capsys):
+def test_baselines_flag_names_a_typo(tiny_config, capsys):
     fit(tiny_config, log=lambda *_: None)
     best = f"{tiny_config.train.out_dir}/best.pt"
-    assert baseline_names("gbt, majority") == ("gbt", "majority")
-    assert baseline_names("all") == ("majority", "logistic", "gbt", "dense")
     with pytest.raises(SystemExit) as e:
         main(["--checkpoint", best, "--baselines", "gbt,xgboost"])
     assert e.value.code == 2 and "--baselines: unknown ['xgboost']" in capsys.readouterr().err
@@ -85,28 +77,6 @@ def test_ma_eval_refuses_a_foreign_file(tmp_path, capsys):
     assert e.value.code == 2 and "not an ma-model-checkpoint" in capsys.readouterr().err
 
 
-def test_every_model_is_scored_on_the_same_rows(tiny_config):
-    from ma_model import load_splits
-
-    splits = load_splits(tiny_config.data)
-    predict = logistic_regression(splits.train, steps=20)
-    pred, labels = scored_rows(splits.test, 16, predict)
-    n = len(splits.test.x)
-    windows = (n - 16) // 8 + 1
-    assert pred.shape == labels.shape == (windows * 8, 2)
-    # labels are those of rows 8 .. of the split, in order
-    assert torch.equal(labels[:8], splits.test.labels[8:16])
-
-
-def test_segment_f1_scores_consecutive_runs_of_rows():
-    labels = torch.tensor([[0], [1], [2], [0], [1], [2]])
-    pred = torch.tensor([[0], [1], [2], [1], [1], [1]])  # right, then only "stationary"
-    first, second = segment_f1(pred, labels, 2)
-    assert first == [pytest.approx(1.0)] and second == [pytest.approx(1 / 6)]  # F1 0, 0.5, 0
-    with pytest.raises(ValueError, match="--segments must be between 1 and the 6"):
-        segment_f1(pred, labels, 7)
-
-
 def test_ma_eval_segments_table(tiny_config, capsys):
     fit(tiny_config, log=lambda *_: None)
     main(["--checkpoint", f"{tiny_config.train.out_dir}/best.pt", "--baselines", "majority",
@@ -114,3 +84,21 @@ def test_ma_eval_segments_table(tiny_config, capsys):
     printed = capsys.readouterr().out
     assert "3 consecutive segments of the test split" in printed
     assert "| MA-Transformer | 5 | 3 |" in printed and "| majority class | 20 | 3 |" in printed
+
+
+def test_ma_eval_walk_forward_retrains_each_checkpoints_config(tiny_config, capsys, tmp_path):
+    fit(tiny_config, log=lambda *_: None)
+    best = f"{tiny_config.train.out_dir}/best.pt"
+    out = tmp_path / "wf.json"
+    main(["--checkpoint", best, "--walk-forward", "2", "--baselines", "majority",
+          "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert "walk-forward over 2 folds of the test region" in printed
+    assert "| MA-Transformer | 5 | 2 |" in printed and "| majority class | 20 | 2 |" in printed
+    results = json.loads(out.read_text())
+    assert results["folds"] == 2 and len(results["runs"][0]["folds"]) == 2
+    assert (tmp_path / "run" / "walk-forward" / "fold=1" / "best.pt").is_file()
+    with pytest.raises(SystemExit) as e:
+        main(["--checkpoint", best, "--walk-forward", "2", "--segments", "3"])
+    assert e.value.code == 2 and "--walk-forward scores the test region's folds" in \
+        capsys.readouterr().err

@@ -145,3 +145,30 @@ def test_fit_without_a_validation_split_keeps_the_last_epoch(tiny_config):
     best, last = load_checkpoint(result["best"]), load_checkpoint(f"{cfg.train.out_dir}/{LAST}")
     assert best["epoch"] == 2 and all(torch.equal(best["model"][k], last["model"][k])
                                       for k in best["model"])
+
+
+def test_balanced_class_weights_change_the_loss_and_validate_on_its_scale(tiny_config):
+    from ma_model import load_splits
+    from ma_model.data import WindowDataset, balanced_class_weights
+    from ma_model.fit import class_weights, validate
+
+    splits = load_splits(tiny_config.data)
+    assert class_weights(tiny_config.train, splits) is None
+    cfg = replace(tiny_config, train=replace(tiny_config.train, class_weight="balanced"))
+    weights = class_weights(cfg.train, splits)
+    assert torch.equal(weights, balanced_class_weights(splits.train.labels))
+    torch.manual_seed(0)
+    model = MATransformer(model_config(cfg))
+    val = WindowDataset(splits.val, 16, 16)
+    cpu = torch.device("cpu")
+    plain = validate(model, val, cfg, cpu, 0, 1)
+    weighted = validate(model, val, cfg, cpu, 0, 1, weights)
+    assert weighted["accuracy"] == plain["accuracy"]  # weights move the loss, not the counts
+    assert weighted["cross_entropy"] != pytest.approx(plain["cross_entropy"], rel=1e-4)
+    # With equal weights the weighted mean is the plain one.
+    ones = validate(model, val, cfg, cpu, 0, 1, torch.full((2, 3), 2.0))
+    assert ones["cross_entropy"] == pytest.approx(plain["cross_entropy"], rel=1e-5)
+    unweighted = fit(tiny_config, log=lambda *_: None)["history"]["train_loss"]
+    cfg = replace(cfg, train=replace(cfg.train, out_dir=tiny_config.train.out_dir + "-w"))
+    balanced = fit(cfg, log=lambda *_: None)["history"]["train_loss"]
+    assert balanced != unweighted

@@ -7,7 +7,7 @@ import ma_features
 from ma_model import MATransformer, benchmark_steps, fit
 from ma_model.fit import model_config
 from ma_model.optim import adamw
-from ma_model.step import EAGER_STEPS, TrainStep, training_loss
+from ma_model.step import EAGER_STEPS, TrainStep, label_weights, loss_terms, training_loss
 
 INPUTS = len(ma_features.FeatureSpec.model_inputs().names)
 
@@ -16,6 +16,26 @@ def _batch(device="cpu", batch=4, length=16, horizons=2):
     return [torch.randn(batch, length, INPUTS), torch.rand(batch, length),
             torch.randint(0, 3, (batch, length, horizons)), torch.randn(batch, length, horizons),
             torch.ones(batch, length, horizons, dtype=torch.bool)]
+
+
+def test_class_weights_weigh_each_label_by_its_horizon_and_class():
+    logits = torch.randn(2, 5, 2, 3)
+    labels = torch.randint(0, 3, (2, 5, 2))
+    labels[0, 0, 1] = ma_features.IGNORE_INDEX
+    reg, target, valid = torch.zeros(2, 5, 2), torch.zeros(2, 5, 2), torch.ones(2, 5, 2)
+    weights = torch.tensor([[1.0, 2.0, 3.0], [0.5, 0.0, 4.0]])
+    ce, _ = loss_terms(logits, reg, labels, target, valid, weights)
+    expected = 0.0
+    for b, t, h in torch.cartesian_prod(*(torch.arange(n) for n in labels.shape)).tolist():
+        c = int(labels[b, t, h])
+        if c != ma_features.IGNORE_INDEX:
+            expected += float(weights[h, c] * -logits[b, t, h].log_softmax(-1)[c])
+    assert float(ce) == pytest.approx(expected, rel=1e-5)
+    plain, _ = loss_terms(logits, reg, labels, target, valid)
+    assert float(plain) == pytest.approx(float(loss_terms(
+        logits, reg, labels, target, valid, torch.ones(2, 3))[0]), rel=1e-6)
+    per_label = label_weights(labels, weights)
+    assert per_label[0, 0, 1] == 0 and per_label[1, 2, 0] == weights[0, labels[1, 2, 0]]
 
 
 def _model(cfg, device="cpu"):

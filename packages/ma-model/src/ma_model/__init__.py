@@ -1,5 +1,6 @@
 """ma_model: the MA-Transformer, its training and evaluation."""
 
+from .baselines import logistic_regression
 from .benchmark import benchmark_steps
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import (
@@ -22,13 +23,15 @@ from .data import (
     split_ranges,
     tick_arrays,
 )
-from .evaluate import evaluate_checkpoint, evaluate_runs, load_model, logistic_regression
+from .evaluate import evaluate_checkpoint, evaluate_runs, walk_forward_runs
 from .fit import fit, model_config
 from .grid import grid_search
 from .inputs import DT, INPUT_LIMIT, ModelInputs, raw_columns
 from .metrics import classification_report, confusion_matrix
 from .model import KVCache, MATransformer
+from .restore import load_model
 from .step import TrainStep
+from .walk_forward import fold_ranges, walk_forward
 
 __version__ = "0.1.0"
 
@@ -57,6 +60,7 @@ __all__ = [
     "evaluate_checkpoint",
     "evaluate_runs",
     "fit",
+    "fold_ranges",
     "grid_search",
     "load_checkpoint",
     "load_config",
@@ -70,4 +74,6 @@ __all__ = [
     "save_checkpoint",
     "split_ranges",
     "tick_arrays",
+    "walk_forward",
+    "walk_forward_runs",
 ]

@@ -5,7 +5,7 @@ spec features the network reads (its rolling windows included) plus
 
 Each ``fit_*`` returns a predictor with the network's signature,
 ``predict(x [B, L, F], dt [B, L]) -> scores [B, L, H, 3]`` (argmax is the
-class), so :func:`ma_model.evaluate.scored_rows` scores every model on the
+class), so :func:`ma_model.scoring.scored_rows` scores every model on the
 same rows. ``deadline`` (a ``time.monotonic()``) is a training time budget:
 a baseline stops adding iterations once it passes and keeps what it has.
 """
@@ -21,6 +21,7 @@ from torch import nn
 import ma_features
 
 from .data import TickArrays
+from .step import label_weights
 
 TABULAR = ("majority", "logistic", "gbt")
 """The baselines of this module; ma-eval adds ``dense`` (the network with dense attention)."""
@@ -32,12 +33,23 @@ def tabular_inputs(x: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
 
 
 def _defined(train: TickArrays, h: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training rows with a label at horizon ``h``: ``(inputs, labels)``."""
+    """Training rows with a label at horizon ``h``: ``(inputs, labels)``, in time order."""
     rows = train.labels[:, h] != ma_features.IGNORE_INDEX
     if not bool(rows.any()):
         raise ValueError(f"the training split has no defined label at horizon index {h}")
     return (tabular_inputs(train.x, train.dt)[rows].double().numpy(),
             train.labels[rows, h].numpy())
+
+
+def time_holdout(n: int, fraction: float, gap: int) -> tuple[slice, slice]:
+    """``(fit, holdout)`` row slices of ``n`` rows in time order: the holdout
+    is the last ``fraction`` of them, and ``gap`` rows before it are in
+    neither (their labels read mids inside the holdout)."""
+    held = max(1, int(n * fraction))
+    if n - held - gap < 1:
+        raise ValueError(f"{n} training rows leave none to fit beside a holdout of {held} "
+                         f"and a gap of {gap}")
+    return slice(0, n - held - gap), slice(n - held, n)
 
 
 def _per_horizon(models: list, score) -> callable:
@@ -60,7 +72,8 @@ def fit_majority(train: TickArrays) -> callable:
 
 
 def fit_logistic(train: TickArrays, steps: int = 300, seed: int = 0,
-                 deadline: float | None = None) -> callable:
+                 deadline: float | None = None,
+                 class_weights: torch.Tensor | None = None) -> callable:
     """Multinomial logistic regression per horizon, full-batch L-BFGS on
     the train rows (inputs are standardised by the split, so it converges in
     a few hundred iterations); run in rounds of 20 so a deadline can stop it."""
@@ -68,13 +81,15 @@ def fit_logistic(train: TickArrays, steps: int = 300, seed: int = 0,
     horizons = train.labels.shape[1]
     linear = nn.Linear(train.x.shape[1] + 1, 3 * horizons)
     features = tabular_inputs(train.x, train.dt)
-    loss_fn = nn.CrossEntropyLoss(ignore_index=ma_features.IGNORE_INDEX)
+    weights = label_weights(train.labels, class_weights).reshape(-1)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=ma_features.IGNORE_INDEX, reduction="none")
     optimizer = torch.optim.LBFGS(linear.parameters(), max_iter=20,
                                   line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        loss = loss_fn(linear(features).view(-1, 3), train.labels.reshape(-1))
+        losses = loss_fn(linear(features).view(-1, 3), train.labels.reshape(-1))
+        loss = (losses * weights).sum() / weights.sum()
         loss.backward()
         return loss
 
@@ -89,12 +104,21 @@ def fit_logistic(train: TickArrays, steps: int = 300, seed: int = 0,
     return predict
 
 
+def logistic_regression(train: TickArrays, steps: int = 300, seed: int = 0):
+    """:func:`fit_logistic` without a deadline or class weights (the public name)."""
+    return fit_logistic(train, steps, seed)
+
+
 def fit_gbt(train: TickArrays, seed: int = 0, deadline: float | None = None,
-            max_iter: int = 100, chunk: int = 25) -> callable:
+            max_iter: int = 100, chunk: int = 25, holdout: float = 0.1, gap: int = 0,
+            class_weights: torch.Tensor | None = None) -> callable:
     """scikit-learn's HistGradientBoostingClassifier per horizon (its defaults: at most
-    100 iterations of 31-leaf trees, learning rate 0.1), with its
-    early stopping on a held-out 10% of the train rows; trees are added
-    ``chunk`` at a time (warm start) so a deadline can end the growth."""
+    100 iterations of 31-leaf trees, learning rate 0.1), early-stopped on
+    the last ``holdout`` of the train rows by time (:func:`time_holdout`,
+    ``gap``: the longest horizon), as the network's validation split is
+    later than its training rows: a random holdout would score the trees on
+    ticks interleaved with the ones they fit. Trees are added ``chunk`` at a
+    time (warm start) so a deadline can end the growth."""
     try:
         from sklearn.ensemble import HistGradientBoostingClassifier
     except ImportError as e:
@@ -104,13 +128,18 @@ def fit_gbt(train: TickArrays, seed: int = 0, deadline: float | None = None,
     models = []
     for h in range(train.labels.shape[1]):
         x, y = _defined(train, h)
+        fit_rows, held = time_holdout(len(y), holdout, gap)
+        weights = (None if class_weights is None  # a class never seen has no key
+                   else {c: float(w) for c, w in enumerate(class_weights[h]) if w > 0})
         model = HistGradientBoostingClassifier(max_iter=chunk, early_stopping=True,
-                                               random_state=seed, warm_start=True)
-        model.fit(x, y)
+                                               random_state=seed, warm_start=True,
+                                               class_weight=weights)
+        rows, held_out = (x[fit_rows], y[fit_rows]), {"X_val": x[held], "y_val": y[held]}
+        model.fit(*rows, **held_out)
         while (model.n_iter_ == model.max_iter < max_iter
                and (deadline is None or time.monotonic() < deadline)):
             model.max_iter = min(max_iter, model.max_iter + chunk)
-            model.fit(x, y)
+            model.fit(*rows, **held_out)
         models.append(model)
     return _per_horizon(models, _probabilities)
 

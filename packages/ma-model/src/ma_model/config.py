@@ -36,6 +36,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 GRAPHED_COMPILE_MODES = ("reduce-overhead", "max-autotune")
 DATA_SOURCES = ("simulator", "lobster", "parquet", "csv")
 DEVICES = ("auto", "cpu", "cuda")
+# train.class_weight's rules: "balanced", each class weighed by n / (3 n_c) per horizon.
+CLASS_WEIGHTS = ("balanced",)
 # data.alpha's rules: "tlob", half the mean absolute relative change of the train rows.
 ALPHA_RULES = ("tlob",)
 
@@ -174,7 +176,13 @@ class TrainConfig:
     replays graphs of its own).
     ``max_minutes``: a wall-clock budget beside ``epochs`` (None: none); fit
     stops after the step that spends it, grid search shares it between its
-    points, and ma-eval's baselines take it too."""
+    points, and ma-eval's baselines take it too.
+    ``class_weight``: null (every label counts the same) or ``balanced``:
+    per horizon, class c's cross-entropy weighed by ``n / (3 n_c)`` of the
+    training split's labels (scikit-learn's rule), so the rarer moves count
+    as much as the common stationary class; validation loss, and so early
+    stopping, uses the same weights, and ma-eval's logistic and tree
+    baselines are fitted with them too."""
 
     batch_size: Count = 32
     epochs: Count = 6
@@ -192,6 +200,7 @@ class TrainConfig:
     cuda_graph: StrictBool = False
     out_dir: Annotated[str, Field(min_length=1)] = "runs/default"
     max_minutes: PositiveReal | None = None
+    class_weight: Literal[CLASS_WEIGHTS] | None = None
 
     def __post_init__(self) -> None:
         if self.cuda_graph and self.compile in GRAPHED_COMPILE_MODES:

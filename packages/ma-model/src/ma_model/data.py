@@ -67,6 +67,18 @@ def tlob_alpha(mid: torch.Tensor, horizons: tuple[int, ...], train_stop: int) ->
     return tuple(alphas)
 
 
+def balanced_class_weights(labels: torch.Tensor) -> torch.Tensor:
+    """``[H, 3]`` float32: per horizon (column of ``labels [N, H]``), class c
+    weighed ``n / (3 n_c)`` over the defined labels, so each class carries a
+    third of the loss; a class never seen weighs 0 (it has no labels to weigh)."""
+    defined = labels != ma_features.IGNORE_INDEX
+    counts = torch.stack([((labels == c) & defined).sum(0) for c in range(3)], dim=1).double()
+    if not bool((counts.sum(1) > 0).all()):
+        raise ValueError("train.class_weight 'balanced': a horizon has no defined training label")
+    weights = counts.sum(1, keepdim=True) / (3 * counts)
+    return torch.where(counts > 0, weights, 0.0).float()
+
+
 def tick_arrays(ticks: ma_features.Ticks, spec: ma_features.FeatureSpec,
                 horizons: tuple[int, ...], alpha: float | tuple[float, ...] | str,
                 train_stop: int | None = None) -> TickArrays:
@@ -152,12 +164,13 @@ def split_ranges(n: int, cfg: DataConfig) -> dict[str, tuple[int, int]]:
             "test": (test_start, n)}
 
 
-def prepare(arrays: TickArrays, cfg: DataConfig,
-            normalization: dict | None = None) -> Splits:
+def prepare(arrays: TickArrays, cfg: DataConfig, normalization: dict | None = None,
+            ranges: dict[str, tuple[int, int]] | None = None) -> Splits:
     """Splits ``arrays`` (of the spec ``cfg.features``) by time and normalises
     inputs with train statistics (or the given ``normalization`` state of an
-    earlier run)."""
-    ranges = split_ranges(len(arrays.x), cfg)
+    earlier run). ``ranges``: the splits' rows (default
+    :func:`split_ranges`; a walk-forward fold gives its own)."""
+    ranges = ranges or split_ranges(len(arrays.x), cfg)
     train_rows = arrays.rows(*ranges["train"])
     if normalization is None:
         inputs = ModelInputs.fit(cfg.features, train_rows.x, train_rows.dt)

@@ -22,11 +22,11 @@ import ma_features
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, ModelConfig, TrainConfig, config_from_dict
-from .data import Splits, WindowDataset, load_splits
+from .data import Splits, WindowDataset, balanced_class_weights, load_splits
 from .distributed import global_batch_losses, setup
 from .model import MATransformer
 from .optim import adamw, lr_factor
-from .step import TrainStep, loss_terms, to_device
+from .step import TrainStep, label_weights, loss_terms, to_device
 
 BEST, LAST = "best.pt", "last.pt"
 
@@ -69,14 +69,22 @@ class Progress:
             sys.stderr.write("\n")
 
 
+def class_weights(cfg: TrainConfig, data: Splits) -> torch.Tensor | None:
+    """``[H, 3]`` weights of ``train.class_weight`` from the training labels (None: unweighted)."""
+    return balanced_class_weights(data.train.labels) if cfg.class_weight == "balanced" else None
+
+
 @torch.no_grad()
 def validate(model, dataset: WindowDataset, cfg: Config, device, rank: int,
-             world: int) -> dict[str, float]:
+             world: int, weights: torch.Tensor | None = None) -> dict[str, float]:
     """Mean cross-entropy (+ weighted MSE) and accuracy over every defined
     label of ``dataset``; each process takes every W-th window and the sums
-    are reduced, so the result is the same for any number of processes."""
+    are reduced, so the result is the same for any number of processes.
+    ``weights [H, 3]``: the training loss's class weights; the mean is then
+    over the weights, so a weighted loss reads on the unweighted one's scale."""
     model.eval()
-    sums = torch.zeros(5, dtype=torch.float64, device=device)
+    sums = torch.zeros(6, dtype=torch.float64, device=device)
+    weights = None if weights is None else weights.to(device)
     indices = list(range(rank, len(dataset), world))
     for start in range(0, len(indices), cfg.train.batch_size):
         items = [dataset[i] for i in indices[start:start + cfg.train.batch_size]]
@@ -84,16 +92,17 @@ def validate(model, dataset: WindowDataset, cfg: Config, device, rank: int,
         x, dt, labels, target, valid = to_device([torch.stack(t) for t in columns], device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits, reg = model(x, dt)
-        ce, se = loss_terms(logits, reg, labels, target, valid)
+        ce, se = loss_terms(logits, reg, labels, target, valid, weights)
         defined = labels != ma_features.IGNORE_INDEX
         correct = ((logits.argmax(-1) == labels) & defined).sum()
-        sums += torch.stack([ce.double(), defined.sum().double(), correct.double(), se.double(),
+        sums += torch.stack([ce.double(), label_weights(labels, weights).sum().double(),
+                             defined.sum().double(), correct.double(), se.double(),
                              valid.sum().double()])
     if world > 1:
         dist.all_reduce(sums)
-    ce, n, correct, se, n_reg = sums.tolist()
+    ce, weight, n, correct, se, n_reg = sums.tolist()
     model.train()
-    ce_mean, mse = ce / max(n, 1), se / max(n_reg, 1)
+    ce_mean, mse = ce / max(weight, 1e-12), se / max(n_reg, 1)
     return {"loss": ce_mean + cfg.train.regression_weight * mse, "cross_entropy": ce_mean,
             "mse": mse, "accuracy": correct / max(n, 1)}
 
@@ -139,9 +148,11 @@ def _with_defaults(saved: dict) -> dict | None:
 
 
 def make_train_step(model, optimizer, scheduler, train: TrainConfig, device: torch.device,
-                autocast: bool = True) -> TrainStep:
-    """The step ``train`` describes: fit's and benchmark_steps' are the same one."""
-    return TrainStep(model, optimizer, scheduler, device=device,
+                    autocast: bool = True,
+                    class_weights: torch.Tensor | None = None) -> TrainStep:
+    """The step ``train`` describes: fit's and benchmark_steps' are the same one;
+    ``class_weights``: those of :func:`class_weights` for the data."""
+    return TrainStep(model, optimizer, scheduler, device=device, class_weights=class_weights,
                      regression_weight=train.regression_weight, grad_clip=train.grad_clip,
                      compile=train.compile, cuda_graph=train.cuda_graph, autocast=autocast)
 
@@ -203,7 +214,8 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
         torch.set_rng_state(previous["rng"]["torch"])
         state = {k: previous[k] for k in state}
         say(f"resumed {out_dir / LAST} after epoch {state['epoch']}, step {state['step']}")
-    step = make_train_step(model, optimizer, scheduler, cfg.train, device)
+    weights = class_weights(cfg.train, data)
+    step = make_train_step(model, optimizer, scheduler, cfg.train, device, class_weights=weights)
     epochs_this_call, budget_spent = 0, False
     while state["epoch"] < cfg.train.epochs and state["bad_epochs"] < cfg.train.patience:
         if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
@@ -229,7 +241,7 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
             metrics, improved = {}, True
             say(f"epoch {epoch + 1}: train loss {train_loss:.4f}  (no validation split)")
         else:
-            metrics = validate(model, val_set, cfg, device, rank, world)
+            metrics = validate(model, val_set, cfg, device, rank, world, weights)
             history["val_loss"].append(metrics["loss"])
             history["val_accuracy"].append(metrics["accuracy"])
             improved = metrics["loss"] < state["best_val_loss"]

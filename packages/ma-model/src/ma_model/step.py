@@ -29,22 +29,37 @@ from .config import GRAPHED_COMPILE_MODES
 EAGER_STEPS = 11
 
 
-def loss_terms(logits, reg, labels, target, valid) -> tuple[torch.Tensor, torch.Tensor]:
+def label_weights(labels: torch.Tensor, class_weights: torch.Tensor | None) -> torch.Tensor:
+    """Each label's weight, shaped like ``labels [..., H]``: its horizon's and
+    class's entry of ``class_weights [H, 3]`` (1 when None), 0 where undefined."""
+    defined = labels != ma_features.IGNORE_INDEX
+    if class_weights is None:
+        return defined.float()
+    horizon = torch.arange(labels.shape[-1], device=labels.device).expand_as(labels)
+    return class_weights[horizon, labels.clamp_min(0)] * defined
+
+
+def loss_terms(logits, reg, labels, target, valid,
+               class_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sums of cross-entropy (over defined labels) and of squared error (over
-    defined targets), in float32."""
+    defined targets), in float32. ``class_weights [H, 3]`` weighs each
+    label's cross-entropy by its horizon and class (None: all 1)."""
     ce = F.cross_entropy(logits.float().flatten(0, -2), labels.flatten(),
-                         ignore_index=ma_features.IGNORE_INDEX, reduction="sum")
+                         ignore_index=ma_features.IGNORE_INDEX, reduction="none")
+    if class_weights is not None:
+        ce = ce * label_weights(labels, class_weights).flatten()
     se = ((reg.float() - target).square() * valid).sum()
-    return ce, se
+    return ce.sum(), se
 
 
-def training_loss(model, batch, regression_weight: float, autocast: bool) -> torch.Tensor:
+def training_loss(model, batch, regression_weight: float, autocast: bool,
+                  class_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Sums divided by the batch's positions x horizons, a constant, so that
     averaging over processes equals the loss of their union."""
     x, dt, labels, target, valid = batch
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
         logits, reg = model(x, dt)
-    ce, se = loss_terms(logits, reg, labels, target, valid)
+    ce, se = loss_terms(logits, reg, labels, target, valid, class_weights)
     return (ce + regression_weight * se) / labels.numel()
 
 
@@ -69,7 +84,8 @@ class TrainStep:
     and returns its loss, detached, on the device, without waiting for it.
 
     With a process group (torchrun) the model runs as DistributedDataParallel;
-    ``compile`` is as in :func:`compiled`. ``cuda_graph=True`` (CUDA only)
+    ``compile`` is as in :func:`compiled`; ``class_weights`` as in
+    :func:`loss_terms`. ``cuda_graph=True`` (CUDA only)
     runs the first :data:`EAGER_STEPS` steps eagerly on a side stream,
     captures the next as one CUDA graph and replays it for every later batch,
     copied into the captured inputs (so every batch must have the captured
@@ -82,9 +98,10 @@ class TrainStep:
                  scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *,
                  device: torch.device, regression_weight: float, grad_clip: float | None = None,
                  compile: bool | str = False, cuda_graph: bool = False,
-                 autocast: bool = True) -> None:
+                 autocast: bool = True, class_weights: torch.Tensor | None = None) -> None:
         self.optimizer, self.scheduler, self.device = optimizer, scheduler, device
         self.regression_weight, self.grad_clip = regression_weight, grad_clip
+        self.class_weights = None if class_weights is None else class_weights.to(device)
         self.autocast = autocast and device.type == "cuda"
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.cuda_graph, self.steps, self.graph = cuda_graph, 0, None
@@ -120,7 +137,8 @@ class TrainStep:
 
     def _step(self, batch) -> torch.Tensor:
         torch.compiler.cudagraph_mark_step_begin()  # reduce-overhead: a new step's graphs
-        loss = training_loss(self.net, batch, self.regression_weight, self.autocast)
+        loss = training_loss(self.net, batch, self.regression_weight, self.autocast,
+                             self.class_weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip is not None:
