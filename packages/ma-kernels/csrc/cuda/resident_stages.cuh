@@ -37,6 +37,8 @@ using step_stages::kWarps;
 using step_stages::rotate;
 using step_stages::warp_sum;
 
+constexpr int kMaxBlocks = 16;  // of a cluster (the largest size Hopper allows)
+
 // How the model is split over the cluster, and where each part lives in a
 // block's shared memory (offsets in bytes). Host-computed (plan()).
 struct OnChip {
@@ -122,6 +124,12 @@ struct OnChipStep {
   __device__ float* part_of(int block) const {  // the exchange buffer read now, of a block
     return cluster.map_shared_rank(at<float>(o.exchange), block) +
            (buffer ^ 1) * kTile * o.exchange_stride;
+  }
+  // Element `offset` of the part of each block x < n (0 past n), the loads
+  // issued together: one distributed-shared-memory round trip, not n.
+  __device__ void gather(int n, std::size_t offset, float (&v)[kMaxBlocks]) const {
+#pragma unroll
+    for (int x = 0; x < kMaxBlocks; ++x) v[x] = x < n ? part_of(x)[offset] : 0.f;
   }
   __device__ float* own_part() const {
     return at<float>(o.exchange) + buffer * kTile * o.exchange_stride;
@@ -379,28 +387,39 @@ struct OnChipStep {
     // weight[r, x] = exp(m_x - max of its head) / the head's sum, per block x.
     const int attending = s.heads * o.splits;
     float* weight = at<float>(o.weight);
-    for (int i = threadIdx.x; i < rows * attending; i += kThreads) {
-      const int r = i / attending, x = i % attending, first = x / o.splits * o.splits;
-      float top = -INFINITY;
-      for (int y = first; y < first + o.splits; ++y) {
-        top = fmaxf(top, part_of(y)[r * o.exchange_stride + c]);
+    for (int r = threadIdx.x; r < rows; r += kThreads) {
+      float m[kMaxBlocks], sum[kMaxBlocks];
+      gather(attending, r * o.exchange_stride + c, m);
+      gather(attending, r * o.exchange_stride + c + 1, sum);
+      // Unrolled over every pair of blocks (in registers, not local memory):
+      // block x's head is x / splits.
+#pragma unroll
+      for (int x = 0; x < kMaxBlocks; ++x) {
+        if (x >= attending) break;
+        float top = -INFINITY, total = 0.f;
+#pragma unroll
+        for (int y = 0; y < kMaxBlocks; ++y) {
+          if (y < attending && y / o.splits == x / o.splits) top = fmaxf(top, m[y]);
+        }
+#pragma unroll
+        for (int y = 0; y < kMaxBlocks; ++y) {
+          if (y < attending && y / o.splits == x / o.splits && m[y] != -INFINITY) {
+            total += expf(m[y] - top) * sum[y];
+          }
+        }
+        weight[r * attending + x] = m[x] == -INFINITY ? 0.f : expf(m[x] - top) / total;
       }
-      float total = 0.f;
-      for (int y = first; y < first + o.splits; ++y) {
-        const float m = part_of(y)[r * o.exchange_stride + c];
-        if (m != -INFINITY) total += expf(m - top) * part_of(y)[r * o.exchange_stride + c + 1];
-      }
-      const float m = part_of(x)[r * o.exchange_stride + c];
-      weight[i] = m == -INFINITY ? 0.f : expf(m - top) / total;
     }
     __syncthreads();
     const float* bias = t.layer[l][kStepOutBias];
     float* hs = at<float>(o.h);
     for (int i = threadIdx.x; i < rows * c; i += kThreads) {
       const int r = i / c, n = i % c;
-      float y = 0.f;
-      for (int x = 0; x < attending; ++x) {
-        y = fmaf(weight[r * attending + x], part_of(x)[r * o.exchange_stride + n], y);
+      float v[kMaxBlocks], y = 0.f;
+      gather(attending, r * o.exchange_stride + n, v);
+#pragma unroll
+      for (int x = 0; x < kMaxBlocks; ++x) {
+        if (x < attending) y = fmaf(weight[r * attending + x], v[x], y);
       }
       hs[i] += y + __ldg(bias + n);
     }
@@ -432,8 +451,10 @@ struct OnChipStep {
     float* hs = at<float>(o.h);
     for (int i = threadIdx.x; i < rows * c; i += kThreads) {
       const int r = i / c, n = i % c;
-      float y = 0.f;
-      for (int x = 0; x < o.blocks; ++x) y += part_of(x)[r * o.exchange_stride + n];
+      float v[kMaxBlocks], y = 0.f;
+      gather(o.blocks, r * o.exchange_stride + n, v);
+#pragma unroll
+      for (int x = 0; x < kMaxBlocks; ++x) y += v[x];
       hs[i] += y + __ldg(bias + n);
     }
     __syncthreads();
