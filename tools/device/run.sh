@@ -6,7 +6,8 @@
 #   OUT=/tmp/out MA_COMMIT=$(git rev-parse HEAD) bash tools/device/run.sh [pytest args]
 #
 # SANITIZE=1 also runs the CUDA tests of ma-kernels under compute-sanitizer
-# (memcheck, racecheck); PROFILE=1 profiles a training step by attention kind
+# (memcheck, racecheck); PROFILE=1 times the resident kernel's round by stage
+# (resident_stages.json), profiles a training step by attention kind
 # (profile_training.txt) and runs Nsight Compute on the attention kernels
 # (ncu_attention.txt) and the feature kernels (ncu.txt, and per SASS
 # instruction of the window kernel, ncu_window_sass.csv); TESTS=0 skips the
@@ -78,6 +79,8 @@ if [ "${SANITIZE:-0}" = 1 ]; then
 fi
 
 if [ "${PROFILE:-0}" = 1 ]; then
+  echo "== the resident kernel's round by stage"
+  python3 tools/device/profile_resident.py --out "$OUT/resident_stages.json" || status=1
   echo "== torch.profiler: a training step by attention kind"
   python3 tools/device/profile_training.py --out "$OUT/profile_training.txt" || status=1
   echo "== ncu: attention kernels at the training shape"

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "stream_inputs.h"
 #include "transformer_step.h"
@@ -28,6 +29,7 @@ struct ResidentConfig {
   std::int64_t levels;        // book levels of a round's rows (the feature state's)
   StreamStandardise inputs;   // the columns to the model's inputs (device pointers)
   std::int64_t idle_ns;       // the kernel leaves after this long without a round
+  bool trace;                 // stamp the stages of each round (stage_times())
 };
 
 // Device memory the kernel reads and updates: the model's parameters and KV
@@ -59,6 +61,10 @@ class ResidentStream {
   // Asks the kernel to leave and waits for it (the next step relaunches it).
   void stop();
   std::int64_t clusters() const { return clusters_; }
+  // With config.trace: the last round's stage times in ns since cluster 0
+  // saw it: its features ready, each exchange (three a layer, per tile),
+  // its outputs written.
+  std::vector<std::int64_t> stage_times() const;
 
  private:
   struct Impl;

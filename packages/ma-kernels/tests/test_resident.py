@@ -113,3 +113,15 @@ def test_rounds_through_relaunches_and_close():
 def test_a_model_too_big_for_one_cluster_is_refused_with_the_reason():
     with pytest.raises(ValueError, match="shared memory of one thread-block cluster"):
         ma_kernels.ResidentStream(**resident_args("cuda", "model dim 256"))
+
+
+@pytest.mark.gpu
+def test_stage_times_stamp_every_exchange_in_order():
+    args = resident_args("cuda")  # 2 layers, 3 instruments: one tile
+    with ma_kernels.ResidentStream(**args, trace=True) as stream:
+        for f64, i64 in rounds(stream.batch, 3):
+            stream.step(f64, i64)
+        times = stream.stage_times()
+    layers = len(args["dilations"])
+    assert len(times) == 1 + 1 + 3 * layers + 1  # seen, featurised, exchanges, written
+    assert times[0] == 0 and np.all(np.diff(times) >= 0) and times[-1] < 10**9

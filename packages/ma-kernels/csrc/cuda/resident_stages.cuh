@@ -38,6 +38,13 @@ using step_stages::rotate;
 using step_stages::warp_sum;
 
 constexpr int kMaxBlocks = 16;  // of a cluster (the largest size Hopper allows)
+constexpr int kTraceSlots = 128;  // stage stamps of a round; the last holds their count
+
+__device__ __forceinline__ std::uint64_t global_ns() {
+  std::uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
 
 // How the model is split over the cluster, and where each part lives in a
 // block's shared memory (offsets in bytes). Host-computed (plan()).
@@ -113,6 +120,16 @@ struct OnChipStep {
   std::int64_t row0 = 0;
   int rows = 0;
   int buffer = 0;  // the exchange buffer the next exchange writes
+  std::int64_t* trace = nullptr;  // stage stamps (cluster 0's, when tracing)
+  int stamps = 0;
+
+  // Stamps the time of this point of the round (thread 0 of block 0).
+  __device__ void mark() {
+    if (trace && rank == 0 && threadIdx.x == 0 && stamps < kTraceSlots - 1) {
+      trace[stamps] = std::int64_t(global_ns());
+    }
+    ++stamps;
+  }
 
   template <typename T>
   __device__ T* at(std::size_t offset) const {
@@ -277,6 +294,7 @@ struct OnChipStep {
   __device__ void exchange() {
     cluster.sync();
     buffer ^= 1;
+    mark();
   }
 
   // Exchange 1: this block's qkv columns of the normalised rows, then the

@@ -14,6 +14,7 @@
 #include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "cuda/check.cuh"
 #include "cuda/stream_inputs.cuh"
@@ -25,6 +26,8 @@ namespace {
 
 using resident_stages::OnChip;
 using resident_stages::OnChipStep;
+using resident_stages::global_ns;
+using resident_stages::kTraceSlots;
 using step_stages::kThreads;
 using step_stages::kTile;
 using step_stages::kWarps;
@@ -41,6 +44,7 @@ struct Mapped {
   volatile std::int64_t* request;
   volatile std::int64_t* done;  // [clusters]: the last round each served
   volatile int* left;           // [clusters]: 1 once the cluster's kernel has left
+  std::int64_t* trace;          // [kTraceSlots] stage stamps, or null
 };
 
 // Per-instrument device memory: the round's rows copied out of mapped
@@ -50,12 +54,6 @@ struct Scratch {
   std::int64_t* event_i64;
   StreamInputsOut inputs;
 };
-
-__device__ __forceinline__ std::uint64_t global_ns() {
-  std::uint64_t t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
 
 // Instrument b's tick of this round, by one warp: copied out of mapped
 // memory (ld.cv: the host rewrites it every round), then to model inputs.
@@ -85,6 +83,7 @@ resident_kernel(const __grid_constant__ ResidentConfig c, const __grid_constant_
   const std::int64_t id = blockIdx.x / o.blocks, clusters = gridDim.x / o.blocks;
   const std::int64_t tile_count = (c.model.batch + kTile - 1) / kTile;
   OnChipStep<D> step{c.model, t.model, o, cluster, shared, rank, warp, lane};
+  step.trace = id == 0 ? io.trace : nullptr;
   step.load_weights();
   long long seen = io.done[id], r = kIdle;  // a relaunch serves what this cluster has not
   for (;;) {
@@ -105,6 +104,8 @@ resident_kernel(const __grid_constant__ ResidentConfig c, const __grid_constant_
       break;
     }
     seen = r;
+    step.stamps = 0;
+    step.mark();
     for (std::int64_t tile = id; tile < tile_count; tile += clusters) {
       const std::int64_t row0 = tile * kTile;
       const int rows = int(std::min<std::int64_t>(kTile, c.model.batch - row0));
@@ -113,6 +114,7 @@ resident_kernel(const __grid_constant__ ResidentConfig c, const __grid_constant_
       }
     }
     cluster.sync();
+    step.mark();
     for (std::int64_t tile = id; tile < tile_count; tile += clusters) {
       const std::int64_t row0 = tile * kTile;
       const int rows = int(std::min<std::int64_t>(kTile, c.model.batch - row0));
@@ -124,6 +126,10 @@ resident_kernel(const __grid_constant__ ResidentConfig c, const __grid_constant_
       }
     }
     if (rank == 0) {
+      step.mark();
+      if (step.trace && threadIdx.x == 0) {
+        step.trace[kTraceSlots - 1] = std::min(step.stamps, kTraceSlots - 1);
+      }
       __threadfence_system();
       __syncthreads();
       if (threadIdx.x == 0) io.done[id] = seen;
@@ -211,6 +217,7 @@ struct ResidentStream::Impl {
   volatile std::int64_t* request = nullptr;
   volatile std::int64_t* done = nullptr;
   volatile int* left = nullptr;
+  std::int64_t* trace = nullptr;
   std::int64_t issued = 0;
   bool running = false;
 
@@ -311,7 +318,8 @@ ResidentStream::ResidentStream(const ResidentConfig& config, const ResidentTenso
                                  align(sizeof(float) * b * outputs),
                                  align(sizeof(std::int64_t) * b * 2), align(sizeof(std::int64_t)),
                                  align(sizeof(std::int64_t) * clusters_),
-                                 align(sizeof(int) * clusters_)};
+                                 align(sizeof(int) * clusters_),
+                                 config.trace ? align(sizeof(std::int64_t) * kTraceSlots) : 0};
     std::size_t total = 0;
     for (std::size_t s : sizes) total += s;
     cuda_check(cudaHostAlloc(&m.host, total, cudaHostAllocMapped | cudaHostAllocPortable),
@@ -334,6 +342,7 @@ ResidentStream::ResidentStream(const ResidentConfig& config, const ResidentTenso
     carve(sizes[4], m.request, m.io.request);
     carve(sizes[5], m.done, m.io.done);
     carve(sizes[6], m.left, m.io.left);
+    if (config.trace) carve(sizes[7], m.trace, m.io.trace);
     // Device scratch: the round's rows and the model's inputs.
     const std::size_t scratch_sizes[] = {
         align(sizeof(double) * b * m.width()), align(sizeof(std::int64_t) * b * 3),
@@ -366,6 +375,16 @@ ResidentStream::ResidentStream(const ResidentConfig& config, const ResidentTenso
 }
 
 ResidentStream::~ResidentStream() = default;
+
+std::vector<std::int64_t> ResidentStream::stage_times() const {
+  const Impl& m = *impl_;
+  if (!m.trace) return {};
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const volatile std::int64_t* stamps = m.trace;
+  std::vector<std::int64_t> times(static_cast<std::size_t>(stamps[kTraceSlots - 1]));
+  for (std::size_t i = 0; i < times.size(); ++i) times[i] = stamps[i] - stamps[0];
+  return times;
+}
 
 void ResidentStream::stop() { impl_->stop(); }
 

@@ -36,7 +36,7 @@ ResidentStream* make(const Dims& dims, const std::vector<std::int64_t>& dilation
                      const std::array<std::int64_t, 7>& state, std::uintptr_t x_index,
                      std::uintptr_t shift, std::uintptr_t scale, int dt_column, double dt_scale,
                      double limit, int overflow_code, double idle_s, int device,
-                     double timeout_s) {
+                     double timeout_s, bool trace) {
   ResidentConfig c{};
   c.model = shape_of(dims, dilations);
   c.spec = stream_spec(instant, depth, ofi_levels, rolling, windows, time_windows);
@@ -44,6 +44,7 @@ ResidentStream* make(const Dims& dims, const std::vector<std::int64_t>& dilation
   c.inputs = standardise_of(c.model.inputs, x_index, shift, scale, dt_column, dt_scale, limit,
                             overflow_code);
   c.idle_ns = static_cast<std::int64_t>(idle_s * 1e9);
+  c.trace = trace;
   ResidentTensors t{};
   t.model = tensors_of(c.model, params, keys, values, 0, 0, 0, pos, 0);
   t.features = stream_state_of(state);
@@ -70,6 +71,7 @@ void register_resident_stream(py::module_& m) {
           },
           py::arg("in_f64"), py::arg("in_i64"), py::arg("result"))
       .def("stop", &ResidentStream::stop)
+      .def("stage_times", &ResidentStream::stage_times)
       .def_property_readonly("clusters", &ResidentStream::clusters);
 #else
   (void)m;

@@ -68,6 +68,7 @@ class ResidentStream:
             ``dt_column`` and ``dt_scale`` the model's dt.
         limit: a standardised input (or dt) beyond this is refused with
             reason code ``overflow_code``.
+        trace: stamp the stages of each round, for :meth:`stage_times`.
     """
 
     def __init__(self, *, params: Sequence[torch.Tensor], keys: Sequence[torch.Tensor],
@@ -75,7 +76,8 @@ class ResidentStream:
                  dilations: Sequence[int], state: Sequence[torch.Tensor],
                  spec: Mapping[str, object], x_index: torch.Tensor, shift: torch.Tensor,
                  scale: torch.Tensor, dt_column: int, dt_scale: float, limit: float,
-                 overflow_code: int, idle_timeout: float = 1.0, timeout: float = 5.0) -> None:
+                 overflow_code: int, idle_timeout: float = 1.0, timeout: float = 5.0,
+                 trace: bool = False) -> None:
         if not (idle_timeout > 0 and timeout > 0):
             raise ValueError("idle_timeout and timeout must be positive seconds")
         batch, levels = pos.shape[0], state[0].shape[2]
@@ -105,7 +107,8 @@ class ResidentStream:
             [v.data_ptr() for v in values], pos.data_ptr(), *codes, levels,
             (*(t.data_ptr() for t in state), state[3].shape[1], int(spec.get("max_events", 1))),
             x_index.data_ptr(), shift.data_ptr(), scale.data_ptr(), dt_column, float(dt_scale),
-            float(limit), overflow_code, float(idle_timeout), device.index or 0, float(timeout))
+            float(limit), overflow_code, float(idle_timeout), device.index or 0, float(timeout),
+            bool(trace))
         self._result = np.zeros((batch, self.outputs + 2))
         self._finalizer = weakref.finalize(self, self._native.stop)
 
@@ -126,6 +129,13 @@ class ResidentStream:
                              f"{self._result.shape}")
         self._native.step(in_f64, in_i64, result)
         return result
+
+    def stage_times(self) -> np.ndarray:
+        """With ``trace=True``: the last round's stages in ns since the kernel
+        saw it (its first cluster's clock): the inputs featurised, then each
+        exchange between the cluster's blocks (three a layer, per tile of 8
+        instruments), then the outputs written. Empty without a trace."""
+        return np.asarray(self._native.stage_times(), dtype=np.int64)
 
     def close(self) -> None:
         """Stops the kernel (the next ``step`` launches it again)."""
