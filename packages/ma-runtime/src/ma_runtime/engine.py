@@ -48,8 +48,6 @@ _OVERFLOW, _UNKNOWN_INSTRUMENT, _LEVELS = (
     list(REJECTIONS).index(name) + 1 for name in ("overflow", "unknown_instrument", "levels"))
 SNAPSHOT_FORMAT = ("ma-runtime-engine", 2)
 _NO_RANGE = contextlib.nullcontext()
-_NONE, _NO_REASON = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)  # read-only
-_NONE.flags.writeable = _NO_REASON.flags.writeable = False
 MODES = ("eager", "graph", "resident")
 _BOOK = ("bid_price", "bid_size", "ask_price", "ask_size")
 _TRADE = ("trade_price", "trade_size", "trade_side")
@@ -290,14 +288,16 @@ class StreamEngine:
         with self._range("ma.signals"):
             if row[-2]:  # refused on the device
                 codes = row[-2:-1].astype(np.int64)
-                return self._signals(ticks, ids, codes, [_NONE], [row[None][:0]])
+                return self._signals(ticks, ids, codes, [np.zeros(0, dtype=np.int64)],
+                                     [row[None][:0]])
             self.accepted += 1
             values, h = row[:-2].astype(np.float32), self._horizons  # shaped in numpy: cheaper
             return Signals(index=np.zeros(1, dtype=np.int64), instrument=ids.astype(np.int64),
                            time=ticks.time[:1].copy(), sequence=np.array([int(row[-1])]),
                            probabilities=torch.from_numpy(values[: 3 * h].reshape(1, h, 3)),
                            regression=torch.from_numpy(values[None, 3 * h :]),
-                           rejected_index=_NONE, rejected_reason=_NO_REASON)
+                           rejected_index=np.zeros(0, dtype=np.int64),
+                           rejected_reason=np.zeros(0, dtype=object))
 
     def _range(self, name: str):
         """A named NVTX range (Nsight Systems shows it) on CUDA; nothing on a CPU."""
