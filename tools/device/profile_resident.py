@@ -27,7 +27,8 @@ import ma_kernels  # noqa: E402
 def stage_names(layers: int) -> list[str]:
     names = ["featurise"]
     for layer in range(layers):
-        names += [f"layer {layer}: norm, qkv, exchange", f"layer {layer}: attention, exchange",
+        first = "embedding, " if layer == 0 else ""
+        names += [f"{first}layer {layer}: norm, qkv, exchange", f"layer {layer}: attention, exchange",
                   f"layer {layer}: norm, mlp, exchange"]
     return names + ["heads, outputs written"]
 
