@@ -28,8 +28,8 @@ def stage_names(layers: int) -> list[str]:
     names = ["featurise"]
     for layer in range(layers):
         first = "embedding, " if layer == 0 else ""
-        names += [f"{first}layer {layer}: norm, qkv, exchange", f"layer {layer}: attention, exchange",
-                  f"layer {layer}: norm, mlp, exchange"]
+        names += [f"{first}layer {layer}: norm, qkv, exchange",
+                  f"layer {layer}: attention, exchange", f"layer {layer}: norm, mlp, exchange"]
     return names + ["heads, outputs written"]
 
 
