@@ -104,9 +104,9 @@ inline OnChip plan(const StepShape& s, int blocks) {
   return o;
 }
 
-// out[i] = bf16 of in[i * stride] for i < n, by the block's threads.
-__device__ inline void to_bf16(__nv_bfloat16* out, const float* in, int n, int stride = 1) {
-  for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = __float2bfloat16(in[i * stride]);
+// out[i] = bf16 of in[i] for i < n, by the block's threads.
+__device__ inline void to_bf16(__nv_bfloat16* out, const float* in, int n) {
+  for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = __float2bfloat16(in[i]);
 }
 
 template <int D>
