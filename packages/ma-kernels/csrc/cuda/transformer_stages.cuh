@@ -398,15 +398,34 @@ struct Step {
       const int r = i / c, h = i % c / D, d = i % D;
       float y = 0.f;
       if (r < rows) {
+        // The splits' (acc, max, sum) kBatch at a time, their loads in flight
+        // together (one L2 round trip a batch, not one a split), merged online.
+        constexpr int kBatch = 16;
         const float* part = row(r) + lay.partial + h * splits * (D + 2);
-        float top = -INFINITY;
-        for (int q = 0; q < splits; ++q) top = fmaxf(top, __ldcg(part + q * (D + 2) + D));
-        float num = 0.f, den = 0.f;
-        for (int q = 0; q < splits; ++q) {
-          const float m = __ldcg(part + q * (D + 2) + D);
-          const float w = m == -INFINITY ? 0.f : expf(m - top);
-          num += w * __ldcg(part + q * (D + 2) + d);
-          den += w * __ldcg(part + q * (D + 2) + D + 1);
+        float top = -INFINITY, num = 0.f, den = 0.f;
+        for (int q0 = 0; q0 < splits; q0 += kBatch) {
+          float m[kBatch], acc[kBatch], sum[kBatch];
+#pragma unroll
+          for (int j = 0; j < kBatch; ++j) {
+            const bool in = q0 + j < splits;
+            const float* split = part + (q0 + j) * (D + 2);
+            m[j] = in ? __ldcg(split + D) : -INFINITY;
+            acc[j] = in ? __ldcg(split + d) : 0.f;
+            sum[j] = in ? __ldcg(split + D + 1) : 0.f;
+          }
+          float batch_top = top;
+#pragma unroll
+          for (int j = 0; j < kBatch; ++j) batch_top = fmaxf(batch_top, m[j]);
+          const float rescale = top == -INFINITY ? 0.f : expf(top - batch_top);
+          num *= rescale;
+          den *= rescale;
+#pragma unroll
+          for (int j = 0; j < kBatch; ++j) {
+            const float w = m[j] == -INFINITY ? 0.f : expf(m[j] - batch_top);
+            num += w * acc[j];
+            den += w * sum[j];
+          }
+          top = batch_top;
         }
         y = num / den;
       }
