@@ -60,7 +60,7 @@ class ResidentStream {
   void step(const double* in_f64, const std::int64_t* in_i64, double* result);
   // Asks the kernel to leave and waits for it (the next step relaunches it).
   void stop();
-  std::int64_t clusters() const { return clusters_; }
+  std::int64_t clusters() const;
   // With config.trace: the last round's stage times in ns since cluster 0
   // saw it: its features ready, each exchange (three a layer, per tile),
   // its outputs written.
@@ -69,7 +69,6 @@ class ResidentStream {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;  // frees what the constructor took, even if it throws
-  std::int64_t clusters_;
 };
 
 #endif

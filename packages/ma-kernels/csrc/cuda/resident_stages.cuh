@@ -148,6 +148,24 @@ struct OnChipStep {
 #pragma unroll
     for (int x = 0; x < kMaxBlocks; ++x) v[x] = x < n ? part_of(x)[offset] : 0.f;
   }
+  // h[r] += bias + the sum over blocks x < n of their parts' rows r, each
+  // times weight[r, x] (weight [rows, n], or none).
+  __device__ void add_parts(int n, const float* weight, const float* bias) const {
+    const int c = s.model_dim;
+    float* hs = at<float>(o.h);
+    for (int i = threadIdx.x; i < rows * c; i += kThreads) {
+      const int r = i / c, j = i % c;
+      float v[kMaxBlocks], y = 0.f;
+      gather(n, r * o.exchange_stride + j, v);
+#pragma unroll
+      for (int x = 0; x < kMaxBlocks; ++x) {
+        if (x < n) y = fmaf(weight ? weight[r * n + x] : 1.f, v[x], y);
+      }
+      hs[i] += y + __ldg(bias + j);
+    }
+    __syncthreads();
+  }
+
   __device__ float* own_part() const {
     return at<float>(o.exchange) + buffer * kTile * o.exchange_stride;
   }
@@ -260,21 +278,7 @@ struct OnChipStep {
   __device__ void embed() const {
     const int f = s.inputs, k = o.embed_k, c = s.model_dim;
     float* xs = at<float>(o.xs);
-    for (int i = threadIdx.x; i < kTile * k; i += kThreads) {
-      const int r = i / k, j = i % k;
-      float v = 0.f;
-      if (r < rows && j < f) {
-        v = __ldcg(t.x + (row0 + r) * f + j);
-      } else if (r < rows) {  // [u, sin(u w + b), cos(u w + b)], u = log1p(max(dt, 0))
-        const float u = log1pf(fmaxf(__ldcg(t.dt + row0 + r), 0.f));
-        const int q = j - f - 1;
-        const int i_freq = q < 0 ? 0 : q % s.frequencies;
-        const float angle = __fadd_rn(__fmul_rn(u, t.embed[kStepTimeFreq][i_freq]),
-                                      t.embed[kStepTimePhase][i_freq]);
-        v = q < 0 ? u : q < s.frequencies ? sinf(angle) : cosf(angle);
-      }
-      xs[i] = v;
-    }
+    step_stages::embed_inputs(s, t, row0, rows, xs);
     __syncthreads();
     float* h = at<float>(o.h);
     const __nv_bfloat16* we = at<__nv_bfloat16>(o.embed);
@@ -429,19 +433,7 @@ struct OnChipStep {
       }
     }
     __syncthreads();
-    const float* bias = t.layer[l][kStepOutBias];
-    float* hs = at<float>(o.h);
-    for (int i = threadIdx.x; i < rows * c; i += kThreads) {
-      const int r = i / c, n = i % c;
-      float v[kMaxBlocks], y = 0.f;
-      gather(attending, r * o.exchange_stride + n, v);
-#pragma unroll
-      for (int x = 0; x < kMaxBlocks; ++x) {
-        if (x < attending) y = fmaf(weight[r * attending + x], v[x], y);
-      }
-      hs[i] += y + __ldg(bias + n);
-    }
-    __syncthreads();
+    add_parts(attending, weight, t.layer[l][kStepOutBias]);
   }
 
   // Exchange 3: this block's hidden units (gate and value, SwiGLU), their
@@ -465,17 +457,7 @@ struct OnChipStep {
     __syncthreads();
     project_short(w_up + 2 * u * c, u, hidden, u, own_part(), o.exchange_stride);
     exchange();
-    const float* bias = t.layer[l][kStepDownBias];
-    float* hs = at<float>(o.h);
-    for (int i = threadIdx.x; i < rows * c; i += kThreads) {
-      const int r = i / c, n = i % c;
-      float v[kMaxBlocks], y = 0.f;
-      gather(o.blocks, r * o.exchange_stride + n, v);
-#pragma unroll
-      for (int x = 0; x < kMaxBlocks; ++x) y += v[x];
-      hs[i] += y + __ldg(bias + n);
-    }
-    __syncthreads();
+    add_parts(o.blocks, nullptr, t.layer[l][kStepDownBias]);
   }
 
   // The heads' outputs of the tile's rows into out [B, outputs] (block 0):

@@ -307,7 +307,6 @@ ResidentStream::ResidentStream(const ResidentConfig& config, const ResidentTenso
     std::tie(m.o, m.clusters) = place(config, device);
     m.device = device;
     m.timeout_s = timeout_s;
-    clusters_ = m.clusters;
     cuda_check(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking), "cudaStreamCreate");
     const std::int64_t b = config.model.batch, outputs = config.model.outputs();
     const std::int64_t windows = config.spec.time_window_count;
@@ -317,8 +316,8 @@ ResidentStream::ResidentStream(const ResidentConfig& config, const ResidentTenso
                                  align(sizeof(std::int64_t) * b * 3),
                                  align(sizeof(float) * b * outputs),
                                  align(sizeof(std::int64_t) * b * 2), align(sizeof(std::int64_t)),
-                                 align(sizeof(std::int64_t) * clusters_),
-                                 align(sizeof(int) * clusters_),
+                                 align(sizeof(std::int64_t) * m.clusters),
+                                 align(sizeof(int) * m.clusters),
                                  config.trace ? align(sizeof(std::int64_t) * kTraceSlots) : 0};
     std::size_t total = 0;
     for (std::size_t s : sizes) total += s;
@@ -376,6 +375,8 @@ ResidentStream::ResidentStream(const ResidentConfig& config, const ResidentTenso
 
 ResidentStream::~ResidentStream() = default;
 
+std::int64_t ResidentStream::clusters() const { return impl_->clusters; }
+
 std::vector<std::int64_t> ResidentStream::stage_times() const {
   const Impl& m = *impl_;
   if (!m.trace) return {};
@@ -398,7 +399,7 @@ void ResidentStream::step(const double* in_f64, const std::int64_t* in_i64, doub
   std::atomic_thread_fence(std::memory_order_seq_cst);  // the round before its number
   *m.request = ++m.issued;
   const auto start = std::chrono::steady_clock::now();
-  for (std::int64_t c = 0; c < clusters_; ++c) {
+  for (std::int64_t c = 0; c < m.clusters; ++c) {
     while (m.done[c] != m.issued) {
       if (m.left[c]) {  // it gave up waiting as the round came: relaunch every cluster
         m.stop();

@@ -175,6 +175,30 @@ __device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)
   }
 }
 
+// Each row's inputs and time features [x, u, sin(u w + b), cos(u w + b)],
+// u = log1p(max(dt, 0)), into xs [kTile, F + 2 f + 1] (zeros past rows), by
+// the block; the embedding's input.
+__device__ inline void embed_inputs(const StepShape& s, const StepTensors& t, std::int64_t row0,
+                                    int rows, float* xs) {
+  const int f = s.inputs, k = f + 2 * s.frequencies + 1;
+  const float* freq = t.embed[kStepTimeFreq];
+  const float* phase = t.embed[kStepTimePhase];
+  for (int i = threadIdx.x; i < kTile * k; i += blockDim.x) {
+    const int r = i / k, j = i % k;
+    float v = 0.f;
+    if (r < rows && j < f) {
+      v = __ldcg(t.x + (row0 + r) * f + j);
+    } else if (r < rows) {
+      const float u = log1pf(fmaxf(__ldcg(t.dt + row0 + r), 0.f));
+      const int q = j - f - 1;
+      const int i_freq = q < 0 ? 0 : q % s.frequencies;
+      const float angle = __fadd_rn(__fmul_rn(u, freq[i_freq]), phase[i_freq]);
+      v = q < 0 ? u : q < s.frequencies ? sinf(angle) : cosf(angle);
+    }
+    xs[i] = v;
+  }
+}
+
 struct Step {
   const StepShape& s;
   const StepTensors& t;
@@ -299,22 +323,7 @@ struct Step {
 
   __device__ void embed() const {
     const int f = s.inputs, nf = 2 * s.frequencies + 1, k = f + nf;
-    const float* freq = t.embed[kStepTimeFreq];
-    const float* phase = t.embed[kStepTimePhase];
-    for (int i = threadIdx.x; i < kTile * k; i += kThreads) {
-      const int r = i / k, j = i % k;
-      float v = 0.f;
-      if (r < rows && j < f) {
-        v = __ldcg(t.x + (row0 + r) * f + j);
-      } else if (r < rows) {  // [u, sin(u w + b), cos(u w + b)], u = log1p(max(dt, 0))
-        const float u = log1pf(fmaxf(__ldcg(t.dt + row0 + r), 0.f));
-        const int q = j - f - 1;
-        const int i_freq = q < 0 ? 0 : q % s.frequencies;
-        const float angle = __fadd_rn(__fmul_rn(u, freq[i_freq]), phase[i_freq]);
-        v = q < 0 ? u : q < s.frequencies ? sinf(angle) : cosf(angle);
-      }
-      xs[i] = v;
-    }
+    embed_inputs(s, t, row0, rows, xs);
     __syncthreads();
     for (int n = gwarp; n < s.model_dim; n += kWarpsInCluster) {
       float from_x[kTile], from_time[kTile];
