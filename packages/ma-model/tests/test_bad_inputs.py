@@ -53,6 +53,13 @@ def test_a_mutated_config_is_refused_naming_its_key_or_kept_as_given(key, value)
     assert config_from_dict(cfg.to_dict()) == cfg
 
 
+def test_a_depth_past_the_bound_is_refused_before_its_dilations_are_built():
+    # Default dilations follow num_layers: a billion layers once built a billion of them.
+    with pytest.raises(ValueError, match=r"mutated.yaml: model.num_layers: .* less than or "
+                                         r"equal to 64, got 1000000000"):
+        config_from_dict({"model": {"num_layers": 10**9}}, "mutated.yaml")
+
+
 def _ticks() -> ma_features.Ticks:
     return ma_features.simulate(3000, levels=5, seed=0)
 

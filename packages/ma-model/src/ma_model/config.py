@@ -40,6 +40,9 @@ DEVICES = ("auto", "cpu", "cuda")
 CLASS_WEIGHTS = ("balanced",)
 # data.alpha's rules: "tlob", half the mean absolute relative change of the train rows.
 ALPHA_RULES = ("tlob",)
+# model.num_layers at most: deeper than any model this family trains, and a
+# bound before default dilations are built for the depth.
+MAX_LAYERS = 64
 
 
 def _no_bool(value: Any) -> Any:
@@ -98,7 +101,7 @@ class ModelConfig:
     input_dim: Count | None = None
     model_dim: Count = 32
     num_heads: Count = 2
-    num_layers: Count = 2
+    num_layers: Annotated[Count, Field(le=MAX_LAYERS)] = 2
     window: Count = 32
     dilations: tuple[Count, ...] = (1, 2)
     mlp_ratio: Count = 4
@@ -312,7 +315,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
         except ValueError as e:
             raise ValueError(f"{source}: data.file_path: {e}") from None
     layers = sections["model"].get("num_layers")
-    if "dilations" not in sections["model"] and _is_count(layers):
+    if "dilations" not in sections["model"] and _is_depth(layers):
         sections["model"]["dilations"] = _default_dilations(layers)
     try:
         cfg = Config(**sections, param_grid=grid)
@@ -356,7 +359,7 @@ def load_config(path: str | Path | None = None) -> Config:
 def _set(cfg: Config, where: tuple[str, str], value: Any) -> Config:
     section, name = where
     changes = {name: value}
-    if name == "num_layers" and _is_count(value):  # dilations must follow the depth
+    if name == "num_layers" and _is_depth(value):  # dilations must follow the depth
         changes["dilations"] = _default_dilations(value)
     try:
         return replace(cfg, **{section: replace(getattr(cfg, section), **changes)})
@@ -364,8 +367,9 @@ def _set(cfg: Config, where: tuple[str, str], value: Any) -> Config:
         raise ValueError(f"param_grid: {explain(e, f'{section}.')}") from None
 
 
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+def _is_depth(value: Any) -> bool:
+    """A valid model.num_layers (else the schema says what is wrong with it)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_LAYERS
 
 
 def _default_dilations(num_layers: int) -> tuple[int, ...]:
