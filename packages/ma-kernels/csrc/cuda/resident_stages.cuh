@@ -203,7 +203,7 @@ struct OnChipStep {
     __syncthreads();
   }
 
-  // emit(n, acc) of acc[r] = xs[r, 0:k] . W[n] for n < n_out and rows r,
+  // emit(n, r, y) of y = xs[r, 0:k] . W[n] for n < n_out and rows r,
   // W [n_out, k] in shared memory (k a multiple of 16): a group of eight
   // lanes an output, four at a time a warp, so that a short projection
   // takes few dependent steps. A group starts its row at a different
@@ -231,7 +231,12 @@ struct OnChipStep {
 #pragma unroll
         for (int offset = 4; offset > 0; offset /= 2) acc[r] += __shfl_xor_sync(kAll, acc[r], offset);
       }
-      if (sub == 0 && n < n_out) emit(n, acc);
+      if (sub == 0 && n < n_out) {
+#pragma unroll
+        for (int r = 0; r < kTile; ++r) {
+          if (r < rows) emit(n, r, acc[r]);  // acc indexed by constants: registers, not local memory
+        }
+      }
     }
   }
 
@@ -251,7 +256,10 @@ struct OnChipStep {
           }
         }
       }
-      for (int r = 0; r < rows; ++r) out[r * out_stride + n] = acc[r];
+#pragma unroll
+      for (int r = 0; r < kTile; ++r) {
+        if (r < rows) out[r * out_stride + n] = acc[r];
+      }
     }
   }
 
@@ -307,8 +315,8 @@ struct OnChipStep {
     const int c = s.model_dim;
     const float* bias = t.layer[l][kStepQkvBias] + rank * o.q;
     float* mine = own_part();
-    project(layer_weights(l), c, o.q, at<float>(o.xs), [&](int n, const float* acc) {
-      for (int r = 0; r < rows; ++r) mine[r * o.exchange_stride + n] = acc[r] + __ldg(bias + n);
+    project(layer_weights(l), c, o.q, at<float>(o.xs), [&](int n, int r, float y) {
+      mine[r * o.exchange_stride + n] = y + __ldg(bias + n);
     });
     exchange();
     if (!attends()) return;
@@ -443,9 +451,9 @@ struct OnChipStep {
     const __nv_bfloat16* w_up = layer_weights(l) + o.q * c + c * D;
     const float* up_bias = t.layer[l][kStepUpBias];
     float* act = at<float>(o.act);
-    project(w_up, c, 2 * u, at<float>(o.xs), [&](int n, const float* acc) {
+    project(w_up, c, 2 * u, at<float>(o.xs), [&](int n, int r, float y) {
       const int unit = n < u ? rank * u + n : s.hidden + rank * u + n - u;
-      for (int r = 0; r < rows; ++r) act[r * 2 * u + n] = acc[r] + __ldg(up_bias + unit);
+      act[r * 2 * u + n] = y + __ldg(up_bias + unit);
     });
     __syncthreads();
     float* hidden = at<float>(o.xs);  // free until the next LayerNorm
@@ -468,10 +476,10 @@ struct OnChipStep {
     float* y = at<float>(o.outputs);
     layer_norm(t.head[kStepNormWeight], t.head[kStepNormBias]);
     project(at<__nv_bfloat16>(o.head), c, outputs, at<float>(o.xs),
-            [&](int n, const float* acc) {
+            [&](int n, int r, float value) {
               const float bias = n < logits ? t.head[kStepDirectionBias][n]
                                             : t.head[kStepRegressionBias][n - logits];
-              for (int r = 0; r < rows; ++r) y[r * outputs + n] = acc[r] + bias;
+              y[r * outputs + n] = value + bias;
             });
     __syncthreads();
     const int per_row = s.horizons + s.regression;

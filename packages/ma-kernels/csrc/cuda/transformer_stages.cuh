@@ -269,7 +269,7 @@ struct Step {
   // acc[r] = xs[r, 0:k] . weight_row(n) for each output n < n_out of this
   // warp, kOuts outputs at a time so that their weight loads (a float4 per
   // lane) are in flight together: one dependent load per stage, not one per
-  // output. emit(n, acc) runs on lane 0. k is a multiple of 4.
+  // output. emit(n, r, acc[r]) runs on lane 0 for each row r. k is a multiple of 4.
   template <typename WeightRow, typename Emit>
   __device__ void project(int k, int n_out, const WeightRow& weight_row, const Emit& emit) const {
     constexpr int kOuts = 4;
@@ -308,7 +308,12 @@ struct Step {
         for (int r = 0; r < kTile; ++r) {
           if (r < rows) acc[g][r] = warp_sum(acc[g][r]);
         }
-        if (lane == 0) emit(n, acc[g]);
+        if (lane == 0) {
+#pragma unroll
+          for (int r = 0; r < kTile; ++r) {
+            if (r < rows) emit(n, r, acc[g][r]);  // constant indices: acc stays in registers
+          }
+        }
       }
     }
   }
@@ -316,9 +321,7 @@ struct Step {
   // h[r, n] += xs[r, 0:k] . W[n] + bias[n] for every output n of this warp.
   __device__ void residual(const float* weight, const float* bias, int k) const {
     project(k, s.model_dim, [&](int n) { return weight + std::int64_t(n) * k; },
-            [&](int n, const float* acc) {
-              for (int r = 0; r < rows; ++r) row(r)[n] = __ldcg(row(r) + n) + (acc[r] + bias[n]);
-            });
+            [&](int n, int r, float y) { row(r)[n] = __ldcg(row(r) + n) + (y + bias[n]); });
   }
 
   __device__ void embed() const {
@@ -331,9 +334,12 @@ struct Step {
       warp_dots(xs + f, k, nf, t.embed[kStepTimeWeight] + std::int64_t(n) * nf, rows, lane,
                 from_time);
       if (lane == 0) {
-        for (int r = 0; r < rows; ++r) {
-          row(r)[n] = (from_x[r] + t.embed[kStepEmbedBias][n]) +
-                      (from_time[r] + t.embed[kStepTimeBias][n]);
+#pragma unroll
+        for (int r = 0; r < kTile; ++r) {
+          if (r < rows) {
+            row(r)[n] = (from_x[r] + t.embed[kStepEmbedBias][n]) +
+                        (from_time[r] + t.embed[kStepTimeBias][n]);
+          }
         }
       }
     }
@@ -343,9 +349,7 @@ struct Step {
   __device__ void project_to_act(const float* weight, const float* bias, int n_out) const {
     const int c = s.model_dim;
     project(c, n_out, [&](int n) { return weight + std::int64_t(n) * c; },
-            [&](int n, const float* acc) {
-              for (int r = 0; r < rows; ++r) row(r)[lay.act + n] = acc[r] + bias[n];
-            });
+            [&](int n, int r, float y) { row(r)[lay.act + n] = y + bias[n]; });
   }
 
   __device__ void qkv(const float* const* p) const {
@@ -457,10 +461,10 @@ struct Step {
               return n < logits ? t.head[kStepDirectionWeight] + std::int64_t(n) * c
                                 : t.head[kStepRegressionWeight] + std::int64_t(n - logits) * c;
             },
-            [&](int n, const float* acc) {
+            [&](int n, int r, float y) {
               const float bias = n < logits ? t.head[kStepDirectionBias][n]
                                             : t.head[kStepRegressionBias][n - logits];
-              for (int r = 0; r < rows; ++r) out[(row0 + r) * out_stride + n] = acc[r] + bias;
+              out[(row0 + r) * out_stride + n] = y + bias;
             });
   }
 };
