@@ -414,31 +414,30 @@ struct OnChipStep {
       }
     }
     exchange();
-    // weight[r, x] = exp(m_x - max of its head) / the head's sum, per block x.
+    // weight[r, x] = exp(m_x - max of its head) / the head's sum, per block
+    // x, a thread each (row, block): the max and sum of each of the `splits`
+    // blocks of x's head, loaded together.
     const int attending = s.heads * o.splits;
     float* weight = at<float>(o.weight);
-    for (int r = threadIdx.x; r < rows; r += kThreads) {
-      float m[kMaxBlocks], sum[kMaxBlocks];
-      gather(attending, r * o.exchange_stride + c, m);
-      gather(attending, r * o.exchange_stride + c + 1, sum);
-      // Unrolled over every pair of blocks (in registers, not local memory):
-      // block x's head is x / splits.
+    for (int i = threadIdx.x; i < rows * attending; i += kThreads) {
+      const int r = i / attending, x = i % attending, first = x - x % o.splits;
+      float m[kMaxBlocks], sum[kMaxBlocks], top = -INFINITY, total = 0.f, own = -INFINITY;
 #pragma unroll
-      for (int x = 0; x < kMaxBlocks; ++x) {
-        if (x >= attending) break;
-        float top = -INFINITY, total = 0.f;
-#pragma unroll
-        for (int y = 0; y < kMaxBlocks; ++y) {
-          if (y < attending && y / o.splits == x / o.splits) top = fmaxf(top, m[y]);
-        }
-#pragma unroll
-        for (int y = 0; y < kMaxBlocks; ++y) {
-          if (y < attending && y / o.splits == x / o.splits && m[y] != -INFINITY) {
-            total += expf(m[y] - top) * sum[y];
-          }
-        }
-        weight[r * attending + x] = m[x] == -INFINITY ? 0.f : expf(m[x] - top) / total;
+      for (int y = 0; y < kMaxBlocks; ++y) {
+        const float* part = y < o.splits ? part_of(first + y) + r * o.exchange_stride + c : nullptr;
+        m[y] = part ? part[0] : -INFINITY;
+        sum[y] = part ? part[1] : 0.f;
       }
+#pragma unroll
+      for (int y = 0; y < kMaxBlocks; ++y) {
+        top = fmaxf(top, m[y]);
+        if (y == x % o.splits) own = m[y];
+      }
+#pragma unroll
+      for (int y = 0; y < kMaxBlocks; ++y) {
+        if (m[y] != -INFINITY) total += expf(m[y] - top) * sum[y];
+      }
+      weight[r * attending + x] = own == -INFINITY ? 0.f : expf(own - top) / total;
     }
     __syncthreads();
     add_parts(attending, weight, t.layer[l][kStepOutBias]);
