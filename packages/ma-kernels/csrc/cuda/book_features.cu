@@ -5,24 +5,25 @@
 // memory and written as whole rows (row-major output written thread by
 // thread would touch a sector per thread and store).
 //
-// window_columns_kernel: the rolling columns, one warp per chunk of
-// consecutive rows, 32 lanes x 4 consecutive rows per step. A window's sums
-// are differences of two prefix sums of the rolling terms over the chunk:
+// window_columns_kernel: the rolling columns, a block per tile of kTileRows
+// consecutive rows [a, b), one window at a time. A window's sums are
+// differences of prefix sums of the rolling terms anchored at s0, the start
+// of the window of the tile's first row:
 //
-//   sum over the window of row t = Lead(t) - Trail(start(t)),
-//   Lead(t) = sum of terms of rows [origin, t], Trail(j) = same over [origin, j),
+//   sum over the window of row t = P(t) - P(start(t) - 1),
+//   P(j) = the sum of the terms of rows [s0, j].
 //
-// Lead scanned 128 rows at a time (a serial prefix in each lane, a warp scan
-// of the lanes' totals) and kept for two steps, so Trail(j) = Lead(j - 1) of
-// any window starting up to 127 rows before the step (t - W + 1, or the first
-// row of the time window, found by a galloping search) is read, not computed.
-// Only a window reaching further back rescans the rows that leave it, from
-// its previous start. After each step the origin moves up to the earliest
-// window start, so the prefix sums stay at the magnitude of the longest window.
+// The block walks [s0, b) in pieces of kTileRows rows, the last piece ending
+// at b: each thread computes the terms of kRowsPerThread consecutive rows, a
+// block scan gives P over the piece (in shared memory), and each row of the
+// tile reads P(start - 1) from the piece that holds its start (a time window
+// finds its start among the piece's times, also in shared memory). A row's
+// terms are computed once for each window that reaches it, (tile + window) /
+// tile times, by every thread of the block at once; the sums never span more
+// than a tile and a window, so their differences keep their precision however
+// long the series.
 #include <algorithm>
-#include <mutex>
 #include <type_traits>
-#include <vector>
 
 #include "book_features.h"
 #include "cuda/check.cuh"
@@ -34,13 +35,13 @@ using book::Quote;
 using book::kTerms;
 
 constexpr int kMapThreads = 256;  // rows per block of event_columns_kernel
-constexpr int kLaneRows = 4;
-constexpr int kStep = 32 * kLaneRows;  // rows per warp step
-constexpr int kWarps = 4;              // warps per block
-constexpr int kWindows = 2 * kMaxSpecEntries;
+constexpr int kTileThreads = 256;  // threads of window_columns_kernel
+constexpr int kRowsPerThread = 2;
+constexpr int kTileRows = kTileThreads * kRowsPerThread;
+constexpr int kTileWarps = kTileThreads / 32;
 constexpr unsigned kAll = 0xffffffffu;
-// Staging a block's or a step's output costs rows x columns elements of
-// shared memory; past this, rows go straight to global memory.
+// Staging a block's output costs rows x columns elements of shared memory;
+// past this, rows go straight to global memory.
 constexpr std::size_t kMaxStagingBytes = 40 * 1024;
 
 template <typename T, typename U>
@@ -67,287 +68,174 @@ event_columns_kernel(const __grid_constant__ BookSeries s,
   }
 }
 
-// Per warp, in shared memory. A step's prefix sums are slot-major (see
-// slot_of), so the writes of a scan meet no bank conflict.
-struct WarpState {
-  std::int64_t trail_row[kWindows];    // start of the window of the step's last row
-  double trail_sum[kWindows][kTerms];  // Trail(trail_row)
-  double lead[2][kTerms][kStep];       // Lead of this step's rows and the step's before
-  double trail[kTerms][kStep];         // Trail of the rows of one trail rescan
+// Shared memory of window_columns_kernel, before the output staging.
+struct TileState {
+  double prefix[kTerms][kTileRows];       // P over the current piece
+  std::int64_t times[kTileRows];          // the piece's times (time windows)
+  double warp_totals[kTileWarps][kTerms]; // of the block scan
+  std::int64_t first_start;               // s0
 };
 
-// Where row r (0..127) of a step lives in a slot-major array: consecutive
-// lanes in consecutive slots.
-__device__ int slot_of(std::int64_t r) { return int(r % kLaneRows) * 32 + int(r / kLaneRows); }
-
-// to[j][slot of row] = carry[j] + the sum of the terms of rows [base, row], for
-// the 128 rows of the step at `base` (lane: rows base + 4 * lane + k); rows
-// outside [0, limit) add nothing. carry becomes carry + the step's total.
-template <typename T>
-__device__ void scan_terms(const BookSeries& s, std::int64_t base, std::int64_t limit,
-                           double (&carry)[kTerms], double (*to)[kStep]) {
-  const int lane = threadIdx.x & 31;
-  const std::int64_t first = base + kLaneRows * lane;
-  double prefix[kLaneRows][kTerms], running[kTerms] = {};
-  Quote before = first > 0 && first < limit ? book::quote_at<T>(s, first - 1) : Quote{};
-#pragma unroll
-  for (int k = 0; k < kLaneRows; ++k) {
-    const std::int64_t row = first + k;
-    double x[kTerms] = {};
-    if (row >= 0 && row < limit) {
-      const Quote now = book::quote_at<T>(s, row);
-      book::terms_of<T>(s, row, now, before, row > 0, x);
-      before = now;
-    }
-#pragma unroll
-    for (int j = 0; j < kTerms; ++j) prefix[k][j] = running[j] += x[j];
-  }
-#pragma unroll
-  for (int j = 0; j < kTerms; ++j) {
-    double inclusive = running[j];
-#pragma unroll
-    for (int d = 1; d < 32; d *= 2) {
-      const double y = __shfl_up_sync(kAll, inclusive, d);
-      if (lane >= d) inclusive += y;
-    }
-    const double exclusive = __shfl_up_sync(kAll, inclusive, 1);
-    const double offset = carry[j] + (lane ? exclusive : 0.0);
-#pragma unroll
-    for (int k = 0; k < kLaneRows; ++k) to[j][k * 32 + lane] = offset + prefix[k][j];
-    carry[j] += __shfl_sync(kAll, inclusive, 31);
-  }
-  __syncwarp();
-}
-
-// First j in [lo, t] inside the time window of row t (lo must not be past it):
-// gallop from lo, then bisect. Starts move little from row to row.
-__device__ std::int64_t time_window_start(const BookSeries& s, std::int64_t t, std::int64_t lo,
+// The first row of the time window (time_a - tau, time_a] of row a, by one
+// warp: 32 rows probed at once, steps growing 32-fold until a probe leaves
+// the window, then shrinking 32-fold inside the bracket (a few rounds of
+// loads even for windows of millions of rows).
+__device__ std::int64_t time_window_start(const BookSeries& s, std::int64_t a,
                                           std::int64_t tau) {
-  if (!book::before_time_window(s, lo, t, tau)) return lo;
-  std::int64_t out = lo, in = t;  // out has left the window, in has not (t never has)
-  for (std::int64_t step = 1; out + step < t; step *= 2) {
-    if (!book::before_time_window(s, out + step, t, tau)) {
-      in = out + step;
-      break;
+  const int lane = threadIdx.x & 31;
+  std::int64_t inside = a, step = 1;  // `inside` is in the window
+  bool growing = true;
+  for (;;) {
+    const std::int64_t j = inside - (lane + 1) * step;
+    const bool in = j >= 0 && !book::before_time_window(s, j, a, tau);
+    const int count = __popc(__ballot_sync(kAll, in));  // in: a prefix of the lanes
+    inside -= count * step;
+    if (count == 32 && growing) {
+      step *= 32;
+      continue;
     }
-    out += step;
+    growing = false;
+    if (step == 1) return inside;
+    step /= 32;
   }
-  while (in - out > 1) {
-    const std::int64_t mid = out + (in - out) / 2;
-    if (book::before_time_window(s, mid, t, tau)) out = mid; else in = mid;
-  }
-  return in;
 }
 
-__device__ std::int64_t window_start(const BookSeries& s, const BookFeatureSpec& spec, int w,
-                                     std::int64_t t, std::int64_t lo) {
-  if (w < spec.window_count) return t - spec.windows[w] + 1 > 0 ? t - spec.windows[w] + 1 : 0;
-  return time_window_start(s, t, lo, spec.time_windows[w - spec.window_count]);
-}
-
-template <typename U>
-__device__ void store_window(const BookFeatureSpec& spec, const double (*lead)[kStep], int slot,
-                             const double* trail, double mid, U* out) {
-  double sums[kTerms];
-#pragma unroll
-  for (int j = 0; j < kTerms; ++j) sums[j] = lead[j][slot] - trail[j];
-  book::store_rolling(spec, sums, mid, out);
-}
-
-// The largest of the warp's values.
-__device__ std::int64_t warp_max(std::int64_t x) {
-#pragma unroll
-  for (int d = 16; d; d /= 2) {
-    const std::int64_t y = __shfl_xor_sync(kAll, x, d);
-    x = y > x ? y : x;
-  }
-  return x;
-}
-
-// The rolling columns (each row's last `width` columns, from column
-// spec.event_columns()) of one chunk per warp.
+// The rolling columns (each row's last windows x rolling_count columns, from
+// column spec.event_columns()) of the tile of blockIdx.x.
 template <typename T, typename U>
-__global__ void __launch_bounds__(kWarps * 32, 1)
+__global__ void __launch_bounds__(kTileThreads, 2)
 window_columns_kernel(const __grid_constant__ BookSeries s,
-                      const __grid_constant__ BookFeatureSpec spec, std::int64_t chunk,
-                      int staged, U* out) {
+                      const __grid_constant__ BookFeatureSpec spec, int staged, U* out) {
   extern __shared__ __align__(16) unsigned char shared[];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
-  const std::int64_t a = (std::int64_t(blockIdx.x) * kWarps + warp) * chunk;
-  if (a >= s.rows) return;
-  const std::int64_t b = a + chunk < s.rows ? a + chunk : s.rows;
+  TileState& state = *reinterpret_cast<TileState*>(shared);
+  U* staging = reinterpret_cast<U*>(shared + (sizeof(TileState) + 15) / 16 * 16);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid / 32;
+  const std::int64_t a = std::int64_t(blockIdx.x) * kTileRows;
+  const std::int64_t b = a + kTileRows < s.rows ? a + kTileRows : s.rows;
   const int windows = spec.window_count + spec.time_window_count;
   const std::int64_t columns = spec.columns(), width = windows * spec.rolling_count;
-  const std::int64_t lane_elements = kLaneRows * width, lane_stride = lane_elements + 1;
-  const std::size_t staging_bytes = staged ? 32 * lane_stride * sizeof(U) : 0;
-  const std::size_t warp_bytes = (sizeof(WarpState) + staging_bytes + 15) / 16 * 16;
-  WarpState& state = *reinterpret_cast<WarpState*>(shared + warp * warp_bytes);
-  U* staging = reinterpret_cast<U*>(shared + warp * warp_bytes + sizeof(WarpState));
-  U* rolling = out + spec.event_columns();
-  auto row_out = [&](int k, std::int64_t t) {  // where row t (the lane's k-th) is written
-    return staged ? staging + lane * lane_stride + k * width : rolling + t * columns;
-  };
+  // This thread's rows of the tile, and what their windows need of them.
+  std::int64_t rows[kRowsPerThread], times[kRowsPerThread];
+  double mids[kRowsPerThread];  // a window without a trade has the mid as VWAP
+#pragma unroll
+  for (int k = 0; k < kRowsPerThread; ++k) {
+    rows[k] = a + kRowsPerThread * tid + k;
+    const bool valid = rows[k] < b;
+    times[k] = valid ? book::at<std::int64_t>(s.time, rows[k]) : 0;
+    mids[k] = valid ? book::quote_at<T>(s, rows[k]).mid() : 0.0;
+  }
 
-  // Warm-up: Lead over [origin, a) in whole steps, the last one rows
-  // [a - kStep, a), and each window's Trail at the start of row a. Rows
-  // before the series add nothing (so the first chunk's ring starts at 0).
-  std::int64_t origin = a;
   for (int w = 0; w < windows; ++w) {
-    const std::int64_t start = window_start(s, spec, w, a, 0);
-    if (lane == 0) {
-      state.trail_row[w] = start;
-      for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] = 0.0;
-    }
-    origin = start < origin ? start : origin;
-  }
-  origin = a - std::max<std::int64_t>(1, (a - origin + kStep - 1) / kStep) * kStep;
-  __syncwarp();
-  double lead[kTerms] = {};
-  int now = 0;  // state.lead[now]: the Lead of the last step scanned
-  for (std::int64_t base = origin; base < a; base += kStep) {
-    now ^= 1;
-    scan_terms<T>(s, base, a, lead, state.lead[now]);
-    if (lane == 0) {
-      for (int w = 0; w < windows; ++w) {  // Trail(start) = Lead(start - 1)
-        const std::int64_t last = state.trail_row[w] - 1;
-        if (last < base || last >= base + kStep) continue;
-        const int slot = slot_of(last - base);
-        for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] = state.lead[now][j][slot];
+    const bool timed = w >= spec.window_count;
+    const std::int64_t tau = timed ? spec.time_windows[w - spec.window_count] : 0;
+    const std::int64_t length = timed ? 0 : spec.windows[w];
+    if (timed) {
+      if (warp == 0) {
+        const std::int64_t first = time_window_start(s, a, tau);
+        if (lane == 0) state.first_start = first;
       }
+      __syncthreads();
     }
-    __syncwarp();
-  }
-
-  for (std::int64_t base = a; base < b; base += kStep) {
-    const std::int64_t first = base + kLaneRows * lane;
-    const std::int64_t last_valid = (b < base + kStep ? b : base + kStep) - 1;
-    double mids[kLaneRows];  // a window without a trade has the mid as VWAP
+    const std::int64_t s0 = timed ? state.first_start : (a - length + 1 > 0 ? a - length + 1 : 0);
+    std::int64_t starts[kRowsPerThread];  // -1 until found (time windows)
+    double trail[kRowsPerThread][kTerms] = {}, carry[kTerms] = {};
 #pragma unroll
-    for (int k = 0; k < kLaneRows; ++k) {
-      mids[k] = first + k < b ? book::quote_at<T>(s, first + k).mid() : 0.0;
+    for (int k = 0; k < kRowsPerThread; ++k) {
+      starts[k] = timed ? -1 : (rows[k] - length + 1 > 0 ? rows[k] - length + 1 : 0);
     }
-    now ^= 1;
-    scan_terms<T>(s, base, s.rows, lead, state.lead[now]);
-    const double (*current)[kStep] = state.lead[now];
-    const double (*previous)[kStep] = state.lead[now ^ 1];
-    for (int w = 0; w < windows; ++w) {
-      const int column = w * spec.rolling_count;
-      std::int64_t starts[kLaneRows];
-      const std::int64_t trail_row = state.trail_row[w];
-      std::int64_t lo = trail_row;
+    const std::int64_t pieces = (b - s0 + kTileRows - 1) / kTileRows;
+    std::int64_t p = b - pieces * kTileRows;
+    for (; p < b; p += kTileRows) {
+      // Each thread's rows of the piece: terms, their running sum, the times.
+      double running[kTerms] = {}, mine[kRowsPerThread][kTerms];
 #pragma unroll
-      for (int k = 0; k < kLaneRows; ++k) {
-        const std::int64_t t = first + k < last_valid ? first + k : last_valid;
-        lo = starts[k] = window_start(s, spec, w, t, lo);
+      for (int k = 0; k < kRowsPerThread; ++k) {
+        const std::int64_t row = p + kRowsPerThread * tid + k;
+        double x[kTerms] = {};
+        if (row >= s0) book::terms_at<T>(s, row, x);  // rows before s0 add nothing
+#pragma unroll
+        for (int j = 0; j < kTerms; ++j) mine[k][j] = running[j] += x[j];
+        if (timed) state.times[kRowsPerThread * tid + k] =
+            row >= s0 ? book::at<std::int64_t>(s.time, row) : 0;
       }
-      const std::int64_t last_start = __shfl_sync(kAll, starts[kLaneRows - 1], 31);
-      double carry[kTerms];
+      // Block scan of the threads' totals: within the warp, then the warps'.
+      double offset[kTerms];
 #pragma unroll
-      for (int j = 0; j < kTerms; ++j) carry[j] = state.trail_sum[w][j];
-      __syncwarp();
-      // Trail of a row's window: known where it starts where the last one
-      // did, Lead(start - 1) where that row is in the ring (this step or the
-      // one before), else rescanned below. Starts grow with the rows, so the
-      // rows to rescan are the first ones, up to the start `rescan_to`.
-      std::int64_t rescan_to = trail_row;
+      for (int j = 0; j < kTerms; ++j) {
+        double inclusive = running[j];
 #pragma unroll
-      for (int k = 0; k < kLaneRows; ++k) {
-        const std::int64_t t = first + k, ring_row = starts[k] - 1 - (base - kStep);
-        if (t > last_valid) continue;
-        if (starts[k] == trail_row) {
-          store_window(spec, current, k * 32 + lane, carry, mids[k], row_out(k, t) + column);
-        } else if (ring_row >= 0) {
-          const double (*ring)[kStep] = ring_row < kStep ? previous : current;
-          const int slot = slot_of(ring_row % kStep);
-          double trail[kTerms];
+        for (int d = 1; d < 32; d *= 2) {
+          const double y = __shfl_up_sync(kAll, inclusive, d);
+          if (lane >= d) inclusive += y;
+        }
+        offset[j] = inclusive - running[j];
+        if (lane == 31) state.warp_totals[warp][j] = inclusive;
+      }
+      __syncthreads();
 #pragma unroll
-          for (int j = 0; j < kTerms; ++j) trail[j] = ring[j][slot];
-          store_window(spec, current, k * 32 + lane, trail, mids[k], row_out(k, t) + column);
-          if (t == last_valid) {
+      for (int j = 0; j < kTerms; ++j) {
+        double before = carry[j], total = carry[j];
+        for (int v = 0; v < kTileWarps; ++v) {
+          before += v < warp ? state.warp_totals[v][j] : 0.0;
+          total += state.warp_totals[v][j];
+        }
 #pragma unroll
-            for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] = trail[j];
+        for (int k = 0; k < kRowsPerThread; ++k) {
+          state.prefix[j][kRowsPerThread * tid + k] = before + offset[j] + mine[k][j];
+        }
+        offset[j] = carry[j];  // P(p - 1), for a window starting at p
+        carry[j] = total;
+      }
+      __syncthreads();
+      // Each tile row whose window starts in this piece: P(start - 1).
+      const std::int64_t last = p + kTileRows - 1;
+#pragma unroll
+      for (int k = 0; k < kRowsPerThread; ++k) {
+        if (rows[k] >= b) continue;
+        if (timed && starts[k] < 0 &&
+            (last >= rows[k] ||
+             static_cast<std::uint64_t>(times[k]) -
+                     static_cast<std::uint64_t>(state.times[kTileRows - 1]) <
+                 static_cast<std::uint64_t>(tau))) {
+          // The first slot in [max(p, s0), last] inside the window (slot of
+          // the row itself at the latest).
+          int lo = int((s0 > p ? s0 : p) - p), hi = int((rows[k] < last ? rows[k] : last) - p);
+          while (lo < hi) {
+            const int mid = (lo + hi) / 2;
+            const bool out_of_window = static_cast<std::uint64_t>(times[k]) -
+                                           static_cast<std::uint64_t>(state.times[mid]) >=
+                                       static_cast<std::uint64_t>(tau);
+            if (out_of_window) lo = mid + 1; else hi = mid;
           }
-        } else {
-          rescan_to = starts[k];
+          starts[k] = p + lo;
+        }
+        if (starts[k] < p || starts[k] > last) continue;
+#pragma unroll
+        for (int j = 0; j < kTerms; ++j) {
+          trail[k][j] = starts[k] == p ? offset[j] : state.prefix[j][starts[k] - 1 - p];
         }
       }
-      rescan_to = warp_max(rescan_to);
-      for (std::int64_t from = trail_row; from < rescan_to; from += kStep) {
-        scan_terms<T>(s, from, s.rows, carry, state.trail);
-#pragma unroll
-        for (int k = 0; k < kLaneRows; ++k) {
-          const std::int64_t t = first + k;
-          if (t > last_valid || starts[k] <= from || starts[k] > from + kStep ||
-              starts[k] - 1 >= base - kStep) {
-            continue;
-          }
-          const int slot = slot_of(starts[k] - 1 - from);
-          double trail[kTerms];
-#pragma unroll
-          for (int j = 0; j < kTerms; ++j) trail[j] = state.trail[j][slot];
-          store_window(spec, current, k * 32 + lane, trail, mids[k], row_out(k, t) + column);
-          if (t == last_valid) {
-#pragma unroll
-            for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] = trail[j];
-          }
-        }
-        __syncwarp();
-      }
-      if (lane == 0) state.trail_row[w] = last_start;
-      __syncwarp();
+      if (p + kTileRows < b) __syncthreads();  // the next piece overwrites the shared state
     }
-    // Re-anchor: the origin moves up to the earliest window start, so Lead,
-    // the ring and the trails stay at the magnitude of the longest window and
-    // their differences keep their precision however long the chunk.
-    int earliest = 0;
-    for (int w = 1; w < windows; ++w) {
-      if (state.trail_row[w] < state.trail_row[earliest]) earliest = w;
-    }
-    double offset[kTerms];
+    // The last piece, [b - kTileRows, b), holds every row of the tile: P(t).
+    p -= kTileRows;
 #pragma unroll
-    for (int j = 0; j < kTerms; ++j) offset[j] = state.trail_sum[earliest][j];
-    __syncwarp();
+    for (int k = 0; k < kRowsPerThread; ++k) {
+      if (rows[k] >= b) continue;
+      double sums[kTerms];
 #pragma unroll
-    for (int j = 0; j < kTerms; ++j) {
-      lead[j] -= offset[j];
-#pragma unroll
-      for (int k = 0; k < kLaneRows; ++k) state.lead[now][j][k * 32 + lane] -= offset[j];
+      for (int j = 0; j < kTerms; ++j) sums[j] = state.prefix[j][rows[k] - p] - trail[k][j];
+      U* to = staged ? staging + (rows[k] - a) * width : out + rows[k] * columns + spec.event_columns();
+      book::store_rolling(spec, sums, mids[k], to + w * spec.rolling_count);
     }
-    if (lane == 0) {
-      for (int w = 0; w < windows; ++w) {
-        for (int j = 0; j < kTerms; ++j) state.trail_sum[w][j] -= offset[j];
-      }
-    }
-    __syncwarp();
-    if (staged) {
-      __syncwarp();
-      // Element e of the step's rolling columns: row r = e / width, column c = e % width.
-      const std::int64_t count = (last_valid - base + 1) * width;
-      std::int64_t r = lane / width, c = lane % width;
-      for (std::int64_t e = lane; e < count; e += 32) {
-        rolling[(base + r) * columns + c] = staging[(r / kLaneRows) * lane_stride +
-                                                    (r % kLaneRows) * width + c];
-        c += 32;
-        while (c >= width) {
-          c -= width;
-          ++r;
-        }
-      }
-      __syncwarp();
-    }
+    __syncthreads();
   }
-}
-
-int multiprocessors(int device) {
-  static std::mutex mutex;
-  static std::vector<int> known;
-  const std::lock_guard<std::mutex> lock(mutex);
-  if (device >= int(known.size())) known.resize(device + 1, 0);
-  if (!known[device]) {
-    cuda_check(cudaDeviceGetAttribute(&known[device], cudaDevAttrMultiProcessorCount, device),
-               "cudaDeviceGetAttribute");
+  if (!staged) return;
+  const std::int64_t count = (b - a) * width;
+  for (std::int64_t e = tid; e < count; e += kTileThreads) {
+    const std::int64_t r = e / width;
+    out[(a + r) * columns + spec.event_columns() + (e - r * width)] = staging[e];
   }
-  return known[device];
 }
 
 }  // namespace
@@ -363,21 +251,12 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
   const std::size_t map_bytes = kMapThreads * (spec.event_columns() + 1) * out_size;
   const bool map_staged = map_bytes <= kMaxStagingBytes;
   const unsigned map_blocks = static_cast<unsigned>((series.rows + kMapThreads - 1) / kMapThreads);
-  // Rolling columns: enough chunks to fill every SM several times over,
-  // each several times the longest event window so warm-ups stay small.
-  std::int64_t longest = 1;
-  for (int w = 0; w < spec.window_count; ++w) longest = std::max(longest, spec.windows[w]);
-  const std::int64_t warps_wanted = std::int64_t(multiprocessors(device)) * 32;
-  std::int64_t chunk = std::max<std::int64_t>({(series.rows + warps_wanted - 1) / warps_wanted,
-                                               8 * kStep, 4 * std::min(longest, series.rows)});
-  chunk = (chunk + kStep - 1) / kStep * kStep;
-  const std::int64_t chunks = (series.rows + chunk - 1) / chunk;
-  const unsigned window_blocks = static_cast<unsigned>((chunks + kWarps - 1) / kWarps);
-  const std::size_t staging_bytes =
-      32 * (kLaneRows * windows * spec.rolling_count + 1) * out_size;
+  // Rolling columns: a block per tile, staged when its rows fit.
+  const std::size_t staging_bytes = kTileRows * windows * spec.rolling_count * out_size;
   const bool window_staged = staging_bytes <= kMaxStagingBytes;
   const std::size_t window_bytes =
-      kWarps * ((sizeof(WarpState) + (window_staged ? staging_bytes : 0) + 15) / 16 * 16);
+      (sizeof(TileState) + 15) / 16 * 16 + (window_staged ? staging_bytes : 0);
+  const unsigned window_blocks = static_cast<unsigned>((series.rows + kTileRows - 1) / kTileRows);
   dispatch_float(dtype, [&](auto* in_tag) {
     dispatch_float(out_dtype, [&](auto* out_tag) {
       using T = std::remove_pointer_t<decltype(in_tag)>;
@@ -390,8 +269,8 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
       if (windows) {
         auto kernel = window_columns_kernel<T, U>;
         opt_in_shared_memory(kernel, window_bytes, "book_features shared memory");
-        kernel<<<window_blocks, kWarps * 32, window_bytes, s>>>(series, spec, chunk,
-                                                                window_staged, features);
+        kernel<<<window_blocks, kTileThreads, window_bytes, s>>>(series, spec, window_staged,
+                                                                 features);
       }
     });
   });
