@@ -22,7 +22,6 @@
 // tile times, by every thread of the block at once; the sums never span more
 // than a tile and a window, so their differences keep their precision however
 // long the series.
-#include <algorithm>
 #include <type_traits>
 
 #include "book_features.h"
