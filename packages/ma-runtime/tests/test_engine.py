@@ -226,6 +226,17 @@ def test_cuda_graph_stream_equals_batch(instruments):
     check_stream_equals_batch(engine, streams, seed=3, chunk=5)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("ticks", [1, 3])
+def test_each_push_marks_its_stages_as_nvtx_ranges(monkeypatch, ticks):
+    """Nsight Systems sees pack, step and signals of every push (docs/profiling.md)."""
+    calls = []
+    monkeypatch.setattr(torch.cuda.nvtx, "range_push", lambda name: calls.append(name))
+    monkeypatch.setattr(torch.cuda.nvtx, "range_pop", lambda: calls.append("pop"))
+    resident_engine(1, mode="graph").push(ticks_of(ticks, 5))
+    assert calls == ["ma.pack", "pop", *["ma.step", "pop"] * ticks, "ma.signals", "pop"]
+
+
 def test_modes_name_themselves():
     for mode, device in (("resident", "cpu"), ("graph", "cpu"), ("fast", "cpu")):
         with pytest.raises(ValueError, match="mode must be one of"):
