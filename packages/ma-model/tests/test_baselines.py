@@ -25,10 +25,12 @@ def _arrays(n=3000, seed=0):
 
 
 def _accuracy(predict, arrays):
-    scores = predict(arrays.x[None], arrays.dt[None])[0]  # [N, H, 3]
-    assert scores.shape == (len(arrays.x), 2, 3)
+    probabilities = predict(arrays.x[None], arrays.dt[None])[0]  # [N, H, 3]
+    assert probabilities.shape == (len(arrays.x), 2, 3)
+    assert bool((probabilities >= 0).all())
+    assert torch.allclose(probabilities.sum(-1), torch.ones(len(arrays.x), 2), atol=1e-5)
     defined = arrays.labels != IGNORE
-    return ((scores.argmax(-1) == arrays.labels) & defined).sum(0) / defined.sum(0)
+    return ((probabilities.argmax(-1) == arrays.labels) & defined).sum(0) / defined.sum(0)
 
 
 def test_tabular_inputs_append_log1p_dt():

@@ -59,6 +59,11 @@ def test_several_seeds_give_mean_and_spread(tiny_config, tmp_path, capsys):
         assert s["values"] == f1[h] and s["mean"] == pytest.approx(sum(f1[h]) / 2)
         assert s["std"] == pytest.approx(abs(f1[h][0] - f1[h][1]) / 2 ** 0.5)
     assert "±" in summary_table(results) and "majority class" in summary_table(results)
+    # The ensemble: the mean of the two seeds' probabilities, a row of its own.
+    assert set(results["ensemble"]) == {"model", "majority"}
+    assert results["ensemble"]["majority"] == results["runs"][0]["majority"]
+    assert len(results["ensemble"]["model"]) == 2
+    assert "| MA-Transformer, ensemble of 2 runs | 5 |" in summary_table(results)
 
 
 def test_baselines_flag_names_a_typo(tiny_config, capsys):

@@ -4,8 +4,8 @@ spec features the network reads (its rolling windows included) plus
 ``log1p(dt)``.
 
 Each ``fit_*`` returns a predictor with the network's signature,
-``predict(x [B, L, F], dt [B, L]) -> scores [B, L, H, 3]`` (argmax is the
-class), so :func:`ma_model.scoring.scored_rows` scores every model on the
+``predict(x [B, L, F], dt [B, L]) -> probabilities [B, L, H, 3]`` (argmax is
+the class), so :func:`ma_model.scoring.scored_rows` scores every model on the
 same rows. ``deadline`` (a ``time.monotonic()``) is a training time budget:
 a baseline stops adding iterations once it passes and keeps what it has.
 """
@@ -100,7 +100,7 @@ def fit_logistic(train: TickArrays, steps: int = 300, seed: int = 0,
 
     @torch.no_grad()
     def predict(x, dt):
-        return linear(tabular_inputs(x, dt)).unflatten(-1, (horizons, 3))
+        return linear(tabular_inputs(x, dt)).unflatten(-1, (horizons, 3)).softmax(-1)
     return predict
 
 

@@ -23,7 +23,7 @@ from .data import Splits, load_splits
 from .distributed import resolve_device
 from .plots import plot
 from .restore import config_of, inputs_of, model_of
-from .scoring import network_predictor, report, scored_rows, segment_f1
+from .scoring import ensemble, network_predictor, report, scored_rows, segment_f1
 from .tables import class_report, segment_table, summarize, summary_table, walk_forward_table
 from .walk_forward import walk_forward
 
@@ -35,6 +35,12 @@ def evaluate_checkpoint(path: str | Path, split: str = "test",
     "history", "seed"}`` on ``split``; ``baselines``: names of
     :data:`~ma_model.contenders.BASELINES` (True: all of them). ``segments`` > 1 adds
     ``"segments": {model: macro F1 [segment][horizon]}`` (:func:`~ma_model.scoring.segment_f1`)."""
+    return _score_checkpoint(path, split, baselines, log, segments)[0]
+
+
+def _score_checkpoint(path, split, baselines, log, segments) -> tuple[dict, dict]:
+    """:func:`evaluate_checkpoint`'s results and each model's
+    :func:`~ma_model.scoring.scored_rows` (probabilities and labels)."""
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
     baselines = BASELINES if baselines is True else tuple(baselines or ())
@@ -47,21 +53,22 @@ def evaluate_checkpoint(path: str | Path, split: str = "test",
     device = resolve_device(cfg.train.device)
     arrays, length = getattr(splits, split), cfg.data.sequence_length
     results: dict = {"segments": {}}
+    scored = {}
     predictors = {"model": network_predictor(model.to(device), device)}
     for name in baselines:
         log(f"baseline: {NAMES[name]} (seed {cfg.train.seed})")
         predictors[name] = fit_baseline(name, cfg, splits, Path(path).parent / "dense", device,
                                         log)
     for name, predict in predictors.items():
-        pred, labels = scored_rows(arrays, length, predict)
-        results[name] = report(pred, labels)
+        scored[name] = scored_rows(arrays, length, predict)
+        results[name] = report(*scored[name])
         if segments > 1:
-            results["segments"][name] = segment_f1(pred, labels, segments)
+            results["segments"][name] = segment_f1(*scored[name], segments)
     results["history"] = ckpt["history"]
     results["horizons"] = list(cfg.data.horizons)
     results["alpha"] = list(splits.train.alpha)
     results["seed"] = cfg.train.seed
-    return results
+    return results, scored
 
 
 def evaluate_runs(paths: list[str | Path], split: str = "test",
@@ -69,15 +76,22 @@ def evaluate_runs(paths: list[str | Path], split: str = "test",
                   segments: int = 1) -> dict:
     """:func:`evaluate_checkpoint` of each checkpoint (one per seed, same
     data config) and ``summary``: model -> metric -> per-horizon mean, spread
-    (sample standard deviation, 0 for one run) and the values."""
-    runs = [evaluate_checkpoint(p, split, baselines, log, segments) for p in paths]
+    (sample standard deviation, 0 for one run) and the values; with several
+    checkpoints also ``ensemble``: model -> per-horizon reports of the mean
+    of the runs' probabilities (:func:`~ma_model.scoring.ensemble`)."""
+    scored = [_score_checkpoint(p, split, baselines, log, segments) for p in paths]
+    runs = [run for run, _ in scored]
     horizons = runs[0]["horizons"]
     for path, run in zip(paths, runs, strict=True):
         if run["horizons"] != horizons or run["alpha"] != runs[0]["alpha"]:
             raise ValueError(f"{path}: its horizons/alpha {run['horizons']}/{run['alpha']} differ "
                              f"from {paths[0]}'s: the runs must share one data config")
-    return {"runs": runs, "summary": summarize(runs), "horizons": horizons,
-            "alpha": runs[0]["alpha"], "seeds": [run["seed"] for run in runs]}
+    results = {"runs": runs, "summary": summarize(runs), "horizons": horizons,
+               "alpha": runs[0]["alpha"], "seeds": [run["seed"] for run in runs]}
+    if len(runs) > 1:
+        results["ensemble"] = {name: ensemble([rows[name] for _, rows in scored])
+                               for name in scored[0][1]}
+    return results
 
 
 def walk_forward_runs(paths: list[str | Path], folds: int,

@@ -27,7 +27,9 @@ def summarize(runs: list[dict]) -> dict:
 def summary_table(results: dict) -> str:
     """Markdown table: model x horizon -> accuracy, macro F1, MCC; mean ±
     spread over the runs of :func:`ma_model.evaluate.evaluate_runs` (a bare
-    :func:`ma_model.evaluate.evaluate_checkpoint` result counts as one run)."""
+    :func:`ma_model.evaluate.evaluate_checkpoint` result counts as one run),
+    then each model's ensemble of the runs (the mean of their probabilities)
+    where there are several."""
     if "summary" not in results:
         results = as_runs(results)
     lines = ["| model | horizon | accuracy | macro F1 | MCC |", "|---|---|---|---|---|"]
@@ -37,6 +39,11 @@ def summary_table(results: dict) -> str:
             cells = [f"{m[h]['mean']:.4f}" + (f" ± {m[h]['std']:.4f}" if several else "")
                      for m in (metrics[x] for x in METRICS)]
             lines.append(f"| {NAMES[key]} | {k} | {' | '.join(cells)} |")
+    for key, reports in results.get("ensemble", {}).items():
+        for k, r in zip(results["horizons"], reports, strict=True):
+            cells = " | ".join(f"{r[x]:.4f}" for x in METRICS)
+            lines.append(f"| {NAMES[key]}, ensemble of {len(results['runs'])} runs | {k} | "
+                         f"{cells} |")
     return "\n".join(lines)
 
 
