@@ -120,6 +120,9 @@ def test_grid_over_feature_specs_names_each_by_its_place():
     ({"data": {"val_fraction": 0.5}}, "data.val_fraction: .*less than 0.5"),
     ({"data": {"test_fraction": 0}}, "data.test_fraction: .*greater than 0"),
     ({"train": {"max_minutes": 0}}, "train.max_minutes: .*greater than 0"),
+    ({"data": {"rolling_normalization": 0}}, "data.rolling_normalization: .*greater than or"),
+    ({"data": {"rolling_normalization": 10**6}}, "data.rolling_normalization: .*less than or"),
+    ({"data": {"rolling_normalization": 1.5}}, "data.rolling_normalization: .*valid integer"),
     ({"train": {"max_minutes": "soon"}}, "train.max_minutes: .*valid number"),
 ])
 def test_bad_configs_get_clear_errors(raw, message):

@@ -2,7 +2,14 @@ import pytest
 import torch
 
 import ma_features
-from ma_model import DataConfig, WindowDataset, prepare, split_ranges, tick_arrays
+from ma_model import (
+    DataConfig,
+    WindowDataset,
+    prepare,
+    rolling_standardize,
+    split_ranges,
+    tick_arrays,
+)
 from ma_model.data import balanced_class_weights, tlob_alpha
 
 SPEC = ma_features.FeatureSpec.model_inputs()
@@ -62,12 +69,29 @@ def test_no_leakage_across_splits(arrays):
     torch.testing.assert_close(splits.inputs.standardizer.mean, train_x.double().mean(0))
 
 
-def test_saved_normalization_reproduces_the_splits(arrays):
-    cfg = DataConfig(sequence_length=16, horizons=(5, 20))
+@pytest.mark.parametrize("rolling", [None, 50])
+def test_saved_normalization_reproduces_the_splits(arrays, rolling):
+    cfg = DataConfig(sequence_length=16, horizons=(5, 20), rolling_normalization=rolling)
     splits = prepare(arrays, cfg)
     again = prepare(arrays, cfg, splits.normalization_state())
     assert torch.equal(again.test.x, splits.test.x)
     assert again.inputs.dt_scale == splits.inputs.dt_scale
+    assert again.inputs.rolling == splits.normalization_state()["rolling"] == rolling
+    other = DataConfig(sequence_length=16, horizons=(5, 20), rolling_normalization=60)
+    with pytest.raises(ValueError, match=f"rolling window {rolling} differs from data.rolling_"):
+        prepare(arrays, other, splits.normalization_state())
+
+
+def test_rolling_normalization_standardises_each_split_against_the_recent_ticks(arrays):
+    plain = prepare(arrays, DataConfig(sequence_length=16, horizons=(5, 20)))
+    rolled = prepare(arrays, DataConfig(sequence_length=16, horizons=(5, 20),
+                                        rolling_normalization=50))
+    # The same training statistics, then the last 50 ticks of the whole series, in time order.
+    assert torch.equal(rolled.inputs.standardizer.mean, plain.inputs.standardizer.mean)
+    start, stop = rolled.ranges["test"]
+    z, _ = plain.inputs.normalize(arrays.x, arrays.dt)
+    expected = rolling_standardize(z, 50)[start:stop].float()
+    torch.testing.assert_close(rolled.test.x, expected, rtol=0, atol=0)
 
 
 def test_non_finite_features_are_named():

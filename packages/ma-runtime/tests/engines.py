@@ -29,10 +29,11 @@ def small_model(cfg: ma_model.Config) -> ma_model.MATransformer:
     return ma_model.MATransformer(ma_model.model_config(cfg)).eval()
 
 
-def fitted_inputs(spec: ma_features.FeatureSpec) -> ma_model.ModelInputs:
+def fitted_inputs(spec: ma_features.FeatureSpec, rolling: int | None = None,
+                  ) -> ma_model.ModelInputs:
     train = ticks_of(2000, seed=99)
     raw = ma_model.raw_columns(train, spec)
-    return ma_model.ModelInputs.fit(spec, raw["x"], raw["dt"])
+    return ma_model.ModelInputs.fit(spec, raw["x"], raw["dt"], rolling)
 
 
 def ticks_of(n: int, seed: int, levels: int = 2) -> ma_features.Ticks:
@@ -45,7 +46,8 @@ def ticks_of(n: int, seed: int, levels: int = 2) -> ma_features.Ticks:
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
-def engine_for(spec=None, instruments: int = 1, **options) -> StreamEngine:
+def engine_for(spec=None, instruments: int = 1, rolling: int | None = None,
+               **options) -> StreamEngine:
     cfg = small_config(spec)
-    return StreamEngine(small_model(cfg), fitted_inputs(cfg.data.features),
+    return StreamEngine(small_model(cfg), fitted_inputs(cfg.data.features, rolling),
                         instruments=instruments, **options)

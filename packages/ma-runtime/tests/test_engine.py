@@ -71,6 +71,17 @@ def test_stream_equals_batch_interleaved_past_the_ring_wrap(seed, instruments, c
     check_stream_equals_batch(engine, streams, seed, chunk)
 
 
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**31), instruments=st.integers(1, 3),
+       chunk=st.sampled_from([1, 7, 1000]))
+def test_rolling_normalization_streams_as_the_batch(seed, instruments, chunk):
+    """Inputs standardised against each instrument's last 6 ticks: the same
+    signals as the batch path, past the rolling window's wrap-around."""
+    engine = engine_for(WINDOWS, instruments, rolling=6)
+    streams = [ticks_of(40, seed + i) for i in range(instruments)]
+    check_stream_equals_batch(engine, streams, seed, chunk)
+
+
 def test_signals_carry_time_sequence_and_order():
     engine = engine_for(instruments=2)
     a, b = ticks_of(3, 1), ticks_of(2, 2)
@@ -161,15 +172,16 @@ def test_wrong_arguments_are_errors():
         StreamEngine(small_model(small_config()), other)
 
 
-def test_snapshot_restore_continues_as_if_never_stopped(tmp_path):
+@pytest.mark.parametrize("rolling", [None, 6])
+def test_snapshot_restore_continues_as_if_never_stopped(tmp_path, rolling):
     ticks = ticks_of(60, 8)
     ids = np.random.default_rng(0).integers(0, 3, 60)
-    whole = engine_for(WINDOWS, 3)
+    whole = engine_for(WINDOWS, 3, rolling)
     expected = whole.push(ticks, ids)
-    first = engine_for(WINDOWS, 3)
+    first = engine_for(WINDOWS, 3, rolling)
     first.push(ticks[:25], ids[:25])
     path = first.save(tmp_path / "engine.pt")
-    second = engine_for(WINDOWS, 3)
+    second = engine_for(WINDOWS, 3, rolling)
     second.load(path)
     rest = second.push(ticks[25:], ids[25:])
     torch.testing.assert_close(rest.probabilities, expected.probabilities[25:], rtol=0, atol=0)
@@ -179,6 +191,8 @@ def test_snapshot_restore_continues_as_if_never_stopped(tmp_path):
     torch.testing.assert_close(again.probabilities, expected.probabilities, rtol=0, atol=0)
     with pytest.raises(ValueError, match="instruments=3, this engine 2"):
         engine_for(WINDOWS, 2).load(path)
+    with pytest.raises(ValueError, match="the snapshot's rolling normalisation keeps"):
+        engine_for(WINDOWS, 3, 5 if rolling else 6).load(path)
 
 
 RESUME = """
@@ -204,12 +218,14 @@ def test_snapshot_restores_in_another_process(tmp_path):
     torch.testing.assert_close(torch.load(out), expected.probabilities[25:], rtol=0, atol=0)
 
 
-def test_from_checkpoint(tmp_path):
+@pytest.mark.parametrize("rolling", [None, 6])
+def test_from_checkpoint(tmp_path, rolling):
     cfg = small_config(WINDOWS)
-    model, inputs = small_model(cfg), fitted_inputs(WINDOWS)
+    model, inputs = small_model(cfg), fitted_inputs(WINDOWS, rolling)
     path = ma_model.save_checkpoint(tmp_path / "best.pt", model=model.state_dict(),
                                     config=cfg.to_dict(), normalization=inputs.state_dict())
     engine = StreamEngine.from_checkpoint(path, device="cpu")
+    assert engine.inputs.rolling == rolling
     ticks = ticks_of(20, 9)
     torch.testing.assert_close(engine.push(ticks).probabilities, batch_signals(engine, ticks),
                                rtol=1e-4, atol=1e-5)
@@ -296,6 +312,16 @@ def test_resident_snapshot_restore_and_idle_relaunch(tmp_path):
     rest = engine.push(ticks[25:], ids[25:])
     torch.testing.assert_close(rest.probabilities, expected.probabilities[25:], rtol=1e-5,
                                atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_resident_refuses_a_rolling_normalization_and_takes_the_graph():
+    cfg = small_config(WINDOWS, model_dim=64)  # inside the kernel's family
+    with pytest.warns(UserWarning, match="the kernel has no rolling normalisation"):
+        engine = StreamEngine(small_model(cfg), fitted_inputs(WINDOWS, rolling=6), device="cuda",
+                              mode="resident")
+    assert engine.mode == "graph" and engine._graph is not None
+    check_stream_equals_batch(engine, [ticks_of(40, 30)], seed=4, chunk=5)
 
 
 @pytest.mark.gpu

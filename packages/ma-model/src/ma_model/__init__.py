@@ -26,7 +26,14 @@ from .data import (
 from .evaluate import evaluate_checkpoint, evaluate_runs, walk_forward_runs
 from .fit import fit, model_config
 from .grid import grid_search
-from .inputs import DT, INPUT_LIMIT, ModelInputs, raw_columns
+from .inputs import (
+    DT,
+    INPUT_LIMIT,
+    ModelInputs,
+    raw_columns,
+    rolling_standardize,
+    rolling_step,
+)
 from .metrics import classification_report, confusion_matrix
 from .model import KVCache, MATransformer
 from .restore import load_model
@@ -71,6 +78,8 @@ __all__ = [
     "model_config",
     "prepare",
     "raw_columns",
+    "rolling_standardize",
+    "rolling_step",
     "save_checkpoint",
     "split_ranges",
     "tick_arrays",

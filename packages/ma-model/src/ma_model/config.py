@@ -43,6 +43,9 @@ ALPHA_RULES = ("tlob",)
 # model.num_layers at most: deeper than any model this family trains, and a
 # bound before default dilations are built for the depth.
 MAX_LAYERS = 64
+# data.rolling_normalization at most (ticks): the engine keeps that many
+# inputs per instrument.
+MAX_ROLLING = 100_000
 
 
 def _no_bool(value: Any) -> Any:
@@ -140,6 +143,11 @@ class DataConfig:
     ``alpha``: the label threshold: one number, one per horizon, or
     ``tlob``: per horizon half the mean absolute relative change of the
     training split's rows (TLOB's rule; :func:`ma_model.data.tlob_alpha`).
+    ``rolling_normalization``: null, or a number of ticks N: each input,
+    once standardised with the training split's statistics, is standardised
+    again against its own last N ticks, this one included
+    (:func:`ma_model.inputs.rolling_standardize`), so a level that drifts
+    through the day reads as its deviation from the recent past.
     """
 
     source: Literal[DATA_SOURCES] = "simulator"
@@ -153,6 +161,7 @@ class DataConfig:
     val_fraction: Annotated[Real, Field(ge=0, lt=0.5)] = 0.15  # 0: no validation split
     test_fraction: SplitFraction = 0.15
     features: Features = field(default_factory=ma_features.FeatureSpec.model_inputs)
+    rolling_normalization: Annotated[Count, Field(le=MAX_ROLLING)] | None = None
 
     def __post_init__(self) -> None:
         if self.source in ("parquet", "csv") and not self.file_path:

@@ -173,9 +173,13 @@ def prepare(arrays: TickArrays, cfg: DataConfig, normalization: dict | None = No
     ranges = ranges or split_ranges(len(arrays.x), cfg)
     train_rows = arrays.rows(*ranges["train"])
     if normalization is None:
-        inputs = ModelInputs.fit(cfg.features, train_rows.x, train_rows.dt)
+        inputs = ModelInputs.fit(cfg.features, train_rows.x, train_rows.dt,
+                                 cfg.rolling_normalization)
     else:
         inputs = ModelInputs.from_state(cfg.features, normalization)
+        if inputs.rolling != cfg.rolling_normalization:
+            raise ValueError(f"the normalization's rolling window {inputs.rolling} differs "
+                             f"from data.rolling_normalization {cfg.rolling_normalization}")
     x, dt = inputs.normalize(arrays.x, arrays.dt)
     normalised = TickArrays(x, dt, arrays.labels, arrays.target, arrays.target_valid,
                             alpha=arrays.alpha)

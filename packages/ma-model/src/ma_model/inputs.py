@@ -42,18 +42,63 @@ def raw_columns(ticks: ma_features.Ticks, spec: ma_features.FeatureSpec,
             **{name: column[name] for name in extra}}
 
 
+ROLLING_MIN_DEVIATION = 1e-3
+"""The least deviation (in training-split deviations) a rolling window's
+inputs are divided by: a column that stood still over the window reads as
+its departure from that level, not as 0 / 0."""
+
+
+def rolling_standardize(z: torch.Tensor, window: int) -> torch.Tensor:
+    """``z [N, F]`` (rows in time order) standardised per column against its
+    own last ``window`` rows, the current one included (fewer at the start):
+    ``(z - mean) / max(sd, ROLLING_MIN_DEVIATION)``, population sd, float64.
+    Causal: row t reads rows up to t only, as the stream does. A value is at
+    most ``sqrt(window)`` from 0 (no outlier can make it overflow)."""
+    z = z.double()
+    padded = torch.cat([z.new_zeros(1, z.shape[1]), z])
+    sums, squares = padded.cumsum(0), padded.square().cumsum(0)
+    end = torch.arange(1, len(z) + 1, device=z.device)
+    start = (end - window).clamp_min(0)
+    count = (end - start).unsqueeze(1).double()
+    mean = (sums[end] - sums[start]) / count
+    variance = ((squares[end] - squares[start]) / count - mean.square()).clamp_min(0)
+    return (z - mean) / variance.sqrt().clamp_min(ROLLING_MIN_DEVIATION)
+
+
+def rolling_step(recent: torch.Tensor, pos: torch.Tensor, x: torch.Tensor,
+                 active: torch.Tensor) -> torch.Tensor:
+    """The streaming twin of :func:`rolling_standardize`: one tick ``x [B,
+    F]`` of each of B series, series b at its tick ``pos[b]``, against
+    ``recent [B, N, F]`` float64 (its last N inputs, tick p in slot p % N,
+    zeros before the first N). The ``active`` series' ticks join ``recent``
+    in place; the others' rows are computed and mean nothing. Static shapes,
+    no host reads: it can be captured in a CUDA graph."""
+    window = recent.shape[1]
+    rows = torch.arange(len(x), device=x.device)
+    slot = pos % window
+    recent[rows, slot] = torch.where(active[:, None], x.double(), recent[rows, slot])
+    count = (pos + 1).clamp(max=window).unsqueeze(1).double()
+    mean = recent.sum(1) / count
+    variance = (recent.square().sum(1) / count - mean.square()).clamp_min(0)
+    return ((x.double() - mean) / variance.sqrt().clamp_min(ROLLING_MIN_DEVIATION)).to(x.dtype)
+
+
 @dataclass
 class ModelInputs:
     """A spec and its normalisation: ``x`` standardised per column with the
-    train split's mean and deviation, ``dt`` divided by the train split's
-    median positive gap (so ``log1p`` in the model sees O(1) values)."""
+    train split's mean and deviation (then, with ``rolling`` N ticks, against
+    each column's last N ticks: :func:`rolling_standardize`), ``dt`` divided
+    by the train split's median positive gap (so ``log1p`` in the model sees
+    O(1) values)."""
 
     spec: ma_features.FeatureSpec
     standardizer: ma_features.Standardizer
     dt_scale: float
+    rolling: int | None = None
 
     @classmethod
-    def fit(cls, spec: ma_features.FeatureSpec, x: torch.Tensor, dt: torch.Tensor) -> ModelInputs:
+    def fit(cls, spec: ma_features.FeatureSpec, x: torch.Tensor, dt: torch.Tensor,
+            rolling: int | None = None) -> ModelInputs:
         """Statistics of the training rows ``x [N, F]``, ``dt [N]``."""
         _refuse(~torch.isfinite(x), x, spec.names, "is not finite")
         deviation = (x.double() - x.double().median(0).values).abs()
@@ -64,7 +109,7 @@ class ModelInputs:
                 "its column's deviations from the median, it would swamp the column's statistics")
         positive = dt[dt > 0]
         dt_scale = float(positive.median()) if len(positive) else 1.0
-        return cls(spec, ma_features.Standardizer().fit(x), dt_scale)
+        return cls(spec, ma_features.Standardizer().fit(x), dt_scale, rolling)
 
     @classmethod
     def from_state(cls, spec: ma_features.FeatureSpec, state: dict) -> ModelInputs:
@@ -79,16 +124,24 @@ class ModelInputs:
         dt_scale = state["dt_scale"]
         if not (isinstance(dt_scale, (int, float)) and 0 < dt_scale < float("inf")):
             raise ValueError(f"normalization dt_scale must be a positive number, got {dt_scale!r}")
-        return cls(spec, standardizer, float(dt_scale))
+        rolling = state.get("rolling")  # absent in checkpoints from before the option
+        if rolling is not None and (isinstance(rolling, bool) or not isinstance(rolling, int)
+                                    or rolling < 1):
+            raise ValueError(f"normalization rolling must be null or a number of ticks >= 1, "
+                             f"got {rolling!r}")
+        return cls(spec, standardizer, float(dt_scale), rolling)
 
     def state_dict(self) -> dict:
-        """The fitted statistics (the spec travels in the run's config)."""
-        return {"standardizer": self.standardizer.state_dict(), "dt_scale": self.dt_scale}
+        """The fitted statistics and the rolling window (the spec travels in
+        the run's config)."""
+        return {"standardizer": self.standardizer.state_dict(), "dt_scale": self.dt_scale,
+                "rolling": self.rolling}
 
     def normalize(self, x: torch.Tensor, dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw ``x``, ``dt`` -> what the model reads, float32; a ValueError
-        names the first row with an input not finite or beyond
-        :data:`INPUT_LIMIT` deviations (the model would overflow on it)."""
+        """Raw ``x``, ``dt`` (one series, rows in time order) -> what the
+        model reads, float32; a ValueError names the first row with an input
+        not finite or beyond :data:`INPUT_LIMIT` deviations (the model would
+        overflow on it)."""
         _refuse(~torch.isfinite(x), x, self.spec.names, "is not finite")
         z = self.standardizer.transform(x.double())
         _refuse(z.abs() > INPUT_LIMIT, x, self.spec.names,
@@ -96,6 +149,8 @@ class ModelInputs:
         scaled = dt.double() / self.dt_scale
         _refuse(~(scaled.abs() <= INPUT_LIMIT)[:, None], dt[:, None], (DT,),
                 f"is not finite or beyond {INPUT_LIMIT:g} times the training rows' median gap")
+        if self.rolling is not None:  # from float32, as the engine's inputs are
+            z = rolling_standardize(z.float(), self.rolling)
         return z.float(), scaled.float()
 
     def stream(self, batch: int = 1, device: torch.device | str = "cpu",

@@ -7,8 +7,10 @@ is one step on the device. There each tick is checked
 (``FeatureState.reasons``: the checks of ``ma_features.bad_rows``, a missing
 best quote, time going backwards); the good ones update their instrument's
 features (``ma_features.FeatureState`` of the model's spec), which are
-standardised with the training statistics and fed to ``MATransformer.step``
-against the instruments' ring-buffer KV caches. A tick whose standardised
+standardised with the training statistics (then, with a rolling
+normalisation, against the instrument's last inputs: ``ma_model.rolling_step``)
+and fed to ``MATransformer.step`` against the instruments' ring-buffer KV
+caches. A tick whose standardised
 inputs would overflow the model is refused there too. A refused tick is
 counted by reason (:data:`REJECTIONS`) and leaves its instrument as if it
 never came. On a GPU the step is one captured CUDA graph between one copy
@@ -46,7 +48,7 @@ REJECTIONS = {
 _NAMES = np.array([None, *REJECTIONS], dtype=object)  # a device code -> its reason
 _OVERFLOW, _UNKNOWN_INSTRUMENT, _LEVELS = (
     list(REJECTIONS).index(name) + 1 for name in ("overflow", "unknown_instrument", "levels"))
-SNAPSHOT_FORMAT = ("ma-runtime-engine", 2)
+SNAPSHOT_FORMAT = ("ma-runtime-engine", 3)
 _NO_RANGE = contextlib.nullcontext()
 _STAGES = ("ma.pack", "ma.step", "ma.signals")  # the NVTX ranges of a push
 MODES = ("eager", "graph", "resident")
@@ -143,6 +145,10 @@ class StreamEngine:
         self.model = model.to(self.device).eval()
         self.features = inputs.stream(instruments, self.device, max_events, self.levels)
         self.cache = model.new_cache(instruments, self.device)
+        # Rolling normalisation (inputs.rolling ticks): each instrument's last
+        # standardised inputs (ma_model.rolling_step); none without it.
+        self._recent = torch.zeros(instruments, inputs.rolling or 0, len(inputs.spec.names),
+                                   dtype=torch.float64, device=self.device)
         names = self.features.names
         shift, scale = inputs.standardizer.affine(self.device)
         # The columns to the model's inputs: (column - shift) * scale, dt = column / dt_scale.
@@ -184,7 +190,9 @@ class StreamEngine:
         saying why) where it cannot run: the engine then takes the graph."""
         cfg, spec = self.model.config, self.features.spec
         why = None
-        if not ma_kernels.resident.supported(cfg.model_dim, cfg.num_heads, cfg.num_layers,
+        if self.inputs.rolling is not None:
+            why = "the kernel has no rolling normalisation (data.rolling_normalization)"
+        elif not ma_kernels.resident.supported(cfg.model_dim, cfg.num_heads, cfg.num_layers,
                                              len(spec.names), self.device):
             why = "the model or its features are outside the kernel's family"
         else:
@@ -217,6 +225,8 @@ class StreamEngine:
         x, dt, accepted, code = ma_kernels.stream_inputs(
             self._in_f64, self._in_i64, self.features.kernel_state, **self.features.kernel_spec,
             **self._standardise)
+        if self.inputs.rolling is not None:
+            x = ma_model.rolling_step(self._recent, self.cache.pos, x, accepted)
         logits, regression = self.model.step(x, dt, self.cache, accepted)
         # Into float64 directly: a float32 sequence number would round past 2^24 ticks.
         torch.cat([logits.softmax(-1).flatten(1), regression, code[:, None],
@@ -356,12 +366,14 @@ class StreamEngine:
         for group in ("keys", "values"):
             state[group] = [torch.zeros_like(t) for t in state[group]]
         state.update(features={k: torch.zeros_like(v) for k, v in state["features"].items()},
-                     pos=torch.zeros_like(state["pos"]), rejected={}, accepted=0)
+                     pos=torch.zeros_like(state["pos"]), recent=torch.zeros_like(state["recent"]),
+                     rejected={}, accepted=0)
         self.restore(state)
 
     def snapshot(self) -> dict:
         """The whole engine state on the host: features (each instrument's
-        last tick included), KV caches, the counters. ``restore`` (or ``load``) puts it
+        last tick included), KV caches, the rolling normalisation's recent
+        inputs, the counters. ``restore`` (or ``load``) puts it
         back; the signals then equal those of an engine that never stopped."""
         return {
             "format": SNAPSHOT_FORMAT[0], "format_version": SNAPSHOT_FORMAT[1],
@@ -370,6 +382,7 @@ class StreamEngine:
             "keys": [t.cpu().clone() for t in self.cache.keys],
             "values": [t.cpu().clone() for t in self.cache.values],
             "pos": self.cache.pos.cpu().clone(),
+            "recent": self._recent.cpu().clone(),
             "rejected": dict(self.rejected), "accepted": self.accepted,
         }
 
@@ -388,6 +401,11 @@ class StreamEngine:
                 raise ValueError(f"the snapshot's KV cache is {tuple(saved.shape)}, this "
                                  f"model's {tuple(own.shape)}")
             own.copy_(saved)
+        if state["recent"].shape != self._recent.shape:
+            raise ValueError(f"the snapshot's rolling normalisation keeps "
+                             f"{tuple(state['recent'].shape)} inputs, this engine's "
+                             f"{tuple(self._recent.shape)}")
+        self._recent.copy_(state["recent"])
         self.rejected = Counter(state["rejected"])
         self.accepted = int(state["accepted"])
         if self._resident is not None:  # its SMs may cache what was just replaced
