@@ -11,9 +11,10 @@ standardised with the training statistics (then, with a rolling
 normalisation, against the instrument's last inputs: ``ma_model.rolling_step``)
 and fed to ``MATransformer.step`` against the instruments' ring-buffer KV
 caches. A tick whose standardised inputs would overflow the model is refused
-there too. A refused tick is counted by reason (:data:`REJECTIONS`) and leaves its instrument as if it
-never came. On a GPU the step is one captured CUDA graph between one copy
-in and one copy out; the host only packs the ticks and reads the results.
+there too. A refused tick is counted by reason (:data:`REJECTIONS`) and
+leaves its instrument as if it never came. On a GPU the step is one captured
+CUDA graph between one copy in and one copy out; the host only packs the
+ticks and reads the results.
 """
 
 from __future__ import annotations
