@@ -10,8 +10,8 @@
 # (resident_stages.json), profiles a training step by attention kind
 # (profile_training.txt) and runs Nsight Compute on the attention kernels
 # (ncu_attention.txt) and the feature kernels (ncu.txt, and per SASS
-# instruction of the window kernel, ncu_window_sass.csv); TESTS=0 skips the
-# tests, BENCH=0 the benchmarks;
+# instruction of the window kernel, ncu_window_sass.csv); PROFILE=resident
+# only the first; TESTS=0 skips the tests, BENCH=0 the benchmarks;
 # BENCHES picks benchmarks (default: features attention training latency;
 # add scaling on a machine with 2 or more GPUs).
 set -uo pipefail
@@ -78,9 +78,11 @@ if [ "${SANITIZE:-0}" = 1 ]; then
   done
 fi
 
-if [ "${PROFILE:-0}" = 1 ]; then
+if [ "${PROFILE:-0}" != 0 ]; then
   echo "== the resident kernel's round by stage"
   python3 tools/device/profile_resident.py --out "$OUT/resident_stages.json" || status=1
+fi
+if [ "${PROFILE:-0}" = 1 ]; then
   echo "== torch.profiler: a training step by attention kind"
   python3 tools/device/profile_training.py --out "$OUT/profile_training.txt" || status=1
   echo "== ncu: attention kernels at the training shape"
