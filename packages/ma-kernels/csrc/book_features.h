@@ -337,8 +337,11 @@ MA_HOST_DEVICE void store_rolling(const BookFeatureSpec& spec, const double* sum
 void book_features_cpu(const BookSeries& series, DType dtype, const BookFeatureSpec& spec,
                        std::uintptr_t out, DType out_dtype);
 #ifdef MA_KERNELS_WITH_CUDA
+// scratch: book_features_cuda_scratch(rows) float64s of device memory.
+std::int64_t book_features_cuda_scratch(std::int64_t rows);
 void book_features_cuda(const BookSeries& series, DType dtype, const BookFeatureSpec& spec,
-                        std::uintptr_t out, DType out_dtype, int device, std::uintptr_t stream);
+                        std::uintptr_t out, DType out_dtype, std::uintptr_t scratch, int device,
+                        std::uintptr_t stream);
 #endif
 
 }  // namespace ma_kernels

@@ -72,7 +72,7 @@ struct TileState {
   double prefix[kTerms][kTileRows];       // P over the current piece
   std::int64_t times[kTileRows];          // the piece's times (time windows)
   double warp_totals[kTileWarps][kTerms]; // of the block scan
-  std::int64_t first_start;               // s0
+  std::int64_t first_start, last_start;   // of the tile's first and last rows
 };
 
 // The first row of the time window (time_a - tau, time_a] of row a, by one
@@ -99,17 +99,60 @@ __device__ std::int64_t time_window_start(const BookSeries& s, std::int64_t a,
   }
 }
 
+// The terms of this thread's rows of the piece at p (rows p + kRowsPerThread
+// x thread + k), those in [lo, hi) only (others add nothing), as running sums.
+template <typename T>
+__device__ void thread_terms(const BookSeries& s, std::int64_t p, std::int64_t lo,
+                             std::int64_t hi, double (&sums)[kRowsPerThread][kTerms],
+                             double (&running)[kTerms]) {
+#pragma unroll
+  for (int k = 0; k < kRowsPerThread; ++k) {
+    const std::int64_t row = p + kRowsPerThread * threadIdx.x + k;
+    double x[kTerms] = {};
+    if (row >= lo && row < hi) book::terms_at<T>(s, row, x);
+#pragma unroll
+    for (int j = 0; j < kTerms; ++j) sums[k][j] = running[j] += x[j];
+  }
+}
+
+// totals[g] = the sum of the terms of tile g: window_columns_kernel adds these
+// for the tiles a window spans whole, instead of scanning them again.
+template <typename T>
+__global__ void __launch_bounds__(kTileThreads)
+tile_totals_kernel(const __grid_constant__ BookSeries s, double* totals) {
+  __shared__ double warp_totals[kTileWarps][kTerms];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+  double rows[kRowsPerThread][kTerms], sum[kTerms] = {};
+  const std::int64_t p = std::int64_t(blockIdx.x) * kTileRows;
+  thread_terms<T>(s, p, p, s.rows, rows, sum);
+#pragma unroll
+  for (int j = 0; j < kTerms; ++j) {
+#pragma unroll
+    for (int d = 16; d; d /= 2) sum[j] += __shfl_xor_sync(kAll, sum[j], d);
+    if (lane == 0) warp_totals[warp][j] = sum[j];
+  }
+  __syncthreads();
+  if (threadIdx.x < kTerms) {
+    double total = 0.0;
+    for (int v = 0; v < kTileWarps; ++v) total += warp_totals[v][threadIdx.x];
+    totals[blockIdx.x * kTerms + threadIdx.x] = total;
+  }
+}
+
 // The rolling columns (each row's last windows x rolling_count columns, from
-// column spec.event_columns()) of the tile of blockIdx.x.
+// column spec.event_columns()) of the tile of blockIdx.x. With `totals`
+// (tile_totals_kernel), tiles that hold no window start of this tile's rows
+// are added whole.
 template <typename T, typename U>
 __global__ void __launch_bounds__(kTileThreads, 2)
 window_columns_kernel(const __grid_constant__ BookSeries s,
-                      const __grid_constant__ BookFeatureSpec spec, int staged, U* out) {
+                      const __grid_constant__ BookFeatureSpec spec, const double* totals,
+                      int staged, U* out) {
   extern __shared__ __align__(16) unsigned char shared[];
   TileState& state = *reinterpret_cast<TileState*>(shared);
   U* staging = reinterpret_cast<U*>(shared + (sizeof(TileState) + 15) / 16 * 16);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid / 32;
-  const std::int64_t a = std::int64_t(blockIdx.x) * kTileRows;
+  const std::int64_t own = blockIdx.x, a = own * kTileRows;
   const std::int64_t b = a + kTileRows < s.rows ? a + kTileRows : s.rows;
   const int windows = spec.window_count + spec.time_window_count;
   const std::int64_t columns = spec.columns(), width = windows * spec.rolling_count;
@@ -128,34 +171,43 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
     const bool timed = w >= spec.window_count;
     const std::int64_t tau = timed ? spec.time_windows[w - spec.window_count] : 0;
     const std::int64_t length = timed ? 0 : spec.windows[w];
+    // The window starts of the tile's first and last rows: every row's lies between.
     if (timed) {
       if (warp == 0) {
         const std::int64_t first = time_window_start(s, a, tau);
-        if (lane == 0) state.first_start = first;
+        const std::int64_t last = totals ? time_window_start(s, b - 1, tau) : b - 1;
+        if (lane == 0) {
+          state.first_start = first;
+          state.last_start = last;
+        }
       }
       __syncthreads();
     }
     const std::int64_t s0 = timed ? state.first_start : (a - length + 1 > 0 ? a - length + 1 : 0);
+    const std::int64_t s1 = timed ? state.last_start : (b - length > 0 ? b - length : 0);
     std::int64_t starts[kRowsPerThread];  // -1 until found (time windows)
     double trail[kRowsPerThread][kTerms] = {}, carry[kTerms] = {};
 #pragma unroll
     for (int k = 0; k < kRowsPerThread; ++k) {
       starts[k] = timed ? -1 : (rows[k] - length + 1 > 0 ? rows[k] - length + 1 : 0);
     }
-    const std::int64_t pieces = (b - s0 + kTileRows - 1) / kTileRows;
-    std::int64_t p = b - pieces * kTileRows;
-    for (; p < b; p += kTileRows) {
-      // Each thread's rows of the piece: terms, their running sum, the times.
+    for (std::int64_t g = s0 / kTileRows; g <= own; ++g) {
+      if (totals && g > s1 / kTileRows && g < own) {  // no start in tile g: its total
+#pragma unroll
+        for (int j = 0; j < kTerms; ++j) carry[j] += totals[g * kTerms + j];
+        continue;
+      }
+      // The piece is tile g, its rows from s0 on (earlier ones add nothing).
+      const std::int64_t p = g * kTileRows, last = (p + kTileRows < b ? p + kTileRows : b) - 1;
       double running[kTerms] = {}, mine[kRowsPerThread][kTerms];
+      thread_terms<T>(s, p, s0, b, mine, running);
+      if (timed) {
 #pragma unroll
-      for (int k = 0; k < kRowsPerThread; ++k) {
-        const std::int64_t row = p + kRowsPerThread * tid + k;
-        double x[kTerms] = {};
-        if (row >= s0) book::terms_at<T>(s, row, x);  // rows before s0 add nothing
-#pragma unroll
-        for (int j = 0; j < kTerms; ++j) mine[k][j] = running[j] += x[j];
-        if (timed) state.times[kRowsPerThread * tid + k] =
-            row >= s0 ? book::at<std::int64_t>(s.time, row) : 0;
+        for (int k = 0; k < kRowsPerThread; ++k) {
+          const std::int64_t row = p + kRowsPerThread * tid + k;
+          state.times[kRowsPerThread * tid + k] =
+              row >= s0 && row < b ? book::at<std::int64_t>(s.time, row) : 0;
+        }
       }
       // Block scan of the threads' totals: within the warp, then the warps'.
       double offset[kTerms];
@@ -187,14 +239,13 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
       }
       __syncthreads();
       // Each tile row whose window starts in this piece: P(start - 1).
-      const std::int64_t last = p + kTileRows - 1;
 #pragma unroll
       for (int k = 0; k < kRowsPerThread; ++k) {
         if (rows[k] >= b) continue;
         if (timed && starts[k] < 0 &&
             (last >= rows[k] ||
              static_cast<std::uint64_t>(times[k]) -
-                     static_cast<std::uint64_t>(state.times[kTileRows - 1]) <
+                     static_cast<std::uint64_t>(state.times[last - p]) <
                  static_cast<std::uint64_t>(tau))) {
           // The first slot in [max(p, s0), last] inside the window (slot of
           // the row itself at the latest).
@@ -214,16 +265,15 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
           trail[k][j] = starts[k] == p ? offset[j] : state.prefix[j][starts[k] - 1 - p];
         }
       }
-      if (p + kTileRows < b) __syncthreads();  // the next piece overwrites the shared state
+      if (g < own) __syncthreads();  // the next piece overwrites the shared state
     }
-    // The last piece, [b - kTileRows, b), holds every row of the tile: P(t).
-    p -= kTileRows;
+    // The last piece was the tile itself: P(t) of its rows.
 #pragma unroll
     for (int k = 0; k < kRowsPerThread; ++k) {
       if (rows[k] >= b) continue;
       double sums[kTerms];
 #pragma unroll
-      for (int j = 0; j < kTerms; ++j) sums[j] = state.prefix[j][rows[k] - p] - trail[k][j];
+      for (int j = 0; j < kTerms; ++j) sums[j] = state.prefix[j][rows[k] - a] - trail[k][j];
       U* to = staged ? staging + (rows[k] - a) * width : out + rows[k] * columns + spec.event_columns();
       book::store_rolling(spec, sums, mids[k], to + w * spec.rolling_count);
     }
@@ -239,8 +289,13 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
 
 }  // namespace
 
+std::int64_t book_features_cuda_scratch(std::int64_t rows) {
+  return (rows + kTileRows - 1) / kTileRows * kTerms;
+}
+
 void book_features_cuda(const BookSeries& series, DType dtype, const BookFeatureSpec& spec,
-                        std::uintptr_t out, DType out_dtype, int device, std::uintptr_t stream) {
+                        std::uintptr_t out, DType out_dtype, std::uintptr_t scratch, int device,
+                        std::uintptr_t stream) {
   if (series.rows == 0 || spec.columns() == 0) return;
   cudaStream_t s = use_device(device, stream);
   const std::size_t out_size = out_dtype == DType::Float64 ? 8 : 4;
@@ -250,12 +305,16 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
   const std::size_t map_bytes = kMapThreads * (spec.event_columns() + 1) * out_size;
   const bool map_staged = map_bytes <= kMaxStagingBytes;
   const unsigned map_blocks = static_cast<unsigned>((series.rows + kMapThreads - 1) / kMapThreads);
-  // Rolling columns: a block per tile, staged when its rows fit.
+  // Rolling columns: a block per tile, staged when its rows fit; the tiles'
+  // totals first where a window may span whole tiles (any time window).
   const std::size_t staging_bytes = kTileRows * windows * spec.rolling_count * out_size;
   const bool window_staged = staging_bytes <= kMaxStagingBytes;
   const std::size_t window_bytes =
       (sizeof(TileState) + 15) / 16 * 16 + (window_staged ? staging_bytes : 0);
-  const unsigned window_blocks = static_cast<unsigned>((series.rows + kTileRows - 1) / kTileRows);
+  const unsigned tiles = static_cast<unsigned>((series.rows + kTileRows - 1) / kTileRows);
+  bool spans_tiles = spec.time_window_count > 0;
+  for (int w = 0; w < spec.window_count; ++w) spans_tiles |= spec.windows[w] > 2 * kTileRows;
+  double* totals = windows && spans_tiles ? reinterpret_cast<double*>(scratch) : nullptr;
   dispatch_float(dtype, [&](auto* in_tag) {
     dispatch_float(out_dtype, [&](auto* out_tag) {
       using T = std::remove_pointer_t<decltype(in_tag)>;
@@ -265,11 +324,12 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
         event_columns_kernel<T, U><<<map_blocks, kMapThreads, map_staged ? map_bytes : 0, s>>>(
             series, spec, map_staged, features);
       }
+      if (totals) tile_totals_kernel<T><<<tiles, kTileThreads, 0, s>>>(series, totals);
       if (windows) {
         auto kernel = window_columns_kernel<T, U>;
         opt_in_shared_memory(kernel, window_bytes, "book_features shared memory");
-        kernel<<<window_blocks, kTileThreads, window_bytes, s>>>(series, spec, window_staged,
-                                                                 features);
+        kernel<<<tiles, kTileThreads, window_bytes, s>>>(series, spec, totals, window_staged,
+                                                         features);
       }
     });
   });

@@ -79,15 +79,17 @@ void register_book_features(py::module_& m) {
          const std::vector<std::int64_t>& depth, std::int64_t ofi_levels,
          const std::vector<std::int64_t>& rolling, const std::vector<std::int64_t>& windows,
          const std::vector<std::int64_t>& time_windows, int dtype, std::uintptr_t out,
-         int out_dtype, int device, std::uintptr_t stream) {
+         int out_dtype, std::uintptr_t scratch, int device, std::uintptr_t stream) {
         book_features_cuda(series_of(rows, levels, book, columns), static_cast<DType>(dtype),
                            book_spec(instant, depth, ofi_levels, rolling, windows, time_windows),
-                           out, static_cast<DType>(out_dtype), device, stream);
+                           out, static_cast<DType>(out_dtype), scratch, device, stream);
       },
       py::arg("rows"), py::arg("levels"), py::arg("book"), py::arg("columns"),
       py::arg("instant"), py::arg("depth"), py::arg("ofi_levels"), py::arg("rolling"),
       py::arg("windows"), py::arg("time_windows"), py::arg("dtype"), py::arg("out"),
-      py::arg("out_dtype"), py::arg("device"), py::arg("stream"));
+      py::arg("out_dtype"), py::arg("scratch"), py::arg("device"), py::arg("stream"));
+  m.def("book_features_cuda_scratch", &book_features_cuda_scratch, py::arg("rows"),
+        "float64s of device scratch book_features_cuda needs for `rows` rows");
 #endif
 }
 

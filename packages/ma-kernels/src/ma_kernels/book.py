@@ -212,7 +212,8 @@ def cpu_kernel(
 def cuda_kernel(*inputs) -> torch.Tensor:
     out, args = _prepare(*inputs)
     if len(out):
-        _C.book_features_cuda(*args, *launch_args(out))
+        scratch = out.new_empty(_C.book_features_cuda_scratch(len(out)), dtype=torch.float64)
+        _C.book_features_cuda(*args, scratch.data_ptr(), *launch_args(out))
     return out
 
 
