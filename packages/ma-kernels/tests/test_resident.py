@@ -123,5 +123,5 @@ def test_stage_times_stamp_every_exchange_in_order():
             stream.step(f64, i64)
         times = stream.stage_times()
     layers = len(args["dilations"])
-    assert len(times) == 1 + 1 + 3 * layers + 1  # seen, featurised, exchanges, written
+    assert len(times) == 1 + 1 + 1 + 11 * layers + 1  # seen, featurised, embedded, layers, written
     assert times[0] == 0 and np.all(np.diff(times) >= 0) and times[-1] < 10**9

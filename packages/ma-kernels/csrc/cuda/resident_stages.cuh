@@ -304,9 +304,10 @@ struct OnChipStep {
   }
 
   __device__ void exchange() {
+    mark();  // this block's part written
     cluster.sync();
     buffer ^= 1;
-    mark();
+    mark();  // every block's
   }
 
   // Exchange 1: this block's qkv columns of the normalised rows, then the
@@ -327,6 +328,7 @@ struct OnChipStep {
       qkv[i] = part_of(column / o.q)[r * o.exchange_stride + column % o.q];
     }
     __syncthreads();
+    mark();
   }
 
   // Exchange 2: this block's split of its head's window for each row, its
@@ -441,6 +443,7 @@ struct OnChipStep {
     }
     __syncthreads();
     add_parts(attending, weight, t.layer[l][kStepOutBias]);
+    mark();
   }
 
   // Exchange 3: this block's hidden units (gate and value, SwiGLU), their
@@ -465,6 +468,7 @@ struct OnChipStep {
     project_short(w_up + 2 * u * c, u, hidden, u, own_part(), o.exchange_stride);
     exchange();
     add_parts(o.blocks, nullptr, t.layer[l][kStepDownBias]);
+    mark();
   }
 
   // The heads' outputs of the tile's rows into out [B, outputs] (block 0):
@@ -509,11 +513,14 @@ struct OnChipStep {
     step_stages::rope_angles<D>(t.pos, row0, rows, at<float>(o.rope),
                                 at<float>(o.rope) + kTile * D / 2);
     embed();
+    mark();
     for (int l = 0; l < s.layers; ++l) {
       layer_norm(t.layer[l][kStepNorm1Weight], t.layer[l][kStepNorm1Bias]);
+      mark();
       qkv(l);
       attention(l);
       layer_norm(t.layer[l][kStepNorm2Weight], t.layer[l][kStepNorm2Bias]);
+      mark();
       mlp(l);
     }
     if (rank == 0) {

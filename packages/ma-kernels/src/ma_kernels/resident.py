@@ -132,9 +132,11 @@ class ResidentStream:
 
     def stage_times(self) -> np.ndarray:
         """With ``trace=True``: the last round's stages in ns since the kernel
-        saw it (its first cluster's clock): the inputs featurised, then each
-        exchange between the cluster's blocks (three a layer, per tile of 8
-        instruments), then the outputs written. Empty without a trace."""
+        saw it (its first cluster's clock): the inputs featurised, the
+        embedding, then per layer (and tile of 8 instruments) 11 stamps: each
+        norm, projection and reduce, and each of the three exchanges between
+        the cluster's blocks both before and after its barrier; then the
+        outputs written. Empty without a trace."""
         return np.asarray(self._native.stage_times(), dtype=np.int64)
 
     def close(self) -> None:
