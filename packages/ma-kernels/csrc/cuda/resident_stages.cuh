@@ -153,6 +153,7 @@ struct OnChipStep {
   __device__ void add_parts(int n, const float* weight, const float* bias) const {
     const int c = s.model_dim;
     float* hs = at<float>(o.h);
+    #pragma unroll 1
     for (int i = threadIdx.x; i < rows * c; i += kThreads) {
       const int r = i / c, j = i % c;
       float v[kMaxBlocks], y = 0.f;
@@ -212,6 +213,7 @@ struct OnChipStep {
   __device__ void project(const __nv_bfloat16* w, int k, int n_out, const float* xs,
                           const Emit& emit) const {
     const int group = lane / 8, sub = lane % 8, steps = k / 16;
+    #pragma unroll 1
     for (int n0 = 4 * warp; n0 < n_out; n0 += 4 * kWarps) {
       const int n = n0 + group;
       float acc[kTile] = {};
@@ -244,6 +246,7 @@ struct OnChipStep {
   // thread an output, every row.
   __device__ void project_short(const __nv_bfloat16* w, int k, const float* xs, int xs_stride,
                                 float* out, std::size_t out_stride) const {
+    #pragma unroll 1
     for (int n = threadIdx.x; n < s.model_dim; n += kThreads) {
       float acc[kTile] = {};
       for (int i = 0; i < k; i += 2) {
@@ -268,13 +271,17 @@ struct OnChipStep {
     const int c = s.model_dim;
     const float* h = at<float>(o.h);
     float* xs = at<float>(o.xs);
+    #pragma unroll 1
     for (int r = warp; r < rows; r += kWarps) {
       float sum = 0.f;
+      #pragma unroll 1
       for (int i = lane; i < c; i += 32) sum += h[r * c + i];
       const float mean = warp_sum(sum) / c;
       float var = 0.f;
+      #pragma unroll 1
       for (int i = lane; i < c; i += 32) var += (h[r * c + i] - mean) * (h[r * c + i] - mean);
       const float inv = 1.f / sqrtf(warp_sum(var) / c + kStepNormEps);
+      #pragma unroll 1
       for (int i = lane; i < c; i += 32) {
         xs[r * c + i] = (h[r * c + i] - mean) * inv * __ldg(weight + i) + __ldg(bias + i);
       }
@@ -291,6 +298,7 @@ struct OnChipStep {
     float* h = at<float>(o.h);
     const __nv_bfloat16* we = at<__nv_bfloat16>(o.embed);
     const __nv_bfloat16* wt = at<__nv_bfloat16>(o.time);
+    #pragma unroll 1
     for (int i = threadIdx.x; i < rows * c; i += kThreads) {
       const int r = i / c, n = i % c;
       float from_x = 0.f, from_time = 0.f;
@@ -322,6 +330,7 @@ struct OnChipStep {
     exchange();
     if (!attends()) return;
     float* qkv = at<float>(o.qkv);
+    #pragma unroll 1
     for (int i = threadIdx.x; i < rows * 3 * D; i += kThreads) {
       const int r = i / (3 * D), j = i % (3 * D);
       const int column = j / D * c + head() * D + j % D;  // of q, k or v
@@ -346,6 +355,7 @@ struct OnChipStep {
     if (attends()) {
       const float* cos = at<float>(o.rope);
       const float* sin = cos + kTile * D / 2;
+      #pragma unroll 1
       for (int item = warp; item < rows * per_row; item += kWarps) {
         const int r = item / per_row, sub = item % per_row;
         const std::int64_t b = row0 + r, p = __ldcg(t.pos + b);
@@ -388,6 +398,7 @@ struct OnChipStep {
       }
       __syncthreads();
       // Merge each row's warps into part [r, 0:D] (unnormalised), max, sum.
+      #pragma unroll 1
       for (int i = threadIdx.x; i < rows * (D + 1); i += kThreads) {
         const int r = i / (D + 1), d = i % (D + 1);
         const float* w = warp_part + (r * per_row) * (D + 2);
@@ -421,6 +432,7 @@ struct OnChipStep {
     // blocks of x's head, loaded together.
     const int attending = s.heads * o.splits;
     float* weight = at<float>(o.weight);
+    #pragma unroll 1
     for (int i = threadIdx.x; i < rows * attending; i += kThreads) {
       const int r = i / attending, x = i % attending, first = x - x % o.splits;
       float m[kMaxBlocks], sum[kMaxBlocks], top = -INFINITY, total = 0.f, own = -INFINITY;
@@ -459,6 +471,7 @@ struct OnChipStep {
     });
     __syncthreads();
     float* hidden = at<float>(o.xs);  // free until the next LayerNorm
+    #pragma unroll 1
     for (int i = threadIdx.x; i < kTile * u; i += kThreads) {
       const int r = i / u, j = i % u;
       const float gate = r < rows ? act[r * 2 * u + j] : 0.f;
@@ -486,6 +499,7 @@ struct OnChipStep {
             });
     __syncthreads();
     const int per_row = s.horizons + s.regression;
+    #pragma unroll 1
     for (int i = threadIdx.x; i < rows * per_row; i += kThreads) {
       const int r = i / per_row, j = i % per_row;
       const float* in = y + r * outputs;
