@@ -96,7 +96,7 @@ inline OnChip plan(const StepShape& s, int blocks) {
   o.act = take(f * kTile * 2 * o.units);
   o.warp_part = take(f * kWarps * (d + 2));
   o.part = take(f * kTile * (d + 2));
-  o.weight = take(f * kTile * blocks);
+  o.weight = take(f * 3 * kTile * blocks);  // weights, maxima, sums
   o.exchange = take(f * 2 * kTile * o.exchange_stride);
   o.rope = take(f * 2 * kTile * d / 2);
   o.outputs = take(f * kTile * s.outputs());
@@ -153,7 +153,7 @@ struct OnChipStep {
   __device__ void add_parts(int n, const float* weight, const float* bias) const {
     const int c = s.model_dim;
     float* hs = at<float>(o.h);
-    #pragma unroll 1
+#pragma unroll 1
     for (int i = threadIdx.x; i < rows * c; i += kThreads) {
       const int r = i / c, j = i % c;
       float v[kMaxBlocks], y = 0.f;
@@ -204,16 +204,18 @@ struct OnChipStep {
     __syncthreads();
   }
 
-  // emit(n, r, y) of y = xs[r, 0:k] . W[n] for n < n_out and rows r,
-  // W [n_out, k] in shared memory (k a multiple of 16): a group of eight
-  // lanes an output, four at a time a warp, so that a short projection
-  // takes few dependent steps. A group starts its row at a different
-  // sixteenth of it: the four rows a warp reads meet on different banks.
-  template <typename Emit>
+  // out[r * stride + n] = xs[r, 0:k] . W[n] + bias(n) for n < n_out and
+  // rows r, W [n_out, k] in shared memory (k a multiple of 16); bias(n) is
+  // bias[n] below `split`, then second_bias[n - split] (each may be null: 0).
+  // A group of eight lanes an output, four at a time a warp, so that a short
+  // projection takes few dependent steps. A group starts its row at a
+  // different sixteenth of it: the four rows a warp reads meet on different
+  // banks.
   __device__ void project(const __nv_bfloat16* w, int k, int n_out, const float* xs,
-                          const Emit& emit) const {
+                                       float* out, int stride, const float* bias, int split,
+                                       const float* second_bias) const {
     const int group = lane / 8, sub = lane % 8, steps = k / 16;
-    #pragma unroll 1
+#pragma unroll 1
     for (int n0 = 4 * warp; n0 < n_out; n0 += 4 * kWarps) {
       const int n = n0 + group;
       float acc[kTile] = {};
@@ -234,9 +236,12 @@ struct OnChipStep {
         for (int offset = 4; offset > 0; offset /= 2) acc[r] += __shfl_xor_sync(kAll, acc[r], offset);
       }
       if (sub == 0 && n < n_out) {
+        const float* b = n < split ? (bias ? bias + n : nullptr)
+                                   : (second_bias ? second_bias + n - split : nullptr);
+        const float add = b ? __ldg(b) : 0.f;
 #pragma unroll
         for (int r = 0; r < kTile; ++r) {
-          if (r < rows) emit(n, r, acc[r]);  // acc indexed by constants: registers, not local memory
+          if (r < rows) out[r * stride + n] = acc[r] + add;  // constant r: registers, not local memory
         }
       }
     }
@@ -246,7 +251,7 @@ struct OnChipStep {
   // thread an output, every row.
   __device__ void project_short(const __nv_bfloat16* w, int k, const float* xs, int xs_stride,
                                 float* out, std::size_t out_stride) const {
-    #pragma unroll 1
+#pragma unroll 1
     for (int n = threadIdx.x; n < s.model_dim; n += kThreads) {
       float acc[kTile] = {};
       for (int i = 0; i < k; i += 2) {
@@ -271,17 +276,17 @@ struct OnChipStep {
     const int c = s.model_dim;
     const float* h = at<float>(o.h);
     float* xs = at<float>(o.xs);
-    #pragma unroll 1
+#pragma unroll 1
     for (int r = warp; r < rows; r += kWarps) {
       float sum = 0.f;
-      #pragma unroll 1
+#pragma unroll 1
       for (int i = lane; i < c; i += 32) sum += h[r * c + i];
       const float mean = warp_sum(sum) / c;
       float var = 0.f;
-      #pragma unroll 1
+#pragma unroll 1
       for (int i = lane; i < c; i += 32) var += (h[r * c + i] - mean) * (h[r * c + i] - mean);
       const float inv = 1.f / sqrtf(warp_sum(var) / c + kStepNormEps);
-      #pragma unroll 1
+#pragma unroll 1
       for (int i = lane; i < c; i += 32) {
         xs[r * c + i] = (h[r * c + i] - mean) * inv * __ldg(weight + i) + __ldg(bias + i);
       }
@@ -298,7 +303,7 @@ struct OnChipStep {
     float* h = at<float>(o.h);
     const __nv_bfloat16* we = at<__nv_bfloat16>(o.embed);
     const __nv_bfloat16* wt = at<__nv_bfloat16>(o.time);
-    #pragma unroll 1
+#pragma unroll 1
     for (int i = threadIdx.x; i < rows * c; i += kThreads) {
       const int r = i / c, n = i % c;
       float from_x = 0.f, from_time = 0.f;
@@ -318,19 +323,67 @@ struct OnChipStep {
     mark();  // every block's
   }
 
-  // Exchange 1: this block's qkv columns of the normalised rows, then the
-  // q, k and v of its head from the blocks that hold them.
-  __device__ void qkv(int l) {
-    const int c = s.model_dim;
-    const float* bias = t.layer[l][kStepQkvBias] + rank * o.q;
-    float* mine = own_part();
-    project(layer_weights(l), c, o.q, at<float>(o.xs), [&](int n, int r, float y) {
-      mine[r * o.exchange_stride + n] = y + __ldg(bias + n);
-    });
+  // A layer is two halves, each: LayerNorm, a projection by this block's
+  // slice, an exchange, h += the blocks' parts. Both halves run the same
+  // code (one call site of each function in the kernel): a round's code is
+  // fetched from L2 again wherever it outgrows the instruction cache, so
+  // the less of it a layer runs, the faster.
+  //
+  //   attention half: qkv columns -> exchange 1, q, k, v of the block's head
+  //     gathered -> its split of the head's window -> the out projection's
+  //     columns of the head on the unnormalised partial (with its max and
+  //     sum) -> exchange 2 -> h += the softmax-weighted sum over blocks
+  //   mlp half: gate and value of this block's hidden units -> SwiGLU ->
+  //     their part of the down projection -> exchange 3 -> h += the sum
+  __device__ void half_layer(int half) {
+    const int l = half / 2, c = s.model_dim, u = o.units;
+    const bool attention = half % 2 == 0;
+    const float* const* p = t.layer[l];
+    layer_norm(p[attention ? kStepNorm1Weight : kStepNorm2Weight],
+               p[attention ? kStepNorm1Bias : kStepNorm2Bias]);
+    mark();
+    // qkv columns into this block's part, or gate then value units into act
+    const __nv_bfloat16* w = layer_weights(l);
+    const float* bias = p[attention ? kStepQkvBias : kStepUpBias];
+    const int n_out = attention ? o.q : 2 * u;
+    project(attention ? w : w + o.q * c + c * D, c, n_out, at<float>(o.xs),
+            attention ? own_part() : at<float>(o.act), attention ? int(o.exchange_stride) : n_out,
+            bias + rank * (attention ? o.q : u), attention ? n_out : u,
+            attention ? nullptr : bias + s.hidden + rank * u);
+    if (attention) {
+      exchange();
+      gather_qkv();
+      attend_split(l);
+    } else {
+      swiglu();
+    }
+    if (!attention || attends()) {
+      const float* xs = attention ? at<float>(o.part) : at<float>(o.xs);
+      project_short(w + o.q * c + (attention ? 0 : c * D + 2 * u * c), attention ? D : u, xs,
+                    attention ? D + 2 : u, own_part(), o.exchange_stride);
+    }
+    if (attention && attends()) {  // the partial's max and sum beside it
+      const float* part = at<float>(o.part);
+      float* mine = own_part();
+      for (int r = threadIdx.x; r < rows; r += kThreads) {
+        mine[r * o.exchange_stride + c] = part[r * (D + 2) + D];
+        mine[r * o.exchange_stride + c + 1] = part[r * (D + 2) + D + 1];
+      }
+    }
     exchange();
+    if (attention) softmax_weights();
+    add_parts(attention ? s.heads * o.splits : o.blocks, attention ? at<float>(o.weight) : nullptr,
+              p[attention ? kStepOutBias : kStepDownBias]);
+    mark();
+  }
+
+  // After exchange 1: the q, k and v of this block's head from the blocks
+  // that hold their columns.
+  __device__ void gather_qkv() {
     if (!attends()) return;
+    const int c = s.model_dim;
     float* qkv = at<float>(o.qkv);
-    #pragma unroll 1
+#pragma unroll 1
     for (int i = threadIdx.x; i < rows * 3 * D; i += kThreads) {
       const int r = i / (3 * D), j = i % (3 * D);
       const int column = j / D * c + head() * D + j % D;  // of q, k or v
@@ -340,22 +393,20 @@ struct OnChipStep {
     mark();
   }
 
-  // Exchange 2: this block's split of its head's window for each row, its
-  // unnormalised output through the out projection's columns of the head
-  // (with its max and sum), then h += the softmax-weighted sum over blocks.
-  __device__ void attention(int l) {
+  // This block's split of its head's window for each row: the unnormalised
+  // output, max and sum into part [r, 0:D + 2] (blocks past the heads: none).
+  __device__ void attend_split(int l) {
     constexpr int E = D / 4;
-    const int c = s.model_dim, cap = s.capacity(l), dilation = s.dilation[l];
+    const int cap = s.capacity(l), dilation = s.dilation[l];
     const int h = head(), split = rank % o.splits, g = lane / 4, d0 = (lane % 4) * E;
     // Warps per row: each takes a sub-range of the block's keys.
     const int per_row = max(1, kWarps / max(rows, 1));
     float* warp_part = at<float>(o.warp_part);
     float* part = at<float>(o.part);
-    float* mine = own_part();
     if (attends()) {
       const float* cos = at<float>(o.rope);
       const float* sin = cos + kTile * D / 2;
-      #pragma unroll 1
+#pragma unroll 1
       for (int item = warp; item < rows * per_row; item += kWarps) {
         const int r = item / per_row, sub = item % per_row;
         const std::int64_t b = row0 + r, p = __ldcg(t.pos + b);
@@ -398,7 +449,7 @@ struct OnChipStep {
       }
       __syncthreads();
       // Merge each row's warps into part [r, 0:D] (unnormalised), max, sum.
-      #pragma unroll 1
+#pragma unroll 1
       for (int i = threadIdx.x; i < rows * (D + 1); i += kThreads) {
         const int r = i / (D + 1), d = i % (D + 1);
         const float* w = warp_part + (r * per_row) * (D + 2);
@@ -419,69 +470,54 @@ struct OnChipStep {
         }
       }
       __syncthreads();
-      const __nv_bfloat16* w_out = layer_weights(l) + o.q * c;
-      project_short(w_out, D, part, D + 2, mine, o.exchange_stride);
-      for (int r = threadIdx.x; r < rows; r += kThreads) {
-        mine[r * o.exchange_stride + c] = part[r * (D + 2) + D];
-        mine[r * o.exchange_stride + c + 1] = part[r * (D + 2) + D + 1];
-      }
     }
-    exchange();
-    // weight[r, x] = exp(m_x - max of its head) / the head's sum, per block
-    // x, a thread each (row, block): the max and sum of each of the `splits`
-    // blocks of x's head, loaded together.
-    const int attending = s.heads * o.splits;
-    float* weight = at<float>(o.weight);
-    #pragma unroll 1
-    for (int i = threadIdx.x; i < rows * attending; i += kThreads) {
-      const int r = i / attending, x = i % attending, first = x - x % o.splits;
-      float m[kMaxBlocks], sum[kMaxBlocks], top = -INFINITY, total = 0.f, own = -INFINITY;
-#pragma unroll
-      for (int y = 0; y < kMaxBlocks; ++y) {
-        const float* part = y < o.splits ? part_of(first + y) + r * o.exchange_stride + c : nullptr;
-        m[y] = part ? part[0] : -INFINITY;
-        sum[y] = part ? part[1] : 0.f;
-      }
-#pragma unroll
-      for (int y = 0; y < kMaxBlocks; ++y) {
-        top = fmaxf(top, m[y]);
-        if (y == x % o.splits) own = m[y];
-      }
-#pragma unroll
-      for (int y = 0; y < kMaxBlocks; ++y) {
-        if (m[y] != -INFINITY) total += expf(m[y] - top) * sum[y];
-      }
-      weight[r * attending + x] = own == -INFINITY ? 0.f : expf(own - top) / total;
-    }
-    __syncthreads();
-    add_parts(attending, weight, t.layer[l][kStepOutBias]);
-    mark();
   }
 
-  // Exchange 3: this block's hidden units (gate and value, SwiGLU), their
-  // part of the down projection, then h += the sum of every block's part.
-  __device__ void mlp(int l) {
-    const int c = s.model_dim, u = o.units;
-    const __nv_bfloat16* w_up = layer_weights(l) + o.q * c + c * D;
-    const float* up_bias = t.layer[l][kStepUpBias];
-    float* act = at<float>(o.act);
-    project(w_up, c, 2 * u, at<float>(o.xs), [&](int n, int r, float y) {
-      const int unit = n < u ? rank * u + n : s.hidden + rank * u + n - u;
-      act[r * 2 * u + n] = y + __ldg(up_bias + unit);
-    });
+  // The SwiGLU of each row's gate and value units into xs [r, 0:u].
+  __device__ void swiglu() const {
+    const int u = o.units;
+    const float* act = at<float>(o.act);
     __syncthreads();
     float* hidden = at<float>(o.xs);  // free until the next LayerNorm
-    #pragma unroll 1
+#pragma unroll 1
     for (int i = threadIdx.x; i < kTile * u; i += kThreads) {
       const int r = i / u, j = i % u;
       const float gate = r < rows ? act[r * 2 * u + j] : 0.f;
       hidden[i] = r < rows ? gate / (1.f + expf(-gate)) * act[r * 2 * u + u + j] : 0.f;
     }
     __syncthreads();
-    project_short(w_up + 2 * u * c, u, hidden, u, own_part(), o.exchange_stride);
-    exchange();
-    add_parts(o.blocks, nullptr, t.layer[l][kStepDownBias]);
-    mark();
+  }
+
+  // After exchange 2: the weight of each block's partial in its head's output.
+  __device__ void softmax_weights() const {
+    const int c = s.model_dim;
+    // weight[r, x] = exp(m_x - max of its head) / the head's sum, per block
+    // x: each thread (row, block) loads that block's max and sum into shared
+    // memory, then takes the max and the sum over its head's `splits` blocks.
+    const int attending = s.heads * o.splits, n = rows * attending;
+    float* weight = at<float>(o.weight);  // [rows, attending] weights, maxima, sums
+    float* maxima = weight + kTile * o.blocks;
+    float* sums = maxima + kTile * o.blocks;
+#pragma unroll 1
+    for (int i = threadIdx.x; i < n; i += kThreads) {
+      const float* part = part_of(i % attending) + i / attending * o.exchange_stride + c;
+      maxima[i] = part[0];
+      sums[i] = part[1];
+    }
+    __syncthreads();
+#pragma unroll 1
+    for (int i = threadIdx.x; i < n; i += kThreads) {
+      const int first = i - i % o.splits;  // the head's first block, in the same row
+      float top = -INFINITY, total = 0.f;
+#pragma unroll 1
+      for (int y = first; y < first + o.splits; ++y) top = fmaxf(top, maxima[y]);
+#pragma unroll 1
+      for (int y = first; y < first + o.splits; ++y) {
+        if (maxima[y] != -INFINITY) total += expf(maxima[y] - top) * sums[y];
+      }
+      weight[i] = maxima[i] == -INFINITY ? 0.f : expf(maxima[i] - top) / total;
+    }
+    __syncthreads();
   }
 
   // The heads' outputs of the tile's rows into out [B, outputs] (block 0):
@@ -491,15 +527,11 @@ struct OnChipStep {
     const int c = s.model_dim, logits = 3 * s.horizons, outputs = s.outputs();
     float* y = at<float>(o.outputs);
     layer_norm(t.head[kStepNormWeight], t.head[kStepNormBias]);
-    project(at<__nv_bfloat16>(o.head), c, outputs, at<float>(o.xs),
-            [&](int n, int r, float value) {
-              const float bias = n < logits ? t.head[kStepDirectionBias][n]
-                                            : t.head[kStepRegressionBias][n - logits];
-              y[r * outputs + n] = value + bias;
-            });
+    project(at<__nv_bfloat16>(o.head), c, outputs, at<float>(o.xs), y, outputs,
+            t.head[kStepDirectionBias], logits, t.head[kStepRegressionBias]);
     __syncthreads();
     const int per_row = s.horizons + s.regression;
-    #pragma unroll 1
+#pragma unroll 1
     for (int i = threadIdx.x; i < rows * per_row; i += kThreads) {
       const int r = i / per_row, j = i % per_row;
       const float* in = y + r * outputs;
@@ -528,15 +560,8 @@ struct OnChipStep {
                                 at<float>(o.rope) + kTile * D / 2);
     embed();
     mark();
-    for (int l = 0; l < s.layers; ++l) {
-      layer_norm(t.layer[l][kStepNorm1Weight], t.layer[l][kStepNorm1Bias]);
-      mark();
-      qkv(l);
-      attention(l);
-      layer_norm(t.layer[l][kStepNorm2Weight], t.layer[l][kStepNorm2Bias]);
-      mark();
-      mlp(l);
-    }
+#pragma unroll 1
+    for (int half = 0; half < 2 * s.layers; ++half) half_layer(half);
     if (rank == 0) {
       heads(out);
       __syncthreads();
