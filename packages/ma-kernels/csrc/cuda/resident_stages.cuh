@@ -34,6 +34,7 @@ using step_stages::kAll;
 using step_stages::kThreads;
 using step_stages::kTile;
 using step_stages::kWarps;
+using step_stages::reduce_scatter;
 using step_stages::rotate;
 using step_stages::warp_sum;
 
@@ -230,19 +231,12 @@ struct OnChipStep {
           }
         }
       }
-#pragma unroll
-      for (int r = 0; r < kTile; ++r) {
-#pragma unroll
-        for (int offset = 4; offset > 0; offset /= 2) acc[r] += __shfl_xor_sync(kAll, acc[r], offset);
-      }
-      if (sub == 0 && n < n_out) {
+      static_assert(kTile == 8, "a group's eight lanes hold the sums of its eight rows");
+      const float y = reduce_scatter(acc, lane);  // of row `sub`
+      if (n < n_out && sub < rows) {
         const float* b = n < split ? (bias ? bias + n : nullptr)
                                    : (second_bias ? second_bias + n - split : nullptr);
-        const float add = b ? __ldg(b) : 0.f;
-#pragma unroll
-        for (int r = 0; r < kTile; ++r) {
-          if (r < rows) out[r * stride + n] = acc[r] + add;  // constant r: registers, not local memory
-        }
+        out[sub * stride + n] = y + (b ? __ldg(b) : 0.f);
       }
     }
   }

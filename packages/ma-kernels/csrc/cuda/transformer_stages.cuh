@@ -71,6 +71,25 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
+// Sums each of v[0:N] over the N lanes of this lane's group (lanes that
+// differ only in their low log2(N) bits, N a power of two up to 32); returns,
+// at the lane whose low bits are i, the sum of v[i]. Each step halves what a
+// lane holds and sends the other half to its partner: N - 1 shuffles in
+// all, against N log2(N) for a warp_sum of each value (and far less code).
+template <int N>
+__device__ __forceinline__ float reduce_scatter(float (&v)[N], int lane) {
+#pragma unroll
+  for (int half = N / 2; half > 0; half /= 2) {
+    const bool upper = lane & half;
+#pragma unroll
+    for (int i = 0; i < half; ++i) {
+      const float keep = upper ? v[i + half] : v[i], send = upper ? v[i] : v[i + half];
+      v[i] = keep + __shfl_xor_sync(kAll, send, half);
+    }
+  }
+  return v[0];
+}
+
 // acc[r] = xs[r, 0:k] . w[0:k] for the tile's first `rows` rows (warp-uniform).
 __device__ __forceinline__ void warp_dots(const float* xs, int row_stride, int k,
                                           const float* w, int rows, int lane,
@@ -266,62 +285,69 @@ struct Step {
     __syncthreads();
   }
 
-  // acc[r] = xs[r, 0:k] . weight_row(n) for each output n < n_out of this
-  // warp, kOuts outputs at a time so that their weight loads (a float4 per
-  // lane) are in flight together: one dependent load per stage, not one per
-  // output. emit(n, r, acc[r]) runs on lane 0 for each row r. k is a multiple of 4.
-  template <typename WeightRow, typename Emit>
-  __device__ void project(int k, int n_out, const WeightRow& weight_row, const Emit& emit) const {
+  // One projection of the tile's rows staged in xs [r, 0:k] (k a multiple
+  // of 4): for each output n < n_out of this warp, y = xs[r] . W[n] + bias(n)
+  // into out[r * stride + n] (added to what is there where `accumulate`).
+  // W[n] and bias(n) come from the first matrix and bias below `split`, then
+  // from the second ones at n - split. A warp takes kOuts outputs at a time,
+  // their weight loads (a float4 per lane) in flight together: one dependent
+  // load per stage, not one per output. Every projection of the step calls
+  // this one function, so its code is fetched once per stage.
+  struct Projection {
+    const float* weight;
+    const float* bias;
+    int split;
+    const float* second_weight;
+    const float* second_bias;
+    float* out;  // row 0 of the tile
+    std::int64_t stride;
+    bool accumulate;
+  };
+
+  __device__ void project(int k, int n_out, const Projection& to) const {
     constexpr int kOuts = 4;
+    static_assert(kOuts * kTile == 32, "a lane holds the sum of one (output, row)");
+#pragma unroll 1
     for (int n0 = gwarp; n0 < n_out; n0 += kOuts * kWarpsInCluster) {
-      float acc[kOuts][kTile];
+      float acc[kOuts * kTile] = {};
+      const float* w[kOuts];
 #pragma unroll
       for (int g = 0; g < kOuts; ++g) {
-#pragma unroll
-        for (int r = 0; r < kTile; ++r) acc[g][r] = 0.f;
+        const int n = min(n0 + g * kWarpsInCluster, n_out - 1);
+        w[g] = n < to.split ? to.weight + std::int64_t(n) * k
+                            : to.second_weight + std::int64_t(n - to.split) * k;
       }
 #pragma unroll 2
       for (int i = 4 * lane; i < k; i += 128) {
-        float4 w[kOuts];
+        float4 wi[kOuts];
 #pragma unroll
-        for (int g = 0; g < kOuts; ++g) {
-          const int n = n0 + g * kWarpsInCluster;
-          w[g] = n < n_out ? __ldg(reinterpret_cast<const float4*>(weight_row(n) + i))
-                           : make_float4(0.f, 0.f, 0.f, 0.f);
-        }
+        for (int g = 0; g < kOuts; ++g) wi[g] = __ldg(reinterpret_cast<const float4*>(w[g] + i));
 #pragma unroll
         for (int r = 0; r < kTile; ++r) {
           if (r >= rows) break;
           const float4 x = *reinterpret_cast<const float4*>(xs + r * k + i);
 #pragma unroll
           for (int g = 0; g < kOuts; ++g) {
-            acc[g][r] = fmaf(w[g].x, x.x, fmaf(w[g].y, x.y, fmaf(w[g].z, x.z,
-                        fmaf(w[g].w, x.w, acc[g][r]))));
+            acc[g * kTile + r] = fmaf(wi[g].x, x.x, fmaf(wi[g].y, x.y, fmaf(wi[g].z, x.z,
+                                 fmaf(wi[g].w, x.w, acc[g * kTile + r]))));
           }
         }
       }
-#pragma unroll
-      for (int g = 0; g < kOuts; ++g) {
-        const int n = n0 + g * kWarpsInCluster;
-        if (n >= n_out) break;
-#pragma unroll
-        for (int r = 0; r < kTile; ++r) {
-          if (r < rows) acc[g][r] = warp_sum(acc[g][r]);
-        }
-        if (lane == 0) {
-#pragma unroll
-          for (int r = 0; r < kTile; ++r) {
-            if (r < rows) emit(n, r, acc[g][r]);  // constant indices: acc stays in registers
-          }
-        }
+      const float y = reduce_scatter(acc, lane);  // of output g = lane / kTile, row lane % kTile
+      const int n = n0 + lane / kTile * kWarpsInCluster, r = lane % kTile;
+      if (n < n_out && r < rows) {
+        float* at = to.out + r * to.stride + n;
+        const float bias = n < to.split ? to.bias[n] : to.second_bias[n - to.split];
+        *at = (to.accumulate ? __ldcg(at) : 0.f) + (y + bias);
       }
     }
   }
 
-  // h[r, n] += xs[r, 0:k] . W[n] + bias[n] for every output n of this warp.
-  __device__ void residual(const float* weight, const float* bias, int k) const {
-    project(k, s.model_dim, [&](int n) { return weight + std::int64_t(n) * k; },
-            [&](int n, int r, float y) { row(r)[n] = __ldcg(row(r) + n) + (y + bias[n]); });
+  // The projection of xs by W [n, k] with bias into the workspace: at
+  // column `column` of each row, or added to h (column 0) where `residual`.
+  __device__ Projection to_workspace(const float* weight, const float* bias, int column,
+                                     bool residual) const {
+    return {weight, bias, 1 << 30, nullptr, nullptr, row(0) + column, lay.stride, residual};
   }
 
   __device__ void embed() const {
@@ -343,17 +369,6 @@ struct Step {
         }
       }
     }
-  }
-
-  // Projects each row's xs [C] by W [N, C] with bias into the workspace at act.
-  __device__ void project_to_act(const float* weight, const float* bias, int n_out) const {
-    const int c = s.model_dim;
-    project(c, n_out, [&](int n) { return weight + std::int64_t(n) * c; },
-            [&](int n, int r, float y) { row(r)[lay.act + n] = y + bias[n]; });
-  }
-
-  __device__ void qkv(const float* const* p) const {
-    project_to_act(p[kStepQkvWeight], p[kStepQkvBias], 3 * s.model_dim);
   }
 
   template <int D>
@@ -447,25 +462,13 @@ struct Step {
     __syncthreads();
   }
 
-  // The up projection's gate and value columns [2M] into the workspace
-  // (stage_swiglu combines them for the down projection).
-  __device__ void swiglu_up(const float* const* p) const {
-    project_to_act(p[kStepUpWeight], p[kStepUpBias], 2 * s.hidden);
-  }
-
   // The heads' outputs into out [B, out_stride]: logits, then regression.
   __device__ void heads(float* out, int out_stride) const {
-    const int c = s.model_dim, logits = 3 * s.horizons;
-    project(c, s.outputs(),
-            [&](int n) {
-              return n < logits ? t.head[kStepDirectionWeight] + std::int64_t(n) * c
-                                : t.head[kStepRegressionWeight] + std::int64_t(n - logits) * c;
-            },
-            [&](int n, int r, float y) {
-              const float bias = n < logits ? t.head[kStepDirectionBias][n]
-                                            : t.head[kStepRegressionBias][n - logits];
-              out[(row0 + r) * out_stride + n] = y + bias;
-            });
+    const int logits = 3 * s.horizons;
+    project(s.model_dim, s.outputs(),
+            {t.head[kStepDirectionWeight], t.head[kStepDirectionBias], logits,
+             t.head[kStepRegressionWeight], t.head[kStepRegressionBias], out + row0 * out_stride,
+             out_stride, false});
   }
 };
 
@@ -501,21 +504,32 @@ __device__ void model_stages(const Step& step, cg::cluster_group& cluster, float
   const StepTensors& t = step.t;
   step.embed();
   cluster.sync();
-  for (int l = 0; l < s.layers; ++l) {
+  // A layer is two halves running the same code (one call site of each
+  // function, so a step fetches less code): LayerNorm and a projection into
+  // the workspace (qkv, or the up projection's gate and value), then
+  // attention and the merge of its splits (or SwiGLU) into xs, then the out
+  // (or down) projection added to h.
+#pragma unroll 1
+  for (int half = 0; half < 2 * s.layers; ++half) {
+    const int l = half / 2;
+    const bool attention = half % 2 == 0;
     const float* const* p = t.layer[l];
-    step.layer_norm(p[kStepNorm1Weight], p[kStepNorm1Bias]);
-    step.qkv(p);
+    step.layer_norm(p[attention ? kStepNorm1Weight : kStepNorm2Weight],
+                    p[attention ? kStepNorm1Bias : kStepNorm2Bias]);
+    step.project(s.model_dim, attention ? 3 * s.model_dim : 2 * s.hidden,
+                 step.to_workspace(p[attention ? kStepQkvWeight : kStepUpWeight],
+                                   p[attention ? kStepQkvBias : kStepUpBias], step.lay.act, false));
     cluster.sync();
-    step.template attention<D>(l);
-    cluster.sync();
-    step.template combine<D>();
-    step.residual(p[kStepOutWeight], p[kStepOutBias], s.model_dim);
-    cluster.sync();
-    step.layer_norm(p[kStepNorm2Weight], p[kStepNorm2Bias]);
-    step.swiglu_up(p);
-    cluster.sync();
-    step.stage_swiglu();
-    step.residual(p[kStepDownWeight], p[kStepDownBias], s.hidden);
+    if (attention) {
+      step.template attention<D>(l);
+      cluster.sync();
+      step.template combine<D>();
+    } else {
+      step.stage_swiglu();
+    }
+    step.project(attention ? s.model_dim : s.hidden, s.model_dim,
+                 step.to_workspace(p[attention ? kStepOutWeight : kStepDownWeight],
+                                   p[attention ? kStepOutBias : kStepDownBias], 0, true));
     cluster.sync();
   }
   step.layer_norm(t.head[kStepNormWeight], t.head[kStepNormBias]);
