@@ -1,4 +1,6 @@
-// book_features on CUDA, in two kernels over the same rows.
+// book_features on CUDA, in two kernels over the same rows (one where a
+// spec has rolling columns and its tile of whole rows fits shared memory:
+// window_columns_kernel then writes the event columns too).
 //
 // event_columns_kernel: the per-event columns (csrc/book_features.h), one
 // thread per row at full occupancy; a block's rows are staged in shared
@@ -42,6 +44,17 @@ constexpr unsigned kAll = 0xffffffffu;
 // Staging a block's output costs rows x columns elements of shared memory;
 // past this, rows go straight to global memory.
 constexpr std::size_t kMaxStagingBytes = 40 * 1024;
+// window_columns_kernel stages whole rows (its tile's event columns too) up
+// to this: two blocks of it still fit an SM beside their TileState.
+constexpr std::size_t kMaxRowStagingBytes = 80 * 1024;
+
+// What window_columns_kernel stages in shared memory before writing its
+// rows: nothing (each column straight to global memory), the rolling
+// columns, or whole rows, event columns included (event_columns_kernel is
+// then not run). Whole rows are written as whole sectors; two kernels each
+// writing part of every row made L2 read each sector back from DRAM to
+// merge it.
+enum class Staging : int { kNone, kRolling, kRows };
 
 template <typename T, typename U>
 __global__ void __launch_bounds__(kMapThreads)
@@ -140,14 +153,14 @@ tile_totals_kernel(const __grid_constant__ BookSeries s, double* totals) {
 }
 
 // The rolling columns (each row's last windows x rolling_count columns, from
-// column spec.event_columns()) of the tile of blockIdx.x. With `totals`
-// (tile_totals_kernel), tiles that hold no window start of this tile's rows
-// are added whole.
+// column spec.event_columns()) of the tile of blockIdx.x, and with
+// Staging::kRows its event columns too. With `totals` (tile_totals_kernel),
+// tiles that hold no window start of this tile's rows are added whole.
 template <typename T, typename U>
 __global__ void __launch_bounds__(kTileThreads, 2)
 window_columns_kernel(const __grid_constant__ BookSeries s,
                       const __grid_constant__ BookFeatureSpec spec, const double* totals,
-                      int staged, U* out) {
+                      Staging staged, U* out) {
   extern __shared__ __align__(16) unsigned char shared[];
   TileState& state = *reinterpret_cast<TileState*>(shared);
   U* staging = reinterpret_cast<U*>(shared + (sizeof(TileState) + 15) / 16 * 16);
@@ -156,6 +169,7 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
   const std::int64_t b = a + kTileRows < s.rows ? a + kTileRows : s.rows;
   const int windows = spec.window_count + spec.time_window_count;
   const std::int64_t columns = spec.columns(), width = windows * spec.rolling_count;
+  const std::int64_t row_stride = columns + 1;  // staged rows: odd, on distinct banks
   // This thread's rows of the tile, and what their windows need of them.
   std::int64_t rows[kRowsPerThread], times[kRowsPerThread];
   double mids[kRowsPerThread];  // a window without a trade has the mid as VWAP
@@ -274,16 +288,35 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
       double sums[kTerms];
 #pragma unroll
       for (int j = 0; j < kTerms; ++j) sums[j] = state.prefix[j][rows[k] - a] - trail[k][j];
-      U* to = staged ? staging + (rows[k] - a) * width : out + rows[k] * columns + spec.event_columns();
+      const std::int64_t r = rows[k] - a;
+      U* to = staged == Staging::kRolling ? staging + r * width
+              : staged == Staging::kRows  ? staging + r * row_stride + spec.event_columns()
+                                          : out + rows[k] * columns + spec.event_columns();
       book::store_rolling(spec, sums, mids[k], to + w * spec.rolling_count);
     }
     __syncthreads();
   }
-  if (!staged) return;
-  const std::int64_t count = (b - a) * width;
+  if (staged == Staging::kRolling) {
+    const std::int64_t count = (b - a) * width;
+    for (std::int64_t e = tid; e < count; e += kTileThreads) {
+      const std::int64_t r = e / width;
+      out[(a + r) * columns + spec.event_columns() + (e - r * width)] = staging[e];
+    }
+  }
+  if (staged != Staging::kRows) return;
+#pragma unroll
+  for (int k = 0; k < kRowsPerThread; ++k) {
+    const std::int64_t t = rows[k];
+    if (t >= b) continue;
+    const Quote now = book::quote_at<T>(s, t);
+    const Quote before = t > 0 ? book::quote_at<T>(s, t - 1) : now;
+    book::store_event_columns<T>(s, spec, t, now, before, t > 0, staging + (t - a) * row_stride);
+  }
+  __syncthreads();
+  const std::int64_t count = (b - a) * columns;  // rows [a, b) are contiguous in out
   for (std::int64_t e = tid; e < count; e += kTileThreads) {
-    const std::int64_t r = e / width;
-    out[(a + r) * columns + spec.event_columns() + (e - r * width)] = staging[e];
+    const std::int64_t r = e / columns;
+    out[a * columns + e] = staging[r * row_stride + (e - r * columns)];
   }
 }
 
@@ -305,12 +338,19 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
   const std::size_t map_bytes = kMapThreads * (spec.event_columns() + 1) * out_size;
   const bool map_staged = map_bytes <= kMaxStagingBytes;
   const unsigned map_blocks = static_cast<unsigned>((series.rows + kMapThreads - 1) / kMapThreads);
-  // Rolling columns: a block per tile, staged when its rows fit; the tiles'
-  // totals first where a window may span whole tiles (any time window).
-  const std::size_t staging_bytes = kTileRows * windows * spec.rolling_count * out_size;
-  const bool window_staged = staging_bytes <= kMaxStagingBytes;
+  // Rolling columns: a block per tile, staging whole rows where they fit
+  // (then the event columns too), else the rolling columns where they fit;
+  // the tiles' totals first where a window may span whole tiles (any time
+  // window).
+  const std::size_t row_bytes = kTileRows * (spec.columns() + 1) * out_size;
+  const std::size_t rolling_bytes = kTileRows * windows * spec.rolling_count * out_size;
+  const Staging window_staged = row_bytes <= kMaxRowStagingBytes ? Staging::kRows
+                                : rolling_bytes <= kMaxStagingBytes ? Staging::kRolling
+                                                                    : Staging::kNone;
   const std::size_t window_bytes =
-      (sizeof(TileState) + 15) / 16 * 16 + (window_staged ? staging_bytes : 0);
+      (sizeof(TileState) + 15) / 16 * 16 + (window_staged == Staging::kRows      ? row_bytes
+                                            : window_staged == Staging::kRolling ? rolling_bytes
+                                                                                 : 0);
   const unsigned tiles = static_cast<unsigned>((series.rows + kTileRows - 1) / kTileRows);
   bool spans_tiles = spec.time_window_count > 0;
   for (int w = 0; w < spec.window_count; ++w) spans_tiles |= spec.windows[w] > 2 * kTileRows;
@@ -320,7 +360,7 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
       using T = std::remove_pointer_t<decltype(in_tag)>;
       using U = std::remove_pointer_t<decltype(out_tag)>;
       U* features = reinterpret_cast<U*>(out);
-      if (spec.event_columns()) {
+      if (spec.event_columns() && !(windows && window_staged == Staging::kRows)) {
         event_columns_kernel<T, U><<<map_blocks, kMapThreads, map_staged ? map_bytes : 0, s>>>(
             series, spec, map_staged, features);
       }
