@@ -73,7 +73,7 @@ __global__ void remote_chain(int steps, double* ns) {
     int at = 0;
     const std::uint64_t t0 = now_ns();
     for (int i = 0; i < steps; ++i) at = remote[at];
-    *ns = double(now_ns() - t0) / steps + 0.0 * at;
+    *ns = double(now_ns() - t0) / steps;
     if (at < 0) *ns = -1;  // keeps the chain
   }
   cluster.sync();
@@ -104,24 +104,35 @@ void code_size(float* sink, long long* cycles, int threads, bool first) {
               c[0] / instructions, c[passes - 1] / instructions);
 }
 
-double run_barriers(int blocks, double* ns) {
+// A launch of `blocks` blocks of `threads` as one cluster.
+struct ClusterLaunch {
   cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(blocks);
-  config.blockDim = dim3(256);
-  config.dynamicSmemBytes = 0;
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = blocks;
-  attr.val.clusterDim.y = 1;
-  attr.val.clusterDim.z = 1;
-  config.attrs = &attr;
-  config.numAttrs = 1;
-  CHECK(cudaFuncSetAttribute(barriers, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
-  CHECK(cudaLaunchKernelEx(&config, barriers, 10000, ns));
+  cudaLaunchAttribute attr = {};
+  ClusterLaunch(int blocks, int threads, std::size_t shared) {
+    config.gridDim = dim3(blocks);
+    config.blockDim = dim3(threads);
+    config.dynamicSmemBytes = shared;
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = blocks;
+    attr.val.clusterDim.y = 1;
+    attr.val.clusterDim.z = 1;
+    config.attrs = &attr;
+    config.numAttrs = 1;
+  }
+};
+
+double read_back(const double* ns) {
   CHECK(cudaDeviceSynchronize());
   double v;
   CHECK(cudaMemcpy(&v, ns, sizeof v, cudaMemcpyDeviceToHost));
   return v;
+}
+
+double run_barriers(int blocks, double* ns) {
+  ClusterLaunch launch(blocks, 256, 0);
+  CHECK(cudaFuncSetAttribute(barriers, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+  CHECK(cudaLaunchKernelEx(&launch.config, barriers, 10000, ns));
+  return read_back(ns);
 }
 
 int main() {
@@ -144,22 +155,9 @@ int main() {
               run_barriers(16, ns), run_barriers(8, ns), run_barriers(2, ns));
 
   {
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3(2);
-    config.blockDim = dim3(32);
-    config.dynamicSmemBytes = 4096;
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = 2;
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    config.attrs = &attr;
-    config.numAttrs = 1;
-    CHECK(cudaLaunchKernelEx(&config, remote_chain, 10000, ns));
-    CHECK(cudaDeviceSynchronize());
-    double v;
-    CHECK(cudaMemcpy(&v, ns, sizeof v, cudaMemcpyDeviceToHost));
-    std::printf(", \"dsmem_load_ns\": %.1f", v);
+    ClusterLaunch launch(2, 32, 4096);
+    CHECK(cudaLaunchKernelEx(&launch.config, remote_chain, 10000, ns));
+    std::printf(", \"dsmem_load_ns\": %.1f", read_back(ns));
   }
 
   // A permutation over 16 MB (L2-resident after the first walk), then the
@@ -170,19 +168,15 @@ int main() {
   int* device_next;
   CHECK(cudaMalloc(&device_next, n * sizeof(int)));
   CHECK(cudaMemcpy(device_next, host, n * sizeof(int), cudaMemcpyHostToDevice));
-  double v;
   global_chain<false><<<1, 1>>>(device_next, 20000, ns);  // warms L2
   global_chain<false><<<1, 1>>>(device_next, 20000, ns);
-  CHECK(cudaMemcpy(&v, ns, sizeof v, cudaMemcpyDeviceToHost));
-  std::printf(", \"l2_load_ns\": %.1f", v);
+  std::printf(", \"l2_load_ns\": %.1f", read_back(ns));
   int* mapped;
   CHECK(cudaHostAlloc(&mapped, 4096 * sizeof(int), cudaHostAllocMapped));
   for (int i = 0; i < 4096; ++i) mapped[i] = host[i] % 4096;
   int* mapped_device;
   CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&mapped_device), mapped, 0));
   global_chain<true><<<1, 1>>>(mapped_device, 200, ns);
-  CHECK(cudaDeviceSynchronize());
-  CHECK(cudaMemcpy(&v, ns, sizeof v, cudaMemcpyDeviceToHost));
-  std::printf(", \"mapped_host_load_ns\": %.1f}\n", v);
+  std::printf(", \"mapped_host_load_ns\": %.1f}\n", read_back(ns));
   return 0;
 }
