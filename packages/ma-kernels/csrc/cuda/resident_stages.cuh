@@ -212,9 +212,9 @@ struct OnChipStep {
   // projection takes few dependent steps. A group starts its row at a
   // different sixteenth of it: the four rows a warp reads meet on different
   // banks.
-  __device__ void project(const __nv_bfloat16* w, int k, int n_out, const float* xs,
-                                       float* out, int stride, const float* bias, int split,
-                                       const float* second_bias) const {
+  __device__ void project(const __nv_bfloat16* w, int k, int n_out, const float* xs, float* out,
+                          int stride, const float* bias, int split,
+                          const float* second_bias) const {
     const int group = lane / 8, sub = lane % 8, steps = k / 16;
 #pragma unroll 1
     for (int n0 = 4 * warp; n0 < n_out; n0 += 4 * kWarps) {
