@@ -1,3 +1,4 @@
+import logging
 import subprocess
 import sys
 
@@ -236,7 +237,7 @@ def test_from_checkpoint(tmp_path, rolling):
 def test_cuda_graph_stream_equals_batch(instruments):
     cfg = small_config(WINDOWS, model_dim=64)  # head dim 32 on CUDA
     engine = StreamEngine(small_model(cfg), fitted_inputs(WINDOWS), instruments=instruments,
-                          device="cuda")
+                          device="cuda", mode="graph")
     assert engine.mode == "graph" and engine._graph is not None
     streams = [ticks_of(40, 20 + i) for i in range(instruments)]
     check_stream_equals_batch(engine, streams, seed=3, chunk=5)
@@ -331,3 +332,16 @@ def test_resident_falls_back_to_the_graph_with_a_reason():
         engine = StreamEngine(small_model(cfg), fitted_inputs(WINDOWS), device="cuda",
                               mode="resident")
     assert engine.mode == "graph" and engine._graph is not None
+
+
+@pytest.mark.gpu
+def test_the_default_on_cuda_is_the_resident_kernel_where_the_model_fits(caplog, recwarn):
+    fits = StreamEngine(small_model(small_config(WINDOWS, model_dim=64)), fitted_inputs(WINDOWS),
+                        device="cuda")
+    assert fits.mode == "resident" and fits._resident is not None
+    with caplog.at_level(logging.INFO, logger="ma_runtime"):
+        outside = StreamEngine(small_model(small_config(WINDOWS, model_dim=256)),
+                               fitted_inputs(WINDOWS), device="cuda")
+    assert outside.mode == "graph" and outside._graph is not None
+    assert "resident mode unavailable" in caplog.text  # logged, not warned: it was not asked for
+    assert not [w for w in recwarn if "resident mode" in str(w.message)]

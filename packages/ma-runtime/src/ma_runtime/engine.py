@@ -20,6 +20,7 @@ ticks and reads the results.
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ SNAPSHOT_FORMAT = ("ma-runtime-engine", 3)
 _NO_RANGE = contextlib.nullcontext()
 _STAGES = ("ma.pack", "ma.step", "ma.signals")  # the NVTX ranges of a push
 MODES = ("eager", "graph", "resident")
+_log = logging.getLogger("ma_runtime")
 _BOOK = ("bid_price", "bid_size", "ask_price", "ask_size")
 _TRADE = ("trade_price", "trade_size", "trade_side")
 
@@ -108,13 +110,14 @@ class StreamEngine:
     ``levels``: book levels the engine reads (default the spec's); pushed
     ticks may have more (the rest is not read), not fewer.
     ``max_events`` bounds what a time window holds (``FeatureState``).
-    ``mode`` runs each round's device step as ``"eager"`` ops, one captured
-    CUDA ``"graph"`` (the default on CUDA), or in the ``"resident"`` kernel
-    (``ma_kernels.ResidentStream``: CUDA, models whose weights fit one
-    thread-block cluster's shared memory in bf16, probabilities within
-    ``ma_kernels.resident.PROBABILITY_TOLERANCE`` of the float32 modes);
-    where the resident kernel cannot run, the engine says why in a warning
-    and takes the graph.
+    ``mode`` runs each round's device step as ``"eager"`` ops (the CPU), one
+    captured CUDA ``"graph"``, or in the ``"resident"`` kernel
+    (``ma_kernels.ResidentStream``: models whose weights fit one thread-block
+    cluster's shared memory in bf16, probabilities within
+    ``ma_kernels.resident.PROBABILITY_TOLERANCE`` of the float32 modes).
+    On CUDA the default is the resident kernel where the model fits it and
+    the graph otherwise, the reason logged (logger ``ma_runtime``); asked
+    for and unable to run, the resident kernel says why in a warning.
     """
 
     def __init__(
@@ -138,7 +141,7 @@ class StreamEngine:
         if self.levels < inputs.spec.levels:
             raise ValueError(f"levels={self.levels}, but the spec reads {inputs.spec.levels}")
         self.device = torch.device(device)
-        self.mode = mode or ("graph" if self.device.type == "cuda" else "eager")
+        self.mode = mode or ("resident" if self.device.type == "cuda" else "eager")
         if self.mode not in MODES or (self.mode != "eager" and self.device.type != "cuda"):
             raise ValueError(f"mode must be one of {MODES} ('graph' and 'resident' on CUDA), got "
                              f"{mode!r} on {self.device}")
@@ -181,13 +184,14 @@ class StreamEngine:
                         for name in _STAGES}
         self._graph = self._resident = None
         if self.mode == "resident":
-            self._resident = self._resident_stream()
+            self._resident = self._resident_stream(asked=mode is not None)
         if self.mode == "graph":
             self._capture()
 
-    def _resident_stream(self):
-        """The resident kernel over this engine's state, or None (with a warning
-        saying why) where it cannot run: the engine then takes the graph."""
+    def _resident_stream(self, asked: bool):
+        """The resident kernel over this engine's state, or None where it cannot
+        run: the engine then takes the graph, saying why in a warning where the
+        caller ``asked`` for the kernel, in the log where it was the default."""
         cfg, spec = self.model.config, self.features.spec
         why = None
         if self.inputs.rolling is not None:
@@ -205,7 +209,11 @@ class StreamEngine:
                     **self._standardise)
             except (ValueError, RuntimeError) as e:  # no room on this GPU, say
                 why = str(e)
-        warnings.warn(f"resident mode unavailable ({why}); using the CUDA graph", stacklevel=3)
+        message = f"resident mode unavailable ({why}); using the CUDA graph"
+        if asked:
+            warnings.warn(message, stacklevel=3)
+        else:
+            _log.info(message)
         self.mode = "graph"
         return None
 
