@@ -76,18 +76,21 @@ __device__ __forceinline__ float warp_sum(float x) {
 // at the lane whose low bits are i, the sum of v[i]. Each step halves what a
 // lane holds and sends the other half to its partner: N - 1 shuffles in
 // all, against N log2(N) for a warp_sum of each value (and far less code).
-template <int N>
+// The steps are a template recursion, not a loop over `half`: nvcc left
+// that loop rolled, so v was indexed at run time and lived in local memory.
+template <int N, int Half = N / 2>
 __device__ __forceinline__ float reduce_scatter(float (&v)[N], int lane) {
+  if constexpr (Half == 0) {
+    return v[0];
+  } else {
+    const bool upper = lane & Half;
 #pragma unroll
-  for (int half = N / 2; half > 0; half /= 2) {
-    const bool upper = lane & half;
-#pragma unroll
-    for (int i = 0; i < half; ++i) {
-      const float keep = upper ? v[i + half] : v[i], send = upper ? v[i] : v[i + half];
-      v[i] = keep + __shfl_xor_sync(kAll, send, half);
+    for (int i = 0; i < Half; ++i) {
+      const float keep = upper ? v[i + Half] : v[i], send = upper ? v[i] : v[i + Half];
+      v[i] = keep + __shfl_xor_sync(kAll, send, Half);
     }
+    return reduce_scatter<N, Half / 2>(v, lane);
   }
-  return v[0];
 }
 
 // acc[r] = xs[r, 0:k] . w[0:k] for the tile's first `rows` rows (warp-uniform).
