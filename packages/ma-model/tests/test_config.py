@@ -186,6 +186,18 @@ def test_class_weight_is_none_or_balanced():
         config_from_dict({"train": {"class_weight": "inverse"}})
 
 
+def test_mirror_is_a_probability_and_recency_a_ratio_of_at_least_one():
+    train = config_from_dict({}).train
+    assert train.mirror == 0 and train.recency == 1
+    cfg = config_from_dict({"train": {"mirror": 0.25, "recency": 4}})
+    assert (cfg.train.mirror, cfg.train.recency) == (0.25, 4.0)
+    assert config_from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="train.mirror: Input should be less than or equal to 1"):
+        config_from_dict({"train": {"mirror": 1.5}})
+    with pytest.raises(ValueError, match="train.recency: Input should be greater than or equal"):
+        config_from_dict({"train": {"recency": 0.5}})
+
+
 def test_seed_is_a_grid_key():
     cfg = config_from_dict({"param_grid": {"seed": [0, 1, 2]}})
     assert [(p.train.seed, p.train.out_dir) for p in cfg.grid()] == [

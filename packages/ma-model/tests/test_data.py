@@ -158,3 +158,43 @@ def test_balanced_class_weights_give_each_class_a_third_of_the_weight():
     labels[:, 1] = ma_features.IGNORE_INDEX
     with pytest.raises(ValueError, match="a horizon has no defined training label"):
         balanced_class_weights(labels)
+
+
+def test_mirrored_windows_flip_inputs_labels_and_target(arrays):
+    from ma_model.data import MirroredWindows
+
+    windows = WindowDataset(arrays, 16, 8)
+    sign, offset = torch.tensor([1.0, -1, -1, -1, -1, 1]), torch.arange(6.0)
+    assert all(torch.equal(a, b) for a, b in zip(MirroredWindows(windows, 0.0, sign, offset)[3],
+                                                  windows[3], strict=True))
+    x, dt, labels, target, valid = MirroredWindows(windows, 1.0, sign, offset)[3]
+    x0, dt0, labels0, target0, valid0 = windows[3]
+    assert torch.equal(x, x0 * sign + offset) and torch.equal(dt, dt0)
+    swap = torch.tensor([2, 1, 0])
+    defined = labels0 != ma_features.IGNORE_INDEX
+    assert torch.equal(labels[defined], swap[labels0[defined]])
+    assert torch.equal(labels[~defined], labels0[~defined])
+    assert torch.equal(target, -target0) and torch.equal(valid, valid0)
+    torch.manual_seed(0)
+    half = MirroredWindows(windows, 0.5, sign, offset)
+    flipped = sum(not torch.equal(half[i][0], windows[i][0]) for i in range(len(windows)))
+    assert 0.3 * len(windows) < flipped < 0.7 * len(windows)
+
+
+def test_recency_sampler_favours_the_latest_windows_and_splits_its_draws():
+    from ma_model.data import RecencySampler
+
+    windows = list(range(1000))
+    sampler = RecencySampler(windows, 4.0, seed=1)
+    draws = torch.tensor(list(sampler))
+    assert len(draws) == len(sampler) == 1000
+    late, early = int((draws >= 900).sum()), int((draws < 100).sum())
+    assert 2.5 < late / early < 6  # about 4 (3.9 over these tenths)
+    assert list(sampler) == draws.tolist()  # the same epoch, the same draws
+    sampler.set_epoch(1)
+    assert list(sampler) != draws.tolist()
+    sampler.set_epoch(0)
+    parts = [list(RecencySampler(windows, 4.0, num_replicas=3, rank=r, seed=1))
+             for r in range(3)]
+    assert [len(p) for p in parts] == [333] * 3
+    assert [d for trio in zip(*parts, strict=True) for d in trio] == draws[:999].tolist()

@@ -172,3 +172,15 @@ def test_balanced_class_weights_change_the_loss_and_validate_on_its_scale(tiny_c
     cfg = replace(cfg, train=replace(cfg.train, out_dir=tiny_config.train.out_dir + "-w"))
     balanced = fit(cfg, log=lambda *_: None)["history"]["train_loss"]
     assert balanced != unweighted
+
+
+def test_mirror_and_recency_change_training_and_resume_exactly(tiny_config, tmp_path):
+    plain = fit(tiny_config, log=lambda *_: None)["history"]["train_loss"]
+    for train in ({"mirror": 0.5}, {"recency": 4.0}):
+        cfg = replace(tiny_config, train=replace(tiny_config.train, epochs=3, **train))
+        whole = fit(replace(cfg, train=replace(cfg.train, out_dir=str(tmp_path / "whole"))),
+                    log=lambda *_: None)
+        assert whole["history"]["train_loss"][:2] != plain
+        parted = replace(cfg, train=replace(cfg.train, out_dir=str(tmp_path / "parted")))
+        fit(parted, stop_after_epochs=1, log=lambda *_: None)
+        assert fit(parted, resume=True, log=lambda *_: None)["history"] == whole["history"]

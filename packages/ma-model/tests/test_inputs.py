@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -66,3 +67,45 @@ def test_the_rolling_window_travels_in_the_state_and_is_checked():
     for bad in (0, 2.5, True):
         with pytest.raises(ValueError, match="normalization rolling must be null or a number"):
             ModelInputs.from_state(spec, {**inputs.state_dict(), "rolling": bad})
+
+
+def _mirrored(ticks: ma_features.Ticks, centre: float) -> ma_features.Ticks:
+    """The book reflected about ``centre``: bids become asks, buys sells."""
+    from dataclasses import replace
+
+    traded = ticks.trade_size > 0
+    return replace(ticks, bid_price=2 * centre - ticks.ask_price, ask_price=2 * centre
+                   - ticks.bid_price, bid_size=ticks.ask_size, ask_size=ticks.bid_size,
+                   trade_price=np.where(traded, 2 * centre - ticks.trade_price, 0.0),
+                   trade_side=-ticks.trade_side)
+
+
+@pytest.mark.parametrize("rolling", [None, 50])
+def test_mirror_maps_the_inputs_to_those_of_the_mirrored_book(rolling):
+    from ma_model import raw_columns
+
+    spec = ma_features.FeatureSpec(
+        instant=("spread", "mid_change", "microprice_offset", "imbalance", "ofi", "log_depth",
+                 "signed_volume"),
+        rolling=("ofi", "signed_volume", "realized_variance"), windows=(10, 50))
+    ticks = ma_features.simulate(3000, levels=1, seed=5)
+    centre = float(np.mean((ticks.bid_price[:, 0] + ticks.ask_price[:, 0]) / 2))
+    a, b = raw_columns(ticks, spec), raw_columns(_mirrored(ticks, centre), spec)
+    inputs = ModelInputs.fit(spec, a["x"][:2000], a["dt"][:2000], rolling)
+    x, _ = inputs.normalize(a["x"], a["dt"])
+    x_mirror, _ = inputs.normalize(b["x"], b["dt"])
+    sign, offset = inputs.mirror()
+    assert sign.tolist() == [1, -1, -1, -1, -1, 1, -1] + [-1, -1, 1] * 2
+    # Exact but for realized variance: a log return of a reflected mid is
+    # minus the original's only to first order.
+    assert torch.allclose(x * sign + offset, x_mirror, atol=2e-2)
+    exact = [i for i, n in enumerate(spec.names) if not n.startswith("realized")]
+    assert torch.allclose((x * sign + offset)[:, exact], x_mirror[:, exact], atol=1e-4)
+
+
+def test_mirror_refuses_price_levels():
+    from ma_model.inputs import mirror_parity
+
+    assert mirror_parity(("spread", "ofi_sum_10", "depth_imbalance_5")).tolist() == [1, -1, -1]
+    with pytest.raises(ValueError, match=r"\['mid', 'vwap_10'\] have no bid/ask mirror"):
+        mirror_parity(("spread", "mid", "vwap_10"))

@@ -189,6 +189,13 @@ class TrainConfig:
     ``max_minutes``: a wall-clock budget beside ``epochs`` (None: none); fit
     stops after the step that spends it, grid search shares it between its
     points, and ma-eval's baselines take it too.
+    ``mirror``: the probability that a training window is replaced by its
+    bid/ask mirror (odd inputs negated, down and up swapped:
+    :class:`ma_model.data.MirroredWindows`); 0, the default, never. Needs a
+    spec without price levels. ``recency``: 1 (the default) draws every
+    training window once an epoch in a shuffled order; above 1, windows are
+    drawn with replacement, the latest ``recency`` times as likely as the
+    earliest (:class:`ma_model.data.RecencySampler`).
     ``class_weight``: null (every label counts the same) or ``balanced``:
     per horizon, class c's cross-entropy weighed by ``n / (3 n_c)`` of the
     training split's labels (scikit-learn's rule), so the rarer moves count
@@ -213,6 +220,8 @@ class TrainConfig:
     out_dir: Annotated[str, Field(min_length=1)] = "runs/default"
     max_minutes: PositiveReal | None = None
     class_weight: Literal[CLASS_WEIGHTS] | None = None
+    mirror: Ratio = 0.0
+    recency: Annotated[Real, Field(ge=1)] = 1.0
 
     def __post_init__(self) -> None:
         if self.cuda_graph and self.compile in GRAPHED_COMPILE_MODES:

@@ -14,10 +14,11 @@ training rows only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 import ma_features
 
@@ -123,6 +124,56 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         return self._x[i], self._dt[i], self._labels[i], self._target[i], self._valid[i]
+
+
+class MirroredWindows(Dataset):
+    """The windows of ``windows``, each replaced, with probability ``p`` per
+    draw, by its bid/ask mirror: inputs ``x * sign + offset``
+    (:meth:`ma_model.inputs.ModelInputs.mirror`), labels down and up swapped,
+    the regression target (the change of the imbalance) negated. The draws
+    come from torch's global generator, so a seed gives the same windows."""
+
+    def __init__(self, windows: WindowDataset, p: float, sign: torch.Tensor,
+                 offset: torch.Tensor) -> None:
+        self.windows, self.p, self.sign, self.offset = windows, p, sign, offset
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        x, dt, labels, target, valid = self.windows[i]
+        if float(torch.rand(())) >= self.p:
+            return x, dt, labels, target, valid
+        labels = torch.where(labels == ma_features.IGNORE_INDEX, labels, 2 - labels)
+        return x * self.sign + self.offset, dt, labels, -target, valid
+
+
+class RecencySampler(Sampler):
+    """Each epoch, ``len(windows)`` draws with replacement, window i of n
+    with probability growing as ``ratio ** (i / (n - 1))`` (the last window
+    ``ratio`` times as likely as the first: the training split's latest
+    rows, nearest the rows scored, count most). The draws depend on ``seed``
+    and the epoch only; each of ``num_replicas`` processes takes every W-th
+    of the first ``n - n % W``."""
+
+    def __init__(self, windows: Dataset, ratio: float, num_replicas: int = 1, rank: int = 0,
+                 seed: int = 0) -> None:
+        n = len(windows)
+        self.weights = torch.exp(math.log(ratio) * torch.arange(n, dtype=torch.float64)
+                                 / max(n - 1, 1))
+        self.world, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.weights) // self.world
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        draws = torch.multinomial(self.weights, len(self) * self.world, replacement=True,
+                                  generator=generator)
+        return iter(draws[self.rank::self.world].tolist())
 
 
 @dataclass

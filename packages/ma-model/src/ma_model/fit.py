@@ -22,7 +22,14 @@ import ma_features
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, ModelConfig, TrainConfig, config_from_dict
-from .data import Splits, WindowDataset, balanced_class_weights, load_splits
+from .data import (
+    MirroredWindows,
+    RecencySampler,
+    Splits,
+    WindowDataset,
+    balanced_class_weights,
+    load_splits,
+)
 from .distributed import global_batch_losses, setup
 from .model import MATransformer
 from .optim import adamw, lr_factor
@@ -189,9 +196,15 @@ def fit(cfg: Config, *, data: Splits | None = None, resume: bool = False,
     # No validation split: no early stopping, and the last epoch is the best.
     val_set = WindowDataset(data.val, cfg.data.sequence_length, cfg.data.sequence_length) \
         if len(data.val.x) else None
+    if cfg.train.mirror > 0:
+        train_set = MirroredWindows(train_set, cfg.train.mirror, *data.inputs.mirror())
     per_rank = cfg.train.batch_size // world
-    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
-                                 seed=cfg.train.seed, drop_last=True)
+    if cfg.train.recency > 1:
+        sampler = RecencySampler(train_set, cfg.train.recency, num_replicas=world, rank=rank,
+                                 seed=cfg.train.seed)
+    else:
+        sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
+                                     seed=cfg.train.seed, drop_last=True)
     loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True,
                         pin_memory=device.type == "cuda")  # host-to-device copies that don't wait
     if len(loader) == 0:

@@ -42,6 +42,31 @@ def raw_columns(ticks: ma_features.Ticks, spec: ma_features.FeatureSpec,
             **{name: column[name] for name in extra}}
 
 
+# How each column moves when the book is mirrored (bids and asks swapped,
+# prices reflected, trade sides negated): odd columns change sign, even ones
+# stay. Price levels (mid, microprice, vwap) have no mirror without a price
+# to reflect about, so a spec with them cannot be mirrored.
+MIRROR_ODD = ("imbalance", "ofi", "log_return", "signed_volume", "mid_change",
+              "microprice_offset", "depth_imbalance_", "ofi_level_", "mlofi_", "ofi_sum_",
+              "signed_volume_sum_")
+MIRROR_EVEN = ("spread", "inter_arrival", "log_depth", "realized_variance_")
+
+
+def mirror_parity(names: tuple[str, ...]) -> torch.Tensor:
+    """``[F]`` float32: -1 for each column of ``names`` that changes sign
+    when the book is mirrored, +1 for one that stays (:data:`MIRROR_ODD`,
+    :data:`MIRROR_EVEN`; a name ending in ``_`` there is a prefix). A
+    ValueError names the columns without a mirror (price levels)."""
+    def matches(name: str, table: tuple[str, ...]) -> bool:
+        return any(name.startswith(t) if t.endswith("_") else name == t for t in table)
+
+    unknown = [n for n in names if not (matches(n, MIRROR_ODD) or matches(n, MIRROR_EVEN))]
+    if unknown:
+        raise ValueError(f"train.mirror: columns {unknown} have no bid/ask mirror (price "
+                         "levels); drop them from data.features or set train.mirror to 0")
+    return torch.tensor([-1.0 if matches(n, MIRROR_ODD) else 1.0 for n in names])
+
+
 ROLLING_MIN_DEVIATION = 1e-3
 """The least deviation (in training-split deviations) a rolling window's
 inputs are divided by: a column that stood still over the window reads as
@@ -152,6 +177,18 @@ class ModelInputs:
         if self.rolling is not None:  # from float32, as the engine's inputs are
             z = rolling_standardize(z.float(), self.rolling)
         return z.float(), scaled.float()
+
+    def mirror(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sign, offset)``, ``[F]`` float32 each: the normalised inputs of
+        the mirrored book are ``x * sign + offset`` (:func:`mirror_parity`).
+        An odd column's raw value changes sign, so its train-standardised one
+        becomes ``-z - 2 mean / sd``; rolled against its own recent ticks
+        (``rolling``), the shift cancels and it is ``-z`` exactly."""
+        sign = mirror_parity(self.spec.names)
+        shift, scale = self.standardizer.affine()
+        offset = torch.zeros_like(sign) if self.rolling is not None else \
+            torch.where(sign < 0, -2 * shift * scale, 0.0).float()
+        return sign, offset
 
     def stream(self, batch: int = 1, device: torch.device | str = "cpu",
                max_events: int = 4096, levels: int | None = None) -> ma_features.FeatureState:
