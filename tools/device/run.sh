@@ -9,8 +9,9 @@
 # (memcheck, racecheck); PROFILE=1 times the resident kernel's round by stage
 # (resident_stages.json), profiles a training step by attention kind
 # (profile_training.txt) and runs Nsight Compute on the attention kernels
-# (ncu_attention.txt) and the feature kernels (ncu.txt, and per SASS
-# instruction of the window kernel, ncu_window_sass.csv); PROFILE=resident
+# (ncu_attention.txt), the model step kernel (ncu_step.txt) and the feature
+# kernels (ncu.txt), and per SASS instruction of the step and window kernels
+# (ncu_*_sass.csv, summarised by ncu_summary.py); PROFILE=resident
 # only the first; TESTS=0 skips the tests, BENCH=0 the benchmarks;
 # BENCHES picks benchmarks (default: features attention training latency;
 # add scaling on a machine with 2 or more GPUs).
@@ -91,6 +92,14 @@ if [ "${PROFILE:-0}" = 1 ]; then
     --section InstructionStats --section ComputeWorkloadAnalysis \
     python3 tools/device/profile_attention.py > "$OUT/ncu_attention.txt" 2>&1 || status=1
   grep -E "_kernel<|Duration|Achieved Occupancy|Registers Per|Issue Slots Busy" "$OUT/ncu_attention.txt"
+  echo "== ncu: the model step kernel (the graph path's), one instrument"
+  ncu --clock-control none -k regex:transformer_step --launch-skip 20 -c 1 --section SpeedOfLight \
+    --section WarpStateStats --section InstructionStats --section LaunchStats --section Occupancy \
+    --section SourceCounters -o /tmp/step -f python3 tools/device/profile_step.py > /dev/null 2>&1 &&
+  ncu -i /tmp/step.ncu-rep --page details > "$OUT/ncu_step.txt" 2>&1 &&
+  ncu -i /tmp/step.ncu-rep --page source --csv --print-source sass > "$OUT/ncu_step_sass.csv" 2>&1 ||
+    status=1
+  python3 tools/device/ncu_summary.py "$OUT/ncu_step_sass.csv"
   echo "== ncu: feature kernels"
   ncu --clock-control none -k regex:columns_kernel -c 8 --section SpeedOfLight --section Occupancy \
     --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
@@ -102,6 +111,7 @@ if [ "${PROFILE:-0}" = 1 ]; then
     -o /tmp/window -f python3 tools/device/profile_features.py model_inputs_windows > /dev/null 2>&1 &&
   ncu -i /tmp/window.ncu-rep --page source --csv --print-source sass \
     > "$OUT/ncu_window_sass.csv" 2>&1 || status=1
+  python3 tools/device/ncu_summary.py "$OUT/ncu_window_sass.csv"
 fi
 
 if [ "${BENCH:-1}" = 1 ]; then
