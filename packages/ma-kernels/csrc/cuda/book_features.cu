@@ -27,6 +27,7 @@
 #include <type_traits>
 
 #include "book_features.h"
+#include "cuda/cells.cuh"
 #include "cuda/check.cuh"
 
 namespace ma_kernels {
@@ -56,25 +57,11 @@ constexpr std::size_t kMaxRowStagingBytes = 80 * 1024;
 // merge it.
 enum class Staging : int { kNone, kRolling, kRows };
 
-// out[r * columns + c] = staging[r * stride + c] for r < rows, c < width, by
-// the block's threads over the elements in order (coalesced). A thread's row
-// and column advance by adding, not by dividing each element's index: an
-// integer division by a runtime width is ~40 instructions, and it was a
-// fifth of event_columns_kernel's (Nsight Compute at 18cd556).
+// out[r * columns + c] = staging[r * stride + c] for r < rows, c < width.
 template <typename U>
 __device__ void copy_rows(const U* staging, int stride, int rows, int width, U* out,
                           std::int64_t columns) {
-  const int threads = int(blockDim.x), step_rows = threads / width, step_columns = threads % width;
-  int r = int(threadIdx.x) / width, c = int(threadIdx.x) % width;
-  while (r < rows) {
-    out[r * columns + c] = staging[r * stride + c];
-    r += step_rows;
-    c += step_columns;
-    if (c >= width) {
-      c -= width;
-      ++r;
-    }
-  }
+  for_each_cell(rows, width, [&](int r, int c) { out[r * columns + c] = staging[r * stride + c]; });
 }
 
 template <typename T, typename U>

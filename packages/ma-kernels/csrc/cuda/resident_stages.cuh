@@ -154,17 +154,15 @@ struct OnChipStep {
   __device__ void add_parts(int n, const float* weight, const float* bias) const {
     const int c = s.model_dim;
     float* hs = at<float>(o.h);
-#pragma unroll 1
-    for (int i = threadIdx.x; i < rows * c; i += kThreads) {
-      const int r = i / c, j = i % c;
+    for_each_cell(rows, c, [&](int r, int j) {
       float v[kMaxBlocks], y = 0.f;
       gather(n, r * o.exchange_stride + j, v);
 #pragma unroll
       for (int x = 0; x < kMaxBlocks; ++x) {
         if (x < n) y = fmaf(weight ? weight[r * n + x] : 1.f, v[x], y);
       }
-      hs[i] += y + __ldg(bias + j);
-    }
+      hs[r * c + j] += y + __ldg(bias + j);
+    });
     __syncthreads();
   }
 
@@ -297,16 +295,14 @@ struct OnChipStep {
     float* h = at<float>(o.h);
     const __nv_bfloat16* we = at<__nv_bfloat16>(o.embed);
     const __nv_bfloat16* wt = at<__nv_bfloat16>(o.time);
-#pragma unroll 1
-    for (int i = threadIdx.x; i < rows * c; i += kThreads) {
-      const int r = i / c, n = i % c;
+    for_each_cell(rows, c, [&](int r, int n) {
       float from_x = 0.f, from_time = 0.f;
       for (int j = 0; j < f; ++j) from_x = fmaf(__bfloat162float(we[n * f + j]), xs[r * k + j], from_x);
       for (int j = f; j < k; ++j) {
         from_time = fmaf(__bfloat162float(wt[n * (k - f) + j - f]), xs[r * k + j], from_time);
       }
-      h[i] = (from_x + t.embed[kStepEmbedBias][n]) + (from_time + t.embed[kStepTimeBias][n]);
-    }
+      h[r * c + n] = (from_x + t.embed[kStepEmbedBias][n]) + (from_time + t.embed[kStepTimeBias][n]);
+    });
     __syncthreads();
   }
 
@@ -473,12 +469,10 @@ struct OnChipStep {
     const float* act = at<float>(o.act);
     __syncthreads();
     float* hidden = at<float>(o.xs);  // free until the next LayerNorm
-#pragma unroll 1
-    for (int i = threadIdx.x; i < kTile * u; i += kThreads) {
-      const int r = i / u, j = i % u;
+    for_each_cell(kTile, u, [&](int r, int j) {
       const float gate = r < rows ? act[r * 2 * u + j] : 0.f;
-      hidden[i] = r < rows ? gate / (1.f + expf(-gate)) * act[r * 2 * u + u + j] : 0.f;
-    }
+      hidden[r * u + j] = r < rows ? gate / (1.f + expf(-gate)) * act[r * 2 * u + u + j] : 0.f;
+    });
     __syncthreads();
   }
 
@@ -488,29 +482,28 @@ struct OnChipStep {
     // weight[r, x] = exp(m_x - max of its head) / the head's sum, per block
     // x: each thread (row, block) loads that block's max and sum into shared
     // memory, then takes the max and the sum over its head's `splits` blocks.
-    const int attending = s.heads * o.splits, n = rows * attending;
+    const int attending = s.heads * o.splits;
     float* weight = at<float>(o.weight);  // [rows, attending] weights, maxima, sums
     float* maxima = weight + kTile * o.blocks;
     float* sums = maxima + kTile * o.blocks;
-#pragma unroll 1
-    for (int i = threadIdx.x; i < n; i += kThreads) {
-      const float* part = part_of(i % attending) + i / attending * o.exchange_stride + c;
-      maxima[i] = part[0];
-      sums[i] = part[1];
-    }
+    for_each_cell(rows, attending, [&](int r, int x) {
+      const float* part = part_of(x) + r * o.exchange_stride + c;
+      maxima[r * attending + x] = part[0];
+      sums[r * attending + x] = part[1];
+    });
     __syncthreads();
-#pragma unroll 1
-    for (int i = threadIdx.x; i < n; i += kThreads) {
-      const int first = i - i % o.splits;  // the head's first block, in the same row
+    // Cell (g, y): block y of its head in group g = (row, head), at g * splits + y.
+    for_each_cell(rows * s.heads, o.splits, [&](int g, int y) {
+      const int first = g * o.splits, i = first + y;
       float top = -INFINITY, total = 0.f;
 #pragma unroll 1
-      for (int y = first; y < first + o.splits; ++y) top = fmaxf(top, maxima[y]);
+      for (int x = first; x < first + o.splits; ++x) top = fmaxf(top, maxima[x]);
 #pragma unroll 1
-      for (int y = first; y < first + o.splits; ++y) {
-        if (maxima[y] != -INFINITY) total += expf(maxima[y] - top) * sums[y];
+      for (int x = first; x < first + o.splits; ++x) {
+        if (maxima[x] != -INFINITY) total += expf(maxima[x] - top) * sums[x];
       }
       weight[i] = maxima[i] == -INFINITY ? 0.f : expf(maxima[i] - top) / total;
-    }
+    });
     __syncthreads();
   }
 
@@ -525,14 +518,12 @@ struct OnChipStep {
             t.head[kStepDirectionBias], logits, t.head[kStepRegressionBias]);
     __syncthreads();
     const int per_row = s.horizons + s.regression;
-#pragma unroll 1
-    for (int i = threadIdx.x; i < rows * per_row; i += kThreads) {
-      const int r = i / per_row, j = i % per_row;
+    for_each_cell(rows, per_row, [&](int r, int j) {
       const float* in = y + r * outputs;
       float* to = out + (row0 + r) * outputs;
       if (j >= s.horizons) {
         to[logits + j - s.horizons] = in[logits + j - s.horizons];
-        continue;
+        return;
       }
       const float top = fmaxf(in[3 * j], fmaxf(in[3 * j + 1], in[3 * j + 2]));
       const float e0 = expf(in[3 * j] - top), e1 = expf(in[3 * j + 1] - top),
@@ -540,7 +531,7 @@ struct OnChipStep {
       to[3 * j] = e0 / total;
       to[3 * j + 1] = e1 / total;
       to[3 * j + 2] = e2 / total;
-    }
+    });
   }
 
   // The model on the tile of rows [row0, row0 + rows), whose inputs are

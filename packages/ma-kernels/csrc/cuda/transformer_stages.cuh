@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cuda/cells.cuh"
 #include "transformer_step.h"
 
 namespace ma_kernels::step_stages {
@@ -205,8 +206,7 @@ __device__ inline void embed_inputs(const StepShape& s, const StepTensors& t, st
   const int f = s.inputs, k = f + 2 * s.frequencies + 1;
   const float* freq = t.embed[kStepTimeFreq];
   const float* phase = t.embed[kStepTimePhase];
-  for (int i = threadIdx.x; i < kTile * k; i += blockDim.x) {
-    const int r = i / k, j = i % k;
+  for_each_cell(kTile, k, [&](int r, int j) {
     float v = 0.f;
     if (r < rows && j < f) {
       v = __ldcg(t.x + (row0 + r) * f + j);
@@ -217,8 +217,8 @@ __device__ inline void embed_inputs(const StepShape& s, const StepTensors& t, st
       const float angle = __fadd_rn(__fmul_rn(u, freq[i_freq]), phase[i_freq]);
       v = q < 0 ? u : q < s.frequencies ? sinf(angle) : cosf(angle);
     }
-    xs[i] = v;
-  }
+    xs[r * k + j] = v;
+  });
 }
 
 struct Step {
@@ -276,15 +276,14 @@ struct Step {
   // [rows, 2M] in the workspace, staged into xs [rows, M].
   __device__ void stage_swiglu() const {
     const int hidden = s.hidden;
-    for (int i = threadIdx.x; i < kTile * hidden; i += kThreads) {
-      const int r = i / hidden, j = i % hidden;
+    for_each_cell(kTile, hidden, [&](int r, int j) {
       float v = 0.f;
       if (r < rows) {
         const float gate = __ldcg(row(r) + lay.act + j);
         v = gate / (1.f + expf(-gate)) * __ldcg(row(r) + lay.act + hidden + j);
       }
-      xs[i] = v;
-    }
+      xs[r * hidden + j] = v;
+    });
     __syncthreads();
   }
 
@@ -425,8 +424,8 @@ struct Step {
   template <int D>
   __device__ void combine() const {
     const int c = s.model_dim, splits = lay.splits;
-    for (int i = threadIdx.x; i < kTile * c; i += kThreads) {
-      const int r = i / c, h = i % c / D, d = i % D;
+    for_each_cell(kTile, c, [&](int r, int n) {
+      const int h = n / D, d = n % D;
       float y = 0.f;
       if (r < rows) {
         // The splits' (acc, max, sum) kBatch at a time, their loads in flight
@@ -460,8 +459,8 @@ struct Step {
         }
         y = num / den;
       }
-      xs[i] = y;
-    }
+      xs[r * c + n] = y;
+    });
     __syncthreads();
   }
 
