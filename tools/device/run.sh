@@ -12,7 +12,8 @@
 # (ncu_attention.txt), the model step kernel (ncu_step.txt) and the feature
 # kernels (ncu.txt), and per SASS instruction of the step and window kernels
 # (ncu_*_sass.csv, summarised by ncu_summary.py); PROFILE=resident
-# only the first; TESTS=0 skips the tests, BENCH=0 the benchmarks;
+# only the first; TESTS=0 skips the tests, TESTS=gpu runs only the GPU
+# tests (about a minute), BENCH=0 skips the benchmarks;
 # BENCHES picks benchmarks (default: features attention training latency;
 # add scaling on a machine with 2 or more GPUs).
 set -uo pipefail
@@ -56,9 +57,13 @@ python3 -c "import ma_kernels as m; assert m.cuda_available(), 'no CUDA in ma_ke
 echo "built in ${SECONDS}s"
 
 status=0
-[ "${TESTS:-1}" = 1 ] && echo "== tests"
-for package in $([ "${TESTS:-1}" = 1 ] && echo ma-kernels ma-features ma-model ma-runtime); do
-  (cd "packages/$package" && python3 -m pytest -q -p no:cacheprovider "$@") > /tmp/tests.log 2>&1
+[ "${TESTS:-1}" != 0 ] && echo "== tests"
+selection=()
+[ "${TESTS:-1}" = gpu ] && selection=(-m gpu)
+for package in $([ "${TESTS:-1}" != 0 ] && echo ma-kernels ma-features ma-model ma-runtime); do
+  (cd "packages/$package" &&
+    python3 -m pytest -q -p no:cacheprovider ${selection[@]+"${selection[@]}"} "$@") \
+    > /tmp/tests.log 2>&1
   code=$?
   { echo "===== $package (exit $code)"; cat /tmp/tests.log; } >> "$OUT/tests.log"
   echo "$package: $(tail -1 /tmp/tests.log) (exit $code)"
