@@ -294,7 +294,7 @@ struct Step {
   // from the second ones at n - split. A warp takes kOuts outputs at a time,
   // their weight loads (a float4 per lane) in flight together: one dependent
   // load per stage, not one per output. Every projection of the step calls
-  // this one function, so its code is fetched once per stage.
+  // this one function: the kernel holds one copy of it.
   struct Projection {
     const float* weight;
     const float* bias;
@@ -507,7 +507,7 @@ __device__ void model_stages(const Step& step, cg::cluster_group& cluster, float
   step.embed();
   cluster.sync();
   // A layer is two halves running the same code (one call site of each
-  // function, so a step fetches less code): LayerNorm and a projection into
+  // function, so the kernel is half the size): LayerNorm and a projection into
   // the workspace (qkv, or the up projection's gate and value), then
   // attention and the merge of its splits (or SwiGLU) into xs, then the out
   // (or down) projection added to h.
