@@ -242,19 +242,29 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
         if (lane == 31) state.warp_totals[warp][j] = inclusive;
       }
       __syncthreads();
+      // Lane j < kTerms adds up term j's warp totals (before this warp's, and
+      // all), in warp order; the other lanes take them by shuffles (every
+      // thread summing every term was a fifth of the scan's instructions).
+      double lane_before = 0.0, lane_total = 0.0;
+      if (lane < kTerms) {
+#pragma unroll
+        for (int j = 0; j < kTerms; ++j) lane_before = lane == j ? carry[j] : lane_before;
+        lane_total = lane_before;
+        for (int v = 0; v < kTileWarps; ++v) {
+          const double total = state.warp_totals[v][lane];
+          lane_before += v < warp ? total : 0.0;
+          lane_total += total;
+        }
+      }
 #pragma unroll
       for (int j = 0; j < kTerms; ++j) {
-        double before = carry[j], total = carry[j];
-        for (int v = 0; v < kTileWarps; ++v) {
-          before += v < warp ? state.warp_totals[v][j] : 0.0;
-          total += state.warp_totals[v][j];
-        }
+        const double before = __shfl_sync(kAll, lane_before, j);
 #pragma unroll
         for (int k = 0; k < kRowsPerThread; ++k) {
           state.prefix[j][kRowsPerThread * tid + k] = before + offset[j] + mine[k][j];
         }
         offset[j] = carry[j];  // P(p - 1), for a window starting at p
-        carry[j] = total;
+        carry[j] = __shfl_sync(kAll, lane_total, j);
       }
       __syncthreads();
       // Each tile row whose window starts in this piece: P(start - 1).
