@@ -219,14 +219,16 @@ struct OnChipStep {
       const int n = n0 + group;
       float acc[kTile] = {};
       if (n < n_out) {
+        const __nv_bfloat16* row = w + std::int64_t(n) * k;
+        int piece = (2 * group) % steps;  // the sixteenth of the row read now
         for (int j = 0; j < steps; ++j) {
-          const int i = 16 * ((j + 2 * group) % steps) + 2 * sub;
-          const float2 wi = __bfloat1622float2(
-              *reinterpret_cast<const __nv_bfloat162*>(w + std::int64_t(n) * k + i));
+          const int i = 16 * piece + 2 * sub;
+          const float2 wi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(row + i));
 #pragma unroll
           for (int r = 0; r < kTile; ++r) {
             if (r < rows) acc[r] = fmaf(xs[r * k + i], wi.x, fmaf(xs[r * k + i + 1], wi.y, acc[r]));
           }
+          piece = piece + 1 == steps ? 0 : piece + 1;  // no division per step
         }
       }
       static_assert(kTile == 8, "a group's eight lanes hold the sums of its eight rows");

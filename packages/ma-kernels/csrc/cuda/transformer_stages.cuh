@@ -147,6 +147,13 @@ __device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)
   sum = 0.f;
 #pragma unroll
   for (int e = 0; e < E; ++e) acc[e] = 0.f;
+  // The ring slot of this lane's key, (p - j dilation) mod cap, kept as the
+  // keys step back: one 64-bit modulo a call, not one a key (~100
+  // instructions each). Only keys j < j1 <= p / dilation + 1 are read, so
+  // the slot read is that of a non-negative position.
+  const int back = kGroups * dilation;
+  int slot = int((p - std::int64_t(j0 + g) * dilation) % cap);
+  if (slot < 0) slot += cap;
   // Two steps unrolled: the second step's loads go out before the first's
   // arithmetic waits on its own.
 #pragma unroll 2
@@ -155,7 +162,7 @@ __device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)
     const bool valid = j < j1;
     float kj[E], vj[E];
     if (valid && j > 0) {
-      const std::int64_t at = ((p - std::int64_t(j) * dilation) % cap) * D + d0;
+      const int at = slot * D + d0;
 #pragma unroll
       for (int e = 0; e < E; ++e) {
         kj[e] = __ldcg(ring_k + at + e);
@@ -181,6 +188,8 @@ __device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)
       for (int e = 0; e < E; ++e) acc[e] = acc[e] * rescale + weight * vj[e];
       m = top;
     }
+    slot -= back;
+    while (slot < 0) slot += cap;
   }
 #pragma unroll
   for (int offset = 4; offset < 32; offset *= 2) {  // merge the groups
