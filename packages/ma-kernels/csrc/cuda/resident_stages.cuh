@@ -33,6 +33,7 @@ using step_stages::cg::cluster_group;
 using step_stages::kAll;
 using step_stages::kThreads;
 using step_stages::kTile;
+using step_stages::keys_seen;
 using step_stages::kWarps;
 using step_stages::reduce_scatter;
 using step_stages::rotate;
@@ -421,7 +422,7 @@ struct OnChipStep {
             ring_v[at_p + e] = v[e];
           }
         }
-        const int seen = int(min(std::int64_t(s.window), p / dilation + 1));
+        const int seen = keys_seen(p, s.window, dilation);
         const int per = (s.window + o.splits - 1) / o.splits;
         const int lo = split * per, hi = min(seen, lo + per);
         const int per_sub = (max(hi - lo, 0) + per_row - 1) / per_row;

@@ -113,6 +113,13 @@ __device__ __forceinline__ void warp_dots(const float* xs, int row_stride, int k
   }
 }
 
+// The keys a query at position p sees, min(window, p / dilation + 1): the
+// 64-bit division (~70 instructions) only while the window is still
+// filling, in the first window x dilation positions.
+__device__ __forceinline__ int keys_seen(std::int64_t p, int window, int dilation) {
+  return p >= std::int64_t(window - 1) * dilation ? window : int(p / dilation) + 1;
+}
+
 // Rotary on a lane's dims of q and k (pairs (2i, 2i + 1) of the head), at
 // the angles of those pairs.
 template <int E>
@@ -412,7 +419,7 @@ struct Step {
         }
       }
       // Key j is position p - j * dilation (j = 0: the new one, from registers).
-      const int seen = int(std::min<std::int64_t>(s.window, p / dilation + 1));
+      const int seen = keys_seen(p, s.window, dilation);
       const int per = (s.window + splits - 1) / splits;
       const int j0 = split * per, j1 = min(seen, j0 + per);
       float m, sum, acc[E];
