@@ -391,8 +391,12 @@ struct OnChipStep {
     constexpr int E = D / 4;
     const int cap = s.capacity(l), dilation = s.dilation[l];
     const int h = head(), split = rank % o.splits, g = lane / 4, d0 = (lane % 4) * E;
-    // Warps per row: each takes a sub-range of the block's keys.
-    const int per_row = max(1, kWarps / max(rows, 1));
+    // Warps per row, each a sub-range of the block's keys: kWarps / rows
+    // rounded down to a power of two, so that items split by shifts.
+    static_assert(kWarps == 8, "warps per row: 8, 4, 2 or 1");
+    const int per_row_log2 = rows <= 1 ? 3 : rows == 2 ? 2 : rows <= 4 ? 1 : 0;
+    const int per_row = 1 << per_row_log2;
+    const int per = (s.window + o.splits - 1) / o.splits;  // keys per split
     float* warp_part = at<float>(o.warp_part);
     float* part = at<float>(o.part);
     if (attends()) {
@@ -400,7 +404,7 @@ struct OnChipStep {
       const float* sin = cos + kTile * D / 2;
 #pragma unroll 1
       for (int item = warp; item < rows * per_row; item += kWarps) {
-        const int r = item / per_row, sub = item % per_row;
+        const int r = item >> per_row_log2, sub = item & (per_row - 1);
         const std::int64_t b = row0 + r, p = __ldcg(t.pos + b);
         const float* in = at<float>(o.qkv) + r * 3 * D + d0;
         float q[E], k[E], v[E];
@@ -414,8 +418,9 @@ struct OnChipStep {
         const std::int64_t ring = (b * s.heads + h) * std::int64_t(cap) * D;
         float* ring_k = t.keys[l] + ring;
         float* ring_v = t.values[l] + ring;
+        const int p_slot = int(p % cap);  // the query's ring slot
         if (split == 0 && sub == 0 && g == 0 && active(b)) {
-          const std::int64_t at_p = (p % cap) * D + d0;
+          const std::int64_t at_p = std::int64_t(p_slot) * D + d0;
 #pragma unroll
           for (int e = 0; e < E; ++e) {
             ring_k[at_p + e] = k[e];
@@ -423,12 +428,11 @@ struct OnChipStep {
           }
         }
         const int seen = keys_seen(p, s.window, dilation);
-        const int per = (s.window + o.splits - 1) / o.splits;
         const int lo = split * per, hi = min(seen, lo + per);
-        const int per_sub = (max(hi - lo, 0) + per_row - 1) / per_row;
+        const int per_sub = (max(hi - lo, 0) + per_row - 1) >> per_row_log2;
         const int j0 = lo + sub * per_sub, j1 = min(hi, j0 + per_sub);
         float m, sum, acc[E];
-        attend<D>(q, k, v, ring_k, ring_v, p, dilation, cap, j0, j1, lane, m, sum, acc);
+        attend<D>(q, k, v, ring_k, ring_v, p_slot, dilation, cap, j0, j1, lane, m, sum, acc);
         float* out = warp_part + warp * (D + 2);
         if (g == 0) {
 #pragma unroll

@@ -144,7 +144,7 @@ __device__ __forceinline__ void rotate(float (&q)[E], float (&k)[E], const float
 template <int D>
 __device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)[D / 4],
                                        const float (&v)[D / 4], const float* ring_k,
-                                       const float* ring_v, std::int64_t p, int dilation,
+                                       const float* ring_v, int p_slot, int dilation,
                                        int cap, int j0, int j1, int lane, float& m, float& sum,
                                        float (&acc)[D / 4]) {
   constexpr int E = D / 4;
@@ -154,13 +154,13 @@ __device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)
   sum = 0.f;
 #pragma unroll
   for (int e = 0; e < E; ++e) acc[e] = 0.f;
-  // The ring slot of this lane's key, (p - j dilation) mod cap, kept as the
-  // keys step back: one 64-bit modulo a call, not one a key (~100
-  // instructions each). Only keys j < j1 <= p / dilation + 1 are read, so
-  // the slot read is that of a non-negative position.
+  // The ring slot of this lane's key, (p - j dilation) mod cap, from the
+  // query's p_slot = p mod cap and kept as the keys step back: no 64-bit
+  // modulo per key (~100 instructions each). Only keys j < j1 <= p /
+  // dilation + 1 are read, so the slot read is that of a non-negative position.
   const int back = kGroups * dilation;
-  int slot = int((p - std::int64_t(j0 + g) * dilation) % cap);
-  if (slot < 0) slot += cap;
+  int slot = p_slot - (j0 + g) * dilation;
+  while (slot < 0) slot += cap;
   // Two steps unrolled: the second step's loads go out before the first's
   // arithmetic waits on its own.
 #pragma unroll 2
@@ -406,12 +406,13 @@ struct Step {
         k[e] = __ldcg(in + c + e);
         v[e] = __ldcg(in + 2 * c + e);
       }
+      const int p_slot = int(p % cap);  // the query's ring slot
       rotate(q, k, rope_cos + r * (D / 2) + d0 / 2, rope_sin + r * (D / 2) + d0 / 2);
       const std::int64_t ring = (b * heads + h) * std::int64_t(cap) * D;
       float* ring_k = t.keys[layer] + ring;
       float* ring_v = t.values[layer] + ring;
       if (split == 0 && g == 0 && active(b)) {
-        const std::int64_t at = (p % cap) * D + d0;
+        const std::int64_t at = std::int64_t(p_slot) * D + d0;
 #pragma unroll
         for (int e = 0; e < E; ++e) {
           ring_k[at + e] = k[e];
@@ -423,7 +424,7 @@ struct Step {
       const int per = (s.window + splits - 1) / splits;
       const int j0 = split * per, j1 = min(seen, j0 + per);
       float m, sum, acc[E];
-      attend<D>(q, k, v, ring_k, ring_v, p, dilation, cap, j0, j1, lane, m, sum, acc);
+      attend<D>(q, k, v, ring_k, ring_v, p_slot, dilation, cap, j0, j1, lane, m, sum, acc);
       float* out = row(r) + lay.partial + (h * splits + split) * (D + 2);
       if (g == 0) {
 #pragma unroll
