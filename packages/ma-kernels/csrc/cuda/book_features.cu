@@ -355,10 +355,10 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
   const Staging window_staged = row_bytes <= kMaxRowStagingBytes ? Staging::kRows
                                 : rolling_bytes <= kMaxStagingBytes ? Staging::kRolling
                                                                     : Staging::kNone;
-  const std::size_t window_bytes =
-      (sizeof(TileState) + 15) / 16 * 16 + (window_staged == Staging::kRows      ? row_bytes
-                                            : window_staged == Staging::kRolling ? rolling_bytes
-                                                                                 : 0);
+  const std::size_t staged_bytes = window_staged == Staging::kRows      ? row_bytes
+                                  : window_staged == Staging::kRolling ? rolling_bytes
+                                                                       : 0;
+  const std::size_t window_bytes = (sizeof(TileState) + 15) / 16 * 16 + staged_bytes;
   const unsigned tiles = static_cast<unsigned>((series.rows + kTileRows - 1) / kTileRows);
   bool spans_tiles = spec.time_window_count > 0;
   for (int w = 0; w < spec.window_count; ++w) spans_tiles |= spec.windows[w] > 2 * kTileRows;

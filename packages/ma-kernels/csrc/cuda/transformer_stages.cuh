@@ -29,6 +29,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "cuda/cells.cuh"
 #include "transformer_step.h"
@@ -365,7 +366,9 @@ struct Step {
   // column `column` of each row, or added to h (column 0) where `residual`.
   __device__ Projection to_workspace(const float* weight, const float* bias, int column,
                                      bool residual) const {
-    return {weight, bias, 1 << 30, nullptr, nullptr, row(0) + column, lay.stride, residual};
+    // split past every output: all from the first matrix and bias
+    return {weight, bias, std::numeric_limits<int>::max(), nullptr, nullptr, row(0) + column,
+            lay.stride, residual};
   }
 
   __device__ void embed() const {
