@@ -1,14 +1,24 @@
 """One engine push after a warm-up, in eager mode, so that Nsight Compute
-sees the model step kernel (``transformer_step``) of the ANCHORS model on
-one instrument outside a graph (run.sh, PROFILE=1):
+sees the model step kernel (``transformer_step``) of the ANCHORS model
+outside a graph (run.sh, PROFILE=1), on one instrument or, with an argument,
+on that many stepped together:
 
-    ncu -k regex:transformer_step --launch-skip 20 -c 1 python3 this_file
+    ncu -k regex:transformer_step --launch-skip 20 -c 1 python3 this_file [instruments]
 """
 
-import ma_features
-from ma_runtime.bench import anchors_engine
+import sys
 
-engine = anchors_engine(1, "cuda", mode="eager")  # one kernel a stage, no graph
-ticks = ma_features.simulate(40, levels=1, seed=5)
-for i in range(len(ticks)):
-    engine.push(ticks[i : i + 1])
+import numpy as np
+
+import ma_features
+from ma_runtime.bench import anchors_engine, simulated_pushes
+
+instruments = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+engine = anchors_engine(instruments, "cuda", mode="eager")  # one kernel a stage, no graph
+if instruments == 1:
+    ticks = ma_features.simulate(40, levels=1, seed=5)
+    for i in range(len(ticks)):
+        engine.push(ticks[i : i + 1])
+else:
+    for ticks, ids in simulated_pushes(40, instruments, engine.levels):
+        engine.push(ticks, np.asarray(ids))
