@@ -1,7 +1,8 @@
-"""The piece walk of book_features' CUDA window kernel (window_columns_kernel
+"""The window sums of book_features' CUDA window kernel (window_columns_kernel
 in packages/ma-kernels/csrc/cuda/book_features.cu), emulated in Python with
 tiny tiles and warps, against brute-force window sums: a quick check of the
-walk's logic (starts, trails, whole-tile totals) before a change reaches a GPU.
+logic (near windows from one span, far windows by their walk: starts,
+trails, whole-tile totals) before a change reaches a GPU.
 
     python3 tools/emulate_window_walk.py
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 TILE, LANES = 8, 4  # rows per tile, lanes per warp (256 threads x 2 rows and 32 on the GPU)
+HALO = TILE // 2  # how far before its tile a near window starts (kHaloRows)
 
 
 def time_window_start(time: np.ndarray, a: int, tau: int) -> int:
@@ -29,12 +31,29 @@ def time_window_start(time: np.ndarray, a: int, tau: int) -> int:
         step //= LANES
 
 
+def first_slot_inside(times, lo: int, hi: int, now: int, tau: int) -> int:
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if now - times[mid] >= tau else (lo, mid)
+    return lo
+
+
 def tile_sums(x, time, own, length=None, tau=None, totals=None) -> np.ndarray:
-    """The window sums of tile `own`'s rows, as the kernel walks them."""
+    """The window sums of tile `own`'s rows, as the kernel takes them: from
+    the span's scan for a near window, else by its walk."""
     n = len(x)
     a, b = own * TILE, min(own * TILE + TILE, n)
     timed = tau is not None
     s0 = time_window_start(time, a, tau) if timed else max(0, a - length + 1)
+    if s0 >= a - HALO:  # near (alone here: the kernel's span starts at the earliest near s0)
+        prefix = np.cumsum(x[s0:b])
+        times = time[s0:b]
+        sums = []
+        for t in range(a, b):
+            start = (s0 + first_slot_inside(times, 0, t - s0, time[t], tau) if timed
+                     else max(0, t - length + 1))
+            sums.append(prefix[t - s0] - (prefix[start - 1 - s0] if start > s0 else 0.0))
+        return np.array(sums)
     s1 = time_window_start(time, b - 1, tau) if timed else max(0, b - length)
     starts = {t: -1 if timed else max(0, t - length + 1) for t in range(a, b)}
     trail = dict.fromkeys(range(a, b), 0.0)
@@ -50,11 +69,8 @@ def tile_sums(x, time, own, length=None, tau=None, totals=None) -> np.ndarray:
         before, carry = carry, prefix[-1]
         for t in range(a, b):
             if timed and starts[t] < 0 and (last >= t or time[t] - times[last - p] < tau):
-                lo, hi = max(p, s0) - p, min(t, last) - p
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    lo, hi = (mid + 1, hi) if time[t] - times[mid] >= tau else (lo, mid)
-                starts[t] = p + lo
+                starts[t] = p + first_slot_inside(times, max(p, s0) - p, min(t, last) - p,
+                                                  time[t], tau)
             if p <= starts[t] <= last:
                 trail[t] = before if starts[t] == p else prefix[starts[t] - 1 - p]
     return np.array([prefix[t - a] - trail[t] for t in range(a, b)])
@@ -76,7 +92,7 @@ def main(trials: int = 300, seed: int = 0) -> None:
                                                      totals=whole_tiles), by_length, atol=1e-12)
                 np.testing.assert_allclose(tile_sums(x, time, own, tau=tau, totals=whole_tiles),
                                            by_time, atol=1e-12)
-    print(f"the walk gives the brute-force sums on {trials} random series")
+    print(f"span and walk give the brute-force sums on {trials} random series")
 
 
 if __name__ == "__main__":

@@ -8,22 +8,24 @@
 // thread would touch a sector per thread and store).
 //
 // window_columns_kernel: the rolling columns, a block per tile of kTileRows
-// consecutive rows [a, b), one window at a time. A window's sums are
-// differences of prefix sums of the rolling terms anchored at s0, the start
-// of the window of the tile's first row:
+// consecutive rows [a, b). A window's sums are differences of prefix sums of
+// the rolling terms, anchored at a row s0 at or before the window start of
+// the tile's first row:
 //
 //   sum over the window of row t = P(t) - P(start(t) - 1),
 //   P(j) = the sum of the terms of rows [s0, j].
 //
-// The block walks [s0, b) in pieces of kTileRows rows, the last piece ending
-// at b: each thread computes the terms of kRowsPerThread consecutive rows, a
-// block scan gives P over the piece (in shared memory), and each row of the
-// tile reads P(start - 1) from the piece that holds its start (a time window
-// finds its start among the piece's times, also in shared memory). A row's
-// terms are computed once for each window that reaches it, (tile + window) /
-// tile times, by every thread of the block at once; the sums never span more
-// than a tile and a window, so their differences keep their precision however
-// long the series.
+// Near windows, those whose starts lie at most kHaloRows before the tile,
+// share one scan: every thread computes the terms of kSpanRowsPerThread
+// consecutive rows of the span [s0, b) (s0 the earliest near start), a block
+// scan gives P over it in shared memory, and each row reads P(t) and
+// P(start - 1) there (a time window finds its start among the span's times,
+// also in shared memory). A far window walks [s0, b) in pieces of kTileRows
+// rows, the last piece the tile itself: a scan a piece, each row reading
+// P(start - 1) from the piece that holds its start; where a window may span
+// whole tiles, tiles holding no start add their totals (tile_totals_kernel)
+// instead. The sums never span more than a tile and a window, so their
+// differences keep their precision however long the series.
 #include <type_traits>
 
 #include "book_features.h"
@@ -38,16 +40,20 @@ using book::kTerms;
 
 constexpr int kMapThreads = 256;  // rows per block of event_columns_kernel
 constexpr int kTileThreads = 256;  // threads of window_columns_kernel
-constexpr int kRowsPerThread = 2;
+constexpr int kRowsPerThread = 2;  // of a tile, and of a far window's piece
 constexpr int kTileRows = kTileThreads * kRowsPerThread;
+constexpr int kSpanRowsPerThread = 3;  // of the near windows' span
+constexpr int kSpanRows = kTileThreads * kSpanRowsPerThread;
+constexpr int kHaloRows = kSpanRows - kTileRows;  // how far before its tile a near window starts
 constexpr int kTileWarps = kTileThreads / 32;
+constexpr int kMaxWindows = 2 * kMaxSpecEntries;  // event and time windows
 constexpr unsigned kAll = 0xffffffffu;
 // Staging a block's output costs rows x columns elements of shared memory;
 // past this, rows go straight to global memory.
 constexpr std::size_t kMaxStagingBytes = 40 * 1024;
 // window_columns_kernel stages whole rows (its tile's event columns too) up
 // to this: two blocks of it still fit an SM beside their TileState.
-constexpr std::size_t kMaxRowStagingBytes = 80 * 1024;
+constexpr std::size_t kMaxRowStagingBytes = 64 * 1024;
 
 // What window_columns_kernel stages in shared memory before writing its
 // rows: nothing (each column straight to global memory), the rolling
@@ -87,10 +93,11 @@ event_columns_kernel(const __grid_constant__ BookSeries s,
 
 // Shared memory of window_columns_kernel, before the output staging.
 struct TileState {
-  double prefix[kTerms][kTileRows];       // P over the current piece
-  std::int64_t times[kTileRows];          // the piece's times (time windows)
+  double prefix[kTerms][kSpanRows];       // P over the span or the current piece
+  std::int64_t times[kSpanRows];          // their times (time windows)
   double warp_totals[kTileWarps][kTerms]; // of the block scan
-  std::int64_t first_start, last_start;   // of the tile's first and last rows
+  // Each window's starts of the tile's first and last rows.
+  std::int64_t first_start[kMaxWindows], last_start[kMaxWindows];
 };
 
 // The first row of the time window (time_a - tau, time_a] of row a, by one
@@ -117,20 +124,90 @@ __device__ std::int64_t time_window_start(const BookSeries& s, std::int64_t a,
   }
 }
 
-// The terms of this thread's rows of the piece at p (rows p + kRowsPerThread
-// x thread + k), those in [lo, hi) only (others add nothing), as running sums.
-template <typename T>
+// The terms of this thread's rows of the piece at p (rows p + Rows x thread
+// + k), those in [lo, hi) only (others add nothing), as running sums.
+template <typename T, int Rows>
 __device__ void thread_terms(const BookSeries& s, std::int64_t p, std::int64_t lo,
-                             std::int64_t hi, double (&sums)[kRowsPerThread][kTerms],
+                             std::int64_t hi, double (&sums)[Rows][kTerms],
                              double (&running)[kTerms]) {
 #pragma unroll
-  for (int k = 0; k < kRowsPerThread; ++k) {
-    const std::int64_t row = p + kRowsPerThread * threadIdx.x + k;
+  for (int k = 0; k < Rows; ++k) {
+    const std::int64_t row = p + Rows * threadIdx.x + k;
     double x[kTerms] = {};
     if (row >= lo && row < hi) book::terms_at<T>(s, row, x);
 #pragma unroll
     for (int j = 0; j < kTerms; ++j) sums[k][j] = running[j] += x[j];
   }
+}
+
+// P over the piece of Rows x kTileThreads rows at p, rows outside [lo, hi)
+// adding nothing, into state.prefix (slot i: row p + i), anchored at carry
+// = P(p - 1), which becomes P at the piece's end; the rows' times into
+// state.times where `timed`. Ends with a barrier: the prefix is readable.
+template <typename T, int Rows>
+__device__ void scan_piece(const BookSeries& s, std::int64_t p, std::int64_t lo,
+                           std::int64_t hi, bool timed, TileState& state,
+                           double (&carry)[kTerms]) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid / 32;
+  double running[kTerms] = {}, mine[Rows][kTerms];
+  thread_terms<T, Rows>(s, p, lo, hi, mine, running);
+  if (timed) {
+#pragma unroll
+    for (int k = 0; k < Rows; ++k) {
+      const std::int64_t row = p + Rows * tid + k;
+      state.times[Rows * tid + k] = row >= lo && row < hi ? book::at<std::int64_t>(s.time, row) : 0;
+    }
+  }
+  // Block scan of the threads' totals: within the warp, then the warps'.
+  double offset[kTerms];
+#pragma unroll
+  for (int j = 0; j < kTerms; ++j) {
+    double inclusive = running[j];
+#pragma unroll
+    for (int d = 1; d < 32; d *= 2) {
+      const double y = __shfl_up_sync(kAll, inclusive, d);
+      if (lane >= d) inclusive += y;
+    }
+    offset[j] = inclusive - running[j];
+    if (lane == 31) state.warp_totals[warp][j] = inclusive;
+  }
+  __syncthreads();
+  // Lane j < kTerms adds up term j's warp totals (before this warp's, and
+  // all), in warp order; the other lanes take them by shuffles (every thread
+  // summing every term was a fifth of the scan's instructions).
+  double lane_before = 0.0, lane_total = 0.0;
+  if (lane < kTerms) {
+#pragma unroll
+    for (int j = 0; j < kTerms; ++j) lane_before = lane == j ? carry[j] : lane_before;
+    lane_total = lane_before;
+    for (int v = 0; v < kTileWarps; ++v) {
+      const double total = state.warp_totals[v][lane];
+      lane_before += v < warp ? total : 0.0;
+      lane_total += total;
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kTerms; ++j) {
+    const double before = __shfl_sync(kAll, lane_before, j);
+#pragma unroll
+    for (int k = 0; k < Rows; ++k) state.prefix[j][Rows * tid + k] = before + offset[j] + mine[k][j];
+    carry[j] = __shfl_sync(kAll, lane_total, j);
+  }
+  __syncthreads();
+}
+
+// The first slot in [lo, hi] of state.times inside the time window of a row
+// at `time` (hi, the row's own slot, is inside).
+__device__ int first_slot_inside(const TileState& state, int lo, int hi, std::int64_t time,
+                                 std::int64_t tau) {
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    const bool out_of_window = static_cast<std::uint64_t>(time) -
+                                   static_cast<std::uint64_t>(state.times[mid]) >=
+                               static_cast<std::uint64_t>(tau);
+    if (out_of_window) lo = mid + 1; else hi = mid;
+  }
+  return lo;
 }
 
 // totals[g] = the sum of the terms of tile g: window_columns_kernel adds these
@@ -142,7 +219,7 @@ tile_totals_kernel(const __grid_constant__ BookSeries s, double* totals) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
   double rows[kRowsPerThread][kTerms], sum[kTerms] = {};
   const std::int64_t p = std::int64_t(blockIdx.x) * kTileRows;
-  thread_terms<T>(s, p, p, s.rows, rows, sum);
+  thread_terms<T, kRowsPerThread>(s, p, p, s.rows, rows, sum);
 #pragma unroll
   for (int j = 0; j < kTerms; ++j) {
 #pragma unroll
@@ -160,7 +237,8 @@ tile_totals_kernel(const __grid_constant__ BookSeries s, double* totals) {
 // The rolling columns (each row's last windows x rolling_count columns, from
 // column spec.event_columns()) of the tile of blockIdx.x, and with
 // Staging::kRows its event columns too. With `totals` (tile_totals_kernel),
-// tiles that hold no window start of this tile's rows are added whole.
+// a far window adds whole the tiles that hold no window start of this
+// tile's rows, instead of scanning them.
 template <typename T, typename U>
 __global__ void __launch_bounds__(kTileThreads, 2)
 window_columns_kernel(const __grid_constant__ BookSeries s,
@@ -185,113 +263,108 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
     times[k] = valid ? book::at<std::int64_t>(s.time, rows[k]) : 0;
     mids[k] = valid ? book::quote_at<T>(s, rows[k]).mid() : 0.0;
   }
+  // Row k's rolling columns of window w from its sums.
+  const auto store = [&](int w, int k, const double (&sums)[kTerms]) {
+    const std::int64_t r = rows[k] - a;
+    U* to = staged == Staging::kRolling ? staging + r * width
+            : staged == Staging::kRows  ? staging + r * row_stride + spec.event_columns()
+                                        : out + rows[k] * columns + spec.event_columns();
+    book::store_rolling(spec, sums, mids[k], to + w * spec.rolling_count);
+  };
+  const auto timed = [&](int w) { return w >= spec.window_count; };
+  const auto tau = [&](int w) { return spec.time_windows[w - spec.window_count]; };
 
-  for (int w = 0; w < windows; ++w) {
-    const bool timed = w >= spec.window_count;
-    const std::int64_t tau = timed ? spec.time_windows[w - spec.window_count] : 0;
-    const std::int64_t length = timed ? 0 : spec.windows[w];
-    // The window starts of the tile's first and last rows: every row's lies between.
-    if (timed) {
-      if (warp == 0) {
-        const std::int64_t first = time_window_start(s, a, tau);
-        const std::int64_t last = totals ? time_window_start(s, b - 1, tau) : b - 1;
-        if (lane == 0) {
-          state.first_start = first;
-          state.last_start = last;
-        }
-      }
-      __syncthreads();
+  // Each window's starts of the tile's first and last rows (every row's lie
+  // between), a warp a window.
+  for (int w = warp; w < windows; w += kTileWarps) {
+    const std::int64_t length = timed(w) ? 0 : spec.windows[w];
+    const std::int64_t first = timed(w) ? time_window_start(s, a, tau(w))
+                                        : (a - length + 1 > 0 ? a - length + 1 : 0);
+    const std::int64_t last = !timed(w) ? (b - length > 0 ? b - length : 0)
+                              : totals  ? time_window_start(s, b - 1, tau(w))
+                                        : b - 1;
+    if (lane == 0) {
+      state.first_start[w] = first;
+      state.last_start[w] = last;
     }
-    const std::int64_t s0 = timed ? state.first_start : (a - length + 1 > 0 ? a - length + 1 : 0);
-    const std::int64_t s1 = timed ? state.last_start : (b - length > 0 ? b - length : 0);
+  }
+  __syncthreads();
+  const auto near = [&](int w) { return state.first_start[w] >= a - kHaloRows; };
+
+  // The near windows, from one scan of the span [s0, b).
+  std::int64_t s0 = a;
+  bool any_near = false, timed_near = false;
+  for (int w = 0; w < windows; ++w) {
+    if (!near(w)) continue;
+    s0 = state.first_start[w] < s0 ? state.first_start[w] : s0;
+    any_near = true;
+    timed_near |= timed(w);
+  }
+  if (any_near) {
+    double carry[kTerms] = {};
+    scan_piece<T, kSpanRowsPerThread>(s, s0, s0, b, timed_near, state, carry);
+    for (int w = 0; w < windows; ++w) {
+      if (!near(w)) continue;
+#pragma unroll
+      for (int k = 0; k < kRowsPerThread; ++k) {
+        if (rows[k] >= b) continue;
+        const int at = int(rows[k] - s0);
+        const int from = timed(w) ? first_slot_inside(state, int(state.first_start[w] - s0), at,
+                                                      times[k], tau(w))
+                                  : int((rows[k] - spec.windows[w] + 1 > 0
+                                             ? rows[k] - spec.windows[w] + 1 : 0) - s0);
+        double sums[kTerms];
+#pragma unroll
+        for (int j = 0; j < kTerms; ++j) {
+          sums[j] = state.prefix[j][at] - (from > 0 ? state.prefix[j][from - 1] : 0.0);
+        }
+        store(w, k, sums);
+      }
+    }
+    __syncthreads();  // the far windows' pieces overwrite the shared state
+  }
+
+  // Each far window, by its walk over pieces.
+  for (int w = 0; w < windows; ++w) {
+    if (near(w)) continue;
+    const std::int64_t first = state.first_start[w], last_start = state.last_start[w];
     std::int64_t starts[kRowsPerThread];  // -1 until found (time windows)
     double trail[kRowsPerThread][kTerms] = {}, carry[kTerms] = {};
 #pragma unroll
     for (int k = 0; k < kRowsPerThread; ++k) {
-      starts[k] = timed ? -1 : (rows[k] - length + 1 > 0 ? rows[k] - length + 1 : 0);
+      starts[k] = timed(w) ? -1 : (rows[k] - spec.windows[w] + 1 > 0 ? rows[k] - spec.windows[w] + 1 : 0);
     }
-    for (std::int64_t g = s0 / kTileRows; g <= own; ++g) {
-      if (totals && g > s1 / kTileRows && g < own) {  // no start in tile g: its total
+    for (std::int64_t g = first / kTileRows; g <= own; ++g) {
+      if (totals && g > last_start / kTileRows && g < own) {  // no start in tile g: its total
 #pragma unroll
         for (int j = 0; j < kTerms; ++j) carry[j] += totals[g * kTerms + j];
         continue;
       }
-      // The piece is tile g, its rows from s0 on (earlier ones add nothing).
+      // The piece is tile g, its rows from `first` on (earlier ones add nothing).
       const std::int64_t p = g * kTileRows, last = (p + kTileRows < b ? p + kTileRows : b) - 1;
-      double running[kTerms] = {}, mine[kRowsPerThread][kTerms];
-      thread_terms<T>(s, p, s0, b, mine, running);
-      if (timed) {
+      double before[kTerms];  // P(p - 1), for a window starting at p
 #pragma unroll
-        for (int k = 0; k < kRowsPerThread; ++k) {
-          const std::int64_t row = p + kRowsPerThread * tid + k;
-          state.times[kRowsPerThread * tid + k] =
-              row >= s0 && row < b ? book::at<std::int64_t>(s.time, row) : 0;
-        }
-      }
-      // Block scan of the threads' totals: within the warp, then the warps'.
-      double offset[kTerms];
-#pragma unroll
-      for (int j = 0; j < kTerms; ++j) {
-        double inclusive = running[j];
-#pragma unroll
-        for (int d = 1; d < 32; d *= 2) {
-          const double y = __shfl_up_sync(kAll, inclusive, d);
-          if (lane >= d) inclusive += y;
-        }
-        offset[j] = inclusive - running[j];
-        if (lane == 31) state.warp_totals[warp][j] = inclusive;
-      }
-      __syncthreads();
-      // Lane j < kTerms adds up term j's warp totals (before this warp's, and
-      // all), in warp order; the other lanes take them by shuffles (every
-      // thread summing every term was a fifth of the scan's instructions).
-      double lane_before = 0.0, lane_total = 0.0;
-      if (lane < kTerms) {
-#pragma unroll
-        for (int j = 0; j < kTerms; ++j) lane_before = lane == j ? carry[j] : lane_before;
-        lane_total = lane_before;
-        for (int v = 0; v < kTileWarps; ++v) {
-          const double total = state.warp_totals[v][lane];
-          lane_before += v < warp ? total : 0.0;
-          lane_total += total;
-        }
-      }
-#pragma unroll
-      for (int j = 0; j < kTerms; ++j) {
-        const double before = __shfl_sync(kAll, lane_before, j);
-#pragma unroll
-        for (int k = 0; k < kRowsPerThread; ++k) {
-          state.prefix[j][kRowsPerThread * tid + k] = before + offset[j] + mine[k][j];
-        }
-        offset[j] = carry[j];  // P(p - 1), for a window starting at p
-        carry[j] = __shfl_sync(kAll, lane_total, j);
-      }
-      __syncthreads();
+      for (int j = 0; j < kTerms; ++j) before[j] = carry[j];
+      scan_piece<T, kRowsPerThread>(s, p, first, b, timed(w), state, carry);
       // Each tile row whose window starts in this piece: P(start - 1).
 #pragma unroll
       for (int k = 0; k < kRowsPerThread; ++k) {
         if (rows[k] >= b) continue;
-        if (timed && starts[k] < 0 &&
+        if (timed(w) && starts[k] < 0 &&
             (last >= rows[k] ||
              static_cast<std::uint64_t>(times[k]) -
                      static_cast<std::uint64_t>(state.times[last - p]) <
-                 static_cast<std::uint64_t>(tau))) {
-          // The first slot in [max(p, s0), last] inside the window (slot of
-          // the row itself at the latest).
-          int lo = int((s0 > p ? s0 : p) - p), hi = int((rows[k] < last ? rows[k] : last) - p);
-          while (lo < hi) {
-            const int mid = (lo + hi) / 2;
-            const bool out_of_window = static_cast<std::uint64_t>(times[k]) -
-                                           static_cast<std::uint64_t>(state.times[mid]) >=
-                                       static_cast<std::uint64_t>(tau);
-            if (out_of_window) lo = mid + 1; else hi = mid;
-          }
-          starts[k] = p + lo;
+                 static_cast<std::uint64_t>(tau(w)))) {
+          // The first slot in [max(p, first), last] inside the window (slot
+          // of the row itself at the latest).
+          starts[k] = p + first_slot_inside(state, int((first > p ? first : p) - p),
+                                            int((rows[k] < last ? rows[k] : last) - p), times[k],
+                                            tau(w));
         }
         if (starts[k] < p || starts[k] > last) continue;
 #pragma unroll
         for (int j = 0; j < kTerms; ++j) {
-          trail[k][j] = starts[k] == p ? offset[j] : state.prefix[j][starts[k] - 1 - p];
+          trail[k][j] = starts[k] == p ? before[j] : state.prefix[j][starts[k] - 1 - p];
         }
       }
       if (g < own) __syncthreads();  // the next piece overwrites the shared state
@@ -303,11 +376,7 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
       double sums[kTerms];
 #pragma unroll
       for (int j = 0; j < kTerms; ++j) sums[j] = state.prefix[j][rows[k] - a] - trail[k][j];
-      const std::int64_t r = rows[k] - a;
-      U* to = staged == Staging::kRolling ? staging + r * width
-              : staged == Staging::kRows  ? staging + r * row_stride + spec.event_columns()
-                                          : out + rows[k] * columns + spec.event_columns();
-      book::store_rolling(spec, sums, mids[k], to + w * spec.rolling_count);
+      store(w, k, sums);
     }
     __syncthreads();
   }
