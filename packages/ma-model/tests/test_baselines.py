@@ -5,8 +5,15 @@ import pytest
 import torch
 
 import ma_features
-from ma_model.baselines import fit_gbt, fit_logistic, fit_majority, tabular_inputs, time_holdout
-from ma_model.data import TickArrays
+from ma_model.baselines import (
+    TabularMirror,
+    fit_gbt,
+    fit_logistic,
+    fit_majority,
+    tabular_inputs,
+    time_holdout,
+)
+from ma_model.data import TickArrays, mirror_rows
 
 IGNORE = ma_features.IGNORE_INDEX
 
@@ -131,3 +138,69 @@ def test_class_weights_move_the_learned_baselines_toward_a_rare_class(fit):
         return float((pred != 1).float().mean())
 
     assert rare_share(fit(train, class_weights=heavy)) > rare_share(fit(train)) + 0.1
+
+
+def _mirror(fraction, seed=0):
+    """The mirror of :func:`_arrays`' tabular rows: columns 0 and 1 odd (with
+    an offset on column 0, as a train-standardised odd column has), column
+    2 and log1p(dt) even."""
+    return TabularMirror(fraction, torch.tensor([-1.0, -1.0, 1.0, 1.0]),
+                         torch.tensor([0.25, 0.0, 0.0, 0.0]), seed)
+
+
+def test_tabular_mirror_adds_the_mirrors_of_a_fraction_of_the_rows():
+    train = _arrays(n=400)
+    rows, labels = tabular_inputs(train.x, train.dt), train.labels
+    out, out_labels = _mirror(0.25).extend(rows, labels)
+    assert out.shape == (500, 4) and out_labels.shape == (500, 2)
+    assert torch.equal(out[:400], rows) and torch.equal(out_labels[:400], labels)
+    sign, offset = _mirror(0.25).sign, _mirror(0.25).offset
+    drawn = [int(((rows * sign + offset - row).abs().sum(1) < 1e-6).nonzero()) for row in out[400:]]
+    assert len(set(drawn)) == 100  # a hundred distinct rows, each mirrored once
+    swap = torch.tensor([2, 1, 0])
+    for row, label in zip(drawn, out_labels[400:], strict=True):
+        defined = labels[row] != IGNORE
+        assert torch.equal(label[defined], swap[labels[row][defined]])  # down and up swapped
+        assert bool((label[~defined] == IGNORE).all())
+    again, _ = _mirror(0.25).extend(rows, labels)
+    other, _ = _mirror(0.25, seed=1).extend(rows, labels)
+    assert torch.equal(again, out) and not torch.equal(other, out)  # drawn with the seed
+    both, one = _mirror(1.0).extend(rows, labels[:, 0])  # one horizon's labels
+    first = labels[:, 0]
+    assert both.shape == (800, 4)
+    assert torch.equal(one[400:], torch.where(first == IGNORE, IGNORE, 2 - first))
+
+
+def test_tabular_mirror_of_the_inputs_keeps_log1p_dt():
+    from ma_model.inputs import ModelInputs
+
+    spec = ma_features.FeatureSpec(instant=("spread", "ofi", "imbalance"), rolling=())
+    g = torch.Generator().manual_seed(0)
+    inputs = ModelInputs.fit(spec, torch.randn(100, 3, generator=g) + 1, torch.rand(100))
+    assert TabularMirror.of(0.0, inputs) is None
+    mirror = TabularMirror.of(0.25, inputs, seed=3)
+    sign, offset = inputs.mirror()
+    assert (mirror.fraction, mirror.seed) == (0.25, 3)
+    assert torch.equal(mirror.sign, torch.cat([sign, torch.ones(1)]))
+    assert torch.equal(mirror.offset, torch.cat([offset, torch.zeros(1)]))
+    assert mirror.sign.tolist() == [1, -1, -1, 1] and bool((mirror.offset[1:3] != 0).all())
+
+
+@pytest.mark.parametrize("fit", [fit_logistic, fit_gbt])
+def test_learned_baselines_fit_the_mirrored_rows(fit):
+    """A training split that only rises (columns 0 and 1 positive, each
+    horizon up where its column passes 0.5): only the mirrored rows, labelled
+    down where the originals went up, teach a baseline the falls."""
+    def rising(seed):
+        arrays = _arrays(seed=seed)
+        x = torch.cat([arrays.x[:, :2].abs(), arrays.x[:, 2:]], dim=1)
+        labels = torch.where(x[:, :2] > 0.5, 2, 1)
+        return TickArrays(x, arrays.dt, labels, arrays.target, arrays.target_valid)
+
+    train, test = rising(0), rising(1)
+    mirror = TabularMirror(1.0, _mirror(1.0).sign, torch.zeros(4))
+    x, labels = mirror_rows(test.x, test.labels, mirror.sign[:3], mirror.offset[:3])
+    falls = TickArrays(x, test.dt, labels, test.target, test.target_valid)
+    assert bool((_accuracy(fit(train), falls) < 0.75).all())  # never says down
+    assert bool((_accuracy(fit(train, mirror=mirror), falls) > 0.9).all())
+    assert bool((_accuracy(fit(train, mirror=mirror), test) > 0.9).all())

@@ -46,3 +46,42 @@ def test_learned_baselines_get_the_configs_class_weights_and_time_gap(
         if weights is not None:
             assert weights.shape == (2, 3)
     assert seen["gbt"]["gap"] == max(cfg.data.horizons)
+
+
+@pytest.mark.parametrize("mirror", [0.0, 0.25])
+def test_learned_baselines_get_the_configs_mirror(tiny_config, monkeypatch, tmp_path, mirror):
+    import importlib
+
+    from ma_model.data import MirroredWindows
+
+    fit_module = importlib.import_module("ma_model.fit")  # the module, not ma_model.fit()
+
+    cfg = replace(tiny_config, train=replace(tiny_config.train, mirror=mirror))
+    splits = load_splits(cfg.data)
+    seen = {}
+
+    def spy(name):
+        return lambda train, **kwargs: seen.setdefault(name, kwargs)
+
+    def windows(*args):
+        seen["dense"] = args[1:]
+        return MirroredWindows(*args)
+
+    monkeypatch.setattr(contenders_module, "fit_gbt", spy("gbt"))
+    monkeypatch.setattr(contenders_module, "fit_logistic", spy("logistic"))
+    monkeypatch.setattr(fit_module, "MirroredWindows", windows)
+    for name in ("gbt", "logistic", "dense"):
+        fit_baseline(name, cfg, splits, tmp_path / "dense", torch.device("cpu"),
+                     log=lambda *_: None)
+    if not mirror:
+        assert seen["gbt"]["mirror"] is seen["logistic"]["mirror"] is None
+        assert "dense" not in seen
+        return
+    sign, offset = splits.inputs.mirror()
+    for name in ("gbt", "logistic"):
+        tabular = seen[name]["mirror"]
+        assert (tabular.fraction, tabular.seed) == (mirror, cfg.train.seed)
+        assert torch.equal(tabular.sign, torch.cat([sign, torch.ones(1)]))
+        assert torch.equal(tabular.offset, torch.cat([offset, torch.zeros(1)]))
+    p, dense_sign, dense_offset = seen["dense"]  # the network's own mirrored windows
+    assert p == mirror and torch.equal(dense_sign, sign) and torch.equal(dense_offset, offset)

@@ -8,11 +8,15 @@ Each ``fit_*`` returns a predictor with the network's signature,
 the class), so :func:`ma_model.scoring.scored_rows` scores every model on the
 same rows. ``deadline`` (a ``time.monotonic()``) is a training time budget:
 a baseline stops adding iterations once it passes and keeps what it has.
+``mirror`` (:class:`TabularMirror`, from ``train.mirror``): the logistic
+regression and the trees fit the training rows plus the bid/ask mirrors of a
+fraction of them, the tabular form of the network's mirrored windows.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,7 +24,8 @@ from torch import nn
 
 import ma_features
 
-from .data import TickArrays
+from .data import TickArrays, mirror_rows
+from .inputs import ModelInputs
 from .step import label_weights
 
 TABULAR = ("majority", "logistic", "gbt")
@@ -30,6 +35,41 @@ TABULAR = ("majority", "logistic", "gbt")
 def tabular_inputs(x: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
     """One tick's inputs ``[..., F + 1]``: the spec's columns and ``log1p(dt)``."""
     return torch.cat([x, torch.log1p(dt).unsqueeze(-1)], dim=-1)
+
+
+@dataclass(frozen=True)
+class TabularMirror:
+    """``train.mirror`` for the per-tick baselines: the rows they fit are
+    followed by the bid/ask mirrors (:func:`ma_model.data.mirror_rows`) of
+    ``round(fraction * N)`` of their N rows, drawn without replacement with
+    ``seed``. ``sign``, ``offset``: ``[F + 1]``, those of
+    :meth:`ma_model.inputs.ModelInputs.mirror` for the spec's columns and the
+    identity for ``log1p(dt)`` (:func:`tabular_inputs`; the time between
+    events is the same in the mirrored book)."""
+
+    fraction: float
+    sign: torch.Tensor
+    offset: torch.Tensor
+    seed: int = 0
+
+    @classmethod
+    def of(cls, fraction: float, inputs: ModelInputs, seed: int = 0) -> TabularMirror | None:
+        """The mirror of ``inputs``' columns, or None where ``fraction`` is 0."""
+        if fraction <= 0:
+            return None
+        sign, offset = inputs.mirror()
+        return cls(fraction, torch.cat([sign, sign.new_ones(1)]),
+                   torch.cat([offset, offset.new_zeros(1)]), seed)
+
+    def extend(self, rows: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
+                                                                        torch.Tensor]:
+        """``rows [N, F + 1]`` (:func:`tabular_inputs`) and their ``labels
+        [N]`` or ``[N, H]``, followed by the mirrors of the drawn rows."""
+        generator = torch.Generator().manual_seed(self.seed)
+        drawn = torch.randperm(len(rows), generator=generator)[:round(self.fraction * len(rows))]
+        drawn = drawn.sort().values
+        mirrored, swapped = mirror_rows(rows[drawn], labels[drawn], self.sign, self.offset)
+        return torch.cat([rows, mirrored]), torch.cat([labels, swapped])
 
 
 def _defined(train: TickArrays, h: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,22 +113,26 @@ def fit_majority(train: TickArrays) -> callable:
 
 def fit_logistic(train: TickArrays, steps: int = 300, seed: int = 0,
                  deadline: float | None = None,
-                 class_weights: torch.Tensor | None = None) -> callable:
+                 class_weights: torch.Tensor | None = None,
+                 mirror: TabularMirror | None = None) -> callable:
     """Multinomial logistic regression per horizon, full-batch L-BFGS on
     the train rows (inputs are standardised by the split, so it converges in
-    a few hundred iterations); run in rounds of 20 so a deadline can stop it."""
+    a few hundred iterations), with ``mirror``'s rows added; run in rounds of
+    20 so a deadline can stop it."""
     torch.manual_seed(seed)
     horizons = train.labels.shape[1]
     linear = nn.Linear(train.x.shape[1] + 1, 3 * horizons)
-    features = tabular_inputs(train.x, train.dt)
-    weights = label_weights(train.labels, class_weights).reshape(-1)
+    features, labels = tabular_inputs(train.x, train.dt), train.labels
+    if mirror is not None:
+        features, labels = mirror.extend(features, labels)
+    weights = label_weights(labels, class_weights).reshape(-1)
     loss_fn = nn.CrossEntropyLoss(ignore_index=ma_features.IGNORE_INDEX, reduction="none")
     optimizer = torch.optim.LBFGS(linear.parameters(), max_iter=20,
                                   line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        losses = loss_fn(linear(features).view(-1, 3), train.labels.reshape(-1))
+        losses = loss_fn(linear(features).view(-1, 3), labels.reshape(-1))
         loss = (losses * weights).sum() / weights.sum()
         loss.backward()
         return loss
@@ -111,14 +155,17 @@ def logistic_regression(train: TickArrays, steps: int = 300, seed: int = 0):
 
 def fit_gbt(train: TickArrays, seed: int = 0, deadline: float | None = None,
             max_iter: int = 100, chunk: int = 25, holdout: float = 0.1, gap: int = 0,
-            class_weights: torch.Tensor | None = None) -> callable:
+            class_weights: torch.Tensor | None = None,
+            mirror: TabularMirror | None = None) -> callable:
     """scikit-learn's HistGradientBoostingClassifier per horizon (its defaults: at most
     100 iterations of 31-leaf trees, learning rate 0.1), early-stopped on
     the last ``holdout`` of the train rows by time (:func:`time_holdout`,
     ``gap``: the longest horizon), as the network's validation split is
     later than its training rows: a random holdout would score the trees on
-    ticks interleaved with the ones they fit. Trees are added ``chunk`` at a
-    time (warm start) so a deadline can end the growth."""
+    ticks interleaved with the ones they fit. ``mirror`` adds the mirrors
+    of some of the rows fitted, not of the holdout's (the network's
+    validation split is never mirrored either). Trees are added ``chunk`` at
+    a time (warm start) so a deadline can end the growth."""
     try:
         from sklearn.ensemble import HistGradientBoostingClassifier
     except ImportError as e:
@@ -135,6 +182,8 @@ def fit_gbt(train: TickArrays, seed: int = 0, deadline: float | None = None,
                                                random_state=seed, warm_start=True,
                                                class_weight=weights)
         rows, held_out = (x[fit_rows], y[fit_rows]), {"X_val": x[held], "y_val": y[held]}
+        if mirror is not None:
+            rows = tuple(t.numpy() for t in mirror.extend(*map(torch.from_numpy, rows)))
         model.fit(*rows, **held_out)
         while (model.n_iter_ == model.max_iter < max_iter
                and (deadline is None or time.monotonic() < deadline)):

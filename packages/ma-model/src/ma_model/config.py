@@ -192,7 +192,10 @@ class TrainConfig:
     ``mirror``: the probability that a training window is replaced by its
     bid/ask mirror (odd inputs negated, down and up swapped:
     :class:`ma_model.data.MirroredWindows`); 0, the default, never. Needs a
-    spec without price levels. ``recency``: 1 (the default) draws every
+    spec without price levels. ma-eval's learned baselines get it too: the
+    dense network the same windows, the logistic regression and the trees
+    the mirrors of that fraction of their rows added
+    (:class:`ma_model.baselines.TabularMirror`). ``recency``: 1 (the default) draws every
     training window once an epoch in a shuffled order; above 1, windows are
     drawn with replacement, the latest ``recency`` times as likely as the
     earliest (:class:`ma_model.data.RecencySampler`).

@@ -1,7 +1,12 @@
 """The baselines ma-eval trains beside a checkpoint, by name
 (:data:`BASELINES`): the per-tick ones of :mod:`ma_model.baselines` and the
 same network with dense causal attention (SDPA), trained with the same
-config, seed and class weights, each within ``train.max_minutes``."""
+config, seed and class weights, each within ``train.max_minutes``. With
+``train.mirror`` every learned baseline gets the augmentation the network
+gets: the dense network the same mirrored windows (it trains through
+:func:`ma_model.fit.fit`), the logistic regression and the trees the mirrors
+of a ``train.mirror`` fraction of their rows
+(:class:`ma_model.baselines.TabularMirror`)."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .baselines import TABULAR, fit_gbt, fit_logistic, fit_majority
+from .baselines import TABULAR, TabularMirror, fit_gbt, fit_logistic, fit_majority
 from .checkpoint import load_checkpoint
 from .config import Config
 from .data import Splits
@@ -47,11 +52,13 @@ def fit_baseline(name: str, cfg: Config, splits: Splits, out_dir: str | Path,
     weights = class_weights(cfg.train, splits)
     if name == "majority":
         return fit_majority(splits.train)
+    mirror = TabularMirror.of(cfg.train.mirror, splits.inputs, seed)
     if name == "logistic":
-        return fit_logistic(splits.train, seed=seed, deadline=deadline, class_weights=weights)
+        return fit_logistic(splits.train, seed=seed, deadline=deadline, class_weights=weights,
+                            mirror=mirror)
     if name == "gbt":
         return fit_gbt(splits.train, seed=seed, deadline=deadline, class_weights=weights,
-                       gap=max(cfg.data.horizons))
+                       gap=max(cfg.data.horizons), mirror=mirror)
     if name == "dense":
         dense_cfg = replace(cfg, model=replace(cfg.model, attention="sdpa_dense"),
                             train=replace(cfg.train, out_dir=str(out_dir)))

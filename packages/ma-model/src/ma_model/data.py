@@ -126,12 +126,24 @@ class WindowDataset(Dataset):
         return self._x[i], self._dt[i], self._labels[i], self._target[i], self._valid[i]
 
 
+def mirror_rows(x: torch.Tensor, labels: torch.Tensor, sign: torch.Tensor,
+                offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bid/ask mirror of inputs ``x [..., F]`` and their labels ``[...]``
+    or ``[..., H]``: ``x * sign + offset`` (``(sign, offset)`` of
+    :meth:`ma_model.inputs.ModelInputs.mirror`), down and up swapped,
+    undefined labels kept. The one mirror formula of the network's windows
+    (:class:`MirroredWindows`) and of the tabular baselines
+    (:class:`ma_model.baselines.TabularMirror`)."""
+    labels = torch.where(labels == ma_features.IGNORE_INDEX, labels, 2 - labels)
+    return x * sign.to(x.dtype) + offset.to(x.dtype), labels
+
+
 class MirroredWindows(Dataset):
     """The windows of ``windows``, each replaced, with probability ``p`` per
-    draw, by its bid/ask mirror: inputs ``x * sign + offset``
-    (:meth:`ma_model.inputs.ModelInputs.mirror`), labels down and up swapped,
-    the regression target (the change of the imbalance) negated. The draws
-    come from torch's global generator, so a seed gives the same windows."""
+    draw, by its bid/ask mirror (:func:`mirror_rows`): inputs ``x * sign +
+    offset``, labels down and up swapped, the regression target (the change
+    of the imbalance) negated. The draws come from torch's global generator,
+    so a seed gives the same windows."""
 
     def __init__(self, windows: WindowDataset, p: float, sign: torch.Tensor,
                  offset: torch.Tensor) -> None:
@@ -144,8 +156,8 @@ class MirroredWindows(Dataset):
         x, dt, labels, target, valid = self.windows[i]
         if float(torch.rand(())) >= self.p:
             return x, dt, labels, target, valid
-        labels = torch.where(labels == ma_features.IGNORE_INDEX, labels, 2 - labels)
-        return x * self.sign + self.offset, dt, labels, -target, valid
+        x, labels = mirror_rows(x, labels, self.sign, self.offset)
+        return x, dt, labels, -target, valid
 
 
 class RecencySampler(Sampler):
