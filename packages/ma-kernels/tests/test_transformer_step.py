@@ -122,6 +122,17 @@ def test_cuda_agrees_with_cpu_and_captures_in_a_graph():
     check_graph_capture_and_side_stream(op, lambda: torch.randn(x.shape, device="cuda"))
 
 
+@pytest.mark.gpu
+def test_rings_off_16_byte_boundaries_are_refused():
+    """The kernel reads the rings as float4: an offset view must be refused, not misread."""
+    args, options = problem(*CASES["default model"], device="cuda")
+    x, dt, active, params, keys, values, pos = args
+    shifted = torch.zeros(keys[0].numel() + 1, device="cuda")[1:].view(keys[0].shape)
+    with pytest.raises(ValueError, match="16-byte boundaries"):
+        ma_kernels.transformer_step(x, dt, active, params, [shifted, *keys[1:]], values, pos,
+                                    **options)
+
+
 def test_bad_arguments_are_named():
     args, options = problem(*CASES["default model"])
     x, dt, active, params, keys, values, pos = args

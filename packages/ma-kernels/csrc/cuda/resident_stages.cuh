@@ -390,7 +390,8 @@ struct OnChipStep {
   __device__ void attend_split(int l) {
     constexpr int E = D / 4;
     const int cap = s.capacity(l), dilation = s.dilation[l];
-    const int h = head(), split = rank % o.splits, g = lane / 4, d0 = (lane % 4) * E;
+    const int h = head(), split = rank % o.splits, g = lane / 4;
+    const step_stages::LaneDims<D> dim(lane);
     // Warps per row, each a sub-range of the block's keys: kWarps / rows
     // rounded down to a power of two, so that items split by shifts.
     static_assert(kWarps == 8, "warps per row: 8, 4, 2 or 1");
@@ -406,25 +407,25 @@ struct OnChipStep {
       for (int item = warp; item < rows * per_row; item += kWarps) {
         const int r = item >> per_row_log2, sub = item & (per_row - 1);
         const std::int64_t b = row0 + r, p = __ldcg(t.pos + b);
-        const float* in = at<float>(o.qkv) + r * 3 * D + d0;
+        const float* in = at<float>(o.qkv) + r * 3 * D;
         float q[E], k[E], v[E];
 #pragma unroll
         for (int e = 0; e < E; ++e) {
-          q[e] = in[e];
-          k[e] = in[D + e];
-          v[e] = in[2 * D + e];
+          q[e] = in[dim(e)];
+          k[e] = in[D + dim(e)];
+          v[e] = in[2 * D + dim(e)];
         }
-        rotate(q, k, cos + r * (D / 2) + d0 / 2, sin + r * (D / 2) + d0 / 2);
+        rotate(q, k, cos + r * (D / 2), sin + r * (D / 2), dim);
         const std::int64_t ring = (b * s.heads + h) * std::int64_t(cap) * D;
         float* ring_k = t.keys[l] + ring;
         float* ring_v = t.values[l] + ring;
         const int p_slot = int(p % cap);  // the query's ring slot
         if (split == 0 && sub == 0 && g == 0 && active(b)) {
-          const std::int64_t at_p = std::int64_t(p_slot) * D + d0;
+          const std::int64_t at_p = std::int64_t(p_slot) * D;
 #pragma unroll
           for (int e = 0; e < E; ++e) {
-            ring_k[at_p + e] = k[e];
-            ring_v[at_p + e] = v[e];
+            ring_k[at_p + dim(e)] = k[e];
+            ring_v[at_p + dim(e)] = v[e];
           }
         }
         const int seen = keys_seen(p, s.window, dilation);
@@ -436,7 +437,7 @@ struct OnChipStep {
         float* out = warp_part + warp * (D + 2);
         if (g == 0) {
 #pragma unroll
-          for (int e = 0; e < E; ++e) out[d0 + e] = acc[e];
+          for (int e = 0; e < E; ++e) out[dim(e)] = acc[e];
         }
         if (lane == 0) {
           out[D] = m;

@@ -114,6 +114,41 @@ __device__ __forceinline__ void warp_dots(const float* xs, int row_stride, int k
   }
 }
 
+// Which of a head's D dims a lane of a key group (four lanes) holds: E =
+// D / 4 of them, in chunks of up to four floats, lane c of the group chunks
+// c, c + 4, ...: a group's loads of its i-th chunks read 64 contiguous bytes
+// of a key, two whole sectors. (Each lane's dims in one run read every
+// sector twice, half at a time; E scalar loads, E times.)
+template <int D>
+struct LaneDims {
+  static constexpr int E = D / 4, kChunk = E < 4 ? E : 4;
+  static_assert(kChunk == 2 || kChunk == 4, "head dims 8, 16, 32 or 64");
+  int c;  // the lane within its group
+  __device__ explicit LaneDims(int lane) : c(lane % 4) {}
+  // The head dim of this lane's element e.
+  __device__ int operator()(int e) const { return (e / kChunk * 4 + c) * kChunk + e % kChunk; }
+
+  // x[e] = row[dim(e)] for this lane's elements, by ld.cg (rewritten between
+  // the steps of a resident kernel), a float4 (float2) a chunk; row is 16-byte
+  // aligned.
+  __device__ void load_cg(const float* row, float (&x)[E]) const {
+#pragma unroll
+    for (int e = 0; e < E; e += kChunk) {
+      if constexpr (kChunk == 4) {
+        const float4 v = __ldcg(reinterpret_cast<const float4*>(row + (*this)(e)));
+        x[e] = v.x;
+        x[e + 1] = v.y;
+        x[e + 2] = v.z;
+        x[e + 3] = v.w;
+      } else {
+        const float2 v = __ldcg(reinterpret_cast<const float2*>(row + (*this)(e)));
+        x[e] = v.x;
+        x[e + 1] = v.y;
+      }
+    }
+  }
+};
+
 // The keys a query at position p sees, min(window, p / dilation + 1): the
 // 64-bit division (~70 instructions) only while the window is still
 // filling, in the first window x dilation positions.
@@ -121,14 +156,15 @@ __device__ __forceinline__ int keys_seen(std::int64_t p, int window, int dilatio
   return p >= std::int64_t(window - 1) * dilation ? window : int(p / dilation) + 1;
 }
 
-// Rotary on a lane's dims of q and k (pairs (2i, 2i + 1) of the head), at
-// the angles of those pairs.
-template <int E>
-__device__ __forceinline__ void rotate(float (&q)[E], float (&k)[E], const float* cos,
-                                       const float* sin) {
+// Rotary on a lane's dims of q and k (pairs (2i, 2i + 1) of the head, in
+// one chunk), at the angles cos and sin [D / 2] of the row.
+template <int D>
+__device__ __forceinline__ void rotate(float (&q)[D / 4], float (&k)[D / 4], const float* cos,
+                                       const float* sin, const LaneDims<D>& dim) {
 #pragma unroll
-  for (int i = 0; i < E / 2; ++i) {
-    const float cs = cos[i], sn = sin[i];
+  for (int i = 0; i < D / 8; ++i) {
+    const int pair = dim(2 * i) / 2;
+    const float cs = cos[pair], sn = sin[pair];
     const float qe = q[2 * i], qo = q[2 * i + 1], ke = k[2 * i], ko = k[2 * i + 1];
     q[2 * i] = qe * cs - qo * sn;
     q[2 * i + 1] = qe * sn + qo * cs;
@@ -140,7 +176,7 @@ __device__ __forceinline__ void rotate(float (&q)[E], float (&k)[E], const float
 // Online softmax of q against keys j in [j0, j1) of one (sequence, head)'s
 // ring, by a warp: key j is position p - j * dilation (j = 0: the new key,
 // k and v, from registers); eight groups of four lanes take a key each, a
-// lane holding dims d0 .. d0 + D/4 (d0 = lane % 4 * D/4) of q, k, v and acc.
+// lane holding its LaneDims of q, k, v and acc.
 // On return every group holds the warp's merged max m, sum and acc.
 template <int D>
 __device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)[D / 4],
@@ -149,7 +185,8 @@ __device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)
                                        int cap, int j0, int j1, int lane, float& m, float& sum,
                                        float (&acc)[D / 4]) {
   constexpr int E = D / 4;
-  const int g = lane / 4, d0 = (lane % 4) * E;
+  const int g = lane / 4;
+  const LaneDims<D> dims(lane);
   const float scale = 1.f / sqrtf(float(D));
   m = -INFINITY;
   sum = 0.f;
@@ -170,12 +207,8 @@ __device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)
     const bool valid = j < j1;
     float kj[E], vj[E];
     if (valid && j > 0) {
-      const int at = slot * D + d0;
-#pragma unroll
-      for (int e = 0; e < E; ++e) {
-        kj[e] = __ldcg(ring_k + at + e);
-        vj[e] = __ldcg(ring_v + at + e);
-      }
+      dims.load_cg(ring_k + slot * D, kj);
+      dims.load_cg(ring_v + slot * D, vj);
     } else {
 #pragma unroll
       for (int e = 0; e < E; ++e) {
@@ -397,29 +430,30 @@ struct Step {
     constexpr int E = D / 4;  // dims per lane
     const int c = s.model_dim, heads = s.heads, splits = lay.splits;
     const int cap = s.capacity(layer), dilation = s.dilation[layer];
-    const int g = lane / 4, d0 = (lane % 4) * E;
+    const int g = lane / 4;
+    const LaneDims<D> dim(lane);
     for (int item = gwarp; item < rows * heads * splits; item += kWarpsInCluster) {
       const int split = item % splits, h = item / splits % heads, r = item / (splits * heads);
       const std::int64_t b = row0 + r, p = __ldcg(t.pos + b);
-      const float* in = row(r) + lay.act + h * D + d0;
+      const float* in = row(r) + lay.act + h * D;
       float q[E], k[E], v[E];
 #pragma unroll
       for (int e = 0; e < E; ++e) {
-        q[e] = __ldcg(in + e);
-        k[e] = __ldcg(in + c + e);
-        v[e] = __ldcg(in + 2 * c + e);
+        q[e] = __ldcg(in + dim(e));
+        k[e] = __ldcg(in + c + dim(e));
+        v[e] = __ldcg(in + 2 * c + dim(e));
       }
       const int p_slot = int(p % cap);  // the query's ring slot
-      rotate(q, k, rope_cos + r * (D / 2) + d0 / 2, rope_sin + r * (D / 2) + d0 / 2);
+      rotate(q, k, rope_cos + r * (D / 2), rope_sin + r * (D / 2), dim);
       const std::int64_t ring = (b * heads + h) * std::int64_t(cap) * D;
       float* ring_k = t.keys[layer] + ring;
       float* ring_v = t.values[layer] + ring;
       if (split == 0 && g == 0 && active(b)) {
-        const std::int64_t at = std::int64_t(p_slot) * D + d0;
+        const std::int64_t at = std::int64_t(p_slot) * D;
 #pragma unroll
         for (int e = 0; e < E; ++e) {
-          ring_k[at + e] = k[e];
-          ring_v[at + e] = v[e];
+          ring_k[at + dim(e)] = k[e];
+          ring_v[at + dim(e)] = v[e];
         }
       }
       // Key j is position p - j * dilation (j = 0: the new one, from registers).
@@ -431,7 +465,7 @@ struct Step {
       float* out = row(r) + lay.partial + (h * splits + split) * (D + 2);
       if (g == 0) {
 #pragma unroll
-        for (int e = 0; e < E; ++e) out[d0 + e] = acc[e];
+        for (int e = 0; e < E; ++e) out[dim(e)] = acc[e];
       }
       if (lane == 0) {
         out[D] = m;

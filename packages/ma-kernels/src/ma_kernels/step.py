@@ -150,9 +150,9 @@ def _check(x, dt, active, params, keys, values, pos, heads, window, dilations) -
     if device.type == "cuda" and not supports(model_dim, heads, layers, device):
         raise ValueError(f"transformer_step on CUDA takes head dims {CUDA_HEAD_DIMS} and model "
                          f"dims up to {CUDA_MAX_MODEL_DIM}, got {head_dim} and {model_dim}")
-    if device.type == "cuda" and any(p.data_ptr() % 16 for p in params):
-        raise ValueError("params on CUDA must start on 16-byte boundaries (the kernel reads "
-                         "weights as float4); pass .clone()s of offset views")
+    if device.type == "cuda" and any(t.data_ptr() % 16 for t in (*params, *keys, *values)):
+        raise ValueError("params, keys and values on CUDA must start on 16-byte boundaries (the "
+                         "kernel reads them as float4); pass .clone()s of offset views")
 
 
 def _pointers(tensors: Sequence[torch.Tensor]) -> list[int]:
