@@ -35,7 +35,7 @@ using step_stages::kThreads;
 using step_stages::kTile;
 using step_stages::keys_seen;
 using step_stages::kWarps;
-using step_stages::reduce_scatter;
+using step_stages::group_sums;
 using step_stages::rotate;
 using step_stages::warp_sum;
 
@@ -111,7 +111,9 @@ __device__ inline void to_bf16(__nv_bfloat16* out, const float* in, int n) {
   for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = __float2bfloat16(in[i]);
 }
 
-template <int D>
+// Rows: the most rows of a tile, 1 where the batch is one instrument (the
+// projections then sum no absent rows).
+template <int D, int Rows>
 struct OnChipStep {
   const StepShape& s;
   const StepTensors& t;
@@ -218,7 +220,7 @@ struct OnChipStep {
 #pragma unroll 1
     for (int n0 = 4 * warp; n0 < n_out; n0 += 4 * kWarps) {
       const int n = n0 + group;
-      float acc[kTile] = {};
+      float acc[Rows] = {};
       if (n < n_out) {
         const __nv_bfloat16* row = w + std::int64_t(n) * k;
         int piece = (2 * group) % steps;  // the sixteenth of the row read now
@@ -226,15 +228,15 @@ struct OnChipStep {
           const int i = 16 * piece + 2 * sub;
           const float2 wi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(row + i));
 #pragma unroll
-          for (int r = 0; r < kTile; ++r) {
+          for (int r = 0; r < Rows; ++r) {
             if (r < rows) acc[r] = fmaf(xs[r * k + i], wi.x, fmaf(xs[r * k + i + 1], wi.y, acc[r]));
           }
           piece = piece + 1 == steps ? 0 : piece + 1;  // no division per step
         }
       }
-      static_assert(kTile == 8, "a group's eight lanes hold the sums of its eight rows");
-      const float y = reduce_scatter(acc, lane);  // of row `sub`
-      if (n < n_out && sub < rows) {
+      static_assert(Rows <= 8, "a group's eight lanes hold the sums of its rows");
+      const float y = group_sums<Rows, 8>(acc, lane);  // of row `sub` (sub < Rows)
+      if (n < n_out && sub < Rows && sub < rows) {
         const float* b = n < split ? (bias ? bias + n : nullptr)
                                    : (second_bias ? second_bias + n - split : nullptr);
         out[sub * stride + n] = y + (b ? __ldg(b) : 0.f);
@@ -248,19 +250,19 @@ struct OnChipStep {
                                 float* out, std::size_t out_stride) const {
 #pragma unroll 1
     for (int n = threadIdx.x; n < s.model_dim; n += kThreads) {
-      float acc[kTile] = {};
+      float acc[Rows] = {};
       for (int i = 0; i < k; i += 2) {
         const float2 wi =
             __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(w + n * k + i));
 #pragma unroll
-        for (int r = 0; r < kTile; ++r) {
+        for (int r = 0; r < Rows; ++r) {
           if (r < rows) {
             acc[r] = fmaf(xs[r * xs_stride + i], wi.x, fmaf(xs[r * xs_stride + i + 1], wi.y, acc[r]));
           }
         }
       }
 #pragma unroll
-      for (int r = 0; r < kTile; ++r) {
+      for (int r = 0; r < Rows; ++r) {
         if (r < rows) out[r * out_stride + n] = acc[r];
       }
     }

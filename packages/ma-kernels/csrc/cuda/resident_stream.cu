@@ -71,7 +71,7 @@ __device__ void featurise(const ResidentConfig& c, const ResidentTensors& t, con
 
 // One block per SM (its shared memory holds the block's weights); cluster c
 // serves tiles c, c + clusters, ... of the instruments.
-template <int D>
+template <int D, int Rows>
 __global__ void __launch_bounds__(kThreads, 1)
 resident_kernel(const __grid_constant__ ResidentConfig c, const __grid_constant__ ResidentTensors t,
                 const __grid_constant__ OnChip o, const __grid_constant__ Mapped io,
@@ -82,7 +82,7 @@ resident_kernel(const __grid_constant__ ResidentConfig c, const __grid_constant_
   const int rank = int(cluster.block_rank()), warp = int(threadIdx.x / 32), lane = threadIdx.x % 32;
   const std::int64_t id = blockIdx.x / o.blocks, clusters = gridDim.x / o.blocks;
   const std::int64_t tile_count = (c.model.batch + kTile - 1) / kTile;
-  OnChipStep<D> step{c.model, t.model, o, cluster, shared, rank, warp, lane};
+  OnChipStep<D, Rows> step{c.model, t.model, o, cluster, shared, rank, warp, lane};
   step.trace = id == 0 ? io.trace : nullptr;
   step.load_weights();
   long long seen = io.done[id], r = kIdle;  // a relaunch serves what this cluster has not
@@ -140,6 +140,13 @@ resident_kernel(const __grid_constant__ ResidentConfig c, const __grid_constant_
 
 std::int64_t tiles(const ResidentConfig& c) { return (c.model.batch + kTile - 1) / kTile; }
 
+// The kernel for `batch` instruments: tiles of at most one row where it is
+// one (its projections then sum no absent rows), else of kTile.
+template <int D>
+auto kernel_for(std::int64_t batch) {
+  return batch == 1 ? resident_kernel<D, 1> : resident_kernel<D, kTile>;
+}
+
 template <int D>
 cudaLaunchConfig_t launch_config(const OnChip& o, std::int64_t clusters,
                                  cudaLaunchAttribute* cluster, cudaStream_t stream) {
@@ -159,12 +166,12 @@ cudaLaunchConfig_t launch_config(const OnChip& o, std::int64_t clusters,
 
 // How many clusters split as `o` this GPU runs at once (0 where none fits).
 template <int D>
-int clusters_possible(const OnChip& o, int device) {
+int clusters_possible(const OnChip& o, std::int64_t batch, int device) {
   int most = 0;
   cuda_check(cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
              "cudaDeviceGetAttribute");
   if (o.bytes == 0 || o.bytes + 64 > std::size_t(most)) return 0;  // 64: the static round
-  auto kernel = resident_kernel<D>;
+  auto kernel = kernel_for<D>(batch);
   opt_in_shared_memory(kernel, o.bytes, "resident stream shared memory");
   if (o.blocks > 8) {  // the portable cluster size is 8
     cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1),
@@ -230,7 +237,8 @@ struct ResidentStream::Impl {
       constexpr int D = decltype(d)::value;
       cudaLaunchAttribute cluster;
       const cudaLaunchConfig_t launch = launch_config<D>(o, clusters, &cluster, stream);
-      cuda_check(cudaLaunchKernelEx(&launch, resident_kernel<D>, config, tensors, o, io, scratch),
+      cuda_check(cudaLaunchKernelEx(&launch, kernel_for<D>(config.model.batch), config, tensors, o,
+                                    io, scratch),
                  "resident stream launch");
     });
     running = true;
@@ -280,7 +288,7 @@ std::pair<OnChip, std::int64_t> place(const ResidentConfig& config, int device) 
     constexpr int D = decltype(d)::value;
     for (int blocks : {16, 8}) {
       const OnChip o = resident_stages::plan(config.model, blocks);
-      const int possible = clusters_possible<D>(o, device);
+      const int possible = clusters_possible<D>(o, config.model.batch, device);
       if (possible > 0) {
         placed = {o, std::min<std::int64_t>(possible, tiles(config))};
         return;

@@ -95,21 +95,34 @@ __device__ __forceinline__ float reduce_scatter(float (&v)[N], int lane) {
   }
 }
 
-// acc[r] = xs[r, 0:k] . w[0:k] for the tile's first `rows` rows (warp-uniform).
+// Sums each of v[0:N] over the Width lanes of this lane's group (lanes that
+// differ only in their low log2(Width) bits; N <= Width, powers of two up to
+// 32); returns, at the lanes whose low log2(N) bits are i, the sum of v[i].
+template <int N, int Width>
+__device__ __forceinline__ float group_sums(float (&v)[N], int lane) {
+  float y = reduce_scatter(v, lane);
+#pragma unroll
+  for (int offset = N; offset < Width; offset *= 2) y += __shfl_xor_sync(kAll, y, offset);
+  return y;
+}
+
+// acc[r] = xs[r, 0:k] . w[0:k] for the tile's first `rows` <= Rows rows
+// (warp-uniform).
+template <int Rows>
 __device__ __forceinline__ void warp_dots(const float* xs, int row_stride, int k,
                                           const float* w, int rows, int lane,
-                                          float (&acc)[kTile]) {
+                                          float (&acc)[Rows]) {
 #pragma unroll
-  for (int r = 0; r < kTile; ++r) acc[r] = 0.f;
+  for (int r = 0; r < Rows; ++r) acc[r] = 0.f;
   for (int i = lane; i < k; i += 32) {
     const float wi = __ldg(w + i);
 #pragma unroll
-    for (int r = 0; r < kTile; ++r) {
+    for (int r = 0; r < Rows; ++r) {
       if (r < rows) acc[r] = fmaf(xs[r * row_stride + i], wi, acc[r]);
     }
   }
 #pragma unroll
-  for (int r = 0; r < kTile; ++r) {
+  for (int r = 0; r < Rows; ++r) {
     if (r < rows) acc[r] = warp_sum(acc[r]);
   }
 }
@@ -344,7 +357,8 @@ struct Step {
   // from the second ones at n - split. A warp takes kOuts outputs at a time,
   // their weight loads (a float4 per lane) in flight together: one dependent
   // load per stage, not one per output. Every projection of the step calls
-  // this one function: the kernel holds one copy of it.
+  // this one function: the kernel holds one copy of it. Rows bounds `rows`
+  // at compile time: 1 for a single sequence (no sums of absent rows).
   struct Projection {
     const float* weight;
     const float* bias;
@@ -356,12 +370,13 @@ struct Step {
     bool accumulate;
   };
 
+  template <int Rows>
   __device__ void project(int k, int n_out, const Projection& to) const {
-    constexpr int kOuts = 4;
-    static_assert(kOuts * kTile == 32, "a lane holds the sum of one (output, row)");
+    constexpr int kOuts = 4, kSums = kOuts * Rows;
+    static_assert(kSums <= 32, "a lane holds at most one (output, row) sum");
 #pragma unroll 1
     for (int n0 = gwarp; n0 < n_out; n0 += kOuts * kWarpsInCluster) {
-      float acc[kOuts * kTile] = {};
+      float acc[kSums] = {};
       const float* w[kOuts];
 #pragma unroll
       for (int g = 0; g < kOuts; ++g) {
@@ -375,19 +390,20 @@ struct Step {
 #pragma unroll
         for (int g = 0; g < kOuts; ++g) wi[g] = __ldg(reinterpret_cast<const float4*>(w[g] + i));
 #pragma unroll
-        for (int r = 0; r < kTile; ++r) {
+        for (int r = 0; r < Rows; ++r) {
           if (r >= rows) break;
           const float4 x = *reinterpret_cast<const float4*>(xs + r * k + i);
 #pragma unroll
           for (int g = 0; g < kOuts; ++g) {
-            acc[g * kTile + r] = fmaf(wi[g].x, x.x, fmaf(wi[g].y, x.y, fmaf(wi[g].z, x.z,
-                                 fmaf(wi[g].w, x.w, acc[g * kTile + r]))));
+            acc[g * Rows + r] = fmaf(wi[g].x, x.x, fmaf(wi[g].y, x.y, fmaf(wi[g].z, x.z,
+                                fmaf(wi[g].w, x.w, acc[g * Rows + r]))));
           }
         }
       }
-      const float y = reduce_scatter(acc, lane);  // of output g = lane / kTile, row lane % kTile
-      const int n = n0 + lane / kTile * kWarpsInCluster, r = lane % kTile;
-      if (n < n_out && r < rows) {
+      // Lane l < kSums: output g = l / Rows, row l % Rows.
+      const float y = group_sums<kSums, 32>(acc, lane);
+      const int n = n0 + lane / Rows * kWarpsInCluster, r = lane % Rows;
+      if (lane < kSums && n < n_out && r < rows) {
         float* at = to.out + r * to.stride + n;
         const float bias = n < to.split ? to.bias[n] : to.second_bias[n - to.split];
         *at = (to.accumulate ? __ldcg(at) : 0.f) + (y + bias);
@@ -404,18 +420,19 @@ struct Step {
             lay.stride, residual};
   }
 
+  template <int Rows>
   __device__ void embed() const {
     const int f = s.inputs, nf = 2 * s.frequencies + 1, k = f + nf;
     embed_inputs(s, t, row0, rows, xs);
     __syncthreads();
     for (int n = gwarp; n < s.model_dim; n += kWarpsInCluster) {
-      float from_x[kTile], from_time[kTile];
+      float from_x[Rows], from_time[Rows];
       warp_dots(xs, k, f, t.embed[kStepEmbedWeight] + std::int64_t(n) * f, rows, lane, from_x);
       warp_dots(xs + f, k, nf, t.embed[kStepTimeWeight] + std::int64_t(n) * nf, rows, lane,
                 from_time);
       if (lane == 0) {
 #pragma unroll
-        for (int r = 0; r < kTile; ++r) {
+        for (int r = 0; r < Rows; ++r) {
           if (r < rows) {
             row(r)[n] = (from_x[r] + t.embed[kStepEmbedBias][n]) +
                         (from_time[r] + t.embed[kStepTimeBias][n]);
@@ -519,9 +536,10 @@ struct Step {
   }
 
   // The heads' outputs into out [B, out_stride]: logits, then regression.
+  template <int Rows>
   __device__ void heads(float* out, int out_stride) const {
     const int logits = 3 * s.horizons;
-    project(s.model_dim, s.outputs(),
+    project<Rows>(s.model_dim, s.outputs(),
             {t.head[kStepDirectionWeight], t.head[kStepDirectionBias], logits,
              t.head[kStepRegressionWeight], t.head[kStepRegressionBias], out + row0 * out_stride,
              out_stride, false});
@@ -551,14 +569,15 @@ __device__ void rope_angles(const Step& step) {
   rope_angles<D>(step.t.pos, step.row0, step.rows, step.rope_cos, step.rope_sin);
 }
 
-// The model on the tile: every stage, then pos += active. The caller has
-// computed the rotary angles; out receives the heads' outputs.
-template <int D>
+// The model on the tile of at most Rows rows: every stage, then pos +=
+// active. The caller has computed the rotary angles; out receives the heads'
+// outputs.
+template <int D, int Rows>
 __device__ void model_stages(const Step& step, cg::cluster_group& cluster, float* out,
                              int out_stride) {
   const StepShape& s = step.s;
   const StepTensors& t = step.t;
-  step.embed();
+  step.template embed<Rows>();
   cluster.sync();
   // A layer is two halves running the same code (one call site of each
   // function, so the kernel is half the size): LayerNorm and a projection into
@@ -572,7 +591,7 @@ __device__ void model_stages(const Step& step, cg::cluster_group& cluster, float
     const float* const* p = t.layer[l];
     step.layer_norm(p[attention ? kStepNorm1Weight : kStepNorm2Weight],
                     p[attention ? kStepNorm1Bias : kStepNorm2Bias]);
-    step.project(s.model_dim, attention ? 3 * s.model_dim : 2 * s.hidden,
+    step.template project<Rows>(s.model_dim, attention ? 3 * s.model_dim : 2 * s.hidden,
                  step.to_workspace(p[attention ? kStepQkvWeight : kStepUpWeight],
                                    p[attention ? kStepQkvBias : kStepUpBias], step.lay.act, false));
     cluster.sync();
@@ -583,13 +602,13 @@ __device__ void model_stages(const Step& step, cg::cluster_group& cluster, float
     } else {
       step.stage_swiglu();
     }
-    step.project(attention ? s.model_dim : s.hidden, s.model_dim,
+    step.template project<Rows>(attention ? s.model_dim : s.hidden, s.model_dim,
                  step.to_workspace(p[attention ? kStepOutWeight : kStepDownWeight],
                                    p[attention ? kStepOutBias : kStepDownBias], 0, true));
     cluster.sync();
   }
   step.layer_norm(t.head[kStepNormWeight], t.head[kStepNormBias]);
-  step.heads(out, out_stride);
+  step.template heads<Rows>(out, out_stride);
   // Every read of pos in this cluster came before the last barrier.
   const int r = threadIdx.x;
   if (cluster.block_rank() == 0 && r < step.rows && step.active(step.row0 + r)) {

@@ -12,7 +12,9 @@ namespace {
 
 using namespace step_stages;
 
-template <int D>
+// Rows: the most sequences of a cluster's tile, 1 where the batch is one
+// sequence (projections then sum no absent rows).
+template <int D, int Rows>
 __global__ void __launch_bounds__(kThreads)
 transformer_step_kernel(const __grid_constant__ StepShape s, const __grid_constant__ StepTensors t,
                         const __grid_constant__ Layout lay, float* ws) {
@@ -20,14 +22,14 @@ transformer_step_kernel(const __grid_constant__ StepShape s, const __grid_consta
   cg::cluster_group cluster = cg::this_cluster();
   const Step step = cluster_step<D>(s, t, lay, ws, shared, cluster);
   rope_angles<D>(step);
-  model_stages<D>(step, cluster, t.out, s.outputs());
+  model_stages<D, Rows>(step, cluster, t.out, s.outputs());
 }
 
 template <int D>
 void launch(const StepShape& s, const StepTensors& t, float* ws, cudaStream_t stream) {
   const Layout lay = layout_of(s);
   const std::size_t bytes = shared_bytes<D>(lay);
-  auto kernel = transformer_step_kernel<D>;
+  auto kernel = s.batch == 1 ? transformer_step_kernel<D, 1> : transformer_step_kernel<D, kTile>;
   opt_in_shared_memory(kernel, bytes, "transformer_step shared memory");
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(unsigned(kCluster * ((s.batch + kTile - 1) / kTile)));
