@@ -213,8 +213,9 @@ __device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)
   int slot = p_slot - (j0 + g) * dilation;
   while (slot < 0) slot += cap;
   // Two steps unrolled: the second step's loads go out before the first's
-  // arithmetic waits on its own.
-#pragma unroll 2
+  // arithmetic waits on its own (not at D = 64: its registers would spill).
+  constexpr int kSteps = D < 64 ? 2 : 1;
+#pragma unroll kSteps
   for (int base = j0; base < j1; base += kGroups) {  // warp-uniform trip count
     const int j = base + g;
     const bool valid = j < j1;
