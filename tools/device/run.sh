@@ -6,7 +6,8 @@
 #   OUT=/tmp/out MA_COMMIT=$(git rev-parse HEAD) bash tools/device/run.sh [pytest args]
 #
 # SANITIZE=1 also runs the CUDA tests of ma-kernels under compute-sanitizer
-# (memcheck, racecheck); PROFILE=1 times the resident kernel's round by stage
+# (memcheck, racecheck; SANITIZE_TESTS names test files of ma-kernels to
+# run instead of all); PROFILE=1 times the resident kernel's round by stage
 # (resident_stages.json), profiles a training step by attention kind
 # (profile_training.txt) and runs Nsight Compute on the attention kernels
 # (ncu_attention.txt), the model step kernel (ncu_step.txt) and the feature
@@ -75,7 +76,8 @@ if [ "${SANITIZE:-0}" = 1 ]; then
   for tool in memcheck racecheck; do
     (cd packages/ma-kernels && timeout "${SANITIZE_TIMEOUT:-280}" \
       compute-sanitizer --tool $tool --error-exitcode 3 \
-      python3 -m pytest -q -p no:cacheprovider -x -m gpu -k "not compile and not graph") \
+      python3 -m pytest -q -p no:cacheprovider -x -m gpu -k "not compile and not graph" \
+      ${SANITIZE_TESTS:-}) \
       > /tmp/sanitizer.log 2>&1
     code=$?
     { echo "===== $tool (exit $code)"; cat /tmp/sanitizer.log; } >> "$OUT/sanitizer.log"
