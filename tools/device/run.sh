@@ -74,8 +74,8 @@ done
 if [ "${SANITIZE:-0}" = 1 ]; then
   echo "== compute-sanitizer"
   for tool in memcheck racecheck; do
-    (cd packages/ma-kernels && timeout "${SANITIZE_TIMEOUT:-280}" \
-      compute-sanitizer --tool $tool --error-exitcode 3 \
+    (cd packages/ma-kernels && MA_SANITIZER_SLOWDOWN=${MA_SANITIZER_SLOWDOWN:-20} \
+      timeout "${SANITIZE_TIMEOUT:-280}" compute-sanitizer --tool $tool --error-exitcode 3 \
       python3 -m pytest -q -p no:cacheprovider -x -m gpu -k "not compile and not graph" \
       ${SANITIZE_TESTS:-}) \
       > /tmp/sanitizer.log 2>&1

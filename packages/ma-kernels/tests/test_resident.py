@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -5,6 +7,10 @@ from test_transformer_step import CASES, problem
 
 import ma_kernels
 from ma_kernels import book_stream, reference, resident
+
+# Under compute-sanitizer (racecheck) a round takes seconds: run.sh scales the
+# host's wait by this factor there, so a slow round is not taken for a hang.
+SLOWDOWN = float(os.environ.get("MA_SANITIZER_SLOWDOWN", "1"))
 
 SPEC = {"instant": ("spread", "mid_change", "microprice_offset", "imbalance", "ofi", "log_depth",
                     "inter_arrival"), "max_events": 1}
@@ -22,7 +28,7 @@ def resident_args(device: str, case: str = "default model", fresh: bool = True):
                 state=state, spec=SPEC, x_index=torch.arange(inputs, device=device),
                 shift=torch.zeros(inputs, dtype=torch.float64, device=device),
                 scale=torch.ones(inputs, dtype=torch.float64, device=device), dt_column=6,
-                dt_scale=1.0, limit=1e6, overflow_code=10, **options)
+                dt_scale=1.0, limit=1e6, overflow_code=10, timeout=5.0 * SLOWDOWN, **options)
 
 
 def test_refused_off_cuda():

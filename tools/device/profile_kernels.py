@@ -1,0 +1,32 @@
+"""The GPU time of each kernel of an engine push (eager mode: every stage its
+own launch), by torch.profiler, for the ANCHORS model at N instruments:
+where a round's device time goes outside the model kernel.
+
+    python3 tools/device/profile_kernels.py [instruments] [--out table.txt]
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ma_runtime.bench import anchors_engine, simulated_pushes
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("instruments", type=int, nargs="?", default=256)
+parser.add_argument("--pushes", type=int, default=20)
+parser.add_argument("--out", type=Path)
+args = parser.parse_args()
+engine = anchors_engine(args.instruments, "cuda", mode="eager")
+pushes = simulated_pushes(10 + args.pushes, args.instruments, engine.levels)
+for ticks, ids in pushes[:10]:  # warm-up
+    engine.push(ticks, np.asarray(ids))
+with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+    for ticks, ids in pushes[10:]:
+        engine.push(ticks, np.asarray(ids))
+    torch.cuda.synchronize()
+table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25)
+print(f"{args.instruments} instruments, {args.pushes} pushes\n{table}")
+if args.out:
+    args.out.write_text(table + "\n")
