@@ -391,8 +391,7 @@ struct Step {
 #pragma unroll
         for (int g = 0; g < kOuts; ++g) wi[g] = __ldg(reinterpret_cast<const float4*>(w[g] + i));
 #pragma unroll
-        for (int r = 0; r < Rows; ++r) {
-          if (r >= rows) break;
+        for (int r = 0; r < Rows; ++r) {  // xs is zero past `rows`: no branch per row
           const float4 x = *reinterpret_cast<const float4*>(xs + r * k + i);
 #pragma unroll
           for (int g = 0; g < kOuts; ++g) {
