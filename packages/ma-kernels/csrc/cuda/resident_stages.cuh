@@ -275,18 +275,9 @@ struct OnChipStep {
     float* xs = at<float>(o.xs);
 #pragma unroll 1
     for (int r = warp; r < rows; r += kWarps) {
-      float sum = 0.f;
-#pragma unroll 1
-      for (int i = lane; i < c; i += 32) sum += h[r * c + i];
-      const float mean = warp_sum(sum) / c;
-      float var = 0.f;
-#pragma unroll 1
-      for (int i = lane; i < c; i += 32) var += (h[r * c + i] - mean) * (h[r * c + i] - mean);
-      const float inv = 1.f / sqrtf(warp_sum(var) / c + kStepNormEps);
-#pragma unroll 1
-      for (int i = lane; i < c; i += 32) {
-        xs[r * c + i] = (h[r * c + i] - mean) * inv * __ldg(weight + i) + __ldg(bias + i);
-      }
+      const float* row = h + r * c;
+      step_stages::warp_layer_norm([&](int i) { return row[i]; }, c, weight, bias, xs + r * c,
+                                   lane);
     }
     __syncthreads();
   }

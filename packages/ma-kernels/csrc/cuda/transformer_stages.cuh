@@ -127,6 +127,42 @@ __device__ __forceinline__ void warp_dots(const float* xs, int row_stride, int k
   }
 }
 
+// LayerNorm of one row of c <= kMaxModelDim values by a warp: in(i) is
+// element i; out[i] the result. The gains and biases are loaded first, so
+// that their round trip overlaps the row's sums instead of following them.
+template <typename In>
+__device__ __forceinline__ void warp_layer_norm(const In& in, int c, const float* weight,
+                                                const float* bias, float* out, int lane) {
+  constexpr int kPerLane = kMaxModelDim / 32;
+  float x[kPerLane], gain[kPerLane], shift[kPerLane];
+  float sum = 0.f;
+#pragma unroll
+  for (int j = 0; j < kPerLane; ++j) {
+    const int i = lane + 32 * j;
+    gain[j] = i < c ? __ldg(weight + i) : 0.f;
+    shift[j] = i < c ? __ldg(bias + i) : 0.f;
+  }
+#pragma unroll
+  for (int j = 0; j < kPerLane; ++j) {
+    const int i = lane + 32 * j;
+    x[j] = i < c ? in(i) : 0.f;
+    sum += x[j];
+  }
+  const float mean = warp_sum(sum) / c;
+  float var = 0.f;
+#pragma unroll
+  for (int j = 0; j < kPerLane; ++j) {
+    const float centred = lane + 32 * j < c ? x[j] - mean : 0.f;
+    var += centred * centred;
+  }
+  const float inv = 1.f / sqrtf(warp_sum(var) / c + kStepNormEps);
+#pragma unroll
+  for (int j = 0; j < kPerLane; ++j) {
+    const int i = lane + 32 * j;
+    if (i < c) out[i] = (x[j] - mean) * inv * gain[j] + shift[j];
+  }
+}
+
 // Which of a head's D dims a lane of a key group (four lanes) holds: E =
 // D / 4 of them, in chunks of up to four floats, lane c of the group chunks
 // c, c + 4, ...: a group's loads of its i-th chunks read 64 contiguous bytes
@@ -311,27 +347,8 @@ struct Step {
         for (int i = lane; i < c; i += 32) xs[r * c + i] = 0.f;
         continue;
       }
-      float x[kMaxModelDim / 32];
-      float sum = 0.f;
-#pragma unroll
-      for (int j = 0; j < kMaxModelDim / 32; ++j) {
-        const int i = lane + 32 * j;
-        x[j] = i < c ? __ldcg(row(r) + i) : 0.f;
-        sum += x[j];
-      }
-      const float mean = warp_sum(sum) / c;
-      float var = 0.f;
-#pragma unroll
-      for (int j = 0; j < kMaxModelDim / 32; ++j) {
-        const float centred = lane + 32 * j < c ? x[j] - mean : 0.f;
-        var += centred * centred;
-      }
-      const float inv = 1.f / sqrtf(warp_sum(var) / c + kStepNormEps);
-#pragma unroll
-      for (int j = 0; j < kMaxModelDim / 32; ++j) {
-        const int i = lane + 32 * j;
-        if (i < c) xs[r * c + i] = (x[j] - mean) * inv * weight[i] + bias[i];
-      }
+      const float* h = row(r);
+      warp_layer_norm([&](int i) { return __ldcg(h + i); }, c, weight, bias, xs + r * c, lane);
     }
     __syncthreads();
   }

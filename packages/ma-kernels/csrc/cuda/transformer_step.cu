@@ -13,9 +13,10 @@ namespace {
 using namespace step_stages;
 
 // Rows: the most sequences of a cluster's tile, 1 where the batch is one
-// sequence (projections then sum no absent rows).
+// sequence (projections then sum no absent rows; its one cluster may take
+// every register, where many clusters need two blocks an SM).
 template <int D, int Rows>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, Rows == 1 ? 1 : 2)
 transformer_step_kernel(const __grid_constant__ StepShape s, const __grid_constant__ StepTensors t,
                         const __grid_constant__ Layout lay, float* ws) {
   extern __shared__ __align__(16) float shared[];
