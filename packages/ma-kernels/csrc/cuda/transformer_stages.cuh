@@ -373,10 +373,14 @@ struct Step {
   // into out[r * stride + n] (added to what is there where `accumulate`).
   // W[n] and bias(n) come from the first matrix and bias below `split`, then
   // from the second ones at n - split. A warp takes kOuts outputs at a time,
-  // their weight loads (a float4 per lane) in flight together: one dependent
-  // load per stage, not one per output. Every projection of the step calls
-  // this one function: the kernel holds one copy of it. Rows bounds `rows`
-  // at compile time: 1 for a single sequence (no sums of absent rows).
+  // a group of eight lanes each: lane `sub` of a group reads the float4s
+  // 4 sub, 4 sub + 32, ... of its output's weight row (a group's load, 128
+  // contiguous bytes) against each row's, and keeps one sum per row; the
+  // group's sums meet by shuffles (group_sums), row `sub` at lane `sub`.
+  // (Lanes over the whole row and 4 x 8 sums each spent two thirds of the
+  // loop on selects and moves for a 32-way reduce-scatter.) Every projection
+  // of the step calls this one function: the kernel holds one copy of it.
+  // Rows bounds `rows` at compile time: 1 for a single sequence.
   struct Projection {
     const float* weight;
     const float* bias;
@@ -390,38 +394,43 @@ struct Step {
 
   template <int Rows>
   __device__ void project(int k, int n_out, const Projection& to) const {
-    constexpr int kOuts = 4, kSums = kOuts * Rows;
-    static_assert(kSums <= 32, "a lane holds at most one (output, row) sum");
+    constexpr int kOuts = 4, kLanes = 32 / kOuts;  // outputs a warp, lanes an output
+    static_assert(Rows <= kLanes, "a group's lanes hold the sums of its rows");
+    const int group = lane / kLanes, sub = lane % kLanes;
 #pragma unroll 1
     for (int n0 = gwarp; n0 < n_out; n0 += kOuts * kWarpsInCluster) {
-      float acc[kSums] = {};
-      const float* w[kOuts];
+      const int n = n0 + group * kWarpsInCluster;
+      const int m = min(n, n_out - 1);
+      const float* w = m < to.split ? to.weight + std::int64_t(m) * k
+                                    : to.second_weight + std::int64_t(m - to.split) * k;
+      float acc[Rows] = {};
+      // kLoads float4s of the row in flight at once, then their products:
+      // one L2 round trip for a row of 128 at one sequence; one at a time
+      // for a tile of 8 (more would spill; its 16 warps an SM hide it).
+      constexpr int kLoads = Rows == 1 ? 4 : 1, kStride = 4 * kLanes;
+#pragma unroll 1
+      for (int i0 = 4 * sub; i0 < k; i0 += kLoads * kStride) {
+        float4 wi[kLoads];
 #pragma unroll
-      for (int g = 0; g < kOuts; ++g) {
-        const int n = min(n0 + g * kWarpsInCluster, n_out - 1);
-        w[g] = n < to.split ? to.weight + std::int64_t(n) * k
-                            : to.second_weight + std::int64_t(n - to.split) * k;
-      }
-#pragma unroll 2
-      for (int i = 4 * lane; i < k; i += 128) {
-        float4 wi[kOuts];
+        for (int q = 0; q < kLoads; ++q) {
+          const int i = i0 + q * kStride;
+          wi[q] = i < k ? __ldg(reinterpret_cast<const float4*>(w + i)) : float4{};
+        }
 #pragma unroll
-        for (int g = 0; g < kOuts; ++g) wi[g] = __ldg(reinterpret_cast<const float4*>(w[g] + i));
+        for (int q = 0; q < kLoads; ++q) {
+          const int i = i0 + q * kStride;
+          if (i >= k) break;
 #pragma unroll
-        for (int r = 0; r < Rows; ++r) {  // xs is zero past `rows`: no branch per row
-          const float4 x = *reinterpret_cast<const float4*>(xs + r * k + i);
-#pragma unroll
-          for (int g = 0; g < kOuts; ++g) {
-            acc[g * Rows + r] = fmaf(wi[g].x, x.x, fmaf(wi[g].y, x.y, fmaf(wi[g].z, x.z,
-                                fmaf(wi[g].w, x.w, acc[g * Rows + r]))));
+          for (int r = 0; r < Rows; ++r) {  // xs is zero past `rows`: no branch per row
+            const float4 x = *reinterpret_cast<const float4*>(xs + r * k + i);
+            acc[r] = fmaf(wi[q].x, x.x, fmaf(wi[q].y, x.y, fmaf(wi[q].z, x.z,
+                     fmaf(wi[q].w, x.w, acc[r]))));
           }
         }
       }
-      // Lane l < kSums: output g = l / Rows, row l % Rows.
-      const float y = group_sums<kSums, 32>(acc, lane);
-      const int n = n0 + lane / Rows * kWarpsInCluster, r = lane % Rows;
-      if (lane < kSums && n < n_out && r < rows) {
-        float* at = to.out + r * to.stride + n;
+      const float y = group_sums<Rows, kLanes>(acc, lane);  // of row `sub` (sub < Rows)
+      if (n < n_out && sub < Rows && sub < rows) {
+        float* at = to.out + sub * to.stride + n;
         const float bias = n < to.split ? to.bias[n] : to.second_bias[n - to.split];
         *at = (to.accumulate ? __ldcg(at) : 0.f) + (y + bias);
       }
