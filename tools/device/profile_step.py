@@ -1,4 +1,4 @@
-"""One engine push after a warm-up, in eager mode, so that Nsight Compute
+"""Engine pushes after a warm-up, in eager mode, so that Nsight Compute
 sees the model step kernel (``transformer_step``) of the ANCHORS model
 outside a graph (run.sh, PROFILE=1), on one instrument or, with an argument,
 on that many stepped together:
@@ -10,15 +10,9 @@ import sys
 
 import numpy as np
 
-import ma_features
 from ma_runtime.bench import anchors_engine, simulated_pushes
 
 instruments = int(sys.argv[1]) if len(sys.argv) > 1 else 1
 engine = anchors_engine(instruments, "cuda", mode="eager")  # one kernel a stage, no graph
-if instruments == 1:
-    ticks = ma_features.simulate(40, levels=1, seed=5)
-    for i in range(len(ticks)):
-        engine.push(ticks[i : i + 1])
-else:
-    for ticks, ids in simulated_pushes(40, instruments, engine.levels):
-        engine.push(ticks, np.asarray(ids))
+for ticks, ids in simulated_pushes(40, instruments, engine.levels):
+    engine.push(ticks, np.asarray(ids))

@@ -273,14 +273,16 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
   };
   const auto timed = [&](int w) { return w >= spec.window_count; };
   const auto tau = [&](int w) { return spec.time_windows[w - spec.window_count]; };
+  // The first row of event window w of row t.
+  const auto event_start = [&](int w, std::int64_t t) {
+    return t - spec.windows[w] + 1 > 0 ? t - spec.windows[w] + 1 : std::int64_t(0);
+  };
 
   // Each window's starts of the tile's first and last rows (every row's lie
   // between), a warp a window.
   for (int w = warp; w < windows; w += kTileWarps) {
-    const std::int64_t length = timed(w) ? 0 : spec.windows[w];
-    const std::int64_t first = timed(w) ? time_window_start(s, a, tau(w))
-                                        : (a - length + 1 > 0 ? a - length + 1 : 0);
-    const std::int64_t last = !timed(w) ? (b - length > 0 ? b - length : 0)
+    const std::int64_t first = timed(w) ? time_window_start(s, a, tau(w)) : event_start(w, a);
+    const std::int64_t last = !timed(w) ? event_start(w, b - 1)
                               : totals  ? time_window_start(s, b - 1, tau(w))
                                         : b - 1;
     if (lane == 0) {
@@ -311,8 +313,7 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
         const int at = int(rows[k] - s0);
         const int from = timed(w) ? first_slot_inside(state, int(state.first_start[w] - s0), at,
                                                       times[k], tau(w))
-                                  : int((rows[k] - spec.windows[w] + 1 > 0
-                                             ? rows[k] - spec.windows[w] + 1 : 0) - s0);
+                                  : int(event_start(w, rows[k]) - s0);
         double sums[kTerms];
 #pragma unroll
         for (int j = 0; j < kTerms; ++j) {
@@ -332,7 +333,7 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
     double trail[kRowsPerThread][kTerms] = {}, carry[kTerms] = {};
 #pragma unroll
     for (int k = 0; k < kRowsPerThread; ++k) {
-      starts[k] = timed(w) ? -1 : (rows[k] - spec.windows[w] + 1 > 0 ? rows[k] - spec.windows[w] + 1 : 0);
+      starts[k] = timed(w) ? -1 : event_start(w, rows[k]);
     }
     for (std::int64_t g = first / kTileRows; g <= own; ++g) {
       if (totals && g > last_start / kTileRows && g < own) {  // no start in tile g: its total

@@ -235,8 +235,8 @@ struct OnChipStep {
         }
       }
       static_assert(Rows <= 8, "a group's eight lanes hold the sums of its rows");
-      const float y = group_sums<Rows, 8>(acc, lane);  // of row `sub` (sub < Rows)
-      if (n < n_out && sub < Rows && sub < rows) {
+      const float y = group_sums<Rows, 8>(acc, lane);  // of row `sub`
+      if (n < n_out && sub < rows) {  // rows <= Rows
         const float* b = n < split ? (bias ? bias + n : nullptr)
                                    : (second_bias ? second_bias + n - split : nullptr);
         out[sub * stride + n] = y + (b ? __ldg(b) : 0.f);

@@ -235,7 +235,7 @@ __device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)
                                        float (&acc)[D / 4]) {
   constexpr int E = D / 4;
   const int g = lane / 4;
-  const LaneDims<D> dims(lane);
+  const LaneDims<D> dim(lane);
   const float scale = 1.f / sqrtf(float(D));
   m = -INFINITY;
   sum = 0.f;
@@ -257,8 +257,8 @@ __device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)
     const bool valid = j < j1;
     float kj[E], vj[E];
     if (valid && j > 0) {
-      dims.load_cg(ring_k + slot * D, kj);
-      dims.load_cg(ring_v + slot * D, vj);
+      dim.load_cg(ring_k + slot * D, kj);
+      dim.load_cg(ring_v + slot * D, vj);
     } else {
 #pragma unroll
       for (int e = 0; e < E; ++e) {
@@ -428,8 +428,8 @@ struct Step {
           }
         }
       }
-      const float y = group_sums<Rows, kLanes>(acc, lane);  // of row `sub` (sub < Rows)
-      if (n < n_out && sub < Rows && sub < rows) {
+      const float y = group_sums<Rows, kLanes>(acc, lane);  // of row `sub`
+      if (n < n_out && sub < rows) {  // rows <= Rows
         float* at = to.out + sub * to.stride + n;
         const float bias = n < to.split ? to.bias[n] : to.second_bias[n - to.split];
         *at = (to.accumulate ? __ldcg(at) : 0.f) + (y + bias);
