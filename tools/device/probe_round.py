@@ -70,7 +70,8 @@ def main() -> None:
     report = {}
     for instruments in (1, 256):
         engine = anchors_engine(instruments, "cuda", "graph")
-        for ticks, ids in simulated_pushes(20, instruments, engine.levels):
+        # Past the window (256): attention reads all of it, as in a long stream.
+        for ticks, ids in simulated_pushes(300, instruments, engine.levels):
             engine.push(ticks, np.asarray(ids))  # the last push's flags stay staged: all active
         figures = {"active_run": run_wall(engine, args.calls),
                    "active_split": split_round(engine, args.calls)}
