@@ -518,7 +518,7 @@ struct Step {
   }
 
   // The attention output of every row into xs [r, 0:C], merging the splits.
-  template <int D>
+  template <int D, int Rows>
   __device__ void combine() const {
     const int c = s.model_dim, splits = lay.splits;
     for_each_cell(kTile, c, [&](int r, int n) {
@@ -527,7 +527,9 @@ struct Step {
       if (r < rows) {
         // The splits' (acc, max, sum) kBatch at a time, their loads in flight
         // together (one L2 round trip a batch, not one a split), merged online.
-        constexpr int kBatch = 16;
+        // A tile of many rows has few splits a row (2 for the ANCHORS model):
+        // a batch of 16 would be mostly idle slots, each a load and an exp.
+        constexpr int kBatch = Rows == 1 ? 16 : 4;
         const float* part = row(r) + lay.partial + h * splits * (D + 2);
         float top = -INFINITY, num = 0.f, den = 0.f;
         for (int q0 = 0; q0 < splits; q0 += kBatch) {
@@ -624,7 +626,7 @@ __device__ void model_stages(const Step& step, cg::cluster_group& cluster, float
     if (attention) {
       step.template attention<D>(l);
       cluster.sync();
-      step.template combine<D>();
+      step.template combine<D, Rows>();
     } else {
       step.stage_swiglu();
     }

@@ -14,9 +14,12 @@ using namespace step_stages;
 
 // Rows: the most sequences of a cluster's tile, 1 where the batch is one
 // sequence (projections then sum no absent rows; its one cluster may take
-// every register, where many clusters need two blocks an SM).
+// every register). Many clusters need several blocks an SM: at two, only 30
+// clusters of 8 fit an H100 at once (its GPCs hold whole clusters), so 256
+// sequences (32 tiles) took two waves; three fit D <= 32 in 80 registers
+// (a few spilled loads outside the loops).
 template <int D, int Rows>
-__global__ void __launch_bounds__(kThreads, Rows == 1 ? 1 : 2)
+__global__ void __launch_bounds__(kThreads, Rows == 1 ? 1 : D <= 32 ? 3 : 2)
 transformer_step_kernel(const __grid_constant__ StepShape s, const __grid_constant__ StepTensors t,
                         const __grid_constant__ Layout lay, float* ws) {
   extern __shared__ __align__(16) float shared[];
