@@ -83,6 +83,30 @@ def test_rolling_normalization_streams_as_the_batch(seed, instruments, chunk):
     check_stream_equals_batch(engine, streams, seed, chunk)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_every_instrument_once_in_order_streams_as_the_batch(device):
+    """The usual many-instrument push, a tick of each instrument in id order
+    (staged by whole copies), gives the batch path's signals; a bad tick in
+    it is refused alone, and the instrument's next tick goes on from there."""
+    engine = engine_for(instruments=3, device=device)
+    streams = [ticks_of(40, 7 + i) for i in range(3)]
+    got = [[] for _ in streams]
+    for t in range(40):
+        row = [s[t : t + 1] for s in streams]
+        if t == 20:  # instrument 1's tick comes crossed first, then as it was
+            row[1] = BAD_TICKS["bad_size"](row[1])
+        pushes = [engine.push(ma_features.Ticks.concat(row), np.arange(3))]
+        if t == 20:
+            assert pushes[0].rejected_reason.tolist() == ["bad_size"]
+            pushes.append(engine.push(streams[1][t : t + 1], [1]))
+        for signals in pushes:
+            for i, probabilities in zip(signals.instrument, signals.probabilities, strict=True):
+                got[i].append(probabilities)
+    for i, ticks in enumerate(streams):
+        torch.testing.assert_close(torch.stack(got[i]), batch_signals(engine, ticks),
+                                   rtol=1e-4, atol=1e-5)
+
+
 def test_signals_carry_time_sequence_and_order():
     engine = engine_for(instruments=2)
     a, b = ticks_of(3, 1), ticks_of(2, 2)

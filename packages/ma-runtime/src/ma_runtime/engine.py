@@ -180,6 +180,7 @@ class StreamEngine:
             for t in (self._in_f64, self._in_i64, self._out))
         self._stage_f64, self._stage_i64 = self._host_f64.numpy(), self._host_i64.numpy()
         self._result = self._host_out.numpy()
+        self._every = np.arange(n)  # a push of every instrument once, in order, stages by slices
         self._ranges = {name: _NvtxRange(name) if self.device.type == "cuda" else _NO_RANGE
                         for name in _STAGES}
         self._graph = self._resident = None
@@ -297,13 +298,20 @@ class StreamEngine:
         for r in range(count):
             taken = pending if count == 1 else pending[rounds == r]
             at = ids[taken]
-            # The round's ticks at their instruments, the others inactive (their
-            # stale inputs are read, never committed).
-            self._stage_f64[at] = f64[taken]
-            self._stage_i64[:, 1] = 0
-            self._stage_i64[at] = i64[taken]
-            with self._ranges["ma.step"]:
-                out = self._run()[at]
+            if len(taken) == n == self.instruments and (at == self._every).all():
+                # Every instrument once, in order (the usual many-instrument
+                # push): whole copies, not fancy indexing (~20 us at 256).
+                self._stage_f64[:], self._stage_i64[:] = f64, i64
+                with self._ranges["ma.step"]:
+                    out = self._run()
+            else:
+                # The round's ticks at their instruments, the others inactive
+                # (their stale inputs are read, never committed).
+                self._stage_f64[at] = f64[taken]
+                self._stage_i64[:, 1] = 0
+                self._stage_i64[at] = i64[taken]
+                with self._ranges["ma.step"]:
+                    out = self._run()[at]
             codes[taken] = out[:, -2]
             accepted = codes[taken] == 0
             done.append(taken[accepted])
