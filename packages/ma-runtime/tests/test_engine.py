@@ -339,6 +339,32 @@ def test_resident_snapshot_restore_and_idle_relaunch(tmp_path):
                                atol=1e-6)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_close_stops_and_a_later_push_goes_on(device):
+    """``with`` closes the engine (stops a resident kernel), on an error too;
+    a push after it continues the stream where it was."""
+    ticks = ticks_of(20, 9)
+    expected = engine_for(instruments=1, device=device).push(ticks)
+    with pytest.raises(KeyError), engine_for(instruments=1, device=device) as engine:
+        first = engine.push(ticks[:10])
+        raise KeyError("an error inside the block")
+    rest = engine.push(ticks[10:])
+    torch.testing.assert_close(torch.cat([first.probabilities, rest.probabilities]),
+                               expected.probabilities, rtol=0, atol=0)
+
+
+@pytest.mark.gpu
+def test_resident_close_relaunches_on_the_next_push():
+    ticks = ticks_of(30, 10)
+    expected = resident_engine(1).push(ticks)
+    with resident_engine(1) as engine:
+        first = engine.push(ticks[:15])
+    assert engine.mode == "resident"
+    rest = engine.push(ticks[15:])
+    torch.testing.assert_close(torch.cat([first.probabilities, rest.probabilities]),
+                               expected.probabilities, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.gpu
 def test_resident_refuses_a_rolling_normalization_and_takes_the_graph():
     cfg = small_config(WINDOWS, model_dim=64)  # inside the kernel's family

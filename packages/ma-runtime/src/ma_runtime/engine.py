@@ -118,6 +118,9 @@ class StreamEngine:
     On CUDA the default is the resident kernel where the model fits it and
     the graph otherwise, the reason logged (logger ``ma_runtime``); asked
     for and unable to run, the resident kernel says why in a warning.
+    The resident kernel stops on ``close()`` (or leaving a ``with`` block,
+    also on an error), after a second without ticks, and at interpreter
+    exit; the next push starts it again.
     """
 
     def __init__(
@@ -424,8 +427,19 @@ class StreamEngine:
         self._recent.copy_(state["recent"])
         self.rejected = Counter(state["rejected"])
         self.accepted = int(state["accepted"])
-        if self._resident is not None:  # its SMs may cache what was just replaced
+        self.close()  # a resident kernel's SMs may cache what was just replaced
+
+    def close(self) -> None:
+        """Stops the resident kernel, if one runs (a later push starts it
+        again); nothing to stop in the other modes."""
+        if self._resident is not None:
             self._resident.close()
+
+    def __enter__(self) -> StreamEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def save(self, path: str | Path) -> Path:
         """``snapshot`` to a file (an ma-model checkpoint: atomic, no pickled code)."""
