@@ -1,5 +1,5 @@
 """Where a graph-mode device round goes, at 1 and 256 instruments: the
-engine's ``_run`` timed on the host, and its parts (copies in, replay, copy
+engine's ``_run`` timed on the host, and its parts (copy in, replay, copy
 out) timed by CUDA events in the same calls; the replay's host call alone;
 the replay with every instrument active and with none. Writes one JSON file.
 
@@ -29,13 +29,12 @@ def split_round(engine, calls: int) -> dict:
     """``_run``'s graph path, step by step, with an event between steps."""
     stream = torch.cuda.current_stream(engine.device)
     events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
-    parts = {"copies_in": [], "replay": [], "copy_out": [], "host_wall": [],
+    parts = {"copy_in": [], "replay": [], "copy_out": [], "host_wall": [],
              "host_replay_call": [], "host_sync_wait": []}
     for _ in range(calls):
         start = time.perf_counter_ns()
         events[0].record(stream)
-        engine._in_f64.copy_(engine._host_f64, non_blocking=True)
-        engine._in_i64.copy_(engine._host_i64, non_blocking=True)
+        engine._in.copy_(engine._host_in, non_blocking=True)
         events[1].record(stream)
         before = time.perf_counter_ns()
         engine._graph.replay()
@@ -48,7 +47,7 @@ def split_round(engine, calls: int) -> dict:
         end = time.perf_counter_ns()
         parts["host_sync_wait"].append((end - before) / 1e3)
         parts["host_wall"].append((end - start) / 1e3)
-        for name, a, b in (("copies_in", 0, 1), ("replay", 1, 2), ("copy_out", 2, 3)):
+        for name, a, b in (("copy_in", 0, 1), ("replay", 1, 2), ("copy_out", 2, 3)):
             parts[name].append(events[a].elapsed_time(events[b]) * 1e3)
     return {name: percentiles(v) for name, v in parts.items()}
 

@@ -164,10 +164,10 @@ class StreamEngine:
             "shift": shift.contiguous(), "scale": scale.contiguous(),
             "dt_column": names.index(ma_model.DT), "dt_scale": float(inputs.dt_scale),
             "limit": INPUT_LIMIT, "overflow_code": _OVERFLOW}
-        k, n = self.levels, instruments
-        # Ticks in: the book and trades as float64; time, active and event type as int64.
-        self._in_f64 = torch.zeros(n, 4 * k + len(_TRADE), dtype=torch.float64, device=self.device)
-        self._in_i64 = torch.zeros(n, 3, dtype=torch.int64, device=self.device)
+        n, width = instruments, 4 * self.levels + len(_TRADE)
+        # Ticks in, one buffer (one copy a round): the book and trades as
+        # float64 [n, width]; time, active flag and event type as int64 [n, 3].
+        self._in = torch.zeros(n * (width + 3), dtype=torch.float64, device=self.device)
         horizons, regression = model.config.num_horizons, model.config.num_regression
         self._horizons = horizons
         # Signals out: probabilities, regression, reason code (0: accepted), sequence.
@@ -178,10 +178,12 @@ class StreamEngine:
         # What the host writes and reads: the device buffers themselves on a
         # CPU, pinned twins copied in and out around each step on a GPU.
         on_host = self.device.type == "cpu"
-        self._host_f64, self._host_i64, self._host_out = (
+        self._host_in, self._host_out = (
             t if on_host else torch.zeros(t.shape, dtype=t.dtype, pin_memory=True)
-            for t in (self._in_f64, self._in_i64, self._out))
-        self._stage_f64, self._stage_i64 = self._host_f64.numpy(), self._host_i64.numpy()
+            for t in (self._in, self._out))
+        self._in_f64, self._in_i64 = _split_inputs(self._in, n, width)
+        self._stage_f64, self._stage_i64 = (t.numpy() for t in _split_inputs(self._host_in, n,
+                                                                             width))
         self._result = self._host_out.numpy()
         self._every = np.arange(n)  # a push of every instrument once, in order, stages by slices
         self._ranges = {name: _NvtxRange(name) if self.device.type == "cuda" else _NO_RANGE
@@ -265,8 +267,7 @@ class StreamEngine:
             return self._result
         if self._resident is not None:  # the result rows, straight from mapped memory
             return self._resident.step(self._stage_f64, self._stage_i64, self._result)
-        self._in_f64.copy_(self._host_f64, non_blocking=True)
-        self._in_i64.copy_(self._host_i64, non_blocking=True)
+        self._in.copy_(self._host_in, non_blocking=True)
         if self._graph is None:
             self._step()
         else:
@@ -449,6 +450,11 @@ class StreamEngine:
         """``restore`` from a file written by ``save``."""
         self.restore(ma_model.load_checkpoint(path)["engine"])
 
+
+
+def _split_inputs(buffer: torch.Tensor, n: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The float64 [n, width] and int64 [n, 3] views of one input buffer."""
+    return buffer[: n * width].view(n, width), buffer[n * width :].view(torch.int64).view(n, 3)
 
 
 def _rounds(ids: np.ndarray) -> np.ndarray:
