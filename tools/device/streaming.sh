@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The raw-tick-to-signal path in one short device call, for sessions with
+# little device time: build ma-kernels (run.sh), the GPU tests of the
+# streaming kernels and the engine, then measurements in order of worth,
+# each bounded so that the whole call ends before LIMIT seconds (default
+# 540): the graph round's parts (probe_round.py), the latency benchmark,
+# the modes at 1-256 instruments (bench_modes.py), Nsight Compute on the
+# step kernel at 256 instruments. Logs and JSON under $OUT.
+#
+#   OUT=/tmp/out MA_COMMIT=$(git rev-parse --short HEAD) bash tools/device/streaming.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-$PWD/benchmarks/results/latest}
+LIMIT=${LIMIT:-540}
+mkdir -p "$OUT"
+TESTS=0 BENCH=0 OUT=$OUT bash tools/device/run.sh > "$OUT/run.log" 2>&1 ||
+  { tail -30 "$OUT/run.log"; exit 1; }
+echo "built at ${SECONDS}s"
+export PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD/packages/ma-features/src:$PWD/packages/ma-model/src:$PWD/packages/ma-runtime/src:$PWD:/tmp/site
+status=0
+
+# Runs "$@" for at most $1 seconds, never past LIMIT.
+bounded() {
+  local want=$1 left=$((LIMIT - SECONDS))
+  shift
+  [ "$left" -gt 10 ] || { echo "skipped (time): $*"; return 0; }
+  timeout $((want < left ? want : left)) "$@"
+}
+
+for package in ma-kernels:"tests/test_resident.py tests/test_transformer_step.py tests/test_stream_inputs.py" \
+               ma-runtime:"tests/test_engine.py"; do
+  name=${package%%:*}
+  (cd "packages/$name" && bounded 150 python3 -m pytest -q -p no:cacheprovider -m gpu ${package#*:}) \
+    > "$OUT/tests-$name.log" 2>&1 || status=1
+  echo "$name: $(tail -1 "$OUT/tests-$name.log")"
+  grep -E "^(FAILED|ERROR)" "$OUT/tests-$name.log" | head
+done
+
+cd tools/device
+bounded 100 python3 probe_round.py --calls 300 --out "$OUT/round.json" | tail -8 || status=1
+bounded 150 python3 bench_latency.py --calls 1000 --out "$OUT/latency.json" |
+  grep -E "engine|device_round|peer" || status=1
+bounded 150 python3 bench_modes.py --out "$OUT/modes.json" || status=1
+cd ../..
+bounded 150 ncu --clock-control none -k regex:transformer_step --launch-skip 290 -c 1 \
+  --section SpeedOfLight --section WarpStateStats --section InstructionStats \
+  --section LaunchStats --section Occupancy --section SourceCounters -o /tmp/step256 -f \
+  python3 tools/device/profile_step.py 256 > /dev/null 2>&1 &&
+  ncu -i /tmp/step256.ncu-rep --page details > "$OUT/ncu_step256.txt" &&
+  ncu -i /tmp/step256.ncu-rep --page source --csv --print-source sass > "$OUT/ncu_step256_sass.csv" &&
+  python3 tools/device/ncu_summary.py "$OUT/ncu_step256_sass.csv" | head -40
+echo "done at ${SECONDS}s"
+exit $status
