@@ -22,11 +22,12 @@ INSTRUMENTS = (1, 8, 32, 64, 128, 256)
 
 def figures(mode: str, instruments: int, pushes: list, calls: int) -> dict[str, float]:
     """Push and round p50 of one engine; the round repeats the last push's
-    ticks, every instrument active."""
+    ticks, every instrument active. ``ran``: the mode it ran in (a resident
+    kernel that cannot start falls back to the graph, with a warning)."""
     with anchors_engine(instruments, "cuda", mode) as engine:
         push = measure_latency(lambda i: engine.push(*pushes[i]), calls, warmup=300)
         round_trip = measure_latency(lambda _: engine._run(), calls)
-    return {"push": push.p50_us, "round": round_trip.p50_us}
+    return {"push": push.p50_us, "round": round_trip.p50_us, "ran": engine.mode}
 
 
 def main() -> None:
@@ -42,7 +43,7 @@ def main() -> None:
             got = report["p50_us"][f"{mode}_{instruments}"] = figures(mode, instruments, pushes,
                                                                       args.calls)
             print(f"{instruments:>4} instruments, {mode:>8}: push p50 {got['push']:7.1f} us, "
-                  f"round {got['round']:7.1f} us", flush=True)
+                  f"round {got['round']:7.1f} us (ran {got['ran']})", flush=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 
 
