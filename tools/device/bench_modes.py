@@ -20,7 +20,7 @@ from ma_runtime.latency import measure_latency
 INSTRUMENTS = (1, 8, 32, 64, 128, 256)
 
 
-def figures(mode: str, instruments: int, pushes: list, calls: int) -> dict[str, float]:
+def figures(mode: str, instruments: int, pushes: list, calls: int) -> dict:
     """Push and round p50 of one engine; the round repeats the last push's
     ticks, every instrument active. ``ran``: the mode it ran in (a resident
     kernel that cannot start falls back to the graph, with a warning)."""
