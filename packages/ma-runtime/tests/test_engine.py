@@ -83,12 +83,16 @@ def test_rolling_normalization_streams_as_the_batch(seed, instruments, chunk):
     check_stream_equals_batch(engine, streams, seed, chunk)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_every_instrument_once_in_order_streams_as_the_batch(device):
+@pytest.mark.parametrize("mode", ["eager", pytest.param("graph", marks=pytest.mark.gpu),
+                                  pytest.param("resident", marks=pytest.mark.gpu)])
+def test_every_instrument_once_in_order_streams_as_the_batch(mode):
     """The usual many-instrument push, a tick of each instrument in id order
     (staged by whole copies), gives the batch path's signals; a bad tick in
     it is refused alone, and the instrument's next tick goes on from there."""
-    engine = engine_for(instruments=3, device=device)
+    engine = resident_engine(3) if mode == "resident" else engine_for(
+        instruments=3, device="cpu" if mode == "eager" else "cuda", mode=mode)
+    rtol, atol = (0, ma_kernels.resident.PROBABILITY_TOLERANCE) if mode == "resident" else (
+        1e-4, 1e-5)
     streams = [ticks_of(40, 7 + i) for i in range(3)]
     got = [[] for _ in streams]
     for t in range(40):
@@ -104,7 +108,7 @@ def test_every_instrument_once_in_order_streams_as_the_batch(device):
                 got[i].append(probabilities)
     for i, ticks in enumerate(streams):
         torch.testing.assert_close(torch.stack(got[i]), batch_signals(engine, ticks),
-                                   rtol=1e-4, atol=1e-5)
+                                   rtol=rtol, atol=atol)
 
 
 def test_signals_carry_time_sequence_and_order():
