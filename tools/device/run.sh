@@ -100,13 +100,7 @@ if [ "${PROFILE:-0}" = 1 ]; then
     python3 tools/device/profile_attention.py > "$OUT/ncu_attention.txt" 2>&1 || status=1
   grep -E "_kernel<|Duration|Achieved Occupancy|Registers Per|Issue Slots Busy" "$OUT/ncu_attention.txt"
   echo "== ncu: the model step kernel (the graph path's), one instrument"
-  ncu --clock-control none -k regex:transformer_step --launch-skip 290 -c 1 --section SpeedOfLight \
-    --section WarpStateStats --section InstructionStats --section LaunchStats --section Occupancy \
-    --section SourceCounters -o /tmp/step -f python3 tools/device/profile_step.py > /dev/null 2>&1 &&
-  ncu -i /tmp/step.ncu-rep --page details > "$OUT/ncu_step.txt" 2>&1 &&
-  ncu -i /tmp/step.ncu-rep --page source --csv --print-source sass > "$OUT/ncu_step_sass.csv" 2>&1 ||
-    status=1
-  python3 tools/device/ncu_summary.py "$OUT/ncu_step_sass.csv"
+  OUT=$OUT bash tools/device/ncu_step.sh || status=1
   echo "== ncu: feature kernels"
   ncu --clock-control none -k regex:columns_kernel -c 8 --section SpeedOfLight --section Occupancy \
     --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \

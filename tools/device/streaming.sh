@@ -10,7 +10,7 @@
 #   OUT=/tmp/out MA_COMMIT=$(git rev-parse --short HEAD) bash tools/device/streaming.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-$PWD/benchmarks/results/latest}
+export OUT=${OUT:-$PWD/benchmarks/results/latest}
 LIMIT=${LIMIT:-540}
 mkdir -p "$OUT"
 TESTS=0 BENCH=0 OUT=$OUT bash tools/device/run.sh > "$OUT/run.log" 2>&1 ||
@@ -43,12 +43,6 @@ bounded 150 python3 bench_latency.py --calls 1000 --out "$OUT/latency.json" |
   grep -E "engine|device_round|peer" || status=1
 bounded 150 python3 bench_modes.py --out "$OUT/modes.json" || status=1
 cd ../..
-bounded 150 ncu --clock-control none -k regex:transformer_step --launch-skip 290 -c 1 \
-  --section SpeedOfLight --section WarpStateStats --section InstructionStats \
-  --section LaunchStats --section Occupancy --section SourceCounters -o /tmp/step256 -f \
-  python3 tools/device/profile_step.py 256 > /dev/null 2>&1 &&
-  ncu -i /tmp/step256.ncu-rep --page details > "$OUT/ncu_step256.txt" &&
-  ncu -i /tmp/step256.ncu-rep --page source --csv --print-source sass > "$OUT/ncu_step256_sass.csv" &&
-  python3 tools/device/ncu_summary.py "$OUT/ncu_step256_sass.csv" | head -40
+bounded 150 bash tools/device/ncu_step.sh 256 | head -40 || status=1
 echo "done at ${SECONDS}s"
 exit $status
