@@ -11,22 +11,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export OUT=${OUT:-$PWD/benchmarks/results/latest}
-LIMIT=${LIMIT:-540}
 mkdir -p "$OUT"
 TESTS=0 BENCH=0 OUT=$OUT bash tools/device/run.sh > "$OUT/run.log" 2>&1 ||
   { tail -30 "$OUT/run.log"; exit 1; }
 echo "built at ${SECONDS}s"
-export PYTHONUNBUFFERED=1
-export PYTHONPATH=$PWD/packages/ma-features/src:$PWD/packages/ma-model/src:$PWD/packages/ma-runtime/src:$PWD:/tmp/site
+source tools/device/bounded.sh
 status=0
-
-# Runs "$@" for at most $1 seconds, never past LIMIT.
-bounded() {
-  local want=$1 left=$((LIMIT - SECONDS))
-  shift
-  [ "$left" -gt 10 ] || { echo "skipped (time): $*"; return 0; }
-  timeout $((want < left ? want : left)) "$@"
-}
 
 for package in ma-kernels:"tests/test_resident.py tests/test_transformer_step.py tests/test_stream_inputs.py" \
                ma-runtime:"tests/test_engine.py"; do
