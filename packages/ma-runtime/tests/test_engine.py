@@ -89,8 +89,7 @@ def test_every_instrument_once_in_order_streams_as_the_batch(mode):
     """The usual many-instrument push, a tick of each instrument in id order
     (staged by whole copies), gives the batch path's signals; a bad tick in
     it is refused alone, and the instrument's next tick goes on from there."""
-    engine = resident_engine(3) if mode == "resident" else engine_for(
-        instruments=3, device="cpu" if mode == "eager" else "cuda", mode=mode)
+    engine = engine_for(instruments=3) if mode == "eager" else resident_engine(3, mode)
     rtol, atol = (0, ma_kernels.resident.PROBABILITY_TOLERANCE) if mode == "resident" else (
         1e-4, 1e-5)
     streams = [ticks_of(40, 7 + i) for i in range(3)]
