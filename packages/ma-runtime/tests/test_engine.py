@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import ma_features
 import ma_kernels
 import ma_model
-from ma_runtime import REJECTIONS, StreamEngine
+from ma_runtime import REJECTIONS, RESIDENT_MAX_INSTRUMENTS, StreamEngine
 
 
 def batch_signals(engine: StreamEngine, ticks: ma_features.Ticks) -> torch.Tensor:
@@ -398,3 +398,17 @@ def test_the_default_on_cuda_is_the_resident_kernel_where_the_model_fits(caplog,
     assert outside.mode == "graph" and outside._graph is not None
     assert "resident mode unavailable" in caplog.text  # logged, not warned: it was not asked for
     assert not [w for w in recwarn if "resident mode" in str(w.message)]
+
+
+@pytest.mark.gpu
+def test_the_default_on_cuda_is_the_graph_past_the_resident_kernels_instruments(caplog):
+    """Where the graph is the faster (many instruments), it is the default, logged."""
+    cfg = small_config(WINDOWS, model_dim=64)
+    with caplog.at_level(logging.INFO, logger="ma_runtime"):
+        many = StreamEngine(small_model(cfg), fitted_inputs(WINDOWS),
+                            instruments=RESIDENT_MAX_INSTRUMENTS + 1, device="cuda")
+    assert many.mode == "graph" and many._graph is not None
+    assert f"resident kernel is the faster up to {RESIDENT_MAX_INSTRUMENTS}" in caplog.text
+    asked = StreamEngine(small_model(cfg), fitted_inputs(WINDOWS),
+                         instruments=RESIDENT_MAX_INSTRUMENTS + 1, device="cuda", mode="resident")
+    assert asked.mode == "resident"

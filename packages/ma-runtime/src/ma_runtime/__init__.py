@@ -1,6 +1,13 @@
 """ma_runtime: streaming inference, one tick in, one signal out."""
 
-from .engine import INPUT_LIMIT, REJECTIONS, Signals, StreamEngine, auto_device
+from .engine import (
+    INPUT_LIMIT,
+    REJECTIONS,
+    RESIDENT_MAX_INSTRUMENTS,
+    Signals,
+    StreamEngine,
+    auto_device,
+)
 from .feeds import replay
 from .latency import LatencyStats, measure_latency
 from .network import TickServer, check_results, send_ticks
@@ -11,6 +18,7 @@ __all__ = [
     "INPUT_LIMIT",
     "LatencyStats",
     "REJECTIONS",
+    "RESIDENT_MAX_INSTRUMENTS",
     "Signals",
     "StreamEngine",
     "TickServer",

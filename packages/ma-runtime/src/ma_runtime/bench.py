@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--mode", choices=MODES,
                         help="the engine's device step (default: resident on CUDA where the model "
-                        "fits the kernel, else graph; eager on a CPU)")
+                        "fits the kernel and at most 32 instruments stream, else graph; eager "
+                        "on a CPU)")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--plot", type=Path, help="write a PNG of the latencies here")
     parser.add_argument("--profile", type=Path,

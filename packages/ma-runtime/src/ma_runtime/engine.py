@@ -53,6 +53,11 @@ SNAPSHOT_FORMAT = ("ma-runtime-engine", 3)
 _NO_RANGE = contextlib.nullcontext()
 _STAGES = ("ma.pack", "ma.step", "ma.signals")  # the NVTX ranges of a push
 MODES = ("eager", "graph", "resident")
+# The default mode on CUDA takes the resident kernel up to this many
+# instruments and the graph beyond: on an H100 the resident kernel's push
+# is faster up to 32 (240 against 295 us p50), the graph's from 64 (332
+# against 516 us; tools/device/bench_modes.py, modes-h100-588df62.json).
+RESIDENT_MAX_INSTRUMENTS = 32
 _log = logging.getLogger("ma_runtime")
 _BOOK = ("bid_price", "bid_size", "ask_price", "ask_size")
 _TRADE = ("trade_price", "trade_size", "trade_side")
@@ -116,8 +121,10 @@ class StreamEngine:
     cluster's shared memory in bf16, probabilities within
     ``ma_kernels.resident.PROBABILITY_TOLERANCE`` of the float32 modes).
     On CUDA the default is the resident kernel where the model fits it and
-    the graph otherwise, the reason logged (logger ``ma_runtime``); asked
-    for and unable to run, the resident kernel says why in a warning.
+    the engine has at most ``RESIDENT_MAX_INSTRUMENTS`` instruments (where
+    it is the faster), the graph otherwise, the reason logged (logger
+    ``ma_runtime``); asked for and unable to run, the resident kernel says
+    why in a warning.
     The resident kernel stops on ``close()`` (or leaving a ``with`` block,
     also on an error), after a second without ticks, and at interpreter
     exit; the next push starts it again.
@@ -144,7 +151,7 @@ class StreamEngine:
         if self.levels < inputs.spec.levels:
             raise ValueError(f"levels={self.levels}, but the spec reads {inputs.spec.levels}")
         self.device = torch.device(device)
-        self.mode = mode or ("resident" if self.device.type == "cuda" else "eager")
+        self.mode = mode or self._default_mode()
         if self.mode not in MODES or (self.mode != "eager" and self.device.type != "cuda"):
             raise ValueError(f"mode must be one of {MODES} ('graph' and 'resident' on CUDA), got "
                              f"{mode!r} on {self.device}")
@@ -193,6 +200,15 @@ class StreamEngine:
             self._resident = self._resident_stream(asked=mode is not None)
         if self.mode == "graph":
             self._capture()
+
+    def _default_mode(self) -> str:
+        if self.device.type != "cuda":
+            return "eager"
+        if self.instruments > RESIDENT_MAX_INSTRUMENTS:
+            _log.info("the CUDA graph for %d instruments: the resident kernel is the faster up to "
+                      "%d", self.instruments, RESIDENT_MAX_INSTRUMENTS)
+            return "graph"
+        return "resident"
 
     def _resident_stream(self, asked: bool):
         """The resident kernel over this engine's state, or None where it cannot
