@@ -38,7 +38,11 @@ namespace {
 using book::Quote;
 using book::kTerms;
 
-constexpr int kMapThreads = 256;  // rows per block of event_columns_kernel
+constexpr int kMapThreads = 256;  // threads of event_columns_kernel
+// Odd, so a warp's staged rows (kMapRowsPerThread x an odd stride apart) fall
+// on distinct banks.
+constexpr int kMapRowsPerThread = 3;
+constexpr int kMapRows = kMapThreads * kMapRowsPerThread;
 constexpr int kTileThreads = 256;  // threads of window_columns_kernel
 constexpr int kRowsPerThread = 2;  // of a tile, and of a far window's piece
 constexpr int kTileRows = kTileThreads * kRowsPerThread;
@@ -50,7 +54,7 @@ constexpr int kMaxWindows = 2 * kMaxSpecEntries;  // event and time windows
 constexpr unsigned kAll = 0xffffffffu;
 // Staging a block's output costs rows x columns elements of shared memory;
 // past this, rows go straight to global memory.
-constexpr std::size_t kMaxStagingBytes = 40 * 1024;
+constexpr std::size_t kMaxStagingBytes = 48 * 1024;
 // window_columns_kernel stages whole rows (its tile's event columns too) up
 // to this: two blocks of it still fit an SM beside their TileState.
 constexpr std::size_t kMaxRowStagingBytes = 64 * 1024;
@@ -63,11 +67,63 @@ constexpr std::size_t kMaxRowStagingBytes = 64 * 1024;
 // merge it.
 enum class Staging : int { kNone, kRolling, kRows };
 
-// out[r * columns + c] = staging[r * stride + c] for r < rows, c < width.
+// out[r * columns + c] = staging[r * stride + c] for r < rows, c < width. A
+// block's rows are a few tens of KB: 32-bit offsets (64-bit ones made the
+// copy 23 instructions an element, a tenth of the window kernel's).
 template <typename U>
 __device__ void copy_rows(const U* staging, int stride, int rows, int width, U* out,
-                          std::int64_t columns) {
+                          int columns) {
   for_each_cell(rows, width, [&](int r, int c) { out[r * columns + c] = staging[r * stride + c]; });
+}
+
+// Quotes of rows t0 - 1 .. t0 + R - 1 into q[0 .. R] (rows past the series
+// read its last row, row -1 reads row 0: the first row is its own
+// predecessor): each quote loaded once for the row and its successor.
+template <typename T, int R>
+__device__ void quotes_from(const BookSeries& s, std::int64_t t0, Quote (&q)[R + 1]) {
+#pragma unroll
+  for (int k = 0; k <= R; ++k) {
+    const std::int64_t row = t0 - 1 + k;
+    q[k] = book::quote_at<T>(s, row < 0 ? 0 : row < s.rows ? row : s.rows - 1);
+  }
+}
+
+// The event columns of the R rows t0 .. t0 + R - 1 before `end` into rows
+// (row k at rows + k * stride), a column at a time: each column's formula is
+// picked once for R rows, and only the spec's formulas run (a row at a time,
+// the compiler computed every formula of the dispatch before selecting one).
+template <typename T, typename U, int R>
+__device__ void store_event_rows(const BookSeries& s, const BookFeatureSpec& spec,
+                                 std::int64_t t0, std::int64_t end, U* rows, int stride) {
+  Quote q[R + 1];
+  quotes_from<T, R>(s, t0, q);
+  const auto each_row = [&](auto&& value) {
+#pragma unroll
+    for (int k = 0; k < R; ++k) {
+      if (t0 + k < end) rows[k * stride] = U(value(k, t0 + k));
+    }
+  };
+  for (int c = 0; c < spec.instant_count; ++c, ++rows) {
+    const int code = spec.instant[c];
+    if (code == kSignedVolume) {
+      each_row([&](int, std::int64_t t) { return book::signed_volume<T>(s, t); });
+    } else if (code == kInterArrival) {
+      each_row([&](int, std::int64_t t) {
+        return t > 0 ? book::inter_arrival<T>(s, t, t - 1) : 0.0;
+      });
+    } else {
+      book::with_quote_code(code, [&](auto C) {
+        each_row([&](int k, std::int64_t t) {
+          return book::quote_value<C>(q[k + 1], q[k], t > 0);
+        });
+      }, book::QuoteCodes{});
+    }
+  }
+  if (!spec.depth_count && !spec.ofi_levels) return;
+#pragma unroll
+  for (int k = 0; k < R; ++k) {
+    if (t0 + k < end) book::store_depth_columns<T>(s, spec, t0 + k, t0 + k > 0, rows + k * stride);
+  }
 }
 
 template <typename T, typename U>
@@ -75,19 +131,19 @@ __global__ void __launch_bounds__(kMapThreads)
 event_columns_kernel(const __grid_constant__ BookSeries s,
                      const __grid_constant__ BookFeatureSpec spec, int staged, U* out) {
   extern __shared__ __align__(16) unsigned char shared[];
-  const std::int64_t base = std::int64_t(blockIdx.x) * kMapThreads, t = base + threadIdx.x;
-  const int width = int(spec.event_columns()), stride = width + 1;  // +1: rows on distinct banks
-  const std::int64_t columns = spec.columns();
+  const std::int64_t base = std::int64_t(blockIdx.x) * kMapRows;
+  const std::int64_t t0 = base + kMapRowsPerThread * threadIdx.x;
+  const int width = int(spec.event_columns()), stride = width | 1;  // odd: see kMapRowsPerThread
+  const int columns = int(spec.columns());
   U* tile = reinterpret_cast<U*>(shared);
-  if (t < s.rows) {
-    const Quote now = book::quote_at<T>(s, t);
-    const Quote before = t > 0 ? book::quote_at<T>(s, t - 1) : now;
-    U* row = staged ? tile + threadIdx.x * stride : out + t * columns;
-    book::store_event_columns<T>(s, spec, t, now, before, t > 0, row);
+  if (t0 < s.rows) {
+    U* rows = staged ? tile + (t0 - base) * stride : out + t0 * columns;
+    store_event_rows<T, U, kMapRowsPerThread>(s, spec, t0, s.rows, rows,
+                                               staged ? stride : columns);
   }
   if (!staged) return;
   __syncthreads();
-  const int rows = int(s.rows - base < kMapThreads ? s.rows - base : kMapThreads);
+  const int rows = int(s.rows - base < kMapRows ? s.rows - base : kMapRows);
   copy_rows(tile, stride, rows, width, out + base * columns, columns);
 }
 
@@ -130,11 +186,14 @@ template <typename T, int Rows>
 __device__ void thread_terms(const BookSeries& s, std::int64_t p, std::int64_t lo,
                              std::int64_t hi, double (&sums)[Rows][kTerms],
                              double (&running)[kTerms]) {
+  const std::int64_t t0 = p + Rows * threadIdx.x;
+  Quote q[Rows + 1];
+  quotes_from<T, Rows>(s, t0, q);
 #pragma unroll
   for (int k = 0; k < Rows; ++k) {
-    const std::int64_t row = p + Rows * threadIdx.x + k;
+    const std::int64_t row = t0 + k;
     double x[kTerms] = {};
-    if (row >= lo && row < hi) book::terms_at<T>(s, row, x);
+    if (row >= lo && row < hi) book::terms_of<T>(s, row, q[k + 1], q[k], row > 0, x);
 #pragma unroll
     for (int j = 0; j < kTerms; ++j) sums[k][j] = running[j] += x[j];
   }
@@ -252,7 +311,7 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
   const std::int64_t b = a + kTileRows < s.rows ? a + kTileRows : s.rows;
   const int windows = spec.window_count + spec.time_window_count;
   const std::int64_t columns = spec.columns(), width = windows * spec.rolling_count;
-  const std::int64_t row_stride = columns + 1;  // staged rows: odd, on distinct banks
+  const std::int64_t row_stride = columns | 1;  // staged rows: odd, fewer bank conflicts
   // This thread's rows of the tile, and what their windows need of them.
   std::int64_t rows[kRowsPerThread], times[kRowsPerThread];
   double mids[kRowsPerThread];  // a window without a trade has the mid as VWAP
@@ -383,19 +442,13 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
   }
   if (staged == Staging::kRolling) {
     copy_rows(staging, int(width), int(b - a), int(width), out + a * columns + spec.event_columns(),
-              columns);
+              int(columns));
   }
   if (staged != Staging::kRows) return;
-#pragma unroll
-  for (int k = 0; k < kRowsPerThread; ++k) {
-    const std::int64_t t = rows[k];
-    if (t >= b) continue;
-    const Quote now = book::quote_at<T>(s, t);
-    const Quote before = t > 0 ? book::quote_at<T>(s, t - 1) : now;
-    book::store_event_columns<T>(s, spec, t, now, before, t > 0, staging + (t - a) * row_stride);
-  }
+  store_event_rows<T, U, kRowsPerThread>(s, spec, rows[0], b, staging + (rows[0] - a) * row_stride,
+                                         int(row_stride));
   __syncthreads();
-  copy_rows(staging, int(row_stride), int(b - a), int(columns), out + a * columns, columns);
+  copy_rows(staging, int(row_stride), int(b - a), int(columns), out + a * columns, int(columns));
 }
 
 }  // namespace
@@ -413,14 +466,14 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
   const std::int64_t windows =
       spec.rolling_count ? spec.window_count + spec.time_window_count : 0;
   // Event columns: a block of kMapThreads rows, staged when they fit.
-  const std::size_t map_bytes = kMapThreads * (spec.event_columns() + 1) * out_size;
+  const std::size_t map_bytes = kMapRows * (spec.event_columns() | 1) * out_size;
   const bool map_staged = map_bytes <= kMaxStagingBytes;
-  const unsigned map_blocks = static_cast<unsigned>((series.rows + kMapThreads - 1) / kMapThreads);
+  const unsigned map_blocks = static_cast<unsigned>((series.rows + kMapRows - 1) / kMapRows);
   // Rolling columns: a block per tile, staging whole rows where they fit
   // (then the event columns too), else the rolling columns where they fit;
   // the tiles' totals first where a window may span whole tiles (any time
   // window).
-  const std::size_t row_bytes = kTileRows * (spec.columns() + 1) * out_size;
+  const std::size_t row_bytes = kTileRows * (spec.columns() | 1) * out_size;
   const std::size_t rolling_bytes = kTileRows * windows * spec.rolling_count * out_size;
   const Staging window_staged = row_bytes <= kMaxRowStagingBytes ? Staging::kRows
                                 : rolling_bytes <= kMaxStagingBytes ? Staging::kRolling
