@@ -248,39 +248,48 @@ __device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)
   const int back = kGroups * dilation;
   int slot = p_slot - (j0 + g) * dilation;
   while (slot < 0) slot += cap;
-  // Two steps unrolled: the second step's loads go out before the first's
-  // arithmetic waits on its own (not at D = 64: its registers would spill).
-  constexpr int kSteps = D < 64 ? 2 : 1;
-#pragma unroll kSteps
-  for (int base = j0; base < j1; base += kGroups) {  // warp-uniform trip count
-    const int j = base + g;
-    const bool valid = j < j1;
-    float kj[E], vj[E];
-    if (valid && j > 0) {
-      dim.load_cg(ring_k + slot * D, kj);
-      dim.load_cg(ring_v + slot * D, vj);
-    } else {
+  // kSteps steps at a time, every load of them issued before the first
+  // product waits: loads of every lane, whatever its key (a slot of the
+  // ring holds memory of the ring, whatever its position), the new key (j =
+  // 0) then taken from registers and keys past j1 left out of the sums.
+  // (Loads under `if (valid)` made each step its own branch: ptxas kept
+  // every step's loads behind the previous step's arithmetic, one HBM round
+  // trip a step; Nsight Compute at 256 sequences, notes/streaming.md.)
+  constexpr int kSteps = D < 64 ? 2 : 1;  // at D = 64 its registers would spill
+#pragma unroll 1
+  for (int base = j0; base < j1; base += kSteps * kGroups) {  // warp-uniform trip count
+    float kj[kSteps][E], vj[kSteps][E];
 #pragma unroll
-      for (int e = 0; e < E; ++e) {
-        kj[e] = k[e];
-        vj[e] = v[e];
+    for (int u = 0; u < kSteps; ++u) {
+      dim.load_cg(ring_k + slot * D, kj[u]);
+      dim.load_cg(ring_v + slot * D, vj[u]);
+      slot -= back;
+      while (slot < 0) slot += cap;
+    }
+#pragma unroll
+    for (int u = 0; u < kSteps; ++u) {
+      const int j = base + u * kGroups + g;
+      if (j == 0) {
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+          kj[u][e] = k[e];
+          vj[u][e] = v[e];
+        }
+      }
+      float part = 0.f;
+#pragma unroll
+      for (int e = 0; e < E; ++e) part = fmaf(q[e], kj[u][e], part);
+      part += __shfl_xor_sync(kAll, part, 1);
+      part += __shfl_xor_sync(kAll, part, 2);
+      if (j < j1) {
+        const float score = part * scale, top = fmaxf(m, score);
+        const float rescale = expf(m - top), weight = expf(score - top);
+        sum = sum * rescale + weight;
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[e] = acc[e] * rescale + weight * vj[u][e];
+        m = top;
       }
     }
-    float part = 0.f;
-#pragma unroll
-    for (int e = 0; e < E; ++e) part = fmaf(q[e], kj[e], part);
-    part += __shfl_xor_sync(kAll, part, 1);
-    part += __shfl_xor_sync(kAll, part, 2);
-    if (valid) {
-      const float score = part * scale, top = fmaxf(m, score);
-      const float rescale = expf(m - top), weight = expf(score - top);
-      sum = sum * rescale + weight;
-#pragma unroll
-      for (int e = 0; e < E; ++e) acc[e] = acc[e] * rescale + weight * vj[e];
-      m = top;
-    }
-    slot -= back;
-    while (slot < 0) slot += cap;
   }
 #pragma unroll
   for (int offset = 4; offset < 32; offset *= 2) {  // merge the groups
@@ -407,7 +416,7 @@ struct Step {
       // kLoads float4s of the row in flight at once, then their products:
       // one L2 round trip for a row of 128 at one sequence; one at a time
       // for a tile of 8 (more would spill; its 16 warps an SM hide it).
-      constexpr int kLoads = Rows == 1 ? 4 : 1, kStride = 4 * kLanes;
+      constexpr int kLoads = Rows == 1 ? 4 : 2, kStride = 4 * kLanes;
 #pragma unroll 1
       for (int i0 = 4 * sub; i0 < k; i0 += kLoads * kStride) {
         float4 wi[kLoads];
