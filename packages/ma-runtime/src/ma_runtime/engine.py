@@ -303,8 +303,11 @@ class StreamEngine:
         if ids.shape != (n,) or (n and ids.dtype.kind not in "iu"):
             raise ValueError(f"instruments must be {n} ints (one per tick), got "
                              f"{ids.dtype} {ids.shape}")
-        if n == 1 and 0 <= ids[0] < self.instruments and ticks.levels >= self.levels:
-            return self._push_one(ticks, ids)
+        if ticks.levels >= self.levels:
+            if n == 1 and 0 <= ids[0] < self.instruments:
+                return self._push_one(ticks, ids)
+            if n == self.instruments and (ids == self._every).all():
+                return self._push_every(ticks)
         codes = np.zeros(n, dtype=np.int64)  # 0, or 1 + the index of a reason in REJECTIONS
         codes[(ids < 0) | (ids >= self.instruments)] = _UNKNOWN_INSTRUMENT
         if ticks.levels < self.levels:
@@ -318,20 +321,13 @@ class StreamEngine:
         for r in range(count):
             taken = pending if count == 1 else pending[rounds == r]
             at = ids[taken]
-            if len(taken) == n == self.instruments and (at == self._every).all():
-                # Every instrument once, in order (the usual many-instrument
-                # push): whole copies, not fancy indexing (~20 us at 256).
-                self._stage_f64[:], self._stage_i64[:] = f64, i64
-                with self._ranges["ma.step"]:
-                    out = self._run()
-            else:
-                # The round's ticks at their instruments, the others inactive
-                # (their stale inputs are read, never committed).
-                self._stage_f64[at] = f64[taken]
-                self._stage_i64[:, 1] = 0
-                self._stage_i64[at] = i64[taken]
-                with self._ranges["ma.step"]:
-                    out = self._run()[at]
+            # The round's ticks at their instruments, the others inactive
+            # (their stale inputs are read, never committed).
+            self._stage_f64[at] = f64[taken]
+            self._stage_i64[:, 1] = 0
+            self._stage_i64[at] = i64[taken]
+            with self._ranges["ma.step"]:
+                out = self._run()[at]
             codes[taken] = out[:, -2]
             accepted = codes[taken] == 0
             done.append(taken[accepted])
@@ -364,6 +360,24 @@ class StreamEngine:
                            regression=torch.from_numpy(values[None, 3 * h :]),
                            rejected_index=np.zeros(0, dtype=np.int64),
                            rejected_reason=np.zeros(0, dtype=object))
+
+    def _push_every(self, ticks: ma_features.Ticks) -> Signals:
+        """``push`` of a tick of every instrument in id order, the usual
+        many-instrument push: one round, staged by whole-column copies (no
+        rounds to form, no fancy indexing: ~25 us less at 256 instruments)."""
+        k, f64, i64 = self.levels, self._stage_f64, self._stage_i64
+        with self._ranges["ma.pack"]:
+            for j, name in enumerate(_BOOK):
+                f64[:, j * k:(j + 1) * k] = getattr(ticks, name)[:, :k]
+            for j, name in enumerate(_TRADE):
+                f64[:, 4 * k + j] = getattr(ticks, name)
+            i64[:, 0], i64[:, 1], i64[:, 2] = ticks.time, 1, ticks.event
+        with self._ranges["ma.step"]:
+            out = self._run()
+        with self._ranges["ma.signals"]:
+            codes = out[:, -2].astype(np.int64)
+            accepted = np.flatnonzero(codes == 0)
+            return self._signals(ticks, self._every, codes, [accepted], [out[accepted]])
 
     def _pack(self, ticks: ma_features.Ticks) -> tuple[np.ndarray, np.ndarray]:
         """Every tick as a row of the step's inputs: float64 book and trade,
