@@ -40,8 +40,10 @@ using book::kTerms;
 
 constexpr int kMapThreads = 256;  // threads of event_columns_kernel
 // Odd, so a warp's staged rows (kMapRowsPerThread x an odd stride apart) fall
-// on distinct banks.
-constexpr int kMapRowsPerThread = 3;
+// on distinct banks. One: at three (H100, b1f0b56) the kernel took 114
+// registers, half the occupancy, the model spec no faster (2.25 ms) and the
+// 5-level book 4.5x slower (a warp's rows 3 x 5 levels apart).
+constexpr int kMapRowsPerThread = 1;
 constexpr int kMapRows = kMapThreads * kMapRowsPerThread;
 constexpr int kTileThreads = 256;  // threads of window_columns_kernel
 constexpr int kRowsPerThread = 2;  // of a tile, and of a far window's piece
