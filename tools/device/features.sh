@@ -19,9 +19,10 @@ source tools/device/bounded.sh
 status=0
 
 (cd packages/ma-kernels && bounded 120 python3 -m pytest -q -p no:cacheprovider -m gpu \
-  tests/test_book_features.py) > "$OUT/tests-features.log" 2>&1 || status=1
-echo "book_features tests: $(tail -1 "$OUT/tests-features.log")"
-grep -E "^(FAILED|ERROR)" "$OUT/tests-features.log" | head
+  tests/test_book_features.py) > /tmp/tests-features.log 2>&1 || status=1
+cp /tmp/tests-features.log "$OUT/"
+echo "book_features tests: $(tail -1 /tmp/tests-features.log)"
+grep -E "^(FAILED|ERROR)" /tmp/tests-features.log | head
 
 bounded 150 python3 tools/device/bench_features.py --out "$OUT/features.json" | tail -4 || status=1
 
@@ -39,4 +40,5 @@ for spec in anchors_subset model_inputs_windows; do
     python3 tools/device/ncu_summary.py "$OUT/ncu_window_${spec}_sass.csv" | head -60 || status=1
 done
 echo "done at ${SECONDS}s"
+pack_logs
 exit $status

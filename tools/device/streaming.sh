@@ -22,9 +22,10 @@ for package in ma-kernels:"tests/test_resident.py tests/test_transformer_step.py
                ma-runtime:"tests/test_engine.py"; do
   name=${package%%:*}
   (cd "packages/$name" && bounded 150 python3 -m pytest -q -p no:cacheprovider -m gpu ${package#*:}) \
-    > "$OUT/tests-$name.log" 2>&1 || status=1
-  echo "$name: $(tail -1 "$OUT/tests-$name.log")"
-  grep -E "^(FAILED|ERROR)" "$OUT/tests-$name.log" | head
+    > "/tmp/tests-$name.log" 2>&1 || status=1
+  cp "/tmp/tests-$name.log" "$OUT/"
+  echo "$name: $(tail -1 "/tmp/tests-$name.log")"
+  grep -E "^(FAILED|ERROR)" "/tmp/tests-$name.log" | head
 done
 
 cd tools/device
@@ -35,4 +36,5 @@ bounded 150 python3 bench_modes.py --out "$OUT/modes.json" || status=1
 cd ../..
 bounded 150 bash tools/device/ncu_step.sh 256 | head -40 || status=1
 echo "done at ${SECONDS}s"
+pack_logs
 exit $status
