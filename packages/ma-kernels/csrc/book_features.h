@@ -85,15 +85,24 @@ MA_HOST_DEVICE Quote quote_at(const BookSeries& s, std::int64_t t) {
           at<T>(s.ask_size, t, 0)};
 }
 
+// num / den for a normal den: a zero numerator divides 1 instead and gives
+// itself back (num / den when it is +-0 and den > 0). On CUDA, a double
+// division whose numerator or denominator is zero (or inf, NaN, subnormal)
+// leaves its fast path for a ~60-instruction subroutine, and a warp runs it
+// whenever one lane needs it: at 6.5 entries a warp it was ~9 % of the
+// window kernel's instructions (Nsight Compute, notes/microstructure.md).
+MA_HOST_DEVICE double quotient(double num, double den) {
+  const bool zero = num == 0.0;
+  const double q = (zero ? 1.0 : num) / den;
+  return zero ? num : q;
+}
+
 // num / den where den > 0, else fallback. The division runs either way (on a
 // harmless denominator), so the CPU kernel's loops stay branch-free and
-// vectorise (built with -fno-trapping-math: CMakeLists.txt), and on CUDA no
-// division meets a zero: x / 0 leaves the fast path of a double division for
-// a ~60-instruction subroutine, which a warp then runs whenever one of its
-// lanes needs it (Nsight Compute: ~7% of the window kernel's instructions).
+// vectorise (built with -fno-trapping-math: CMakeLists.txt).
 MA_HOST_DEVICE double ratio(double num, double den, double fallback) {
   const bool ok = den > 0.0;
-  const double r = num / (ok ? den : 1.0);
+  const double r = quotient(num, ok ? den : 1.0);
   return ok ? r : fallback;
 }
 
@@ -141,12 +150,12 @@ MA_HOST_DEVICE double log1p_fast(double x) {
   std::memcpy(&m, &bits, sizeof m);
   const bool high = m > 1.4142135623730951;
   m = high ? 0.5 * m : m;
-  const double s = (m - 1.0) / (m + 1.0), z = s * s;
+  const double s = quotient(m - 1.0, m + 1.0), z = s * s;
   double series = 1.0 / 21;
   for (int k = 19; k >= 1; k -= 2) series = series * z + 1.0 / k;
   const double e = double(exponent + (high ? 1 : 0));
   const double log_u = e * 0.6931471805599453 + (e * 2.3190468138462996e-17 + 2.0 * s * series);
-  return d == 0.0 ? x : log_u * (x / (d == 0.0 ? 1.0 : d));  // (u - 1 may be negative: no ratio)
+  return d == 0.0 ? x : log_u * quotient(x, d == 0.0 ? 1.0 : d);  // (d < 0 for x < 0: no ratio)
 }
 
 // log(mid_t / mid_{t-1}), taken as log1p of the relative step; 0 where a mid
@@ -154,7 +163,7 @@ MA_HOST_DEVICE double log1p_fast(double x) {
 MA_HOST_DEVICE double log_return(const Quote& now, const Quote& before) {
   const double m = now.mid(), m_before = before.mid();
   const bool moved = m != m_before && m > 0.0 && m_before > 0.0;
-  return moved ? log1p_fast((m - m_before) / (m_before > 0.0 ? m_before : 1.0)) : 0.0;
+  return moved ? log1p_fast(quotient(m - m_before, m_before > 0.0 ? m_before : 1.0)) : 0.0;
 }
 
 
