@@ -1,8 +1,11 @@
-# Sourced by the short device scripts (streaming.sh, features.sh): the
-# pure packages and the carried wheels on PYTHONPATH; `bounded`, which
+# Sourced by the short device scripts (streaming.sh, features.sh), from the
+# repository root: $OUT, the pure packages and the carried wheels on
+# PYTHONPATH; `build_kernels` (run.sh's build alone); `bounded`, which
 # runs a step for at most its own limit and never past LIMIT seconds of
 # the call (default 540), so a call ends with its logs under $OUT; and
 # `pack_logs`, which bundles them (the device tool returns 8 files at most).
+export OUT=${OUT:-$PWD/benchmarks/results/latest}
+mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 export PYTHONPATH=$PWD/packages/ma-features/src:$PWD/packages/ma-model/src:$PWD/packages/ma-runtime/src:$PWD:/tmp/site
 LIMIT=${LIMIT:-540}
@@ -24,4 +27,10 @@ pack_logs() {
   echo "== tests"
   tail -qn 1 /tmp/tests-*.log 2>/dev/null
   grep -hE "^(FAILED|ERROR)" /tmp/tests-*.log 2>/dev/null | head -20
+}
+
+build_kernels() {
+  TESTS=0 BENCH=0 bash tools/device/run.sh > "$OUT/run.log" 2>&1 ||
+    { tail -30 "$OUT/run.log"; return 1; }
+  echo "built at ${SECONDS}s"
 }

@@ -10,12 +10,8 @@
 #   OUT=/tmp/out MA_COMMIT=$(git rev-parse --short HEAD) bash tools/device/features.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-export OUT=${OUT:-$PWD/benchmarks/results/latest}
-mkdir -p "$OUT"
-TESTS=0 BENCH=0 OUT=$OUT bash tools/device/run.sh > "$OUT/run.log" 2>&1 ||
-  { tail -30 "$OUT/run.log"; exit 1; }
-echo "built at ${SECONDS}s"
 source tools/device/bounded.sh
+build_kernels || exit 1
 status=0
 
 (cd packages/ma-kernels && bounded 120 python3 -m pytest -q -p no:cacheprovider -m gpu \

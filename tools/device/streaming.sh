@@ -10,12 +10,8 @@
 #   OUT=/tmp/out MA_COMMIT=$(git rev-parse --short HEAD) bash tools/device/streaming.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-export OUT=${OUT:-$PWD/benchmarks/results/latest}
-mkdir -p "$OUT"
-TESTS=0 BENCH=0 OUT=$OUT bash tools/device/run.sh > "$OUT/run.log" 2>&1 ||
-  { tail -30 "$OUT/run.log"; exit 1; }
-echo "built at ${SECONDS}s"
 source tools/device/bounded.sh
+build_kernels || exit 1
 status=0
 
 for package in ma-kernels:"tests/test_resident.py tests/test_transformer_step.py tests/test_stream_inputs.py" \
