@@ -38,13 +38,9 @@ namespace {
 using book::Quote;
 using book::kTerms;
 
-constexpr int kMapThreads = 256;  // threads of event_columns_kernel
-// Odd, so a warp's staged rows (kMapRowsPerThread x an odd stride apart) fall
-// on distinct banks. One: at three (H100, b1f0b56) the kernel took 114
-// registers, half the occupancy, the model spec no faster (2.25 ms) and the
-// 5-level book 4.5x slower (a warp's rows 3 x 5 levels apart).
-constexpr int kMapRowsPerThread = 1;
-constexpr int kMapRows = kMapThreads * kMapRowsPerThread;
+// Rows (and threads) a block of event_columns_kernel: a row a thread (three
+// took twice the registers and ran no faster, notes/microstructure.md v9).
+constexpr int kMapThreads = 256;
 constexpr int kTileThreads = 256;  // threads of window_columns_kernel
 constexpr int kRowsPerThread = 2;  // of a tile, and of a far window's piece
 constexpr int kTileRows = kTileThreads * kRowsPerThread;
@@ -133,19 +129,18 @@ __global__ void __launch_bounds__(kMapThreads)
 event_columns_kernel(const __grid_constant__ BookSeries s,
                      const __grid_constant__ BookFeatureSpec spec, int staged, U* out) {
   extern __shared__ __align__(16) unsigned char shared[];
-  const std::int64_t base = std::int64_t(blockIdx.x) * kMapRows;
-  const std::int64_t t0 = base + kMapRowsPerThread * threadIdx.x;
-  const int width = int(spec.event_columns()), stride = width | 1;  // odd: see kMapRowsPerThread
+  const std::int64_t base = std::int64_t(blockIdx.x) * kMapThreads, t = base + threadIdx.x;
+  const int width = int(spec.event_columns()), stride = width | 1;  // odd: rows on distinct banks
   const int columns = int(spec.columns());
   U* tile = reinterpret_cast<U*>(shared);
-  if (t0 < s.rows) {
-    U* rows = staged ? tile + (t0 - base) * stride : out + t0 * columns;
-    store_event_rows<T, U, kMapRowsPerThread>(s, spec, t0, s.rows, rows,
-                                               staged ? stride : columns);
+  if (t < s.rows) {
+    store_event_rows<T, U, 1>(s, spec, t, s.rows,
+                              staged ? tile + threadIdx.x * stride : out + t * columns,
+                              staged ? stride : columns);
   }
   if (!staged) return;
   __syncthreads();
-  const int rows = int(s.rows - base < kMapRows ? s.rows - base : kMapRows);
+  const int rows = int(s.rows - base < kMapThreads ? s.rows - base : kMapThreads);
   copy_rows(tile, stride, rows, width, out + base * columns, columns);
 }
 
@@ -468,9 +463,9 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
   const std::int64_t windows =
       spec.rolling_count ? spec.window_count + spec.time_window_count : 0;
   // Event columns: a block of kMapThreads rows, staged when they fit.
-  const std::size_t map_bytes = kMapRows * (spec.event_columns() | 1) * out_size;
+  const std::size_t map_bytes = kMapThreads * (spec.event_columns() | 1) * out_size;
   const bool map_staged = map_bytes <= kMaxStagingBytes;
-  const unsigned map_blocks = static_cast<unsigned>((series.rows + kMapRows - 1) / kMapRows);
+  const unsigned map_blocks = static_cast<unsigned>((series.rows + kMapThreads - 1) / kMapThreads);
   // Rolling columns: a block per tile, staging whole rows where they fit
   // (then the event columns too), else the rolling columns where they fit;
   // the tiles' totals first where a window may span whole tiles (any time
