@@ -87,7 +87,7 @@ def test_rolling_normalization_streams_as_the_batch(seed, instruments, chunk):
                                   pytest.param("resident", marks=pytest.mark.gpu)])
 def test_every_instrument_once_in_order_streams_as_the_batch(mode):
     """The usual many-instrument push, a tick of each instrument in id order
-    (staged by whole copies), gives the batch path's signals; a bad tick in
+    (its own path, staged column by column), gives the batch path's signals; a bad tick in
     it is refused alone, and the instrument's next tick goes on from there."""
     engine = engine_for(instruments=3) if mode == "eager" else resident_engine(3, mode)
     rtol, atol = (0, ma_kernels.resident.PROBABILITY_TOLERANCE) if mode == "resident" else (

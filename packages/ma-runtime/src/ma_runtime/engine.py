@@ -363,8 +363,9 @@ class StreamEngine:
 
     def _push_every(self, ticks: ma_features.Ticks) -> Signals:
         """``push`` of a tick of every instrument in id order, the usual
-        many-instrument push: one round, staged by whole-column copies (no
-        rounds to form, no fancy indexing: ~25 us less at 256 instruments)."""
+        many-instrument push: one round, staged column by column (no rounds
+        to form, no fancy indexing: at 256 instruments 28 us of host time
+        against 63 on a 2-core CPU)."""
         k, f64, i64 = self.levels, self._stage_f64, self._stage_i64
         with self._ranges["ma.pack"]:
             for j, name in enumerate(_BOOK):
