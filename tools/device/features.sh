@@ -4,8 +4,9 @@
 # (bench_features.py), then Nsight Compute on the feature kernels of each
 # spec (ncu_features.txt) and per SASS instruction of the window kernel on
 # the ANCHORS subset and on the spec of windows (ncu_window_<spec>_sass.csv,
-# summarised by ncu_summary.py). Each step bounded so that the call ends
-# before LIMIT seconds (bounded.sh). Logs and JSON under $OUT.
+# summarised by ncu_summary.py and by source line by ncu_lines.py). Each
+# step bounded so that the call ends before LIMIT seconds (bounded.sh).
+# JSON under $OUT, everything else in $OUT/logs.tgz.
 #
 #   OUT=/tmp/out MA_COMMIT=$(git rev-parse --short HEAD) bash tools/device/features.sh
 set -uo pipefail
@@ -33,7 +34,9 @@ for spec in anchors_subset model_inputs_windows; do
     -o "/tmp/window_$spec" -f python3 tools/device/profile_features.py $spec > /dev/null 2>&1 &&
     ncu -i "/tmp/window_$spec.ncu-rep" --page source --csv --print-source sass \
       > "$OUT/ncu_window_${spec}_sass.csv" 2>&1 &&
-    python3 tools/device/ncu_summary.py "$OUT/ncu_window_${spec}_sass.csv" | head -60 || status=1
+    python3 tools/device/ncu_summary.py "$OUT/ncu_window_${spec}_sass.csv" | head -60 &&
+    python3 tools/device/ncu_lines.py "$OUT/ncu_window_${spec}_sass.csv" "$(python3 -c \
+      'import ma_kernels._C as c; print(c.__file__)')" --top 25 || status=1
 done
 echo "done at ${SECONDS}s"
 pack_logs

@@ -5,7 +5,8 @@
 # each bounded so that the whole call ends before LIMIT seconds (default
 # 540): the graph round's parts (probe_round.py), the latency benchmark,
 # the modes at 1-256 instruments (bench_modes.py), Nsight Compute on the
-# step kernel at 256 instruments. Logs and JSON under $OUT.
+# step kernel at 256 instruments. JSON under $OUT, everything else in
+# $OUT/logs.tgz.
 #
 #   OUT=/tmp/out MA_COMMIT=$(git rev-parse --short HEAD) bash tools/device/streaming.sh
 set -uo pipefail
