@@ -85,16 +85,21 @@ MA_HOST_DEVICE Quote quote_at(const BookSeries& s, std::int64_t t) {
           at<T>(s.ask_size, t, 0)};
 }
 
-// num / den for a normal den: a zero numerator divides 1 instead and gives
-// itself back (num / den when it is +-0 and den > 0). On CUDA, a double
-// division whose numerator or denominator is zero (or inf, NaN, subnormal)
-// leaves its fast path for a ~60-instruction subroutine, and a warp runs it
-// whenever one lane needs it: at 6.5 entries a warp it was ~9 % of the
-// window kernel's instructions (Nsight Compute, notes/microstructure.md).
+// num / den for a normal den, positive where num may be zero. On CUDA a
+// double division whose numerator or denominator is zero (or inf, NaN,
+// subnormal) leaves its fast path for a ~60-instruction subroutine, which a
+// warp runs whenever one lane needs it (6.5 times a warp, ~9 % of the window
+// kernel's instructions: Nsight Compute, notes/microstructure.md); there a
+// zero numerator divides 1 instead and is given back, the same value (+-0 /
+// den = +-0). A CPU's division has no such path: it divides as written.
 MA_HOST_DEVICE double quotient(double num, double den) {
+#ifdef __CUDA_ARCH__
   const bool zero = num == 0.0;
   const double q = (zero ? 1.0 : num) / den;
   return zero ? num : q;
+#else
+  return num / den;
+#endif
 }
 
 // num / den where den > 0, else fallback. The division runs either way (on a
