@@ -5,8 +5,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ma_model import fit, load_checkpoint
-from ma_model.evaluate import evaluate_runs, main
+from ma_model import fit, load_checkpoint, scoring
+from ma_model.decision import apply_offsets, fit_offsets
+from ma_model.evaluate import _score_checkpoint, evaluate_runs, main
 from ma_model.tables import summary_table
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -107,3 +108,37 @@ def test_ma_eval_walk_forward_retrains_each_checkpoints_config(tiny_config, caps
         main(["--checkpoint", best, "--walk-forward", "2", "--segments", "3"])
     assert e.value.code == 2 and "--walk-forward scores the test region's folds" in \
         capsys.readouterr().err
+
+
+def test_decision_rule_validation_fits_each_model_on_its_validation_rows(tiny_config, tmp_path,
+                                                                           capsys):
+    paths = []
+    for seed in (0, 1):
+        cfg = replace(tiny_config, train=replace(tiny_config.train, seed=seed,
+                                                 out_dir=str(tmp_path / f"s{seed}")))
+        fit(cfg, log=lambda *_: None)
+        paths.append(str(tmp_path / f"s{seed}" / "best.pt"))
+    quiet = {"baselines": ("majority", "logistic"), "log": lambda *_: None}
+    argmax = evaluate_runs(paths, **quiet)
+    rule = evaluate_runs(paths, rule="validation", **quiet)
+    assert argmax["decision_rule"] == "argmax" and rule["decision_rule"] == "validation"
+    first, scored, val = _score_checkpoint(paths[0], "test", ("majority", "logistic"),
+                                           lambda *_: None, 1, "validation")
+    assert set(first["offsets"]) == set(val) == {"model", "logistic"}  # not the majority
+    for name in ("model", "logistic"):
+        # The offsets are those fitted on the model's validation rows, applied to its test rows.
+        offsets = fit_offsets(val[name][0].double().clamp_min(1e-12).log(), val[name][1])
+        assert first["offsets"][name] == offsets[:, [0, 2]].tolist()
+        moved = apply_offsets(scored[name][0], offsets)
+        assert first[name] == scoring.report(moved, scored[name][1])
+        assert rule["runs"][0][name] == first[name]
+        assert first["argmax_macro_f1"][name] == [
+            r["macro_f1"] for r in argmax["runs"][0][name]]
+    assert rule["runs"][0]["majority"] == argmax["runs"][0]["majority"]
+    assert rule["ensemble"]["majority"] == argmax["ensemble"]["majority"]
+    main(["--checkpoint", paths[0], "--decision-rule", "validation"])
+    assert "decision rule validation" in capsys.readouterr().out
+    for bad in (["--split", "val"], ["--walk-forward", "2"]):
+        with pytest.raises(SystemExit) as e:
+            main(["--checkpoint", paths[0], "--decision-rule", "validation", *bad])
+        assert e.value.code == 2 and "--decision-rule" in capsys.readouterr().err

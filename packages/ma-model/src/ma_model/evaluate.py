@@ -6,8 +6,10 @@ normalisation) and scores a split per horizon, every model on the same rows
 the same splits with the same seed. Several checkpoints (one per seed) give
 the mean and spread of every metric. ``--walk-forward N`` instead retrains
 each checkpoint's config on N folds of the test region
-(:mod:`ma_model.walk_forward`). The tables are :mod:`ma_model.tables`', the
-plots :mod:`ma_model.plots`'.
+(:mod:`ma_model.walk_forward`). ``--decision-rule validation`` decides each
+model's classes with offsets fitted on its validation predictions
+(:mod:`ma_model.decision`) instead of argmax. The tables are
+:mod:`ma_model.tables`', the plots :mod:`ma_model.plots`'.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from .checkpoint import load_checkpoint
 from .contenders import BASELINES, NAMES, baseline_names, fit_baseline
 from .data import Splits, load_splits
+from .decision import RULES, validation_rule
 from .distributed import resolve_device
 from .plots import plot
 from .restore import config_of, inputs_of, model_of
@@ -30,67 +33,90 @@ from .walk_forward import walk_forward
 
 def evaluate_checkpoint(path: str | Path, split: str = "test",
                         baselines: bool | tuple[str, ...] = (), log=print,
-                        segments: int = 1) -> dict:
+                        segments: int = 1, rule: str = "argmax") -> dict:
     """``{"model": [per-horizon reports], <baseline>: ..., "alpha", "horizons",
-    "history", "seed"}`` on ``split``; ``baselines``: names of
+    "history", "seed", "decision_rule"}`` on ``split``; ``baselines``: names of
     :data:`~ma_model.contenders.BASELINES` (True: all of them). ``segments`` > 1 adds
-    ``"segments": {model: macro F1 [segment][horizon]}`` (:func:`~ma_model.scoring.segment_f1`)."""
-    return _score_checkpoint(path, split, baselines, log, segments)[0]
+    ``"segments": {model: macro F1 [segment][horizon]}`` (:func:`~ma_model.scoring.segment_f1`).
+    ``rule`` ``"validation"`` (test split only) decides every model but the majority class
+    with offsets fitted on its validation predictions (:mod:`ma_model.decision`) and adds
+    ``"offsets": {model: [down, up] per horizon}`` and, for a paired comparison,
+    ``"argmax_macro_f1": {model: macro F1 per horizon of the same predictions under argmax}``."""
+    return _score_checkpoint(path, split, baselines, log, segments, rule)[0]
 
 
-def _score_checkpoint(path, split, baselines, log, segments) -> tuple[dict, dict]:
+def _score_checkpoint(path, split, baselines, log, segments,
+                      rule="argmax") -> tuple[dict, dict, dict]:
     """:func:`evaluate_checkpoint`'s results and each model's
-    :func:`~ma_model.scoring.scored_rows` (probabilities and labels)."""
+    :func:`~ma_model.scoring.scored_rows` (probabilities and labels, before
+    any decision rule) on the split and, with ``rule`` ``"validation"``, on
+    the validation split."""
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    if rule not in RULES:
+        raise ValueError(f"decision rule must be one of {list(RULES)}, got {rule!r}")
+    if rule == "validation" and split != "test":
+        raise ValueError("--decision-rule validation is fitted on the validation split: it "
+                         "scores the test split only")
     baselines = BASELINES if baselines is True else tuple(baselines or ())
     ckpt = load_checkpoint(path)
     cfg = config_of(ckpt, path)
     model = model_of(ckpt, path)
     splits: Splits = load_splits(cfg.data, inputs_of(ckpt, path).state_dict())
-    if split == "val" and not len(splits.val.x):
+    if (split == "val" or rule == "validation") and not len(splits.val.x):
         raise ValueError(f"{path}: its run has no validation split (data.val_fraction 0)")
     device = resolve_device(cfg.train.device)
     arrays, length = getattr(splits, split), cfg.data.sequence_length
-    results: dict = {"segments": {}}
-    scored = {}
+    results: dict = {"segments": {}, "decision_rule": rule}
+    scored, val_scored = {}, {}
     predictors = {"model": network_predictor(model.to(device), device)}
     for name in baselines:
         log(f"baseline: {NAMES[name]} (seed {cfg.train.seed})")
         predictors[name] = fit_baseline(name, cfg, splits, Path(path).parent / "dense", device,
                                         log)
     for name, predict in predictors.items():
-        scored[name] = scored_rows(arrays, length, predict)
-        results[name] = report(*scored[name])
+        scored[name] = probabilities, labels = scored_rows(arrays, length, predict)
+        if rule == "validation" and name != "majority":  # the majority class has no boundary
+            val_scored[name] = scored_rows(splits.val, length, predict)
+            probabilities, offsets = validation_rule(val_scored[name], probabilities)
+            results.setdefault("offsets", {})[name] = offsets[:, [0, 2]].tolist()
+            results.setdefault("argmax_macro_f1", {})[name] = [  # the same predictions, argmax
+                r["macro_f1"] for r in report(*scored[name])]
+        results[name] = report(probabilities, labels)
         if segments > 1:
-            results["segments"][name] = segment_f1(*scored[name], segments)
+            results["segments"][name] = segment_f1(probabilities, labels, segments)
     results["history"] = ckpt["history"]
     results["horizons"] = list(cfg.data.horizons)
     results["alpha"] = list(splits.train.alpha)
     results["seed"] = cfg.train.seed
-    return results, scored
+    return results, scored, val_scored
 
 
 def evaluate_runs(paths: list[str | Path], split: str = "test",
                   baselines: bool | tuple[str, ...] = (), log=print,
-                  segments: int = 1) -> dict:
+                  segments: int = 1, rule: str = "argmax") -> dict:
     """:func:`evaluate_checkpoint` of each checkpoint (one per seed, same
     data config) and ``summary``: model -> metric -> per-horizon mean, spread
     (sample standard deviation, 0 for one run) and the values; with several
     checkpoints also ``ensemble``: model -> per-horizon reports of the mean
-    of the runs' probabilities (:func:`~ma_model.scoring.ensemble`)."""
-    scored = [_score_checkpoint(p, split, baselines, log, segments) for p in paths]
-    runs = [run for run, _ in scored]
+    of the runs' probabilities (:func:`~ma_model.scoring.ensemble`; with
+    ``rule`` ``"validation"`` its offsets fitted on the mean of their
+    validation probabilities)."""
+    scored = [_score_checkpoint(p, split, baselines, log, segments, rule) for p in paths]
+    runs = [run for run, _, _ in scored]
     horizons = runs[0]["horizons"]
     for path, run in zip(paths, runs, strict=True):
         if run["horizons"] != horizons or run["alpha"] != runs[0]["alpha"]:
             raise ValueError(f"{path}: its horizons/alpha {run['horizons']}/{run['alpha']} differ "
                              f"from {paths[0]}'s: the runs must share one data config")
     results = {"runs": runs, "summary": summarize(runs), "horizons": horizons,
-               "alpha": runs[0]["alpha"], "seeds": [run["seed"] for run in runs]}
+               "alpha": runs[0]["alpha"], "seeds": [run["seed"] for run in runs],
+               "decision_rule": rule}
     if len(runs) > 1:
-        results["ensemble"] = {name: ensemble([rows[name] for _, rows in scored])
-                               for name in scored[0][1]}
+        results["ensemble"] = {
+            name: ensemble([rows[name] for _, rows, _ in scored],
+                           [val[name] for _, _, val in scored] if name in scored[0][2] else None)
+            for name in scored[0][1]}
     return results
 
 
@@ -127,19 +153,27 @@ def main(argv: list[str] | None = None) -> None:
                         help="instead, retrain each checkpoint's config (and the baselines) on "
                              "the rows before each of N consecutive folds of the test region "
                              "and score it on that fold")
+    parser.add_argument("--decision-rule", choices=RULES, default="argmax",
+                        help="how probabilities become classes: 'argmax' (the default), or "
+                             "'validation': per model and horizon, offsets added to the "
+                             "log-probabilities of down and up (stationary's 0, each in -2..2) "
+                             "that maximise macro F1 on that model's validation predictions, "
+                             "then applied to its test predictions (the majority class is "
+                             "unaffected; test split only)")
     parser.add_argument("--plots", type=Path, help="write PNG plots into this folder")
     parser.add_argument("--json", type=Path, help="write every metric as JSON here")
     args = parser.parse_args(argv)
     try:
         baselines = baseline_names(args.baselines) if args.baselines else ()
         if args.walk_forward is not None:
-            if args.split != "test" or args.segments != 1 or args.plots:
+            if (args.split != "test" or args.segments != 1 or args.plots
+                    or args.decision_rule != "argmax"):
                 raise ValueError("--walk-forward scores the test region's folds: it takes no "
-                                 "--split, --segments or --plots")
+                                 "--split, --segments, --plots or --decision-rule")
             results = walk_forward_runs(args.checkpoint, args.walk_forward, baselines)
         else:
             results = evaluate_runs(args.checkpoint, args.split, baselines,
-                                    segments=args.segments)
+                                    segments=args.segments, rule=args.decision_rule)
     except ValueError as e:  # CheckpointError and config/data errors
         parser.exit(2, f"ma-eval: error: {e}\n")
     paths = ", ".join(map(str, args.checkpoint))
@@ -157,12 +191,15 @@ def main(argv: list[str] | None = None) -> None:
 
 def _print_evaluation(results: dict, args: argparse.Namespace, paths: str) -> None:
     print(f"\n{args.split} split of {paths} (seeds {results['seeds']}, alpha per horizon "
-          f"{[f'{a:.3g}' for a in results['alpha']]})\n")
+          f"{[f'{a:.3g}' for a in results['alpha']]}, decision rule {args.decision_rule})\n")
     print(summary_table(results))
     if args.segments > 1:
         print(f"\n{args.segments} consecutive segments of the {args.split} split, every run\n")
         print(segment_table(results))
     first = results["runs"][0]
+    for name, offsets in first.get("offsets", {}).items():
+        print(f"{name}, seed {first['seed']}: offsets (down, up) per horizon fitted on the "
+              f"validation split: {[(round(d, 2), round(u, 2)) for d, u in offsets]}")
     for k, r in zip(results["horizons"], first["model"], strict=True):
         print(f"\nMA-Transformer, horizon {k}, seed {first['seed']}\n{class_report(r)}")
     if args.plots:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .data import TickArrays, WindowDataset
+from .decision import validation_rule
 from .metrics import classification_report, confusion_matrix
 
 
@@ -38,14 +39,22 @@ def report(probabilities: torch.Tensor, labels: torch.Tensor) -> list[dict]:
             for h in range(labels.shape[1])]
 
 
-def ensemble(scored: list[tuple[torch.Tensor, torch.Tensor]]) -> list[dict]:
+def ensemble(scored: list[tuple[torch.Tensor, torch.Tensor]],
+             val: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> list[dict]:
     """:func:`report` of the mean probabilities of several runs'
-    :func:`scored_rows` (one model per seed) on the same rows."""
+    :func:`scored_rows` (one model per seed) on the same rows. With ``val``
+    (the same runs' validation rows), the decision rule fitted on the mean
+    of their validation probabilities
+    (:func:`ma_model.decision.validation_rule`) decides."""
     labels = scored[0][1]
     if any(not torch.equal(y, labels) for _, y in scored):
         raise ValueError("the runs score different rows (their data configs differ); an "
                          "ensemble needs the same rows")
-    return report(torch.stack([p for p, _ in scored]).mean(0), labels)
+    mean = torch.stack([p for p, _ in scored]).mean(0)
+    if val is not None:
+        val_mean = torch.stack([p for p, _ in val]).mean(0)
+        mean = validation_rule((val_mean, val[0][1]), mean)[0]
+    return report(mean, labels)
 
 
 def segment_f1(probabilities: torch.Tensor, labels: torch.Tensor,
