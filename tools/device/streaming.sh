@@ -31,7 +31,7 @@ bounded 150 python3 bench_latency.py --calls 1000 --out "$OUT/latency.json" |
   grep -E "engine|device_round|peer" || status=1
 bounded 150 python3 bench_modes.py --out "$OUT/modes.json" || status=1
 cd ../..
-bounded 150 bash tools/device/ncu_step.sh 256 | head -40 || status=1
+bounded 150 bash tools/device/ncu_step.sh 256 | head -80 || status=1
 echo "done at ${SECONDS}s"
 pack_logs
 exit $status
