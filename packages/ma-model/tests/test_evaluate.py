@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ma_model import fit, load_checkpoint, scoring
-from ma_model.decision import apply_offsets, fit_offsets
+from ma_model.decision import apply_offsets, fit_offsets, log_probabilities
 from ma_model.evaluate import _score_checkpoint, evaluate_runs, main
 from ma_model.tables import summary_table
 
@@ -45,13 +45,19 @@ def test_ma_eval_end_to_end_on_a_tiny_checkpoint(tiny_config, tmp_path, capsys):
         assert "plots skipped: matplotlib is not installed" in printed
 
 
-def test_several_seeds_give_mean_and_spread(tiny_config, tmp_path, capsys):
+def fit_seeds(cfg, tmp_path, seeds) -> list[str]:
+    """The best checkpoint of ``cfg`` trained with each of ``seeds``."""
     paths = []
-    for seed in (0, 1):
-        cfg = replace(tiny_config, train=replace(tiny_config.train, seed=seed,
-                                                 out_dir=str(tmp_path / f"s{seed}")))
-        fit(cfg, log=lambda *_: None)
-        paths.append(str(tmp_path / f"s{seed}" / "best.pt"))
+    for seed in seeds:
+        out = tmp_path / f"s{seed}"
+        fit(replace(cfg, train=replace(cfg.train, seed=seed, out_dir=str(out))),
+            log=lambda *_: None)
+        paths.append(str(out / "best.pt"))
+    return paths
+
+
+def test_several_seeds_give_mean_and_spread(tiny_config, tmp_path, capsys):
+    paths = fit_seeds(tiny_config, tmp_path, (0, 1))
     results = evaluate_runs(paths, baselines=("majority",), log=lambda *_: None)
     assert results["seeds"] == [0, 1]
     f1 = [[run["model"][h]["macro_f1"] for run in results["runs"]] for h in range(2)]
@@ -112,12 +118,7 @@ def test_ma_eval_walk_forward_retrains_each_checkpoints_config(tiny_config, caps
 
 def test_decision_rule_validation_fits_each_model_on_its_validation_rows(tiny_config, tmp_path,
                                                                            capsys):
-    paths = []
-    for seed in (0, 1):
-        cfg = replace(tiny_config, train=replace(tiny_config.train, seed=seed,
-                                                 out_dir=str(tmp_path / f"s{seed}")))
-        fit(cfg, log=lambda *_: None)
-        paths.append(str(tmp_path / f"s{seed}" / "best.pt"))
+    paths = fit_seeds(tiny_config, tmp_path, (0, 1))
     quiet = {"baselines": ("majority", "logistic"), "log": lambda *_: None}
     argmax = evaluate_runs(paths, **quiet)
     rule = evaluate_runs(paths, rule="validation", **quiet)
@@ -127,7 +128,7 @@ def test_decision_rule_validation_fits_each_model_on_its_validation_rows(tiny_co
     assert set(first["offsets"]) == set(val) == {"model", "logistic"}  # not the majority
     for name in ("model", "logistic"):
         # The offsets are those fitted on the model's validation rows, applied to its test rows.
-        offsets = fit_offsets(val[name][0].double().clamp_min(1e-12).log(), val[name][1])
+        offsets = fit_offsets(log_probabilities(val[name][0]), val[name][1])
         assert first["offsets"][name] == offsets[:, [0, 2]].tolist()
         moved = apply_offsets(scored[name][0], offsets)
         assert first[name] == scoring.report(moved, scored[name][1])

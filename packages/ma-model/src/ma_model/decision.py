@@ -47,10 +47,15 @@ def fit_offsets(log_probabilities: torch.Tensor, labels: torch.Tensor,
     return offsets
 
 
+def log_probabilities(probabilities: torch.Tensor) -> torch.Tensor:
+    """float64 logs of ``probabilities``, a zero probability at log(1e-12)."""
+    return probabilities.double().clamp_min(1e-12).log()
+
+
 def apply_offsets(probabilities: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """``probabilities [rows, H, 3]`` moved by ``offsets [H, 3]`` on the log
     scale and renormalised: their argmax is the rule's class."""
-    shifted = probabilities.double().clamp_min(1e-12).log() + offsets.to(probabilities.device)
+    shifted = log_probabilities(probabilities) + offsets.to(probabilities.device)
     return shifted.softmax(-1).to(probabilities.dtype)
 
 
@@ -59,7 +64,7 @@ def validation_rule(val: tuple[torch.Tensor, torch.Tensor], probabilities: torch
     """``(probabilities moved by the offsets fitted on val, the offsets)``:
     ``val`` is ``(probabilities, labels)`` of the validation rows; of the
     scored split only its probabilities are passed, never its labels."""
-    offsets = fit_offsets(val[0].double().clamp_min(1e-12).log(), val[1])
+    offsets = fit_offsets(log_probabilities(val[0]), val[1])
     return apply_offsets(probabilities, offsets), offsets
 
 
