@@ -64,13 +64,26 @@ struct BookFeatureSpec {
 
 namespace book {
 
+// index * stride. On CUDA a 32 x 32 -> 64-bit product (one instruction): the
+// CUDA launchers take rows, levels and strides below 2^31 (book_features_cuda
+// refuses others), and the 64-bit product was 8 instructions a load, 30 % of
+// the window kernel's (notes/microstructure.md, v11).
+MA_HOST_DEVICE std::int64_t scaled(std::int64_t index, std::int64_t stride) {
+#ifdef __CUDA_ARCH__
+  return std::int64_t(int(index)) * int(stride);
+#else
+  return index * stride;
+#endif
+}
+
 template <typename T>
 MA_HOST_DEVICE double at(const Matrix& m, std::int64_t row, std::int64_t level) {
-  return double(reinterpret_cast<const T*>(m.data)[row * m.row_stride + level * m.col_stride]);
+  return double(reinterpret_cast<const T*>(m.data)[scaled(row, m.row_stride) +
+                                                   scaled(level, m.col_stride)]);
 }
 template <typename T>
 MA_HOST_DEVICE T at(const Column& c, std::int64_t row) {
-  return reinterpret_cast<const T*>(c.data)[row * c.stride];
+  return reinterpret_cast<const T*>(c.data)[scaled(row, c.stride)];
 }
 
 // The best quote of one event.
@@ -85,18 +98,22 @@ MA_HOST_DEVICE Quote quote_at(const BookSeries& s, std::int64_t t) {
           at<T>(s.ask_size, t, 0)};
 }
 
-// num / den for a normal den, positive where num may be zero. On CUDA a
-// double division whose numerator or denominator is zero (or inf, NaN,
-// subnormal) leaves its fast path for a ~60-instruction subroutine, which a
-// warp runs whenever one lane needs it (6.5 times a warp, ~9 % of the window
-// kernel's instructions: Nsight Compute, notes/microstructure.md); there a
-// zero numerator divides 1 instead and is given back, the same value (+-0 /
-// den = +-0). A CPU's division has no such path: it divides as written.
+// num / den for den and 1 / den normal (not zero, inf or subnormal). On
+// CUDA a reciprocal estimate refined by two Newton steps, then the quotient
+// corrected once: within an ulp of the division, ~10 instructions and no
+// branch. CUDA's IEEE double division is ~40, and leaves for a
+// ~60-instruction subroutine whenever the numerator or denominator is zero
+// (a mid that did not move, equal sizes, no trade), which a warp runs when
+// one lane needs it (notes/microstructure.md, v9-v11). A CPU divides as
+// written.
 MA_HOST_DEVICE double quotient(double num, double den) {
 #ifdef __CUDA_ARCH__
-  const bool zero = num == 0.0;
-  const double q = (zero ? 1.0 : num) / den;
-  return zero ? num : q;
+  double r;
+  asm("rcp.approx.ftz.f64 %0, %1;" : "=d"(r) : "d"(den));
+  r = fma(r, fma(-den, r, 1.0), r);
+  r = fma(r, fma(-den, r, 1.0), r);
+  const double q = num * r;
+  return fma(r, fma(-den, q, num), q);
 #else
   return num / den;
 #endif

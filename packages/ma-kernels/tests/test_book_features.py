@@ -270,6 +270,16 @@ def test_cuda_graph_capture_and_side_stream():
 
 
 @pytest.mark.gpu
+def test_cuda_refuses_strides_past_32_bits():
+    """The CUDA kernels index by 32-bit products: a column strided 2^31 bytes
+    apart (2 GB of int8) is refused by name, not read out of place."""
+    series = random_series(2, 1, device="cuda")
+    series["trade_side"] = torch.zeros(2**31 + 1, dtype=torch.int8, device="cuda")[::2**31]
+    with pytest.raises(ValueError, match="2\\^31"):
+        ma_kernels.book_features(**series, instant=("spread",))
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cpu_and_gpu_agree(dtype):
     series = random_series(300_000, 4, dtype=dtype, seed=9)
