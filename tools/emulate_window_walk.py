@@ -1,8 +1,9 @@
 """The window sums of book_features' CUDA window kernel (window_columns_kernel
 in packages/ma-kernels/csrc/cuda/book_features.cu), emulated in Python with
 tiny tiles and warps, against brute-force window sums: a quick check of the
-logic (near windows from one span, far windows by their walk: starts,
-trails, whole-tile totals) before a change reaches a GPU.
+logic (one span for the near windows and for the far windows' rows that
+start in it, the other rows by their window's walk: starts, trails,
+whole-tile totals) before a change reaches a GPU.
 
     python3 tools/emulate_window_walk.py
 """
@@ -38,42 +39,60 @@ def first_slot_inside(times, lo: int, hi: int, now: int, tau: int) -> int:
     return lo
 
 
-def tile_sums(x, time, own, length=None, tau=None, totals=None) -> np.ndarray:
-    """The window sums of tile `own`'s rows, as the kernel takes them: from
-    the span's scan for a near window, else by its walk."""
+def tile_sums(x, time, own, span0, length=None, tau=None, totals=None) -> np.ndarray:
+    """The window sums of tile `own`'s rows, as the kernel takes them. The
+    span [s, b) starts at span0 (the other windows' earliest near start, or
+    the tile) or at this window's start where it is near; every row whose
+    window starts in the span is summed from the span's scan, the others
+    by the window's walk over the pieces before the span."""
     n = len(x)
     a, b = own * TILE, min(own * TILE + TILE, n)
     timed = tau is not None
     s0 = time_window_start(time, a, tau) if timed else max(0, a - length + 1)
-    if s0 >= a - HALO:  # near (alone here: the kernel's span starts at the earliest near s0)
-        prefix = np.cumsum(x[s0:b])
-        times = time[s0:b]
-        sums = []
-        for t in range(a, b):
-            start = (s0 + first_slot_inside(times, 0, t - s0, time[t], tau) if timed
-                     else max(0, t - length + 1))
-            sums.append(prefix[t - s0] - (prefix[start - 1 - s0] if start > s0 else 0.0))
-        return np.array(sums)
+    near = s0 >= a - HALO
+    span = min(span0, s0) if near else span0
+    prefix, times = np.cumsum(x[span:b]), time[span:b]
+
+    def at(slot):
+        return prefix[slot] if slot >= 0 else 0.0
+
+    out, tile_prefix = {}, {t: at(t - span) for t in range(a, b)}
+    for t in range(a, b):
+        start = None if timed else max(0, t - length + 1)
+        if near or (time[t] - times[0] >= tau if timed else start >= span):
+            frm = (first_slot_inside(times, s0 - span if near else 0, t - span, time[t], tau)
+                   if timed else start - span)
+            out[t] = at(t - span) - at(frm - 1)
+    if near:
+        return np.array([out[t] for t in range(a, b)])
     s1 = time_window_start(time, b - 1, tau) if timed else max(0, b - length)
     starts = {t: -1 if timed else max(0, t - length + 1) for t in range(a, b)}
     trail = dict.fromkeys(range(a, b), 0.0)
     carry = 0.0
-    for g in range(s0 // TILE, own + 1):
-        if totals is not None and s1 // TILE < g < own:
-            carry += totals[g]
+    g = s0 // TILE
+    while g * TILE < span:
+        p = g * TILE
+        g += 1
+        if totals is not None and p // TILE > s1 // TILE and p + TILE <= span:
+            carry += totals[p // TILE]
             continue
-        p, last = g * TILE, min(g * TILE + TILE, b) - 1
+        last = min(p + TILE, span) - 1
         rows = range(p, p + TILE)
-        prefix = carry + np.cumsum([x[r] if s0 <= r < b else 0.0 for r in rows])
-        times = [time[r] if s0 <= r < b else 0 for r in rows]
-        before, carry = carry, prefix[-1]
+        piece = carry + np.cumsum([x[r] if s0 <= r < span else 0.0 for r in rows])
+        piece_times = [time[r] if s0 <= r < span else 0 for r in rows]
+        before, carry = carry, piece[-1]
         for t in range(a, b):
-            if timed and starts[t] < 0 and (last >= t or time[t] - times[last - p] < tau):
-                starts[t] = p + first_slot_inside(times, max(p, s0) - p, min(t, last) - p,
-                                                  time[t], tau)
+            if t in out:
+                continue
+            if timed and starts[t] < 0 and time[t] - piece_times[last - p] < tau:
+                starts[t] = p + first_slot_inside(piece_times, max(p, s0) - p, last - p, time[t],
+                                                  tau)
             if p <= starts[t] <= last:
-                trail[t] = before if starts[t] == p else prefix[starts[t] - 1 - p]
-    return np.array([prefix[t - a] - trail[t] for t in range(a, b)])
+                trail[t] = before if starts[t] == p else piece[starts[t] - 1 - p]
+    for t in range(a, b):
+        if t not in out:
+            out[t] = carry - (carry if starts[t] < 0 else trail[t]) + tile_prefix[t]
+    return np.array([out[t] for t in range(a, b)])
 
 
 def main(trials: int = 300, seed: int = 0) -> None:
@@ -87,11 +106,12 @@ def main(trials: int = 300, seed: int = 0) -> None:
             rows = range(own * TILE, min(own * TILE + TILE, n))
             by_length = [x[max(0, t - length + 1): t + 1].sum() for t in rows]
             by_time = [x[: t + 1][time[t] - time[: t + 1] < tau].sum() for t in rows]
+            span0 = max(0, own * TILE - int(rng.integers(0, HALO + 1)))  # other near windows
             for whole_tiles in (None, totals):
-                np.testing.assert_allclose(tile_sums(x, time, own, length=length,
+                np.testing.assert_allclose(tile_sums(x, time, own, span0, length=length,
                                                      totals=whole_tiles), by_length, atol=1e-12)
-                np.testing.assert_allclose(tile_sums(x, time, own, tau=tau, totals=whole_tiles),
-                                           by_time, atol=1e-12)
+                np.testing.assert_allclose(tile_sums(x, time, own, span0, tau=tau,
+                                                     totals=whole_tiles), by_time, atol=1e-12)
     print(f"span and walk give the brute-force sums on {trials} random series")
 
 

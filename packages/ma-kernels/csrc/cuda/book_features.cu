@@ -15,17 +15,19 @@
 //   sum over the window of row t = P(t) - P(start(t) - 1),
 //   P(j) = the sum of the terms of rows [s0, j].
 //
-// Near windows, those whose starts lie at most kHaloRows before the tile,
-// share one scan: every thread computes the terms of kSpanRowsPerThread
-// consecutive rows of the span [s0, b) (s0 the earliest near start), a block
-// scan gives P over it in shared memory, and each row reads P(t) and
-// P(start - 1) there (a time window finds its start among the span's times,
-// also in shared memory). A far window walks [s0, b) in pieces of kTileRows
-// rows, the last piece the tile itself: a scan a piece, each row reading
-// P(start - 1) from the piece that holds its start; where a window may span
-// whole tiles, tiles holding no start add their totals (tile_totals_kernel)
-// instead. The sums never span more than a tile and a window, so their
-// differences keep their precision however long the series.
+// One scan serves the tile: every thread computes the terms of its
+// consecutive rows of the span [s0, b) (s0 the earliest start of the near
+// windows, those starting at most kHaloRows before the tile, else the tile's
+// first row), a block scan gives P over it in shared memory, and each row
+// whose window starts in the span reads P(t) and P(start - 1) there (a time
+// window finds its start among the span's times, also in shared memory). A
+// far window's other rows come from its walk over the rows before the span
+// in pieces of kTileRows rows: a scan a piece, each row reading P(start - 1)
+// from the piece that holds its start, the walk's sum up to the span added
+// to the row's P from the span; where a window may span whole tiles, tiles
+// holding no start add their totals (tile_totals_kernel) instead. The sums
+// never span more than a tile and a window, so their differences keep their
+// precision however long the series.
 #include <stdexcept>
 #include <type_traits>
 
@@ -350,39 +352,66 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
   __syncthreads();
   const auto near = [&](int w) { return state.first_start[w] >= a - kHaloRows; };
 
-  // The near windows, from one scan of the span [s0, b).
+  // One scan of the span [s0, b): the tile and the near windows' starts
+  // before it (s0 = a where no window is near). Every near window's sums
+  // come from it, and so does every row of a far window whose start lies in
+  // it; other far rows keep P over their tile rows for after the walk.
   std::int64_t s0 = a;
-  bool any_near = false, timed_near = false;
+  bool timed_span = false, any_far = false;
   for (int w = 0; w < windows; ++w) {
-    if (!near(w)) continue;
-    s0 = state.first_start[w] < s0 ? state.first_start[w] : s0;
-    any_near = true;
-    timed_near |= timed(w);
+    if (near(w)) s0 = state.first_start[w] < s0 ? state.first_start[w] : s0;
+    any_far |= !near(w);
+    timed_span |= timed(w);
   }
-  if (any_near) {
+  {
     double carry[kTerms] = {};
-    scan_piece<T, kSpanRowsPerThread>(s, s0, s0, b, timed_near, state, carry);
-    for (int w = 0; w < windows; ++w) {
-      if (!near(w)) continue;
-#pragma unroll
-      for (int k = 0; k < kRowsPerThread; ++k) {
-        if (rows[k] >= b) continue;
-        const int at = int(rows[k] - s0);
-        const int from = timed(w) ? first_slot_inside(state, int(state.first_start[w] - s0), at,
-                                                      times[k], tau(w))
-                                  : int(event_start(w, rows[k]) - s0);
-        double sums[kTerms];
-#pragma unroll
-        for (int j = 0; j < kTerms; ++j) {
-          sums[j] = state.prefix[j][at] - (from > 0 ? state.prefix[j][from - 1] : 0.0);
-        }
-        store(w, k, sums);
-      }
+    if (s0 < a) {
+      scan_piece<T, kSpanRowsPerThread>(s, s0, s0, b, timed_span, state, carry);
+    } else {
+      scan_piece<T, kRowsPerThread>(s, s0, s0, b, timed_span, state, carry);
     }
-    __syncthreads();  // the far windows' pieces overwrite the shared state
   }
+  const auto span_prefix = [&](int j, int slot) {
+    return slot >= 0 ? state.prefix[j][slot] : 0.0;
+  };
+  unsigned done = 0;  // bit w * kRowsPerThread + k: row k of window w is stored
+  for (int w = 0; w < windows; ++w) {
+#pragma unroll
+    for (int k = 0; k < kRowsPerThread; ++k) {
+      if (rows[k] >= b) continue;
+      const int at = int(rows[k] - s0);
+      // A far time window starts in the span where row s0 has left it.
+      const bool in_span =
+          near(w) || (timed(w) ? static_cast<std::uint64_t>(times[k]) -
+                                         static_cast<std::uint64_t>(state.times[0]) >=
+                                     static_cast<std::uint64_t>(tau(w))
+                               : event_start(w, rows[k]) >= s0);
+      if (!in_span) continue;
+      const int from =
+          timed(w) ? first_slot_inside(state, near(w) ? int(state.first_start[w] - s0) : 0, at,
+                                       times[k], tau(w))
+                   : int(event_start(w, rows[k]) - s0);
+      double sums[kTerms];
+#pragma unroll
+      for (int j = 0; j < kTerms; ++j) sums[j] = span_prefix(j, at) - span_prefix(j, from - 1);
+      store(w, k, sums);
+      done |= 1u << (w * kRowsPerThread + k);
+    }
+  }
+  double tile_sums[kRowsPerThread][kTerms];  // P over [s0, row]
+#pragma unroll
+  for (int k = 0; k < kRowsPerThread; ++k) {
+#pragma unroll
+    for (int j = 0; j < kTerms; ++j) {
+      tile_sums[k][j] = any_far && rows[k] < b ? state.prefix[j][rows[k] - s0] : 0.0;
+    }
+  }
+  __syncthreads();  // the far windows' pieces overwrite the shared state
 
-  // Each far window, by its walk over pieces.
+  // Each far window's other rows, by its walk over the pieces before the
+  // span: a scan a piece (rows from s0 on add nothing), each row reading
+  // P(start - 1) from the piece that holds its start, whole tiles without a
+  // start added from their totals.
   for (int w = 0; w < windows; ++w) {
     if (near(w)) continue;
     const std::int64_t first = state.first_start[w], last_start = state.last_start[w];
@@ -392,32 +421,27 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
     for (int k = 0; k < kRowsPerThread; ++k) {
       starts[k] = timed(w) ? -1 : event_start(w, rows[k]);
     }
-    for (std::int64_t g = first / kTileRows; g <= own; ++g) {
-      if (totals && g > last_start / kTileRows && g < own) {  // no start in tile g: its total
+    for (std::int64_t g = first / kTileRows; g * kTileRows < s0; ++g) {
+      const std::int64_t p = g * kTileRows;
+      if (totals && g > last_start / kTileRows && p + kTileRows <= s0) {
 #pragma unroll
         for (int j = 0; j < kTerms; ++j) carry[j] += totals[g * kTerms + j];
         continue;
       }
-      // The piece is tile g, its rows from `first` on (earlier ones add nothing).
-      const std::int64_t p = g * kTileRows, last = (p + kTileRows < b ? p + kTileRows : b) - 1;
+      const std::int64_t last = (p + kTileRows < s0 ? p + kTileRows : s0) - 1;
       double before[kTerms];  // P(p - 1), for a window starting at p
 #pragma unroll
       for (int j = 0; j < kTerms; ++j) before[j] = carry[j];
-      scan_piece<T, kRowsPerThread>(s, p, first, b, timed(w), state, carry);
-      // Each tile row whose window starts in this piece: P(start - 1).
+      scan_piece<T, kRowsPerThread>(s, p, first, s0, timed(w), state, carry);
 #pragma unroll
       for (int k = 0; k < kRowsPerThread; ++k) {
-        if (rows[k] >= b) continue;
+        if (rows[k] >= b || (done >> (w * kRowsPerThread + k) & 1u)) continue;
         if (timed(w) && starts[k] < 0 &&
-            (last >= rows[k] ||
-             static_cast<std::uint64_t>(times[k]) -
-                     static_cast<std::uint64_t>(state.times[last - p]) <
-                 static_cast<std::uint64_t>(tau(w)))) {
-          // The first slot in [max(p, first), last] inside the window (slot
-          // of the row itself at the latest).
-          starts[k] = p + first_slot_inside(state, int((first > p ? first : p) - p),
-                                            int((rows[k] < last ? rows[k] : last) - p), times[k],
-                                            tau(w));
+            static_cast<std::uint64_t>(times[k]) -
+                    static_cast<std::uint64_t>(state.times[last - p]) <
+                static_cast<std::uint64_t>(tau(w))) {
+          starts[k] = p + first_slot_inside(state, int((first > p ? first : p) - p), int(last - p),
+                                            times[k], tau(w));
         }
         if (starts[k] < p || starts[k] > last) continue;
 #pragma unroll
@@ -425,18 +449,22 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
           trail[k][j] = starts[k] == p ? before[j] : state.prefix[j][starts[k] - 1 - p];
         }
       }
-      if (g < own) __syncthreads();  // the next piece overwrites the shared state
+      __syncthreads();  // the next piece overwrites the shared state
     }
-    // The last piece was the tile itself: P(t) of its rows.
+    // carry - trail: the rows from the start to s0 - 1 (none where a time
+    // window's start, found in no piece, is s0 itself); tile_sums the rest.
 #pragma unroll
     for (int k = 0; k < kRowsPerThread; ++k) {
-      if (rows[k] >= b) continue;
+      if (rows[k] >= b || (done >> (w * kRowsPerThread + k) & 1u)) continue;
+      if (starts[k] < 0) {
+#pragma unroll
+        for (int j = 0; j < kTerms; ++j) trail[k][j] = carry[j];
+      }
       double sums[kTerms];
 #pragma unroll
-      for (int j = 0; j < kTerms; ++j) sums[j] = state.prefix[j][rows[k] - a] - trail[k][j];
+      for (int j = 0; j < kTerms; ++j) sums[j] = carry[j] - trail[k][j] + tile_sums[k][j];
       store(w, k, sums);
     }
-    __syncthreads();
   }
   if (staged == Staging::kRolling) {
     copy_rows(staging, int(width), int(b - a), int(width), out + a * columns + spec.event_columns(),
