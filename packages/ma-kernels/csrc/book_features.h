@@ -70,7 +70,9 @@ namespace book {
 // the window kernel's (notes/microstructure.md, v11).
 MA_HOST_DEVICE std::int64_t scaled(std::int64_t index, std::int64_t stride) {
 #ifdef __CUDA_ARCH__
-  return std::int64_t(int(index)) * int(stride);
+  long long product;  // (written as C++, ptxas kept a 64 x 64-bit multiply)
+  asm("mul.wide.s32 %0, %1, %2;" : "=l"(product) : "r"(int(index)), "r"(int(stride)));
+  return product;
 #else
   return index * stride;
 #endif

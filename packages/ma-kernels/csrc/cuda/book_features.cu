@@ -467,6 +467,7 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
     }
   }
   if (staged == Staging::kRolling) {
+    __syncthreads();  // every row's rolling columns are staged
     copy_rows(staging, int(width), int(b - a), int(width), out + a * columns + spec.event_columns(),
               int(columns));
   }
