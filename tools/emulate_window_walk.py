@@ -73,9 +73,9 @@ def tile_sums(x, time, own, span0, length=None, tau=None, totals=None) -> np.nda
     while g * TILE < span:
         p = g * TILE
         g += 1
-        if totals is not None and p // TILE > s1 // TILE and p + TILE <= span:
-            carry += totals[p // TILE]
-            continue
+        if totals is not None and p // TILE > s1 // TILE:  # no start in the tile: its total,
+            carry += totals[p // TILE] - (at(p + TILE - 1 - span) if p + TILE > span else 0.0)
+            continue  # less its rows in the span
         last = min(p + TILE, span) - 1
         rows = range(p, p + TILE)
         piece = carry + np.cumsum([x[r] if s0 <= r < span else 0.0 for r in rows])

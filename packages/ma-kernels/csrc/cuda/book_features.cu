@@ -70,10 +70,24 @@ enum class Staging : int { kNone, kRolling, kRows };
 
 // out[r * columns + c] = staging[r * stride + c] for r < rows, c < width. A
 // block's rows are a few tens of KB: 32-bit offsets (64-bit ones made the
-// copy 23 instructions an element, a tenth of the window kernel's).
+// copy 23 instructions an element, a tenth of the window kernel's). Where
+// the staged rows are whole output rows without padding (an odd column
+// count), it is one contiguous range, copied 16 bytes a thread: both sides
+// are 16-byte aligned (the op's own output; a block's rows start at a
+// multiple of 256). Element by element it was 18 instructions an element,
+// a tenth of the window kernel's again (notes/microstructure.md, v13).
 template <typename U>
 __device__ void copy_rows(const U* staging, int stride, int rows, int width, U* out,
                           int columns) {
+  if (stride == width && width == columns) {
+    constexpr int kVector = 16 / sizeof(U);
+    const int n = rows * columns, vectors = n / kVector;
+    for (int i = threadIdx.x; i < vectors; i += blockDim.x) {
+      reinterpret_cast<float4*>(out)[i] = reinterpret_cast<const float4*>(staging)[i];
+    }
+    for (int i = vectors * kVector + threadIdx.x; i < n; i += blockDim.x) out[i] = staging[i];
+    return;
+  }
   for_each_cell(rows, width, [&](int r, int c) { out[r * columns + c] = staging[r * stride + c]; });
 }
 
@@ -154,6 +168,7 @@ struct TileState {
   double warp_totals[kTileWarps][kTerms]; // of the block scan
   // Each window's starts of the tile's first and last rows.
   std::int64_t first_start[kMaxWindows], last_start[kMaxWindows];
+  double span_head[kTerms];  // the sums of the span's rows before the tile
 };
 
 // The first row of the time window (time_a - tau, time_a] of row a, by one
@@ -406,6 +421,7 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
       tile_sums[k][j] = any_far && rows[k] < b ? state.prefix[j][rows[k] - s0] : 0.0;
     }
   }
+  if (tid < kTerms) state.span_head[tid] = span_prefix(tid, int(a - 1 - s0));
   __syncthreads();  // the far windows' pieces overwrite the shared state
 
   // Each far window's other rows, by its walk over the pieces before the
@@ -423,9 +439,13 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
     }
     for (std::int64_t g = first / kTileRows; g * kTileRows < s0; ++g) {
       const std::int64_t p = g * kTileRows;
-      if (totals && g > last_start / kTileRows && p + kTileRows <= s0) {
+      // No start in tile g: its total, less its rows in the span (where g is
+      // the tile before this one).
+      if (totals && g > last_start / kTileRows) {
 #pragma unroll
-        for (int j = 0; j < kTerms; ++j) carry[j] += totals[g * kTerms + j];
+        for (int j = 0; j < kTerms; ++j) {
+          carry[j] += totals[g * kTerms + j] - (p + kTileRows > s0 ? state.span_head[j] : 0.0);
+        }
         continue;
       }
       const std::int64_t last = (p + kTileRows < s0 ? p + kTileRows : s0) - 1;
