@@ -70,25 +70,43 @@ enum class Staging : int { kNone, kRolling, kRows };
 
 // out[r * columns + c] = staging[r * stride + c] for r < rows, c < width. A
 // block's rows are a few tens of KB: 32-bit offsets (64-bit ones made the
-// copy 23 instructions an element, a tenth of the window kernel's). Where
-// the staged rows are whole output rows without padding (an odd column
-// count), it is one contiguous range, copied 16 bytes a thread: both sides
-// are 16-byte aligned (the op's own output; a block's rows start at a
-// multiple of 256). Element by element it was 18 instructions an element,
-// a tenth of the window kernel's again (notes/microstructure.md, v13).
+// copy 23 instructions an element, a tenth of the window kernel's). Whole
+// rows staged with at most one pad element a row (stride columns or
+// columns + 1) are one contiguous output range: each thread stores 16 bytes
+// at a time, its elements read where their row puts them (element f of row
+// r is staged at f + r with a pad). Both sides are 16-byte aligned (the
+// op's own output; a block's rows start at a multiple of 256). Element by
+// element the copy was 18 instructions an element, a tenth of the window
+// kernel's again (notes/microstructure.md, v13).
 template <typename U>
 __device__ void copy_rows(const U* staging, int stride, int rows, int width, U* out,
                           int columns) {
-  if (stride == width && width == columns) {
-    constexpr int kVector = 16 / sizeof(U);
-    const int n = rows * columns, vectors = n / kVector;
-    for (int i = threadIdx.x; i < vectors; i += blockDim.x) {
-      reinterpret_cast<float4*>(out)[i] = reinterpret_cast<const float4*>(staging)[i];
-    }
-    for (int i = vectors * kVector + threadIdx.x; i < n; i += blockDim.x) out[i] = staging[i];
+  constexpr int kVector = 16 / sizeof(U);
+  const int pad = stride - columns;
+  if (width != columns || pad < 0 || pad > 1 || columns < kVector) {
+    for_each_cell(rows, width, [&](int r, int c) { out[r * columns + c] = staging[r * stride + c]; });
     return;
   }
-  for_each_cell(rows, width, [&](int r, int c) { out[r * columns + c] = staging[r * stride + c]; });
+  const int n = rows * columns, step = int(blockDim.x) * kVector;
+  const int step_rows = step / columns, step_columns = step % columns;
+  int f = int(threadIdx.x) * kVector, r = f / columns, c = f % columns;
+  for (; f + kVector <= n; f += step) {
+    U v[kVector];
+#pragma unroll
+    for (int j = 0; j < kVector; ++j) {  // columns >= kVector: at most one row ends here
+      v[j] = staging[f + j + pad * (r + (c + j >= columns))];
+    }
+    *reinterpret_cast<float4*>(out + f) = *reinterpret_cast<const float4*>(v);
+    r += step_rows;
+    c += step_columns;
+    if (c >= columns) {
+      c -= columns;
+      ++r;
+    }
+  }
+  for (int i = n / kVector * kVector + int(threadIdx.x); i < n; i += int(blockDim.x)) {
+    out[i] = staging[i + pad * (i / columns)];
+  }
 }
 
 // Quotes of rows t0 - 1 .. t0 + R - 1 into q[0 .. R] (rows past the series
