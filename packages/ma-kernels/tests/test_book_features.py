@@ -183,6 +183,35 @@ def test_model_inputs_by_hand():
     assert gap.tolist() == pytest.approx([0.0, 2.0])
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_log_return_of_every_step_size(device):
+    """Each branch of the log return: a tick (three terms of the series), a
+    10 % move (the whole series), a tripling and a halving (log1p), an
+    unmoved mid and a non-positive one (0), in float64 to a few ulps, and
+    the rolling variance summing their squares."""
+    mids = [100.0, 100.005, 110.0, 330.0, 165.0, 165.0, -1.0, 2.0]
+    n = len(mids)
+    series = {
+        "time": torch.arange(n, device=device),
+        "bid_price": torch.tensor(mids, dtype=torch.float64, device=device)[:, None] - 0.001,
+        "ask_price": torch.tensor(mids, dtype=torch.float64, device=device)[:, None] + 0.001,
+        **{k: torch.ones(n, 1, dtype=torch.float64, device=device)
+           for k in ("bid_size", "ask_size")},
+        **{k: torch.zeros(n, dtype=torch.float64, device=device)
+           for k in ("trade_price", "trade_size")},
+        "trade_side": torch.zeros(n, dtype=torch.int8, device=device),
+    }
+    out = ma_kernels.book_features(**series, instant=("log_return",),
+                                   rolling=("realized_variance",), windows=(3,)).cpu()
+    mid = (0.5 * (series["bid_price"] + series["ask_price"]))[:, 0].tolist()
+    expected = [0.0] + [math.log1p((b - a) / a) if a > 0 and b > 0 else 0.0  # (b / a: 1e-12 off)
+                        for a, b in zip(mid, mid[1:])]
+    assert out[:, 0].tolist() == pytest.approx(expected, rel=1e-15, abs=1e-300)
+    squares = torch.tensor(expected, dtype=torch.float64) ** 2
+    windowed = [squares[max(0, t - 2): t + 1].sum().item() for t in range(n)]
+    assert out[:, 1].tolist() == pytest.approx(windowed, rel=1e-14)
+
+
 def test_empty_series_and_empty_spec():
     series = random_series(0, 2)
     columns = len(ma_kernels.BOOK_INSTANT_FEATURES) + len(ma_kernels.BOOK_ROLLING_FEATURES)
