@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <type_traits>
 #include <utility>
 
@@ -65,9 +66,9 @@ struct BookFeatureSpec {
 namespace book {
 
 // index * stride. On CUDA a 32 x 32 -> 64-bit product (one instruction): the
-// CUDA launchers take rows, levels and strides below 2^31 (book_features_cuda
-// refuses others), and the 64-bit product was 8 instructions a load, 30 % of
-// the window kernel's (notes/microstructure.md, v11).
+// CUDA launchers refuse rows, levels and strides of 2^31 or more
+// (fits_32bit_offsets), and the 64-bit product was 8 instructions a load,
+// 30 % of the window kernel's (notes/microstructure.md, v11).
 MA_HOST_DEVICE std::int64_t scaled(std::int64_t index, std::int64_t stride) {
 #ifdef __CUDA_ARCH__
   long long product;  // (written as C++, ptxas kept a 64 x 64-bit multiply)
@@ -76,6 +77,19 @@ MA_HOST_DEVICE std::int64_t scaled(std::int64_t index, std::int64_t stride) {
 #else
   return index * stride;
 #endif
+}
+
+// Whether the rows (or instruments), levels and strides of a CUDA launch
+// fit `scaled`'s 32-bit operands; the launchers refuse what does not.
+inline bool fits_32bit_offsets(std::int64_t rows, std::int64_t levels,
+                               std::initializer_list<Matrix> matrices,
+                               std::initializer_list<Column> columns) {
+  constexpr std::int64_t kLimit = std::int64_t(1) << 31;
+  const auto small = [](std::int64_t v) { return v > -kLimit && v < kLimit; };
+  bool ok = small(rows) && small(levels);
+  for (const Matrix& m : matrices) ok = ok && small(m.row_stride) && small(m.col_stride);
+  for (const Column& c : columns) ok = ok && small(c.stride);
+  return ok;
 }
 
 template <typename T>

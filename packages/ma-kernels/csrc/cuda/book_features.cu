@@ -516,24 +516,6 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
   copy_rows(staging, int(row_stride), int(b - a), int(columns), out + a * columns, int(columns));
 }
 
-// The kernels' element offsets are 32 x 32-bit products (book::scaled).
-void check_32bit_offsets(const BookSeries& s) {
-  constexpr std::int64_t kLimit = std::int64_t(1) << 31;
-  const auto small = [](std::int64_t v) { return v > -kLimit && v < kLimit; };
-  bool ok = small(s.rows) && small(s.levels);
-  for (const Matrix* m : {&s.bid_price, &s.bid_size, &s.ask_price, &s.ask_size}) {
-    ok = ok && small(m->row_stride) && small(m->col_stride);
-  }
-  for (const Column* c : {&s.trade_price, &s.trade_size, &s.trade_side, &s.time}) {
-    ok = ok && small(c->stride);
-  }
-  if (!ok) {
-    throw std::invalid_argument(
-        "book_features on CUDA takes fewer than 2^31 rows, levels and element strides: split "
-        "the series (each part with its windows' history) or use the CPU");
-  }
-}
-
 }  // namespace
 
 std::int64_t book_features_cuda_scratch(std::int64_t rows) {
@@ -544,7 +526,14 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
                         std::uintptr_t out, DType out_dtype, std::uintptr_t scratch, int device,
                         std::uintptr_t stream) {
   if (series.rows == 0 || spec.columns() == 0) return;
-  check_32bit_offsets(series);
+  if (!book::fits_32bit_offsets(
+          series.rows, series.levels,
+          {series.bid_price, series.bid_size, series.ask_price, series.ask_size},
+          {series.trade_price, series.trade_size, series.trade_side, series.time})) {
+    throw std::invalid_argument(
+        "book_features on CUDA takes fewer than 2^31 rows, levels and element strides: split "
+        "the series (each part with its windows' history) or use the CPU");
+  }
   cudaStream_t s = use_device(device, stream);
   const std::size_t out_size = out_dtype == DType::Float64 ? 8 : 4;
   const std::int64_t windows =
