@@ -96,7 +96,9 @@ __device__ void copy_rows(const U* staging, int stride, int rows, int width, U* 
     for (int j = 0; j < kVector; ++j) {  // columns >= kVector: at most one row ends here
       v[j] = staging[f + j + pad * (r + (c + j >= columns))];
     }
-    *reinterpret_cast<float4*>(out + f) = *reinterpret_cast<const float4*>(v);
+    float4 packed;
+    memcpy(&packed, v, sizeof packed);
+    *reinterpret_cast<float4*>(out + f) = packed;
     r += step_rows;
     c += step_columns;
     if (c >= columns) {
