@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -205,7 +206,7 @@ def test_log_return_of_every_step_size(device):
                                    rolling=("realized_variance",), windows=(3,)).cpu()
     mid = (0.5 * (series["bid_price"] + series["ask_price"]))[:, 0].tolist()
     expected = [0.0] + [math.log1p((b - a) / a) if a > 0 and b > 0 else 0.0  # (b / a: 1e-12 off)
-                        for a, b in zip(mid, mid[1:])]
+                        for a, b in itertools.pairwise(mid)]
     assert out[:, 0].tolist() == pytest.approx(expected, rel=1e-15, abs=1e-300)
     squares = torch.tensor(expected, dtype=torch.float64) ** 2
     windowed = [squares[max(0, t - 2): t + 1].sum().item() for t in range(n)]
