@@ -82,6 +82,20 @@ def test_strided_views(poisoned, device):
     assert_matches_reference(views, **FULL | {"depth_imbalance": (1, 3), "ofi_levels": 3})
 
 
+def test_level_one_quotes_read_in_place(poisoned):
+    """The CPU reads level-1 float64 quotes one row apart where they are,
+    other layouts through a copy: both give the reference's numbers and
+    each other's exactly."""
+    series = random_series(5000, 1, seed=13)
+    spec = {"instant": ma_kernels.BOOK_INSTANT_FEATURES, "rolling": ()}
+    assert_matches_reference(series, **spec)
+    book = ("bid_price", "bid_size", "ask_price", "ask_size")
+    strided = {k: torch.cat([v, v], 1)[:, :1] if k in book else v for k, v in series.items()}
+    assert strided["bid_price"].stride() == (2, 1)
+    torch.testing.assert_close(ma_kernels.book_features(**strided, **spec),
+                               ma_kernels.book_features(**series, **spec), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_wide_spec(poisoned, device):
     """A spec too wide to stage a step's rows in shared memory on CUDA (rows

@@ -76,12 +76,24 @@ MA_CPU_CLONES void event_block(const BookSeries& s, const BookFeatureSpec& spec,
                                int n, U* out) {
   // Quotes of rows t0 - 1 .. t0 + n - 1. At the start of the series row 0
   // stands in for its own predecessor, so every change against it is 0.
+  // float64 quotes one row apart are read where they are, not copied (the
+  // copy was ~8 % of the model spec's time on 2 cores).
   const std::int64_t first = t0 > 0 ? t0 - 1 : 0;
-  double bid[kBlock + 1], bid_size[kBlock + 1], ask[kBlock + 1], ask_size[kBlock + 1];
-  for (int i = 0; i <= n; ++i) {
-    const Quote q = book::quote_at<T>(s, i ? t0 + i - 1 : first);
-    bid[i] = q.bid, bid_size[i] = q.bid_size, ask[i] = q.ask, ask_size[i] = q.ask_size;
+  const Matrix* sides[4] = {&s.bid_price, &s.bid_size, &s.ask_price, &s.ask_size};
+  double copies[4][kBlock + 1];
+  const double* quotes[4] = {copies[0], copies[1], copies[2], copies[3]};
+  bool in_place = std::is_same_v<T, double> && t0 > 0;
+  for (const Matrix* m : sides) in_place = in_place && m->row_stride == 1;
+  if (in_place) {
+    for (int k = 0; k < 4; ++k) quotes[k] = reinterpret_cast<const double*>(sides[k]->data) + first;
+  } else {
+    for (int i = 0; i <= n; ++i) {
+      const Quote q = book::quote_at<T>(s, i ? t0 + i - 1 : first);
+      copies[0][i] = q.bid, copies[1][i] = q.bid_size, copies[2][i] = q.ask,
+      copies[3][i] = q.ask_size;
+    }
   }
+  const double *bid = quotes[0], *bid_size = quotes[1], *ask = quotes[2], *ask_size = quotes[3];
   const std::int64_t columns = spec.columns();
   U* rows = out + t0 * columns;
   double values[kBookInstantCount][kBlock];
