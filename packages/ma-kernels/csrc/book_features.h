@@ -249,17 +249,18 @@ MA_HOST_DEVICE double quote_value(const Quote& now, const Quote& before, bool ha
 using QuoteCodes = std::integer_sequence<int, kSpread, kMid, kMicroprice, kImbalance, kOfi,
                                          kLogReturn, kMidChange, kMicropriceOffset, kLogDepth>;
 
-// Calls fn(std::integral_constant<int, code>) for the runtime `code` among
-// QuoteCodes: a loop over one column then runs that column's formula alone.
-template <typename Fn, int... kCodes>
-MA_HOST_DEVICE void with_quote_code(int code, Fn&& fn, std::integer_sequence<int, kCodes...>) {
-  ((code == kCodes && (fn(std::integral_constant<int, kCodes>{}), true)) || ...);
+// Calls fn(std::integral_constant<int, value>) for the runtime `value` among
+// kValues (nothing where it is none of them): a loop over one column then
+// runs that column's formula alone, a loop over a row's columns unrolls.
+template <typename Fn, int... kValues>
+MA_HOST_DEVICE void with_constant(int value, Fn&& fn, std::integer_sequence<int, kValues...>) {
+  ((value == kValues && (fn(std::integral_constant<int, kValues>{}), true)) || ...);
 }
 
 MA_HOST_DEVICE double quote_value(int code, const Quote& now, const Quote& before,
                                   bool has_before) {
   double v = 0.0;
-  with_quote_code(code, [&](auto c) { v = quote_value<c>(now, before, has_before); }, QuoteCodes{});
+  with_constant(code, [&](auto c) { v = quote_value<c>(now, before, has_before); }, QuoteCodes{});
   return v;
 }
 

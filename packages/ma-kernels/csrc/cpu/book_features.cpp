@@ -72,6 +72,10 @@ MA_CPU_CLONES void quote_column(const double* bid, const double* bid_size, const
 // (each row's cache line written once), kCount known at compile time so
 // the row's stores unroll (4-5 % of the model spec's time against a loop of
 // run-time length, interleaved A/B).
+// 1 .. kBookInstantCount instant columns.
+using InstantCounts = std::integer_sequence<int, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11>;
+static_assert(kBookInstantCount == 11, "InstantCounts lists 1 .. kBookInstantCount");
+
 template <int kCount, typename U>
 MA_CPU_CLONES void write_rows(const double (*values)[kBlock], int n, std::int64_t columns,
                               U* rows) {
@@ -79,13 +83,6 @@ MA_CPU_CLONES void write_rows(const double (*values)[kBlock], int n, std::int64_
 #pragma GCC unroll 16
     for (int k = 0; k < kCount; ++k) rows[i * columns + k] = U(values[k][i]);
   }
-}
-
-// fn(std::integral_constant<int, count>{}) for the run-time count, one of
-// 1 .. sizeof...(kCounts).
-template <typename Fn, int... kCounts>
-void with_count(int count, Fn&& fn, std::integer_sequence<int, kCounts...>) {
-  ((count == kCounts + 1 && (fn(std::integral_constant<int, kCounts + 1>{}), true)) || ...);
 }
 
 // The event columns of rows [t0, t0 + n), n <= kBlock, into out (row-major).
@@ -125,13 +122,14 @@ MA_CPU_CLONES void event_block(const BookSeries& s, const BookFeatureSpec& spec,
     } else if (code == kInterArrival) {
       for (int i = 0; i < n; ++i) v[i] = book::inter_arrival<T>(s, t0 + i, i ? t0 + i - 1 : first);
     } else {
-      book::with_quote_code(code, [&](auto c) {
+      book::with_constant(code, [&](auto c) {
         quote_column<c>(bid, bid_size, ask, ask_size, n, v);
       }, book::QuoteCodes{});
     }
   }
-  with_count(spec.instant_count, [&](auto count) { write_rows<count>(values, n, columns, rows); },
-             std::make_integer_sequence<int, kBookInstantCount>{});
+  book::with_constant(spec.instant_count, [&](auto count) {
+    write_rows<count>(values, n, columns, rows);
+  }, InstantCounts{});
   if (spec.depth_count || spec.ofi_levels) {
     for (int i = 0; i < n; ++i) {
       book::store_depth_columns<T>(s, spec, t0 + i, t0 + i > 0,

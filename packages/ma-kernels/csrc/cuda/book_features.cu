@@ -147,7 +147,7 @@ __device__ void store_event_rows(const BookSeries& s, const BookFeatureSpec& spe
         return t > 0 ? book::inter_arrival<T>(s, t, t - 1) : 0.0;
       });
     } else {
-      book::with_quote_code(code, [&](auto C) {
+      book::with_constant(code, [&](auto C) {
         each_row([&](int k, std::int64_t t) {
           return book::quote_value<C>(q[k + 1], q[k], t > 0);
         });

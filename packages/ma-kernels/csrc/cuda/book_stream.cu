@@ -1,6 +1,5 @@
 // book_features one event at a time on CUDA (csrc/book_stream.h): a warp per
 // instrument, its lanes summing the ring's slots, lane 0 writing the row.
-#include <initializer_list>
 #include <stdexcept>
 
 #include "book_stream.h"
@@ -49,13 +48,12 @@ __global__ void commit_kernel(const __grid_constant__ StreamEvents e,
   if (b < e.batch) book::stream_commit(e, st, terms + b * book::kTerms, b);
 }
 
-// The events' offsets are 32 x 32-bit products (book::scaled).
-void check_offsets(const StreamEvents& e, std::initializer_list<Column> more = {}) {
-  bool ok = book::fits_32bit_offsets(e.batch, e.levels,
-                                     {e.bid_price, e.bid_size, e.ask_price, e.ask_size},
-                                     {e.trade_price, e.trade_size, e.trade_side, e.time});
-  for (const Column& c : more) ok = ok && book::fits_32bit_offsets(0, 0, {}, {c});
-  if (!ok) {
+// The events' offsets (and those of one more column, the event codes) are
+// 32 x 32-bit products (book::scaled).
+void check_offsets(const StreamEvents& e, const Column& more = {}) {
+  if (!book::fits_32bit_offsets(e.batch, e.levels,
+                                {e.bid_price, e.bid_size, e.ask_price, e.ask_size},
+                                {e.trade_price, e.trade_size, e.trade_side, e.time, more})) {
     throw std::invalid_argument(
         "the streaming feature kernels on CUDA take fewer than 2^31 instruments, levels and "
         "element strides");
@@ -68,7 +66,7 @@ void book_tick_reasons_cuda(const StreamEvents& events, const StreamState& state
                             const Column& event, std::int8_t* reasons, int device,
                             std::uintptr_t stream) {
   if (events.batch == 0) return;
-  check_offsets(events, {event});
+  check_offsets(events, event);
   const cudaStream_t s = use_device(device, stream);
   reasons_kernel<<<unsigned((events.batch + 127) / 128), 128, 0, s>>>(events, state, event,
                                                                        reasons);
