@@ -49,6 +49,27 @@ def test_every_column_matches_float64_reference(poisoned, device, dtype, n):
     assert_matches_reference(series, dtype, **FULL)
 
 
+# Specs whose windows are all event windows reaching at most 256 rows back:
+# CUDA computes them in one pass (near_window_kernel) where a tile's whole
+# rows fit shared memory, here the ANCHORS-like one in both dtypes and the
+# wide one in float32; a window reaching 257 rows back takes the general path.
+EVENT_WINDOWS_ONLY = {
+    "anchors-like": {"instant": ("spread", "mid", "microprice", "imbalance", "ofi"),
+                     "rolling": ("ofi", "vwap", "realized_variance"), "windows": (7, 257)},
+    "wide": {"depth_imbalance": (1, 2), "ofi_levels": 2, "windows": (1, 100, 257)},
+    "past the halo": {"windows": (3, 258)},
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("spec", EVENT_WINDOWS_ONLY.values(), ids=EVENT_WINDOWS_ONLY.keys())
+@pytest.mark.parametrize("n", [1, 300, 2999, 20_003])
+def test_event_windows_only(poisoned, device, dtype, spec, n):
+    series = random_series(n, 3, device=device, seed=n)
+    assert_matches_reference(series, dtype, **spec)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_float64_ticks_to_float32_features(poisoned, device):
     """The output dtype is the caller's: float64 prices are read as float64."""

@@ -1,6 +1,8 @@
 // book_features on CUDA, in two kernels over the same rows (one where a
 // spec has rolling columns and its tile of whole rows fits shared memory:
-// window_columns_kernel then writes the event columns too).
+// window_columns_kernel then writes the event columns too; near_window_kernel
+// does, in one pass over each input, where every window is an event window
+// reaching at most kHaloRows rows back).
 //
 // event_columns_kernel: the per-event columns (csrc/book_features.h), one
 // thread per row at full occupancy; a block's rows are staged in shared
@@ -28,6 +30,7 @@
 // holding no start add their totals (tile_totals_kernel) instead. The sums
 // never span more than a tile and a window, so their differences keep their
 // precision however long the series.
+#include <algorithm>
 #include <stdexcept>
 #include <type_traits>
 
@@ -123,19 +126,20 @@ __device__ void quotes_from(const BookSeries& s, std::int64_t t0, Quote (&q)[R +
   }
 }
 
-// The event columns of the R rows t0 .. t0 + R - 1 before `end` into rows
-// (row k at rows + k * stride), a column at a time: each column's formula is
-// picked once for R rows, and only the spec's formulas run (a row at a time,
-// the compiler computed every formula of the dispatch before selecting one).
+// The event columns of the rows t0 .. t0 + R - 1 in [lo, hi), from their
+// quotes q (quotes_from), into rows (row t at rows + (t - lo) * stride), a
+// column at a time: each column's formula is picked once for R rows, and only
+// the spec's formulas run (a row at a time, the compiler computed every
+// formula of the dispatch before selecting one).
 template <typename T, typename U, int R>
 __device__ void store_event_rows(const BookSeries& s, const BookFeatureSpec& spec,
-                                 std::int64_t t0, std::int64_t end, U* rows, int stride) {
-  Quote q[R + 1];
-  quotes_from<T, R>(s, t0, q);
+                                 std::int64_t t0, const Quote (&q)[R + 1], std::int64_t lo,
+                                 std::int64_t hi, U* rows, int stride) {
+  const auto inside = [&](int k) { return t0 + k >= lo && t0 + k < hi; };
   const auto each_row = [&](auto&& value) {
 #pragma unroll
     for (int k = 0; k < R; ++k) {
-      if (t0 + k < end) rows[k * stride] = U(value(k, t0 + k));
+      if (inside(k)) rows[int(t0 + k - lo) * stride] = U(value(k, t0 + k));
     }
   };
   for (int c = 0; c < spec.instant_count; ++c, ++rows) {
@@ -157,7 +161,9 @@ __device__ void store_event_rows(const BookSeries& s, const BookFeatureSpec& spe
   if (!spec.depth_count && !spec.ofi_levels) return;
 #pragma unroll
   for (int k = 0; k < R; ++k) {
-    if (t0 + k < end) book::store_depth_columns<T>(s, spec, t0 + k, t0 + k > 0, rows + k * stride);
+    if (inside(k)) {
+      book::store_depth_columns<T>(s, spec, t0 + k, t0 + k > 0, rows + int(t0 + k - lo) * stride);
+    }
   }
 }
 
@@ -171,7 +177,9 @@ event_columns_kernel(const __grid_constant__ BookSeries s,
   const int columns = int(spec.columns());
   U* tile = reinterpret_cast<U*>(shared);
   if (t < s.rows) {
-    store_event_rows<T, U, 1>(s, spec, t, s.rows,
+    Quote q[2];
+    quotes_from<T, 1>(s, t, q);
+    store_event_rows<T, U, 1>(s, spec, t, q, t, s.rows,
                               staged ? tile + threadIdx.x * stride : out + t * columns,
                               staged ? stride : columns);
   }
@@ -215,15 +223,12 @@ __device__ std::int64_t time_window_start(const BookSeries& s, std::int64_t a,
   }
 }
 
-// The terms of this thread's rows of the piece at p (rows p + Rows x thread
-// + k), those in [lo, hi) only (others add nothing), as running sums.
+// The terms of the rows t0 .. t0 + Rows - 1 from their quotes q
+// (quotes_from), those in [lo, hi) only (others add nothing), as running sums.
 template <typename T, int Rows>
-__device__ void thread_terms(const BookSeries& s, std::int64_t p, std::int64_t lo,
-                             std::int64_t hi, double (&sums)[Rows][kTerms],
+__device__ void thread_terms(const BookSeries& s, std::int64_t t0, const Quote (&q)[Rows + 1],
+                             std::int64_t lo, std::int64_t hi, double (&sums)[Rows][kTerms],
                              double (&running)[kTerms]) {
-  const std::int64_t t0 = p + Rows * threadIdx.x;
-  Quote q[Rows + 1];
-  quotes_from<T, Rows>(s, t0, q);
 #pragma unroll
   for (int k = 0; k < Rows; ++k) {
     const std::int64_t row = t0 + k;
@@ -234,24 +239,14 @@ __device__ void thread_terms(const BookSeries& s, std::int64_t p, std::int64_t l
   }
 }
 
-// P over the piece of Rows x kTileThreads rows at p, rows outside [lo, hi)
-// adding nothing, into state.prefix (slot i: row p + i), anchored at carry
-// = P(p - 1), which becomes P at the piece's end; the rows' times into
-// state.times where `timed`. Ends with a barrier: the prefix is readable.
-template <typename T, int Rows>
-__device__ void scan_piece(const BookSeries& s, std::int64_t p, std::int64_t lo,
-                           std::int64_t hi, bool timed, TileState& state,
-                           double (&carry)[kTerms]) {
+// P over the block's slots (thread i's Rows consecutive slots from Rows i),
+// from each thread's running sums `mine` of its slots and their total
+// `running`, anchored at carry = P before slot 0, which becomes P at the
+// last slot; into state.prefix. Ends with a barrier: the prefix is readable.
+template <int Rows>
+__device__ void block_prefix(const double (&mine)[Rows][kTerms], const double (&running)[kTerms],
+                             TileState& state, double (&carry)[kTerms]) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid / 32;
-  double running[kTerms] = {}, mine[Rows][kTerms];
-  thread_terms<T, Rows>(s, p, lo, hi, mine, running);
-  if (timed) {
-#pragma unroll
-    for (int k = 0; k < Rows; ++k) {
-      const std::int64_t row = p + Rows * tid + k;
-      state.times[Rows * tid + k] = row >= lo && row < hi ? book::at<std::int64_t>(s.time, row) : 0;
-    }
-  }
   // Block scan of the threads' totals: within the warp, then the warps'.
   double offset[kTerms];
 #pragma unroll
@@ -290,6 +285,30 @@ __device__ void scan_piece(const BookSeries& s, std::int64_t p, std::int64_t lo,
   __syncthreads();
 }
 
+// P over the piece of Rows x kTileThreads rows at p, rows outside [lo, hi)
+// adding nothing, into state.prefix (slot i: row p + i), anchored at carry
+// = P(p - 1), which becomes P at the piece's end; the rows' times into
+// state.times where `timed`. Ends with a barrier: the prefix is readable.
+template <typename T, int Rows>
+__device__ void scan_piece(const BookSeries& s, std::int64_t p, std::int64_t lo,
+                           std::int64_t hi, bool timed, TileState& state,
+                           double (&carry)[kTerms]) {
+  const int tid = threadIdx.x;
+  const std::int64_t t0 = p + Rows * tid;
+  Quote q[Rows + 1];
+  quotes_from<T, Rows>(s, t0, q);
+  double running[kTerms] = {}, mine[Rows][kTerms];
+  thread_terms<T, Rows>(s, t0, q, lo, hi, mine, running);
+  if (timed) {
+#pragma unroll
+    for (int k = 0; k < Rows; ++k) {
+      const std::int64_t row = t0 + k;
+      state.times[Rows * tid + k] = row >= lo && row < hi ? book::at<std::int64_t>(s.time, row) : 0;
+    }
+  }
+  block_prefix<Rows>(mine, running, state, carry);
+}
+
 // The first slot in [lo, hi] of state.times inside the time window of a row
 // at `time` (hi, the row's own slot, is inside).
 __device__ int first_slot_inside(const TileState& state, int lo, int hi, std::int64_t time,
@@ -312,8 +331,10 @@ tile_totals_kernel(const __grid_constant__ BookSeries s, double* totals) {
   __shared__ double warp_totals[kTileWarps][kTerms];
   const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
   double rows[kRowsPerThread][kTerms], sum[kTerms] = {};
-  const std::int64_t p = std::int64_t(blockIdx.x) * kTileRows;
-  thread_terms<T, kRowsPerThread>(s, p, p, s.rows, rows, sum);
+  const std::int64_t p = std::int64_t(blockIdx.x) * kTileRows, t0 = p + kRowsPerThread * threadIdx.x;
+  Quote q[kRowsPerThread + 1];
+  quotes_from<T, kRowsPerThread>(s, t0, q);
+  thread_terms<T, kRowsPerThread>(s, t0, q, p, s.rows, rows, sum);
 #pragma unroll
   for (int j = 0; j < kTerms; ++j) {
 #pragma unroll
@@ -512,10 +533,68 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
               int(columns));
   }
   if (staged != Staging::kRows) return;
-  store_event_rows<T, U, kRowsPerThread>(s, spec, rows[0], b, staging + (rows[0] - a) * row_stride,
-                                         int(row_stride));
+  Quote q[kRowsPerThread + 1];
+  quotes_from<T, kRowsPerThread>(s, rows[0], q);
+  store_event_rows<T, U, kRowsPerThread>(s, spec, rows[0], q, a, b, staging, int(row_stride));
   __syncthreads();
   copy_rows(staging, int(row_stride), int(b - a), int(columns), out + a * columns, int(columns));
+}
+
+// The whole rows of a spec whose windows are all event windows reaching at
+// most kHaloRows rows before their row (no time window, nothing far), a
+// block per tile: each thread takes kSpanRowsPerThread consecutive rows of
+// the span [s0, b) (the tile and the rows its windows reach before it), and
+// their quotes serve both the tile's event columns and the terms of every
+// window, so each input is loaded once. (window_columns_kernel loads a
+// tile's quotes again for its event columns, on another row map, and keeps
+// the bookkeeping of far and time windows.)
+template <typename T, typename U>
+__global__ void __launch_bounds__(kTileThreads, 2)
+near_window_kernel(const __grid_constant__ BookSeries s,
+                   const __grid_constant__ BookFeatureSpec spec, U* out) {
+  constexpr int R = kSpanRowsPerThread;
+  extern __shared__ __align__(16) unsigned char shared[];
+  TileState& state = *reinterpret_cast<TileState*>(shared);
+  U* staging = reinterpret_cast<U*>(shared + (sizeof(TileState) + 15) / 16 * 16);
+  const std::int64_t a = std::int64_t(blockIdx.x) * kTileRows;
+  const std::int64_t b = a + kTileRows < s.rows ? a + kTileRows : s.rows;
+  std::int64_t reach = 0;
+  for (int w = 0; w < spec.window_count; ++w) {
+    reach = spec.windows[w] - 1 > reach ? spec.windows[w] - 1 : reach;
+  }
+  const std::int64_t s0 = a > reach ? a - reach : 0, t0 = s0 + R * threadIdx.x;
+  const int columns = int(spec.columns()), row_stride = columns | 1;  // odd: fewer bank conflicts
+  Quote q[R + 1];
+  quotes_from<T, R>(s, t0, q);
+  store_event_rows<T, U, R>(s, spec, t0, q, a, b, staging, row_stride);
+  double mids[R];  // a window without a trade has the mid as VWAP
+#pragma unroll
+  for (int k = 0; k < R; ++k) mids[k] = q[k + 1].mid();
+  {
+    double running[kTerms] = {}, mine[R][kTerms], carry[kTerms] = {};
+    thread_terms<T, R>(s, t0, q, s0, b, mine, running);
+    block_prefix<R>(mine, running, state, carry);
+  }
+  U* rolling = staging + spec.event_columns();
+#pragma unroll
+  for (int k = 0; k < R; ++k) {
+    const std::int64_t t = t0 + k;
+    if (t < a || t >= b) continue;
+    const int at = R * int(threadIdx.x) + k;  // t's slot
+    for (int w = 0; w < spec.window_count; ++w) {
+      const std::int64_t start = t - spec.windows[w] + 1;
+      const int from = int((start > 0 ? start : 0) - s0);  // >= 0: s0 is the earliest start
+      double sums[kTerms];
+#pragma unroll
+      for (int j = 0; j < kTerms; ++j) {
+        sums[j] = state.prefix[j][at] - (from > 0 ? state.prefix[j][from - 1] : 0.0);
+      }
+      book::store_rolling(spec, sums, mids[k],
+                          rolling + int(t - a) * row_stride + w * spec.rolling_count);
+    }
+  }
+  __syncthreads();
+  copy_rows(staging, row_stride, int(b - a), columns, out + a * columns, columns);
 }
 
 }  // namespace
@@ -561,6 +640,10 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
   bool spans_tiles = spec.time_window_count > 0;
   for (int w = 0; w < spec.window_count; ++w) spans_tiles |= spec.windows[w] > 2 * kTileRows;
   double* totals = windows && spans_tiles ? reinterpret_cast<double*>(scratch) : nullptr;
+  std::int64_t longest = 0;
+  for (int w = 0; w < spec.window_count; ++w) longest = std::max(longest, spec.windows[w]);
+  const bool all_near = windows && spec.time_window_count == 0 && longest - 1 <= kHaloRows &&
+                        window_staged == Staging::kRows;
   dispatch_float(dtype, [&](auto* in_tag) {
     dispatch_float(out_dtype, [&](auto* out_tag) {
       using T = std::remove_pointer_t<decltype(in_tag)>;
@@ -571,7 +654,11 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
             series, spec, map_staged, features);
       }
       if (totals) tile_totals_kernel<T><<<tiles, kTileThreads, 0, s>>>(series, totals);
-      if (windows) {
+      if (all_near) {
+        auto kernel = near_window_kernel<T, U>;
+        opt_in_shared_memory(kernel, window_bytes, "book_features shared memory");
+        kernel<<<tiles, kTileThreads, window_bytes, s>>>(series, spec, features);
+      } else if (windows) {
         auto kernel = window_columns_kernel<T, U>;
         opt_in_shared_memory(kernel, window_bytes, "book_features shared memory");
         kernel<<<tiles, kTileThreads, window_bytes, s>>>(series, spec, totals, window_staged,
