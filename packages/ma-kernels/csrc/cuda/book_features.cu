@@ -71,46 +71,44 @@ constexpr std::size_t kMaxRowStagingBytes = 64 * 1024;
 // merge it.
 enum class Staging : int { kNone, kRolling, kRows };
 
-// out[r * columns + c] = staging[r * stride + c] for r < rows, c < width. A
-// block's rows are a few tens of KB: 32-bit offsets (64-bit ones made the
-// copy 23 instructions an element, a tenth of the window kernel's). Whole
-// rows staged with at most one pad element a row (stride columns or
-// columns + 1) are one contiguous output range: each thread stores 16 bytes
-// at a time, its elements read where their row puts them (element f of row
-// r is staged at f + r with a pad). Both sides are 16-byte aligned (the
-// op's own output; a block's rows start at a multiple of 256). Element by
-// element the copy was 18 instructions an element, a tenth of the window
-// kernel's again (notes/microstructure.md, v13).
+// out[r * columns + c] = staging[r * stride + c] for r < rows, c < width,
+// with 32-bit offsets (a block's rows are a few tens of KB; 64-bit ones made
+// the copy 23 instructions an element). Whole rows (width == columns) are
+// one contiguous output range: staged without a pad (odd column counts) they
+// are copied 16 bytes at a time both sides; staged with one pad a row (even
+// counts) a pair of elements never straddles a row, and element f of row r
+// is staged at f + r. Both sides are 16-byte aligned (the op's own output; a
+// block's rows start at a multiple of 256). The 16-byte copy that gathered
+// its elements across pads took ~60 instructions a vector, a tenth of the
+// window kernel's (notes/microstructure.md, v15).
 template <typename U>
 __device__ void copy_rows(const U* staging, int stride, int rows, int width, U* out,
                           int columns) {
-  constexpr int kVector = 16 / sizeof(U);
-  const int pad = stride - columns;
-  if (width != columns || pad < 0 || pad > 1 || columns < kVector) {
+  const int n = rows * columns, tid = int(threadIdx.x), threads = int(blockDim.x);
+  if (width == columns && stride == columns) {
+    constexpr int kVector = 16 / sizeof(U);
+    for (int f = tid * kVector; f + kVector <= n; f += threads * kVector) {
+      *reinterpret_cast<float4*>(out + f) = *reinterpret_cast<const float4*>(staging + f);
+    }
+    for (int i = n / kVector * kVector + tid; i < n; i += threads) out[i] = staging[i];
+  } else if (width == columns && stride == columns + 1 && columns % 2 == 0) {
+    using Pair = std::conditional_t<sizeof(U) == 4, float2, float4>;
+    const int step = 2 * threads, step_rows = step / columns, step_columns = step % columns;
+    int f = 2 * tid, r = f / columns, c = f % columns;
+    for (; f < n; f += step) {
+      const U pair[2] = {staging[f + r], staging[f + r + 1]};
+      Pair packed;
+      memcpy(&packed, pair, sizeof packed);
+      *reinterpret_cast<Pair*>(out + f) = packed;
+      r += step_rows;
+      c += step_columns;
+      if (c >= columns) {
+        c -= columns;
+        ++r;
+      }
+    }
+  } else {
     for_each_cell(rows, width, [&](int r, int c) { out[r * columns + c] = staging[r * stride + c]; });
-    return;
-  }
-  const int n = rows * columns, step = int(blockDim.x) * kVector;
-  const int step_rows = step / columns, step_columns = step % columns;
-  int f = int(threadIdx.x) * kVector, r = f / columns, c = f % columns;
-  for (; f + kVector <= n; f += step) {
-    U v[kVector];
-#pragma unroll
-    for (int j = 0; j < kVector; ++j) {  // columns >= kVector: at most one row ends here
-      v[j] = staging[f + j + pad * (r + (c + j >= columns))];
-    }
-    float4 packed;
-    memcpy(&packed, v, sizeof packed);
-    *reinterpret_cast<float4*>(out + f) = packed;
-    r += step_rows;
-    c += step_columns;
-    if (c >= columns) {
-      c -= columns;
-      ++r;
-    }
-  }
-  for (int i = n / kVector * kVector + int(threadIdx.x); i < n; i += int(blockDim.x)) {
-    out[i] = staging[i + pad * (i / columns)];
   }
 }
 
