@@ -222,28 +222,41 @@ __device__ std::int64_t time_window_start(const BookSeries& s, std::int64_t a,
 }
 
 // The terms of the rows t0 .. t0 + Rows - 1 from their quotes q
-// (quotes_from), those in [lo, hi) only (others add nothing), as running sums.
-template <typename T, int Rows>
+// (quotes_from), those in [lo, hi) only (others add nothing), summed into
+// running; keep(k, j, sum) sees term j's running sum at row t0 + k.
+template <typename T, int Rows, typename Keep>
 __device__ void thread_terms(const BookSeries& s, std::int64_t t0, const Quote (&q)[Rows + 1],
-                             std::int64_t lo, std::int64_t hi, double (&sums)[Rows][kTerms],
-                             double (&running)[kTerms]) {
+                             std::int64_t lo, std::int64_t hi, double (&running)[kTerms],
+                             Keep&& keep) {
 #pragma unroll
   for (int k = 0; k < Rows; ++k) {
     const std::int64_t row = t0 + k;
     double x[kTerms] = {};
     if (row >= lo && row < hi) book::terms_of<T>(s, row, q[k + 1], q[k], row > 0, x);
 #pragma unroll
-    for (int j = 0; j < kTerms; ++j) sums[k][j] = running[j] += x[j];
+    for (int j = 0; j < kTerms; ++j) keep(k, j, running[j] += x[j]);
   }
 }
 
+// The terms of this thread's slots Rows tid + k (rows t0 + k) as running
+// sums into state.prefix, where block_prefix finishes them (kept in shared
+// memory, not registers: 36 doubles of registers at Rows 3).
+template <typename T, int Rows>
+__device__ void slot_terms(const BookSeries& s, std::int64_t t0, const Quote (&q)[Rows + 1],
+                           std::int64_t lo, std::int64_t hi, TileState& state,
+                           double (&running)[kTerms]) {
+  const int slot = Rows * int(threadIdx.x);
+  thread_terms<T, Rows>(s, t0, q, lo, hi, running,
+                        [&](int k, int j, double sum) { state.prefix[j][slot + k] = sum; });
+}
+
 // P over the block's slots (thread i's Rows consecutive slots from Rows i),
-// from each thread's running sums `mine` of its slots and their total
-// `running`, anchored at carry = P before slot 0, which becomes P at the
-// last slot; into state.prefix. Ends with a barrier: the prefix is readable.
+// from each thread's running sums of its slots in state.prefix (slot_terms)
+// and their total `running`, anchored at carry = P before slot 0, which
+// becomes P at the last slot. Ends with a barrier: the prefix is readable.
 template <int Rows>
-__device__ void block_prefix(const double (&mine)[Rows][kTerms], const double (&running)[kTerms],
-                             TileState& state, double (&carry)[kTerms]) {
+__device__ void block_prefix(const double (&running)[kTerms], TileState& state,
+                             double (&carry)[kTerms]) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid / 32;
   // Block scan of the threads' totals: within the warp, then the warps'.
   double offset[kTerms];
@@ -277,7 +290,7 @@ __device__ void block_prefix(const double (&mine)[Rows][kTerms], const double (&
   for (int j = 0; j < kTerms; ++j) {
     const double before = __shfl_sync(kAll, lane_before, j);
 #pragma unroll
-    for (int k = 0; k < Rows; ++k) state.prefix[j][Rows * tid + k] = before + offset[j] + mine[k][j];
+    for (int k = 0; k < Rows; ++k) state.prefix[j][Rows * tid + k] += before + offset[j];
     carry[j] = __shfl_sync(kAll, lane_total, j);
   }
   __syncthreads();
@@ -295,8 +308,8 @@ __device__ void scan_piece(const BookSeries& s, std::int64_t p, std::int64_t lo,
   const std::int64_t t0 = p + Rows * tid;
   Quote q[Rows + 1];
   quotes_from<T, Rows>(s, t0, q);
-  double running[kTerms] = {}, mine[Rows][kTerms];
-  thread_terms<T, Rows>(s, t0, q, lo, hi, mine, running);
+  double running[kTerms] = {};
+  slot_terms<T, Rows>(s, t0, q, lo, hi, state, running);
   if (timed) {
 #pragma unroll
     for (int k = 0; k < Rows; ++k) {
@@ -304,7 +317,7 @@ __device__ void scan_piece(const BookSeries& s, std::int64_t p, std::int64_t lo,
       state.times[Rows * tid + k] = row >= lo && row < hi ? book::at<std::int64_t>(s.time, row) : 0;
     }
   }
-  block_prefix<Rows>(mine, running, state, carry);
+  block_prefix<Rows>(running, state, carry);
 }
 
 // The first slot in [lo, hi] of state.times inside the time window of a row
@@ -328,11 +341,11 @@ __global__ void __launch_bounds__(kTileThreads)
 tile_totals_kernel(const __grid_constant__ BookSeries s, double* totals) {
   __shared__ double warp_totals[kTileWarps][kTerms];
   const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
-  double rows[kRowsPerThread][kTerms], sum[kTerms] = {};
+  double sum[kTerms] = {};
   const std::int64_t p = std::int64_t(blockIdx.x) * kTileRows, t0 = p + kRowsPerThread * threadIdx.x;
   Quote q[kRowsPerThread + 1];
   quotes_from<T, kRowsPerThread>(s, t0, q);
-  thread_terms<T, kRowsPerThread>(s, t0, q, p, s.rows, rows, sum);
+  thread_terms<T, kRowsPerThread>(s, t0, q, p, s.rows, sum, [](int, int, double) {});
 #pragma unroll
   for (int j = 0; j < kTerms; ++j) {
 #pragma unroll
@@ -569,9 +582,9 @@ near_window_kernel(const __grid_constant__ BookSeries s,
 #pragma unroll
   for (int k = 0; k < R; ++k) mids[k] = q[k + 1].mid();
   {
-    double running[kTerms] = {}, mine[R][kTerms], carry[kTerms] = {};
-    thread_terms<T, R>(s, t0, q, s0, b, mine, running);
-    block_prefix<R>(mine, running, state, carry);
+    double running[kTerms] = {}, carry[kTerms] = {};
+    slot_terms<T, R>(s, t0, q, s0, b, state, running);
+    block_prefix<R>(running, state, carry);
   }
   U* rolling = staging + spec.event_columns();
 #pragma unroll
