@@ -66,12 +66,16 @@ def bytes_read(series: dict, spec: dict) -> int:
     return total
 
 
-def bench_book_features(ticks: int, spec: dict = BOOK_SPEC, levels: int = 5) -> dict:
+def bench_book_features(ticks: int, spec: dict = BOOK_SPEC, levels: int = 5,
+                        peers: bool = True) -> dict:
     """``spec`` on ``levels``-deep float64 ticks, float32 features out, against
-    the same columns in torch eager."""
+    the same columns in torch eager (checked, then timed, where ``peers``)."""
     series = random_series(ticks, levels=levels, device="cuda")
     op = lambda: ma_kernels.book_features(**series, **spec, dtype=torch.float32)  # noqa: E731
-    out, peer = op(), torch_book_features(series, spec)
+    out = op()
+    if not peers:
+        return {"ticks": ticks, "levels": levels, "ma_kernels_ms": median_ms(op)}
+    peer = torch_book_features(series, spec)
     err = ((out.double() - peer.double()).norm(dim=0) / peer.double().norm(dim=0)).max().item()
     if not bool(torch.isfinite(out).all()) or err > 1e-5:
         raise AssertionError(f"book_features disagrees with torch eager: {err}")
@@ -105,16 +109,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--ticks", type=int, default=50_000_000)
+    parser.add_argument("--specs", nargs="+", choices=SPECS, default=list(SPECS))
+    parser.add_argument("--ours-only", action="store_true",
+                        help="time the op alone: no peer, no floor (A/B runs, tools/device/ab.sh)")
     args = parser.parse_args()
     report = {**environment(), "book_features": {}}
-    for name, (spec, levels, divisor) in SPECS.items():
-        report["book_features"][name] = bench_book_features(args.ticks // divisor, spec, levels)
+    for name in args.specs:
+        spec, levels, divisor = SPECS[name]
+        report["book_features"][name] = bench_book_features(args.ticks // divisor, spec, levels,
+                                                            peers=not args.ours_only)
         torch.cuda.empty_cache()
         print(f"book_features {name} measured", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{report['gpu']}, torch {report['torch']}, commit {report['commit'][:10]}")
     for name, f in report["book_features"].items():
+        if args.ours_only:
+            print(f"book_features {name} {f['ticks']:,} ticks: {f['ma_kernels_ms']:.3f} ms")
+            continue
         print(
             f"book_features {name} {f['ticks']:,} ticks: {f['ma_kernels_ms']:.3f} ms, torch eager "
             f"{f['torch_eager_ms']:.3f} ms ({f['speedup_vs_torch_eager']:.1f}x), copy floor "
