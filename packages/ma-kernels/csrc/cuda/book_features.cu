@@ -1,8 +1,8 @@
-// book_features on CUDA, in two kernels over the same rows (one where a
-// spec has rolling columns and its tile of whole rows fits shared memory:
-// window_columns_kernel then writes the event columns too; near_window_kernel
-// does, in one pass over each input, where every window is an event window
-// reaching at most kHaloRows rows back).
+// book_features on CUDA: the per-event columns by event_columns_kernel, the
+// rolling columns by window_columns_kernel; where a tile's whole rows fit
+// shared memory, the rolling kernel writes the event columns too, and where
+// besides every window is an event window reaching at most kHaloRows rows
+// back, near_window_kernel does both in one pass over each input.
 //
 // event_columns_kernel: the per-event columns (csrc/book_features.h), one
 // thread per row at full occupancy; a block's rows are staged in shared
