@@ -5,6 +5,8 @@ import pytest
 import torch
 from books import random_series
 from conftest import DEVICES, check_graph_capture_and_side_stream
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import ma_kernels
 from ma_kernels import book as module
@@ -68,6 +70,33 @@ EVENT_WINDOWS_ONLY = {
 def test_event_windows_only(poisoned, device, dtype, spec, n):
     series = random_series(n, 3, device=device, seed=n)
     assert_matches_reference(series, dtype, **spec)
+
+
+@st.composite
+def specs(draw) -> dict:
+    """Any spec over 4 levels: instant and rolling subsets in any order, event
+    windows on both sides of CUDA's 256-row halo, time windows (random_series'
+    gaps are 0-3 ns) now and then: every kernel path, chosen by the spec."""
+    def subset(names):
+        return tuple(draw(st.permutations(names))[: draw(st.integers(0, len(names)))])
+
+    def windows(most):
+        return draw(st.lists(st.integers(1, most), max_size=3, unique=True).map(tuple))
+
+    return {"instant": subset(ma_kernels.BOOK_INSTANT_FEATURES),
+            "rolling": subset(ma_kernels.BOOK_ROLLING_FEATURES),
+            "depth_imbalance": tuple(draw(st.lists(st.integers(1, 4), max_size=2, unique=True))),
+            "ofi_levels": draw(st.integers(0, 4)), "windows": windows(600),
+            "time_windows": windows(2000) if draw(st.booleans()) else ()}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(spec=specs(), n=st.integers(1, 3000), seed=st.integers(0, 2**31 - 1), wide=st.booleans())
+def test_any_spec_matches_the_reference(poisoned, device, spec, n, seed, wide):
+    series = random_series(n, 4, device=device, seed=seed)
+    assert_matches_reference(series, torch.float64 if wide else torch.float32, **spec)
 
 
 @pytest.mark.parametrize("device", DEVICES)
