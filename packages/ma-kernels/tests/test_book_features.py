@@ -122,6 +122,22 @@ def test_many_rows_across_threads_and_chunks(poisoned, monkeypatch, device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_windows_a_ring_of_tiles_reaches_and_beyond(poisoned, device):
+    """Windows of a few thousand events: CUDA sums them from the last six
+    tiles of 512 rows each block keeps (its ring), where every start of a
+    tile lies inside, and recomputes the other tiles in the general kernel.
+    The second half's events come six times as fast, so its 3000 ns window
+    reaches past the ring while the first half's stays inside; the blocks
+    walk about 15 tiles each."""
+    series = random_series(1_000_003, 2, device=device, seed=14)
+    gaps = series["time"].diff(prepend=series["time"][:1])
+    gaps[len(gaps) // 2:] = gaps[len(gaps) // 2:] // 3
+    series["time"] = gaps.cumsum(0)
+    assert_matches_reference(series, torch.float32, ofi_levels=2, windows=(10, 700, 2500),
+                             time_windows=(100, 3000))
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_strided_views(poisoned, device):
     """Every-other-row views and a book sliced from a deeper one, without copies."""
     series = random_series(3000, 6, device=device, seed=7)

@@ -2,7 +2,10 @@
 // rolling columns by window_columns_kernel; where a tile's whole rows fit
 // shared memory, the rolling kernel writes the event columns too, and where
 // besides every window is an event window reaching at most kHaloRows rows
-// back, near_window_kernel does both in one pass over each input.
+// back, near_window_kernel does both in one pass over each input; where
+// windows reach further, ring_window_kernel (below) does, from the last
+// tiles each block keeps, and leaves the tiles it cannot serve to
+// window_columns_kernel.
 //
 // event_columns_kernel: the per-event columns (csrc/book_features.h), one
 // thread per row at full occupancy; a block's rows are staged in shared
@@ -108,7 +111,8 @@ __device__ void copy_rows(const U* staging, int stride, int rows, int width, U* 
       }
     }
   } else {
-    for_each_cell(rows, width, [&](int r, int c) { out[r * columns + c] = staging[r * stride + c]; });
+    for_each_cell(rows, width,
+                  [&](int r, int c) { out[r * columns + c] = staging[r * stride + c]; });
   }
 }
 
@@ -342,7 +346,8 @@ tile_totals_kernel(const __grid_constant__ BookSeries s, double* totals) {
   __shared__ double warp_totals[kTileWarps][kTerms];
   const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
   double sum[kTerms] = {};
-  const std::int64_t p = std::int64_t(blockIdx.x) * kTileRows, t0 = p + kRowsPerThread * threadIdx.x;
+  const std::int64_t p = std::int64_t(blockIdx.x) * kTileRows;
+  const std::int64_t t0 = p + kRowsPerThread * threadIdx.x;
   Quote q[kRowsPerThread + 1];
   quotes_from<T, kRowsPerThread>(s, t0, q);
   thread_terms<T, kRowsPerThread>(s, t0, q, p, s.rows, sum, [](int, int, double) {});
@@ -362,14 +367,16 @@ tile_totals_kernel(const __grid_constant__ BookSeries s, double* totals) {
 
 // The rolling columns (each row's last windows x rolling_count columns, from
 // column spec.event_columns()) of the tile of blockIdx.x, and with
-// Staging::kRows its event columns too. With `totals` (tile_totals_kernel),
-// a far window adds whole the tiles that hold no window start of this
-// tile's rows, instead of scanning them.
+// Staging::kRows its event columns too. With `totals` (tile_totals_kernel or
+// the ring kernel), a far window adds whole the tiles that hold no window
+// start of this tile's rows, instead of scanning them. With `only`, the
+// tiles it flags alone (the ring kernel's overflowing ones).
 template <typename T, typename U>
 __global__ void __launch_bounds__(kTileThreads, 2)
 window_columns_kernel(const __grid_constant__ BookSeries s,
                       const __grid_constant__ BookFeatureSpec spec, const double* totals,
-                      Staging staged, U* out) {
+                      Staging staged, const unsigned char* only, U* out) {
+  if (only && !only[blockIdx.x]) return;
   extern __shared__ __align__(16) unsigned char shared[];
   TileState& state = *reinterpret_cast<TileState*>(shared);
   U* staging = reinterpret_cast<U*>(shared + (sizeof(TileState) + 15) / 16 * 16);
@@ -608,10 +615,171 @@ near_window_kernel(const __grid_constant__ BookSeries s,
   copy_rows(staging, row_stride, int(b - a), columns, out + a * columns, columns);
 }
 
+// The ring kernel (ring_window_kernel): each block walks consecutive tiles
+// of kTileRows rows, a row a thread, and keeps its last kRingTiles tiles in
+// shared memory: their local prefix sums (L_g(t), the terms of rows
+// [g kTileRows, t]), times, and bases in double-double (B_g, the totals of
+// the block's tiles before g). The sum over the window [s, t] of row t in
+// tile g, s in tile h, is then
+//
+//   L_g(t) - L_h(s - 1) + (B_g - B_h)          (L_h before its tile: 0),
+//
+// the base difference taken in double-double and rounded once, so a window
+// reaching tiles back reads its start instead of scanning its tile again and
+// is as precise as the window and two tiles (tools/emulate_window_ring.py).
+// A block starts kRingTiles - 1 tiles before its own to fill the ring. A
+// tile with a start before the ring is flagged and left to
+// window_columns_kernel, which recomputes its whole rows, with the tiles'
+// totals this kernel writes as it walks.
+constexpr int kRingThreads = kTileRows;  // a row a thread
+constexpr int kRingWarps = kRingThreads / 32;
+constexpr int kRingTiles = 6;  // 2,560 rows of history: a 100 ms window of ~2,000 events
+
+struct RingState {
+  double prefix[kRingTiles][kTerms][kTileRows];  // L of the ring's tiles
+  std::int64_t times[kRingTiles][kTileRows];
+  double base_hi[kRingTiles][kTerms], base_lo[kRingTiles][kTerms];
+  double warp_totals[kRingWarps][kTerms];
+};
+
+// Double-double sums (Knuth's two-sum): hi + lo holds a running total with
+// no rounding lost.
+__device__ __forceinline__ void two_sum(double a, double b, double& s, double& e) {
+  s = a + b;
+  const double v = s - a;
+  e = (a - (s - v)) + (b - v);
+}
+
+// (hi, lo) += x.
+__device__ __forceinline__ void dd_add(double& hi, double& lo, double x) {
+  double s, e;
+  two_sum(hi, x, s, e);
+  two_sum(s, e + lo, hi, lo);
+}
+
+// (hi, lo) - (hi2, lo2), rounded once.
+__device__ __forceinline__ double dd_difference(double hi, double lo, double hi2, double lo2) {
+  double s, e;
+  two_sum(hi, -hi2, s, e);
+  return s + (e + (lo - lo2));
+}
+
+template <typename T, typename U>
+__global__ void __launch_bounds__(kRingThreads, 1)
+ring_window_kernel(const __grid_constant__ BookSeries s,
+                   const __grid_constant__ BookFeatureSpec spec, double* totals,
+                   unsigned char* overflowed, U* out) {
+  extern __shared__ __align__(16) unsigned char shared[];
+  RingState& ring = *reinterpret_cast<RingState*>(shared);
+  U* staging = reinterpret_cast<U*>(shared + (sizeof(RingState) + 15) / 16 * 16);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid / 32;
+  const std::int64_t tiles = (s.rows + kTileRows - 1) / kTileRows;
+  const std::int64_t per_block = (tiles + gridDim.x - 1) / gridDim.x;
+  const std::int64_t first = blockIdx.x * per_block;
+  const std::int64_t last = first + per_block < tiles ? first + per_block : tiles;
+  if (first >= tiles) return;
+  const std::int64_t warm = first > kRingTiles - 1 ? first - (kRingTiles - 1) : 0;
+  const int windows = spec.window_count + spec.time_window_count;
+  const int columns = int(spec.columns()), row_stride = columns | 1;
+  double base_hi = 0.0, base_lo = 0.0;  // B of the tile, for term `tid` (tid < kTerms)
+  for (std::int64_t g = warm; g < last; ++g) {
+    const int slot = int(g) % kRingTiles;
+    const std::int64_t a = g * kTileRows, b = a + kTileRows < s.rows ? a + kTileRows : s.rows;
+    const std::int64_t t = a + tid;
+    const bool own = g >= first, valid = t < b;
+    Quote q[2];
+    quotes_from<T, 1>(s, t, q);
+    if (own) store_event_rows<T, U, 1>(s, spec, t, q, a, b, staging, row_stride);
+    // L over the tile: each warp's inclusive scan, then the warps before.
+    double x[kTerms] = {};
+    if (valid) book::terms_of<T>(s, t, q[1], q[0], t > 0, x);
+#pragma unroll
+    for (int j = 0; j < kTerms; ++j) {
+#pragma unroll
+      for (int d = 1; d < 32; d *= 2) {
+        const double y = __shfl_up_sync(kAll, x[j], d);
+        if (lane >= d) x[j] += y;
+      }
+      if (lane == 31) ring.warp_totals[warp][j] = x[j];
+    }
+    ring.times[slot][tid] = valid ? book::at<std::int64_t>(s.time, t) : 0;
+    __syncthreads();
+    // Lane j < kTerms adds up term j's warp totals before this warp's, and
+    // all of them (the tile's total); the other lanes take them by shuffles.
+    double lane_before = 0.0, lane_total = 0.0;
+    if (lane < kTerms) {
+      for (int v = 0; v < kRingWarps; ++v) {
+        const double total = ring.warp_totals[v][lane];
+        lane_before += v < warp ? total : 0.0;
+        lane_total += total;
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kTerms; ++j) {
+      ring.prefix[slot][j][tid] = x[j] + __shfl_sync(kAll, lane_before, j);
+    }
+    if (tid < kTerms) {  // warp 0: lane_total is term tid's tile total
+      ring.base_hi[slot][tid] = base_hi;
+      ring.base_lo[slot][tid] = base_lo;
+      dd_add(base_hi, base_lo, lane_total);
+      if (own) totals[g * kTerms + tid] = lane_total;
+    }
+    __syncthreads();  // the tile's prefixes, times and base are readable
+    if (!own) continue;
+    // The oldest row whose prefix the ring holds for this block; a row's
+    // ring slot (32-bit: the constant modulo is a multiply, not a division).
+    const std::int64_t oldest_tile = g - (kRingTiles - 1) > warm ? g - (kRingTiles - 1) : warm;
+    const std::int64_t oldest = oldest_tile * kTileRows;
+    const auto slot_of = [](std::int64_t tile) { return int(tile) % kRingTiles; };
+    const auto time_at = [&](std::int64_t r) {
+      return ring.times[slot_of(r / kTileRows)][int(r % kTileRows)];
+    };
+    bool overflow = false;
+    for (int w = 0; valid && w < windows; ++w) {
+      std::int64_t start;
+      if (w < spec.window_count) {
+        start = t - spec.windows[w] + 1 > 0 ? t - spec.windows[w] + 1 : 0;
+      } else {  // the first row inside (time_t - tau, time_t], by bisection over the ring
+        const auto tau = static_cast<std::uint64_t>(spec.time_windows[w - spec.window_count]);
+        const auto now = static_cast<std::uint64_t>(time_at(t));
+        std::int64_t lo = oldest, hi = t;
+        if (oldest > 0 && now - static_cast<std::uint64_t>(time_at(oldest)) < tau) lo = -1;
+        while (lo >= 0 && lo < hi) {
+          const std::int64_t mid = (lo + hi) / 2;
+          if (now - static_cast<std::uint64_t>(time_at(mid)) >= tau) lo = mid + 1; else hi = mid;
+        }
+        start = lo;
+      }
+      if (start < oldest) {  // before the ring: the tile falls back
+        overflow = true;
+        break;
+      }
+      const std::int64_t h = start / kTileRows;
+      const int from = slot_of(h), at = int(start - h * kTileRows);
+      double sums[kTerms];
+#pragma unroll
+      for (int j = 0; j < kTerms; ++j) {
+        sums[j] = ring.prefix[slot][j][tid] - (at > 0 ? ring.prefix[from][j][at - 1] : 0.0) +
+                  dd_difference(ring.base_hi[slot][j], ring.base_lo[slot][j],
+                                ring.base_hi[from][j], ring.base_lo[from][j]);
+      }
+      U* row = staging + tid * row_stride + spec.event_columns();
+      book::store_rolling(spec, sums, q[1].mid(), row + w * spec.rolling_count);
+    }
+    overflow = __syncthreads_or(overflow);  // also: every row is staged
+    if (tid == 0) overflowed[g] = overflow;
+    if (!overflow) copy_rows(staging, row_stride, int(b - a), columns, out + a * columns, columns);
+    __syncthreads();  // the staging and the ring's next slot are free
+  }
+}
+
 }  // namespace
 
+// The tiles' totals (kTerms doubles a tile), then the ring kernel's
+// overflow flags (a byte a tile).
 std::int64_t book_features_cuda_scratch(std::int64_t rows) {
-  return (rows + kTileRows - 1) / kTileRows * kTerms;
+  const std::int64_t tiles = (rows + kTileRows - 1) / kTileRows;
+  return tiles * kTerms + (tiles + 7) / 8;
 }
 
 void book_features_cuda(const BookSeries& series, DType dtype, const BookFeatureSpec& spec,
@@ -655,6 +823,21 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
   for (int w = 0; w < spec.window_count; ++w) longest = std::max(longest, spec.windows[w]);
   const bool all_near = windows && spec.time_window_count == 0 && longest - 1 <= kHaloRows &&
                         window_staged == Staging::kRows;
+  // Windows reaching further: the ring kernel where its ring and a tile's
+  // whole rows fit shared memory, its overflowing tiles (flagged) then
+  // recomputed by window_columns_kernel.
+  int device_id = 0, sms = 0, shared_limit = 0;
+  cuda_check(cudaGetDevice(&device_id), "cudaGetDevice");
+  cuda_check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_id),
+             "cudaDeviceGetAttribute");
+  cuda_check(cudaDeviceGetAttribute(&shared_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                    device_id),
+             "cudaDeviceGetAttribute");
+  const std::size_t ring_bytes = (sizeof(RingState) + 15) / 16 * 16 + row_bytes;
+  const bool ring = windows && !all_near && window_staged == Staging::kRows &&
+                    ring_bytes <= static_cast<std::size_t>(shared_limit);
+  if (ring) totals = reinterpret_cast<double*>(scratch);  // the ring kernel writes them
+  auto* overflowed = reinterpret_cast<unsigned char*>(scratch) + std::size_t(tiles) * kTerms * 8;
   dispatch_float(dtype, [&](auto* in_tag) {
     dispatch_float(out_dtype, [&](auto* out_tag) {
       using T = std::remove_pointer_t<decltype(in_tag)>;
@@ -664,16 +847,22 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
         event_columns_kernel<T, U><<<map_blocks, kMapThreads, map_staged ? map_bytes : 0, s>>>(
             series, spec, map_staged, features);
       }
-      if (totals) tile_totals_kernel<T><<<tiles, kTileThreads, 0, s>>>(series, totals);
+      if (totals && !ring) tile_totals_kernel<T><<<tiles, kTileThreads, 0, s>>>(series, totals);
       if (all_near) {
         auto kernel = near_window_kernel<T, U>;
         opt_in_shared_memory(kernel, window_bytes, "book_features shared memory");
         kernel<<<tiles, kTileThreads, window_bytes, s>>>(series, spec, features);
-      } else if (windows) {
+      } else if (ring) {
+        auto kernel = ring_window_kernel<T, U>;
+        opt_in_shared_memory(kernel, ring_bytes, "book_features shared memory");
+        kernel<<<unsigned(sms), kRingThreads, ring_bytes, s>>>(series, spec, totals, overflowed,
+                                                               features);
+      }
+      if (windows && !all_near) {  // every tile, or the ring's overflowing ones
         auto kernel = window_columns_kernel<T, U>;
         opt_in_shared_memory(kernel, window_bytes, "book_features shared memory");
         kernel<<<tiles, kTileThreads, window_bytes, s>>>(series, spec, totals, window_staged,
-                                                         features);
+                                                         ring ? overflowed : nullptr, features);
       }
     });
   });
