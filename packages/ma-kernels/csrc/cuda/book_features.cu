@@ -639,6 +639,7 @@ struct RingState {
   double prefix[kRingTiles][kTerms][kTileRows];  // L of the ring's tiles
   std::int64_t times[kRingTiles][kTileRows];
   double base_hi[kRingTiles][kTerms], base_lo[kRingTiles][kTerms];
+  double base_difference[kRingTiles][kTerms];  // B_g - B_h, h by its slot, for the current g
   double warp_totals[kRingWarps][kTerms];
 };
 
@@ -721,6 +722,13 @@ ring_window_kernel(const __grid_constant__ BookSeries s,
     if (tid < kTerms) {  // warp 0: lane_total is term tid's tile total
       ring.base_hi[slot][tid] = base_hi;
       ring.base_lo[slot][tid] = base_lo;
+      for (int k = 0; k < kRingTiles; ++k) {  // once a tile, not once a row and window
+        const bool held = g - (slot - k + kRingTiles) % kRingTiles >= warm;
+        ring.base_difference[k][tid] =
+            k == slot ? 0.0
+            : held    ? dd_difference(base_hi, base_lo, ring.base_hi[k][tid], ring.base_lo[k][tid])
+                      : 0.0;
+      }
       dd_add(base_hi, base_lo, lane_total);
       if (own) totals[g * kTerms + tid] = lane_total;
     }
@@ -760,8 +768,7 @@ ring_window_kernel(const __grid_constant__ BookSeries s,
 #pragma unroll
       for (int j = 0; j < kTerms; ++j) {
         sums[j] = ring.prefix[slot][j][tid] - (at > 0 ? ring.prefix[from][j][at - 1] : 0.0) +
-                  dd_difference(ring.base_hi[slot][j], ring.base_lo[slot][j],
-                                ring.base_hi[from][j], ring.base_lo[from][j]);
+                  ring.base_difference[from][j];
       }
       U* row = staging + tid * row_stride + spec.event_columns();
       book::store_rolling(spec, sums, q[1].mid(), row + w * spec.rolling_count);
