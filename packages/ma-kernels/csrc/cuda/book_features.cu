@@ -665,6 +665,27 @@ __device__ __forceinline__ double dd_difference(double hi, double lo, double hi2
   return s + (e + (lo - lo2));
 }
 
+// What a row of the ring kernel reads: its quote and its predecessor's, its
+// trade, its time (zeros past the series).
+struct RingRow {
+  Quote q[2];
+  double price, size, side;
+  std::int64_t time;
+};
+
+template <typename T>
+__device__ RingRow ring_row(const BookSeries& s, std::int64_t t) {
+  RingRow row{};
+  quotes_from<T, 1>(s, t, row.q);
+  if (t < s.rows) {
+    row.price = book::at<T>(s.trade_price, t);
+    row.size = book::at<T>(s.trade_size, t);
+    row.side = double(book::at<std::int8_t>(s.trade_side, t));
+    row.time = book::at<std::int64_t>(s.time, t);
+  }
+  return row;
+}
+
 template <typename T, typename U>
 __global__ void __launch_bounds__(kRingThreads, 1)
 ring_window_kernel(const __grid_constant__ BookSeries s,
@@ -683,17 +704,21 @@ ring_window_kernel(const __grid_constant__ BookSeries s,
   const int windows = spec.window_count + spec.time_window_count;
   const int columns = int(spec.columns()), row_stride = columns | 1;
   double base_hi = 0.0, base_lo = 0.0;  // B of the tile, for term `tid` (tid < kTerms)
+  // The next tile's row, loaded while this tile's windows are summed: a
+  // block walks its tiles one after another, and would otherwise wait a
+  // memory round trip at the start of each.
+  RingRow next = ring_row<T>(s, warm * kTileRows + tid);
   for (std::int64_t g = warm; g < last; ++g) {
     const int slot = int(g) % kRingTiles;
     const std::int64_t a = g * kTileRows, b = a + kTileRows < s.rows ? a + kTileRows : s.rows;
     const std::int64_t t = a + tid;
     const bool own = g >= first, valid = t < b;
-    Quote q[2];
-    quotes_from<T, 1>(s, t, q);
+    const RingRow row = next;
+    const Quote(&q)[2] = row.q;
     if (own) store_event_rows<T, U, 1>(s, spec, t, q, a, b, staging, row_stride);
     // L over the tile: each warp's inclusive scan, then the warps before.
     double x[kTerms] = {};
-    if (valid) book::terms_of<T>(s, t, q[1], q[0], t > 0, x);
+    if (valid) book::terms_of(q[1], q[0], t > 0, row.price, row.size, row.side, x);
 #pragma unroll
     for (int j = 0; j < kTerms; ++j) {
 #pragma unroll
@@ -703,8 +728,9 @@ ring_window_kernel(const __grid_constant__ BookSeries s,
       }
       if (lane == 31) ring.warp_totals[warp][j] = x[j];
     }
-    ring.times[slot][tid] = valid ? book::at<std::int64_t>(s.time, t) : 0;
+    ring.times[slot][tid] = row.time;
     __syncthreads();
+    if (g + 1 < last) next = ring_row<T>(s, t + kTileRows);
     // Lane j < kTerms adds up term j's warp totals before this warp's, and
     // all of them (the tile's total); the other lanes take them by shuffles.
     double lane_before = 0.0, lane_total = 0.0;
