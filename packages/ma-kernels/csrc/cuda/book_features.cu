@@ -254,6 +254,21 @@ __device__ void slot_terms(const BookSeries& s, std::int64_t t0, const Quote (&q
                         [&](int k, int j, double sum) { state.prefix[j][slot + k] = sum; });
 }
 
+// At lane j < kTerms: from `start`, term j's warp totals before this warp's
+// (`before`) and all of them (`all`), in warp order; `start` elsewhere.
+template <int Warps>
+__device__ __forceinline__ void add_warp_totals(const double (&totals)[Warps][kTerms], int lane,
+                                                int warp, double start, double& before,
+                                                double& all) {
+  before = all = start;
+  if (lane >= kTerms) return;
+  for (int v = 0; v < Warps; ++v) {
+    const double total = totals[v][lane];
+    before += v < warp ? total : 0.0;
+    all += total;
+  }
+}
+
 // P over the block's slots (thread i's Rows consecutive slots from Rows i),
 // from each thread's running sums of its slots in state.prefix (slot_terms)
 // and their total `running`, anchored at carry = P before slot 0, which
@@ -276,20 +291,13 @@ __device__ void block_prefix(const double (&running)[kTerms], TileState& state,
     if (lane == 31) state.warp_totals[warp][j] = inclusive;
   }
   __syncthreads();
-  // Lane j < kTerms adds up term j's warp totals (before this warp's, and
-  // all), in warp order; the other lanes take them by shuffles (every thread
-  // summing every term was a fifth of the scan's instructions).
-  double lane_before = 0.0, lane_total = 0.0;
-  if (lane < kTerms) {
+  // Lane j < kTerms adds up term j's warp totals; the other lanes take them
+  // by shuffles (every thread summing every term was a fifth of the scan's
+  // instructions).
+  double start = 0.0, lane_before, lane_total;
 #pragma unroll
-    for (int j = 0; j < kTerms; ++j) lane_before = lane == j ? carry[j] : lane_before;
-    lane_total = lane_before;
-    for (int v = 0; v < kTileWarps; ++v) {
-      const double total = state.warp_totals[v][lane];
-      lane_before += v < warp ? total : 0.0;
-      lane_total += total;
-    }
-  }
+  for (int j = 0; j < kTerms; ++j) start = lane == j ? carry[j] : start;
+  add_warp_totals(state.warp_totals, lane, warp, start, lane_before, lane_total);
 #pragma unroll
   for (int j = 0; j < kTerms; ++j) {
     const double before = __shfl_sync(kAll, lane_before, j);
@@ -731,16 +739,8 @@ ring_window_kernel(const __grid_constant__ BookSeries s,
     ring.times[slot][tid] = row.time;
     __syncthreads();
     if (g + 1 < last) next = ring_row<T>(s, t + kTileRows);
-    // Lane j < kTerms adds up term j's warp totals before this warp's, and
-    // all of them (the tile's total); the other lanes take them by shuffles.
-    double lane_before = 0.0, lane_total = 0.0;
-    if (lane < kTerms) {
-      for (int v = 0; v < kRingWarps; ++v) {
-        const double total = ring.warp_totals[v][lane];
-        lane_before += v < warp ? total : 0.0;
-        lane_total += total;
-      }
-    }
+    double lane_before, lane_total;  // lane j < kTerms: term j's (the tile's total)
+    add_warp_totals(ring.warp_totals, lane, warp, 0.0, lane_before, lane_total);
 #pragma unroll
     for (int j = 0; j < kTerms; ++j) {
       ring.prefix[slot][j][tid] = x[j] + __shfl_sync(kAll, lane_before, j);
