@@ -643,6 +643,9 @@ constexpr int kRingThreads = kTileRows;  // a row a thread
 constexpr int kRingWarps = kRingThreads / 32;
 constexpr int kRingTiles = 6;  // 2,560 rows of history: a 100 ms window of ~2,000 events
 
+// A tile's slot in the ring (32-bit: the constant modulo is a multiply).
+__device__ __forceinline__ int ring_slot(std::int64_t tile) { return int(tile) % kRingTiles; }
+
 struct RingState {
   double prefix[kRingTiles][kTerms][kTileRows];  // L of the ring's tiles
   std::int64_t times[kRingTiles][kTileRows];
@@ -717,7 +720,7 @@ ring_window_kernel(const __grid_constant__ BookSeries s,
   // memory round trip at the start of each.
   RingRow next = ring_row<T>(s, warm * kTileRows + tid);
   for (std::int64_t g = warm; g < last; ++g) {
-    const int slot = int(g) % kRingTiles;
+    const int slot = ring_slot(g);
     const std::int64_t a = g * kTileRows, b = a + kTileRows < s.rows ? a + kTileRows : s.rows;
     const std::int64_t t = a + tid;
     const bool own = g >= first, valid = t < b;
@@ -760,13 +763,11 @@ ring_window_kernel(const __grid_constant__ BookSeries s,
     }
     __syncthreads();  // the tile's prefixes, times and base are readable
     if (!own) continue;
-    // The oldest row whose prefix the ring holds for this block; a row's
-    // ring slot (32-bit: the constant modulo is a multiply, not a division).
+    // The oldest row whose prefix the ring holds for this block.
     const std::int64_t oldest_tile = g - (kRingTiles - 1) > warm ? g - (kRingTiles - 1) : warm;
     const std::int64_t oldest = oldest_tile * kTileRows;
-    const auto slot_of = [](std::int64_t tile) { return int(tile) % kRingTiles; };
     const auto time_at = [&](std::int64_t r) {
-      return ring.times[slot_of(r / kTileRows)][int(r % kTileRows)];
+      return ring.times[ring_slot(r / kTileRows)][int(r % kTileRows)];
     };
     bool overflow = false;
     for (int w = 0; valid && w < windows; ++w) {
@@ -789,7 +790,7 @@ ring_window_kernel(const __grid_constant__ BookSeries s,
         break;
       }
       const std::int64_t h = start / kTileRows;
-      const int from = slot_of(h), at = int(start - h * kTileRows);
+      const int from = ring_slot(h), at = int(start - h * kTileRows);
       double sums[kTerms];
 #pragma unroll
       for (int j = 0; j < kTerms; ++j) {
@@ -849,9 +850,6 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
                                                                        : 0;
   const std::size_t window_bytes = (sizeof(TileState) + 15) / 16 * 16 + staged_bytes;
   const unsigned tiles = static_cast<unsigned>((series.rows + kTileRows - 1) / kTileRows);
-  bool spans_tiles = spec.time_window_count > 0;
-  for (int w = 0; w < spec.window_count; ++w) spans_tiles |= spec.windows[w] > 2 * kTileRows;
-  double* totals = windows && spans_tiles ? reinterpret_cast<double*>(scratch) : nullptr;
   std::int64_t longest = 0;
   for (int w = 0; w < spec.window_count; ++w) longest = std::max(longest, spec.windows[w]);
   const bool all_near = windows && spec.time_window_count == 0 && longest - 1 <= kHaloRows &&
@@ -859,17 +857,14 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
   // Windows reaching further: the ring kernel where its ring and a tile's
   // whole rows fit shared memory, its overflowing tiles (flagged) then
   // recomputed by window_columns_kernel.
-  int device_id = 0, sms = 0, shared_limit = 0;
-  cuda_check(cudaGetDevice(&device_id), "cudaGetDevice");
-  cuda_check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_id),
-             "cudaDeviceGetAttribute");
-  cuda_check(cudaDeviceGetAttribute(&shared_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                                    device_id),
-             "cudaDeviceGetAttribute");
   const std::size_t ring_bytes = (sizeof(RingState) + 15) / 16 * 16 + row_bytes;
   const bool ring = windows && !all_near && window_staged == Staging::kRows &&
-                    ring_bytes <= static_cast<std::size_t>(shared_limit);
-  if (ring) totals = reinterpret_cast<double*>(scratch);  // the ring kernel writes them
+                    ring_bytes <= std::size_t(device_attribute(
+                                      cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  // The tiles' totals where a window may span whole tiles (any time window),
+  // and on the ring's path, which writes them as it walks.
+  const bool spans_tiles = spec.time_window_count > 0 || longest > 2 * kTileRows;
+  double* totals = windows && (spans_tiles || ring) ? reinterpret_cast<double*>(scratch) : nullptr;
   auto* overflowed = reinterpret_cast<unsigned char*>(scratch) + std::size_t(tiles) * kTerms * 8;
   dispatch_float(dtype, [&](auto* in_tag) {
     dispatch_float(out_dtype, [&](auto* out_tag) {
@@ -888,8 +883,8 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
       } else if (ring) {
         auto kernel = ring_window_kernel<T, U>;
         opt_in_shared_memory(kernel, ring_bytes, "book_features shared memory");
-        kernel<<<unsigned(sms), kRingThreads, ring_bytes, s>>>(series, spec, totals, overflowed,
-                                                               features);
+        const unsigned sms = device_attribute(cudaDevAttrMultiProcessorCount, device);
+        kernel<<<sms, kRingThreads, ring_bytes, s>>>(series, spec, totals, overflowed, features);
       }
       if (windows && !all_near) {  // every tile, or the ring's overflowing ones
         auto kernel = window_columns_kernel<T, U>;

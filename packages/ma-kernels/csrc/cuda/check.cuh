@@ -26,6 +26,12 @@ inline cudaStream_t use_device(int device, std::uintptr_t stream) {
   return reinterpret_cast<cudaStream_t>(stream);
 }
 
+inline int device_attribute(cudaDeviceAttr attribute, int device) {
+  int value = 0;
+  cuda_check(cudaDeviceGetAttribute(&value, attribute, device), "cudaDeviceGetAttribute");
+  return value;
+}
+
 // Past 48 KB a kernel must opt in to dynamic shared memory. Only when a launch
 // needs more than the kernel's last opt-in on this device: the attribute call
 // costs as much host time as the launch.

@@ -167,9 +167,7 @@ cudaLaunchConfig_t launch_config(const OnChip& o, std::int64_t clusters,
 // How many clusters split as `o` this GPU runs at once (0 where none fits).
 template <int D>
 int clusters_possible(const OnChip& o, std::int64_t batch, int device) {
-  int most = 0;
-  cuda_check(cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
-             "cudaDeviceGetAttribute");
+  const int most = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
   if (o.bytes == 0 || o.bytes + 64 > std::size_t(most)) return 0;  // 64: the static round
   auto kernel = kernel_for<D>(batch);
   opt_in_shared_memory(kernel, o.bytes, "resident stream shared memory");
