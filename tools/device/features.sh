@@ -4,7 +4,7 @@
 # (bench_features.py), then Nsight Compute on the feature kernels of each
 # spec (ncu_features.txt) and per SASS instruction of the rolling kernel on
 # the ANCHORS subset (near_window_kernel) and on the spec of windows
-# (ncu_window_<spec>_sass.csv, summarised by ncu_summary.py and by source
+# (ring_window_kernel; ncu_window_<spec>_sass.csv, summarised by ncu_summary.py and by source
 # line by ncu_lines.py). Each
 # step bounded so that the call ends before LIMIT seconds (bounded.sh).
 # JSON under $OUT, everything else in $OUT/logs.tgz.
@@ -24,14 +24,14 @@ grep -E "^(FAILED|ERROR)" /tmp/tests-features.log | head
 
 bounded 150 python3 tools/device/bench_features.py --out "$OUT/features.json" | tail -4 || status=1
 
-bounded 90 ncu --clock-control none -k regex:'columns_kernel|near_window' --section SpeedOfLight \
+bounded 90 ncu --clock-control none -k regex:'columns_kernel|near_window|ring_window' --section SpeedOfLight \
   --section Occupancy --section LaunchStats --section WarpStateStats --section InstructionStats \
   --section MemoryWorkloadAnalysis python3 tools/device/profile_features.py \
   > "$OUT/ncu_features.txt" 2>&1 || status=1
-grep -E "columns_kernel|near_window|Duration|DRAM Throughput|Achieved Occupancy|Registers Per|Executed Ipc A" \
+grep -E "columns_kernel|near_window|ring_window|Duration|DRAM Throughput|Achieved Occupancy|Registers Per|Executed Ipc A" \
   "$OUT/ncu_features.txt"
 for spec in anchors_subset model_inputs_windows; do
-  bounded 90 ncu --clock-control none -k regex:'window_columns|near_window' -c 1 --set full --import-source yes \
+  bounded 90 ncu --clock-control none -k regex:'ring_window|near_window' -c 1 --set full --import-source yes \
     -o "/tmp/window_$spec" -f python3 tools/device/profile_features.py $spec > /dev/null 2>&1 &&
     ncu -i "/tmp/window_$spec.ncu-rep" --page source --csv --print-source sass \
       > "$OUT/ncu_window_${spec}_sass.csv" 2>&1 &&
