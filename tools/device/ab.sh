@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A/B of kernel changes in one device call: ma-kernels built with CMake,
-# side by side, as the working tree has it (A) and with each PATCH applied
+# A/B of kernel changes in one device call: ma-kernels built with CMake as
+# the working tree has it (A) and with each PATCH applied
 # (B, C, ...: a `git diff` from the repository root each); then COMMAND runs
 # against each in turn, A B A B ..., ROUNDS times (default 3), with VARIANT
 # (A, B, ...) and ROUND in its environment and that build first on
@@ -18,31 +18,27 @@ source tools/device/bounded.sh
 for i in $(seq 0 ${#patches[@]}); do variants+=("${letters:i:1}"); done
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' packages/ma-kernels/pyproject.toml)
 
-# build DIR: ma-kernels at DIR with its extension in DIR/src/ma_kernels.
-build() {
-  local dir=$1
-  { cmake -S "$dir" -B "$dir/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMA_KERNELS_CUDA=ON \
+# One source tree and one CMake build for every variant: each patch is
+# applied, built incrementally (only what it touches recompiles) and taken
+# back out; the package with its extension goes to /tmp/ab/VARIANT/src.
+work=/tmp/ab/work
+rm -rf /tmp/ab && mkdir -p $work && cp -r packages/ma-kernels/. $work/ && rm -rf $work/build
+for i in "${!variants[@]}"; do
+  v=${variants[$i]} patch=
+  (( i > 0 )) && patch=${patches[$i - 1]}
+  { if [ -n "$patch" ]; then (cd $work && patch -p3 < "$patch") || exit 1; fi
+    cmake -S $work -B /tmp/ab/build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMA_KERNELS_CUDA=ON \
       -DCMAKE_CUDA_ARCHITECTURES=90a -DPython_EXECUTABLE="$(command -v python3)" \
       -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" &&
-    cmake --build "$dir/build" -j "$(( $(nproc) / ${#variants[@]} ))"; } > "$OUT/build-${dir##*/}.log" 2>&1 &&
-  cp "$dir"/build/_C*.so "$dir/src/ma_kernels/" &&
-  mkdir -p "$dir/src/ma_kernels-$version.dist-info" &&
-  printf 'Metadata-Version: 2.1\nName: ma-kernels\nVersion: %s\n' "$version" \
-    > "$dir/src/ma_kernels-$version.dist-info/METADATA"
-}
-
-pids=()
-for i in "${!variants[@]}"; do
-  v=${variants[$i]}
-  rm -rf "/tmp/ab/$v" && mkdir -p "/tmp/ab/$v" && cp -r packages/ma-kernels/. "/tmp/ab/$v/" &&
-    rm -rf "/tmp/ab/$v/build"  # a pip build's leftovers
-  if (( i > 0 )); then
-    (cd "/tmp/ab/$v" && patch -p3 < "${patches[$i - 1]}") > "$OUT/patch-$v.log" 2>&1 ||
-      { cat "$OUT/patch-$v.log"; exit 1; }
-  fi
-  build "/tmp/ab/$v" & pids+=($!)
+    cmake --build /tmp/ab/build -j "$(nproc)" &&
+    mkdir -p /tmp/ab/$v/src && cp -r $work/src/ma_kernels /tmp/ab/$v/src/ &&
+    cp /tmp/ab/build/_C*.so /tmp/ab/$v/src/ma_kernels/ &&
+    mkdir -p "/tmp/ab/$v/src/ma_kernels-$version.dist-info" &&
+    printf 'Metadata-Version: 2.1\nName: ma-kernels\nVersion: %s\n' "$version" \
+      > "/tmp/ab/$v/src/ma_kernels-$version.dist-info/METADATA" &&
+    if [ -n "$patch" ]; then (cd $work && patch -R -p3 < "$patch"); fi
+  } > "$OUT/build-$v.log" 2>&1 || { tail -30 "$OUT/build-$v.log"; exit 1; }
 done
-for pid in "${pids[@]}"; do wait "$pid" || { tail -20 "$OUT"/build-*.log; exit 1; }; done
 echo "built at ${SECONDS}s"
 for round in $(seq "$rounds"); do
   for v in "${variants[@]}"; do
