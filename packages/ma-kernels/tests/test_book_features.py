@@ -53,11 +53,16 @@ def test_every_column_matches_float64_reference(poisoned, device, dtype, n):
 
 # Specs whose windows are all event windows reaching at most 256 rows back:
 # CUDA computes them in one pass (near_window_kernel) where a tile's whole
-# rows fit shared memory, here the ANCHORS-like one in both dtypes and the
-# wide one in float32; a window reaching 257 rows back takes the general path.
+# rows fit shared memory, in tiles as long as the reach leaves (512 rows at
+# 256, 664 at the ANCHORS window of 100, 760 at 10); a window reaching 257
+# rows back takes the general path.
 EVENT_WINDOWS_ONLY = {
     "anchors-like": {"instant": ("spread", "mid", "microprice", "imbalance", "ofi"),
                      "rolling": ("ofi", "vwap", "realized_variance"), "windows": (7, 257)},
+    "anchors": {"instant": ("spread", "mid", "microprice", "imbalance", "ofi"),
+                "rolling": ("ofi", "vwap", "realized_variance"), "windows": (100,)},
+    "short": {"instant": ("mid_change", "log_depth"), "rolling": ("signed_volume",),
+              "windows": (2, 10)},
     "wide": {"depth_imbalance": (1, 2), "ofi_levels": 2, "windows": (1, 100, 257)},
     "past the halo": {"windows": (3, 258)},
 }

@@ -566,28 +566,44 @@ window_columns_kernel(const __grid_constant__ BookSeries s,
   copy_rows(staging, int(row_stride), int(b - a), int(columns), out + a * columns, int(columns));
 }
 
+// How far the longest of a spec's event windows reaches before its row.
+inline std::int64_t window_reach(const BookFeatureSpec& spec) {
+  std::int64_t reach = 0;
+  for (int w = 0; w < spec.window_count; ++w) reach = std::max(reach, spec.windows[w] - 1);
+  return reach;
+}
+
+// near_window_kernel's tile for windows reaching `reach` rows back, its
+// rows staged at row_bytes each: what the span's kSpanRows leave after the
+// reach (a 100-event window: 664 rows, where at kTileRows a fifth of the
+// threads' span rows fell past the tile), within kMaxRowStagingBytes and
+// never below kTileRows; a multiple of 8 rows, so that every tile's output
+// starts 16-byte aligned.
+inline int near_tile_rows(std::int64_t reach, std::size_t row_bytes) {
+  const auto fit = static_cast<std::int64_t>(kMaxRowStagingBytes / row_bytes);
+  return int(std::max<std::int64_t>(kTileRows, std::min(kSpanRows - reach, fit))) / 8 * 8;
+}
+
 // The whole rows of a spec whose windows are all event windows reaching at
 // most kHaloRows rows before their row (no time window, nothing far), a
-// block per tile: each thread takes kSpanRowsPerThread consecutive rows of
-// the span [s0, b) (the tile and the rows its windows reach before it), and
-// their quotes serve both the tile's event columns and the terms of every
-// window, so each input is loaded once. (window_columns_kernel loads a
-// tile's quotes again for its event columns, on another row map, and keeps
-// the bookkeeping of far and time windows.)
+// block per tile of tile_rows (near_tile_rows): each thread takes
+// kSpanRowsPerThread consecutive rows of the span [s0, b) (the tile and the
+// rows its windows reach before it), and their quotes serve both the tile's
+// event columns and the terms of every window, so each input is loaded
+// once. (window_columns_kernel loads a tile's quotes again for its event
+// columns, on another row map, and keeps the bookkeeping of far and time
+// windows.)
 template <typename T, typename U>
 __global__ void __launch_bounds__(kTileThreads, 2)
 near_window_kernel(const __grid_constant__ BookSeries s,
-                   const __grid_constant__ BookFeatureSpec spec, U* out) {
+                   const __grid_constant__ BookFeatureSpec spec, int reach, int tile_rows,
+                   U* out) {
   constexpr int R = kSpanRowsPerThread;
   extern __shared__ __align__(16) unsigned char shared[];
   TileState& state = *reinterpret_cast<TileState*>(shared);
   U* staging = reinterpret_cast<U*>(shared + (sizeof(TileState) + 15) / 16 * 16);
-  const std::int64_t a = std::int64_t(blockIdx.x) * kTileRows;
-  const std::int64_t b = a + kTileRows < s.rows ? a + kTileRows : s.rows;
-  std::int64_t reach = 0;
-  for (int w = 0; w < spec.window_count; ++w) {
-    reach = spec.windows[w] - 1 > reach ? spec.windows[w] - 1 : reach;
-  }
+  const std::int64_t a = std::int64_t(blockIdx.x) * tile_rows;
+  const std::int64_t b = a + tile_rows < s.rows ? a + tile_rows : s.rows;
   const std::int64_t s0 = a > reach ? a - reach : 0, t0 = s0 + R * threadIdx.x;
   const int columns = int(spec.columns()), row_stride = columns | 1;  // odd: fewer bank conflicts
   Quote q[R + 1];
@@ -840,7 +856,8 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
   // (then the event columns too), else the rolling columns where they fit;
   // the tiles' totals first where a window may span whole tiles (any time
   // window).
-  const std::size_t row_bytes = kTileRows * (spec.columns() | 1) * out_size;
+  const std::size_t row_stride_bytes = (spec.columns() | 1) * out_size;
+  const std::size_t row_bytes = kTileRows * row_stride_bytes;
   const std::size_t rolling_bytes = kTileRows * windows * spec.rolling_count * out_size;
   const Staging window_staged = row_bytes <= kMaxRowStagingBytes ? Staging::kRows
                                 : rolling_bytes <= kMaxStagingBytes ? Staging::kRolling
@@ -850,9 +867,8 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
                                                                        : 0;
   const std::size_t window_bytes = (sizeof(TileState) + 15) / 16 * 16 + staged_bytes;
   const unsigned tiles = static_cast<unsigned>((series.rows + kTileRows - 1) / kTileRows);
-  std::int64_t longest = 0;
-  for (int w = 0; w < spec.window_count; ++w) longest = std::max(longest, spec.windows[w]);
-  const bool all_near = windows && spec.time_window_count == 0 && longest - 1 <= kHaloRows &&
+  const std::int64_t reach = window_reach(spec);
+  const bool all_near = windows && spec.time_window_count == 0 && reach <= kHaloRows &&
                         window_staged == Staging::kRows;
   // Windows reaching further: the ring kernel where its ring and a tile's
   // whole rows fit shared memory, its overflowing tiles (flagged) then
@@ -863,7 +879,7 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
                                       cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   // The tiles' totals where a window may span whole tiles (any time window),
   // and on the ring's path, which writes them as it walks.
-  const bool spans_tiles = spec.time_window_count > 0 || longest > 2 * kTileRows;
+  const bool spans_tiles = spec.time_window_count > 0 || reach >= 2 * kTileRows;
   double* totals = windows && (spans_tiles || ring) ? reinterpret_cast<double*>(scratch) : nullptr;
   auto* overflowed = reinterpret_cast<unsigned char*>(scratch) + std::size_t(tiles) * kTerms * 8;
   dispatch_float(dtype, [&](auto* in_tag) {
@@ -878,8 +894,11 @@ void book_features_cuda(const BookSeries& series, DType dtype, const BookFeature
       if (totals && !ring) tile_totals_kernel<T><<<tiles, kTileThreads, 0, s>>>(series, totals);
       if (all_near) {
         auto kernel = near_window_kernel<T, U>;
-        opt_in_shared_memory(kernel, window_bytes, "book_features shared memory");
-        kernel<<<tiles, kTileThreads, window_bytes, s>>>(series, spec, features);
+        const int tile_rows = near_tile_rows(reach, row_stride_bytes);
+        const std::size_t bytes = window_bytes + std::size_t(tile_rows - kTileRows) * row_stride_bytes;
+        opt_in_shared_memory(kernel, bytes, "book_features shared memory");
+        kernel<<<unsigned((series.rows + tile_rows - 1) / tile_rows), kTileThreads, bytes, s>>>(
+            series, spec, int(reach), tile_rows, features);
       } else if (ring) {
         auto kernel = ring_window_kernel<T, U>;
         opt_in_shared_memory(kernel, ring_bytes, "book_features shared memory");
