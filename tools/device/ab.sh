@@ -10,12 +10,20 @@
 #   OUT=/tmp/out bash tools/device/ab.sh \
 #     'python3 tools/device/bench_features.py --specs anchors_subset --ours-only \
 #        --out $OUT/$VARIANT-$ROUND.json' change.patch [other.patch ...]
+#
+# The variants' tests, say, in the first round only: COMMAND runs in the
+# repository root, the pristine sources (A's) in /tmp/ab/work:
+#   '[ $ROUND = 1 ] && (cd /tmp/ab/work && python3 -m pytest -q -m gpu tests/test_x.py); ...'
 set -uo pipefail
 command=$1 rounds=${ROUNDS:-3} patches=() letters=ABCDEFGH variants=()
 for p in "${@:2}"; do patches+=("$(realpath "$p")"); done
 cd "$(dirname "$0")/../.."
 source tools/device/bounded.sh
 for i in $(seq 0 ${#patches[@]}); do variants+=("${letters:i:1}"); done
+# Test-only packages the device image lacks (carried in .whl, as run.sh takes them).
+if ls .whl/*.whl > /dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+fi
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' packages/ma-kernels/pyproject.toml)
 
 # One source tree and one CMake build for every variant: each patch is
