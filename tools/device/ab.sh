@@ -2,7 +2,8 @@
 # A/B of kernel changes in one device call: ma-kernels built with CMake as
 # the working tree has it (A) and with each PATCH applied
 # (B, C, ...: a `git diff` from the repository root each); then COMMAND runs
-# against each in turn, A B A B ..., ROUNDS times (default 3), with VARIANT
+# against each in turn, A B A B ..., ROUNDS times (default 3; each run at
+# most STEP_LIMIT seconds, default 150), with VARIANT
 # (A, B, ...) and ROUND in its environment and that build first on
 # PYTHONPATH. The same GPU in the same minutes: the variants' differences
 # are the changes'.
@@ -50,7 +51,7 @@ done
 echo "built at ${SECONDS}s"
 for round in $(seq "$rounds"); do
   for v in "${variants[@]}"; do
-    VARIANT=$v ROUND=$round PYTHONPATH=/tmp/ab/$v/src:$PYTHONPATH bounded 150 bash -c "$command" 2>&1 |
+    VARIANT=$v ROUND=$round PYTHONPATH=/tmp/ab/$v/src:$PYTHONPATH bounded "${STEP_LIMIT:-150}" bash -c "$command" 2>&1 |
       sed "s/^/$v: /"
   done
 done
