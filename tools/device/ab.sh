@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # A/B of kernel changes in one device call: ma-kernels built with CMake as
-# the working tree has it (A) and with each PATCH applied
-# (B, C, ...: a `git diff` from the repository root each); then COMMAND runs
-# against each in turn, A B A B ..., ROUNDS times (default 3; each run at
-# most STEP_LIMIT seconds, default 150), with VARIANT
-# (A, B, ...) and ROUND in its environment and that build first on
-# PYTHONPATH. The same GPU in the same minutes: the variants' differences
-# are the changes'.
+# the working tree has it (A) and with each PATCH applied (B, C, ...: a
+# `git diff` from the repository root each); then COMMAND runs against each
+# in turn, A B ... A B ..., ROUNDS times (default 3), each run at most
+# STEP_LIMIT seconds (default 150), with VARIANT and ROUND in its
+# environment and that variant's build first on PYTHONPATH. The same GPU in
+# the same minutes: the variants' differences are the changes'.
 #
 #   OUT=/tmp/out bash tools/device/ab.sh \
 #     'python3 tools/device/bench_features.py --specs anchors_subset --ours-only \
