@@ -4,10 +4,10 @@
 # (bench_features.py), then Nsight Compute on the feature kernels of each
 # spec (ncu_features.txt) and per SASS instruction of the rolling kernel on
 # the ANCHORS subset (near_window_kernel) and on the spec of windows
-# (ring_window_kernel; ncu_window_<spec>_sass.csv, summarised by ncu_summary.py and by source
-# line by ncu_lines.py). Each
-# step bounded so that the call ends before LIMIT seconds (bounded.sh).
-# JSON under $OUT, everything else in $OUT/logs.tgz.
+# (ring_window_kernel): ncu_window_<spec>_sass.csv, summarised by
+# ncu_summary.py and by source line by ncu_lines.py. Each step bounded so
+# that the call ends before LIMIT seconds (bounded.sh). JSON under $OUT,
+# everything else in $OUT/logs.tgz.
 #
 #   OUT=/tmp/out MA_COMMIT=$(git rev-parse --short HEAD) bash tools/device/features.sh
 set -uo pipefail
