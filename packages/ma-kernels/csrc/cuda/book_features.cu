@@ -254,6 +254,16 @@ __device__ void slot_terms(const BookSeries& s, std::int64_t t0, const Quote (&q
                         [&](int k, int j, double sum) { state.prefix[j][slot + k] = sum; });
 }
 
+// The sum of x over this lane and the lanes below it in the warp.
+__device__ __forceinline__ double warp_inclusive_sum(double x, int lane) {
+#pragma unroll
+  for (int d = 1; d < 32; d *= 2) {
+    const double y = __shfl_up_sync(kAll, x, d);
+    if (lane >= d) x += y;
+  }
+  return x;
+}
+
 // At lane j < kTerms: from `start`, term j's warp totals before this warp's
 // (`before`) and all of them (`all`), in warp order; `start` elsewhere.
 template <int Warps>
@@ -281,12 +291,7 @@ __device__ void block_prefix(const double (&running)[kTerms], TileState& state,
   double offset[kTerms];
 #pragma unroll
   for (int j = 0; j < kTerms; ++j) {
-    double inclusive = running[j];
-#pragma unroll
-    for (int d = 1; d < 32; d *= 2) {
-      const double y = __shfl_up_sync(kAll, inclusive, d);
-      if (lane >= d) inclusive += y;
-    }
+    const double inclusive = warp_inclusive_sum(running[j], lane);
     offset[j] = inclusive - running[j];
     if (lane == 31) state.warp_totals[warp][j] = inclusive;
   }
@@ -748,11 +753,7 @@ ring_window_kernel(const __grid_constant__ BookSeries s,
     if (valid) book::terms_of(q[1], q[0], t > 0, row.price, row.size, row.side, x);
 #pragma unroll
     for (int j = 0; j < kTerms; ++j) {
-#pragma unroll
-      for (int d = 1; d < 32; d *= 2) {
-        const double y = __shfl_up_sync(kAll, x[j], d);
-        if (lane >= d) x[j] += y;
-      }
+      x[j] = warp_inclusive_sum(x[j], lane);
       if (lane == 31) ring.warp_totals[warp][j] = x[j];
     }
     ring.times[slot][tid] = row.time;
