@@ -77,11 +77,23 @@ MA_HOST_DEVICE void finish_inputs(const StreamRound& round, const StreamState& s
   double row[kStreamMaxColumns], terms[kTerms];
   stream_event(e, st, spec, b, row, terms);
   stream_rolling(e, st, spec, b, sums, terms, row, out.overflow);
+  // Eight inputs at a time, every load of the eight before their stores: a
+  // loop of load, use and store per input waits on memory once per input
+  // (the store may alias the next input's statistics), on a GPU ~0.4 us each.
   bool ok = true;
-  for (int j = 0; j < z.inputs; ++j) {
-    const double v = (row[z.x_index[j]] - z.shift[j]) * z.scale[j];
-    ok = ok && v - v == 0.0 && (v < 0.0 ? -v : v) <= z.limit;  // finite, within the limit
-    out.x[b * z.inputs + j] = float(v);
+  for (int j0 = 0; j0 < z.inputs; j0 += 8) {
+    double v[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int j = j0 + i;
+      v[i] = j < z.inputs ? (row[z.x_index[j]] - z.shift[j]) * z.scale[j] : 0.0;
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      if (j0 + i >= z.inputs) break;
+      ok = ok && v[i] - v[i] == 0.0 && (v[i] < 0.0 ? -v[i] : v[i]) <= z.limit;  // finite, bounded
+      out.x[b * z.inputs + j0 + i] = float(v[i]);
+    }
   }
   const double dt = row[z.dt_column] / z.dt_scale;
   ok = ok && dt - dt == 0.0 && dt <= z.limit;
