@@ -38,6 +38,7 @@ using step_stages::kWarps;
 using step_stages::group_sums;
 using step_stages::rotate;
 using step_stages::warp_sum;
+using step_stages::write_key;
 
 constexpr int kMaxBlocks = 16;  // of a cluster (the largest size Hopper allows)
 constexpr int kTraceSlots = 128;  // stage stamps of a round; the last holds their count
@@ -400,6 +401,7 @@ struct OnChipStep {
       for (int item = warp; item < rows * per_row; item += kWarps) {
         const int r = item >> per_row_log2, sub = item & (per_row - 1);
         const std::int64_t b = row0 + r, p = __ldcg(t.pos + b);
+        const bool writes = split == 0 && sub == 0 && g == 0 && active(b);  // loaded beside p
         const float* in = at<float>(o.qkv) + r * 3 * D;
         float q[E], k[E], v[E];
 #pragma unroll
@@ -413,20 +415,13 @@ struct OnChipStep {
         float* ring_k = t.keys[l] + ring;
         float* ring_v = t.values[l] + ring;
         const int p_slot = int(p % cap);  // the query's ring slot
-        if (split == 0 && sub == 0 && g == 0 && active(b)) {
-          const std::int64_t at_p = std::int64_t(p_slot) * D;
-#pragma unroll
-          for (int e = 0; e < E; ++e) {
-            ring_k[at_p + dim(e)] = k[e];
-            ring_v[at_p + dim(e)] = v[e];
-          }
-        }
         const int seen = keys_seen(p, s.window, dilation);
         const int lo = split * per, hi = min(seen, lo + per);
         const int per_sub = (max(hi - lo, 0) + per_row - 1) >> per_row_log2;
         const int j0 = lo + sub * per_sub, j1 = min(hi, j0 + per_sub);
         float m, sum, acc[E];
         attend<D>(q, k, v, ring_k, ring_v, p_slot, dilation, cap, j0, j1, lane, m, sum, acc);
+        if (writes) write_key<D>(ring_k, ring_v, p_slot, k, v, dim);
         float* out = warp_part + warp * (D + 2);
         if (g == 0) {
 #pragma unroll
@@ -487,9 +482,12 @@ struct OnChipStep {
     float* maxima = weight + kTile * o.blocks;
     float* sums = maxima + kTile * o.blocks;
     for_each_cell(rows, attending, [&](int r, int x) {
+      // Both loads before either store: a store to shared memory may alias
+      // the other block's part, so one load a store took two round trips.
       const float* part = part_of(x) + r * o.exchange_stride + c;
-      maxima[r * attending + x] = part[0];
-      sums[r * attending + x] = part[1];
+      const float m = part[0], sum = part[1];
+      maxima[r * attending + x] = m;
+      sums[r * attending + x] = sum;
     });
     __syncthreads();
     // Cell (g, y): block y of its head in group g = (row, head), at g * splits + y.

@@ -307,6 +307,24 @@ __device__ __forceinline__ void attend(const float (&q)[D / 4], const float (&k)
   }
 }
 
+// The new key and value into their ring slot, by a warp's first group of
+// lanes, after `attend` has read the ring: written before, the ring's loads
+// in `attend` would wait on the stores (they may alias) and the stores on
+// the active flag, two more round trips. `attend` takes the new key from
+// registers and uses no ring key from this slot (keys 1 .. window - 1 back,
+// dilation apart, all within the ring's capacity).
+template <int D>
+__device__ __forceinline__ void write_key(float* ring_k, float* ring_v, int p_slot,
+                                          const float (&k)[D / 4], const float (&v)[D / 4],
+                                          const LaneDims<D>& dim) {
+  const std::int64_t at = std::int64_t(p_slot) * D;
+#pragma unroll
+  for (int e = 0; e < D / 4; ++e) {
+    ring_k[at + dim(e)] = k[e];
+    ring_v[at + dim(e)] = v[e];
+  }
+}
+
 // Each row's inputs and time features [x, u, sin(u w + b), cos(u w + b)],
 // u = log1p(max(dt, 0)), into xs [kTile, F + 2 f + 1] (zeros past rows), by
 // the block; the embedding's input.
@@ -487,6 +505,7 @@ struct Step {
     for (int item = gwarp; item < rows * heads * splits; item += kWarpsInCluster) {
       const int split = item % splits, h = item / splits % heads, r = item / (splits * heads);
       const std::int64_t b = row0 + r, p = __ldcg(t.pos + b);
+      const bool writes = split == 0 && g == 0 && active(b);  // loaded beside p
       const float* in = row(r) + lay.act + h * D;
       float q[E], k[E], v[E];
 #pragma unroll
@@ -500,20 +519,13 @@ struct Step {
       const std::int64_t ring = (b * heads + h) * std::int64_t(cap) * D;
       float* ring_k = t.keys[layer] + ring;
       float* ring_v = t.values[layer] + ring;
-      if (split == 0 && g == 0 && active(b)) {
-        const std::int64_t at = std::int64_t(p_slot) * D;
-#pragma unroll
-        for (int e = 0; e < E; ++e) {
-          ring_k[at + dim(e)] = k[e];
-          ring_v[at + dim(e)] = v[e];
-        }
-      }
       // Key j is position p - j * dilation (j = 0: the new one, from registers).
       const int seen = keys_seen(p, s.window, dilation);
       const int per = (s.window + splits - 1) / splits;
       const int j0 = split * per, j1 = min(seen, j0 + per);
       float m, sum, acc[E];
       attend<D>(q, k, v, ring_k, ring_v, p_slot, dilation, cap, j0, j1, lane, m, sum, acc);
+      if (writes) write_key<D>(ring_k, ring_v, p_slot, k, v, dim);
       float* out = row(r) + lay.partial + (h * splits + split) * (D + 2);
       if (g == 0) {
 #pragma unroll
