@@ -27,13 +27,13 @@ import ma_kernels  # noqa: E402
 def stage_names(layers: int) -> list[str]:
     """The stages between the kernel's stamps, in order (resident_stages.cuh:
     run(), exchange()): "barrier" is a cluster barrier, from this block's
-    part written to every block's."""
+    part written to every block's. Each name is distinct (they key the JSON)."""
     names = ["featurise", "embedding"]
     for layer in range(layers):
         names += [f"layer {layer}: {stage}" for stage in (
-            "norm 1", "qkv projection", "barrier", "q, k, v gathered",
-            "attention, out projection", "barrier", "softmax weights, reduce",
-            "norm 2", "mlp: up, SwiGLU, down", "barrier", "down reduce")]
+            "norm 1", "qkv projection", "barrier 1", "q, k, v gathered",
+            "attention, out projection", "barrier 2", "softmax weights, reduce",
+            "norm 2", "mlp: up, SwiGLU, down", "barrier 3", "down reduce")]
     return names + ["heads, outputs written"]
 
 
