@@ -112,8 +112,11 @@ def test_ma_eval_walk_forward_retrains_each_checkpoints_config(tiny_config, caps
     assert (tmp_path / "run" / "walk-forward" / "fold=1" / "best.pt").is_file()
     with pytest.raises(SystemExit) as e:
         main(["--checkpoint", best, "--walk-forward", "2", "--segments", "3"])
-    assert e.value.code == 2 and "--walk-forward scores the test region's folds" in \
+    assert e.value.code == 2 and "--walk-forward scores its region's folds" in \
         capsys.readouterr().err
+    main(["--checkpoint", best, "--walk-forward", "1", "--split", "val"])
+    assert "walk-forward over 1 folds of the val region" in capsys.readouterr().out
+    assert (tmp_path / "run" / "walk-forward-val" / "fold=0" / "best.pt").is_file()
 
 
 def test_decision_rule_validation_fits_each_model_on_its_validation_rows(tiny_config, tmp_path,

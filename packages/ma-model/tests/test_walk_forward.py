@@ -25,6 +25,20 @@ def test_without_validation_each_fold_trains_up_to_one_gap_before_it():
         assert f["train"] == (0, f["test"][0] - 21) and f["val"] == (f["train"][1],) * 2
 
 
+def test_folds_of_the_validation_region_read_nothing_after_it():
+    cfg = DataConfig(sequence_length=16, horizons=(5, 20), val_fraction=0.15, test_fraction=0.3)
+    n, gap = 10_000, 20 + 16
+    val = split_ranges(n, cfg)["val"]
+    folds = fold_ranges(n, cfg, 2, region="val")
+    assert folds[0]["test"][0] == val[0] and folds[-1]["test"][1] == val[1]
+    assert folds[0]["test"][1] == folds[1]["test"][0]
+    for f in folds:  # the same shape as over the test region, one validation region earlier
+        assert f["val"] == (f["test"][0] - gap - 1500, f["test"][0] - gap)
+        assert f["train"] == (0, f["val"][0] - gap)
+    with pytest.raises(ValueError, match="data.val_fraction is 0"):
+        fold_ranges(n, replace(cfg, val_fraction=0), 2, region="val")
+
+
 def test_too_many_folds_are_refused():
     cfg = DataConfig(sequence_length=16, horizons=(5,), test_fraction=0.2)
     with pytest.raises(ValueError, match="each fold needs at least sequence_length 16"):

@@ -121,21 +121,23 @@ def evaluate_runs(paths: list[str | Path], split: str = "test",
 
 
 def walk_forward_runs(paths: list[str | Path], folds: int,
-                      baselines: bool | tuple[str, ...] = (), log=print) -> dict:
-    """:func:`~ma_model.walk_forward.walk_forward` of each checkpoint's
-    config (its seed; its weights are not used), each under
-    ``<checkpoint folder>/walk-forward``, and the mean and spread over every
-    fold of every run."""
+                      baselines: bool | tuple[str, ...] = (), log=print,
+                      region: str = "test") -> dict:
+    """:func:`~ma_model.walk_forward.walk_forward` over ``region`` of each
+    checkpoint's config (its seed; its weights are not used), each under
+    ``<checkpoint folder>/walk-forward`` (``walk-forward-val`` over the
+    validation region), and the mean and spread over every fold of every run."""
     baselines = BASELINES if baselines is True else tuple(baselines or ())
     runs = []
     for path in paths:
         cfg = config_of(load_checkpoint(path), path)
-        out_dir = str(Path(path).parent / "walk-forward")
+        folder = "walk-forward" if region == "test" else f"walk-forward-{region}"
+        out_dir = str(Path(path).parent / folder)
         cfg = replace(cfg, train=replace(cfg.train, out_dir=out_dir))
-        runs.append(walk_forward(cfg, folds, baselines, log))
+        runs.append(walk_forward(cfg, folds, baselines, log, region))
     folds_all = [fold for run in runs for fold in run["folds"]]
     return {"runs": runs, "summary": summarize(folds_all), "horizons": runs[0]["horizons"],
-            "seeds": [run["seed"] for run in runs], "folds": folds}
+            "seeds": [run["seed"] for run in runs], "folds": folds, "region": region}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--walk-forward", type=int, metavar="N",
                         help="instead, retrain each checkpoint's config (and the baselines) on "
                              "the rows before each of N consecutive folds of the test region "
-                             "and score it on that fold")
+                             "(with --split val: of the validation region, reading nothing "
+                             "after it) and score it on that fold")
     parser.add_argument("--decision-rule", choices=RULES, default="argmax",
                         help="how probabilities become classes: 'argmax' (the default), or "
                              "'validation': per model and horizon, offsets added to the "
@@ -166,11 +169,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         baselines = baseline_names(args.baselines) if args.baselines else ()
         if args.walk_forward is not None:
-            if (args.split != "test" or args.segments != 1 or args.plots
-                    or args.decision_rule != "argmax"):
-                raise ValueError("--walk-forward scores the test region's folds: it takes no "
-                                 "--split, --segments, --plots or --decision-rule")
-            results = walk_forward_runs(args.checkpoint, args.walk_forward, baselines)
+            if args.segments != 1 or args.plots or args.decision_rule != "argmax":
+                raise ValueError("--walk-forward scores its region's folds: it takes no "
+                                 "--segments, --plots or --decision-rule")
+            results = walk_forward_runs(args.checkpoint, args.walk_forward, baselines,
+                                        region=args.split)
         else:
             results = evaluate_runs(args.checkpoint, args.split, baselines,
                                     segments=args.segments, rule=args.decision_rule)
@@ -178,8 +181,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"ma-eval: error: {e}\n")
     paths = ", ".join(map(str, args.checkpoint))
     if args.walk_forward is not None:
-        print(f"\nwalk-forward over {args.walk_forward} folds of the test region, retrained "
-              f"per fold, configs of {paths} (seeds {results['seeds']})\n")
+        print(f"\nwalk-forward over {args.walk_forward} folds of the {args.split} region, "
+              f"retrained per fold, configs of {paths} (seeds {results['seeds']})\n")
         print(walk_forward_table(results))
     else:
         _print_evaluation(results, args, paths)

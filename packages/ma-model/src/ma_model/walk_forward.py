@@ -2,7 +2,13 @@
 ``data.test_fraction`` of the rows) is cut into consecutive folds, and each
 fold is scored by models trained afresh on the rows before it, as a model
 retrained every period would be used. Everything a fold's models learn
-from, normalisation and the TLOB threshold included, precedes the fold."""
+from, normalisation and the TLOB threshold included, precedes the fold.
+
+Over the validation region instead (``region="val"``), nothing at or after
+the test region is read: a development protocol for choosing a
+configuration, where every model is scored on rows none of them chose an
+epoch or a tree on (a fit's own validation split flatters the network,
+which early-stops on it: docs/results.md, rounds 7 and 8)."""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from pathlib import Path
 
 from .config import Config, DataConfig
 from .contenders import fit_baseline
-from .data import load_ticks, prepare, tick_arrays
+from .data import load_ticks, prepare, split_ranges, tick_arrays
 from .distributed import resolve_device
 from .fit import fit
 from .restore import load_model
@@ -20,19 +26,26 @@ from .scoring import network_predictor, report, scored_rows
 from .tables import summarize
 
 
-def fold_ranges(n: int, cfg: DataConfig, folds: int) -> list[dict[str, tuple[int, int]]]:
+def fold_ranges(n: int, cfg: DataConfig, folds: int,
+                region: str = "test") -> list[dict[str, tuple[int, int]]]:
     """Row ranges of each fold's train, val and test, in time order. Fold j
-    tests the j-th of ``folds`` equal runs of the last ``test_fraction`` of
-    the ``n`` rows; its validation split is the ``val_fraction * n`` rows
-    before that (none when 0), its training split every row before that, with
-    gaps of ``max(horizons) + sequence_length`` rows between them, as in
-    :func:`ma_model.data.split_ranges`, whose train and val fold 0 shares."""
+    tests the j-th of ``folds`` equal runs of the ``region`` ("test": the
+    last ``test_fraction`` of the ``n`` rows; "val": the validation split of
+    :func:`ma_model.data.split_ranges`); its validation split is the
+    ``val_fraction * n`` rows before that (none when 0), its training split
+    every row before that, with gaps of ``max(horizons) + sequence_length``
+    rows between them, as in :func:`~ma_model.data.split_ranges`, whose train
+    and val fold 0 of the test region shares."""
     gap = max(cfg.horizons) + cfg.sequence_length
-    n_val, test_start = int(n * cfg.val_fraction), n - int(n * cfg.test_fraction)
-    if folds < 1 or (n - test_start) // folds < cfg.sequence_length:
+    n_val = int(n * cfg.val_fraction)
+    if region == "val" and not n_val:
+        raise ValueError("walk-forward over the validation region: data.val_fraction is 0")
+    start, stop = split_ranges(n, cfg)["val"] if region == "val" else (
+        n - int(n * cfg.test_fraction), n)
+    if folds < 1 or (stop - start) // folds < cfg.sequence_length:
         raise ValueError(f"--walk-forward {folds}: each fold needs at least sequence_length "
-                         f"{cfg.sequence_length} of the {n - test_start} test rows")
-    bounds = [test_start + (n - test_start) * j // folds for j in range(folds + 1)]
+                         f"{cfg.sequence_length} of the {stop - start} {region} rows")
+    bounds = [start + (stop - start) * j // folds for j in range(folds + 1)]
     out = []
     for start, stop in itertools.pairwise(bounds):
         val_stop = start - gap
@@ -42,16 +55,18 @@ def fold_ranges(n: int, cfg: DataConfig, folds: int) -> list[dict[str, tuple[int
     return out
 
 
-def walk_forward(cfg: Config, folds: int, baselines: tuple[str, ...] = (), log=print) -> dict:
+def walk_forward(cfg: Config, folds: int, baselines: tuple[str, ...] = (), log=print,
+                 region: str = "test") -> dict:
     """Trains ``cfg`` (and each of ``baselines``) once per fold of
-    :func:`fold_ranges`, under ``<train.out_dir>/fold=<j>``, and scores each
-    on its fold's test rows; returns ``{"folds": [{"ranges", "alpha", model
-    name: [per-horizon reports]}], "summary": mean and spread over the
-    folds (:func:`ma_model.tables.summarize`), "horizons", "seed"}``."""
+    :func:`fold_ranges` over ``region``, under ``<train.out_dir>/fold=<j>``,
+    and scores each on its fold's rows; returns ``{"folds": [{"ranges",
+    "alpha", model name: [per-horizon reports]}], "summary": mean and spread
+    over the folds (:func:`ma_model.tables.summarize`), "horizons", "seed",
+    "region"}``."""
     ticks = load_ticks(cfg.data)
     device = resolve_device(cfg.train.device)
     results = []
-    for j, ranges in enumerate(fold_ranges(len(ticks), cfg.data, folds)):
+    for j, ranges in enumerate(fold_ranges(len(ticks), cfg.data, folds, region)):
         out_dir = Path(cfg.train.out_dir) / f"fold={j}"
         log(f"walk-forward fold {j + 1}/{folds}: train rows {ranges['train']}, "
             f"test rows {ranges['test']}")
@@ -69,4 +84,4 @@ def walk_forward(cfg: Config, folds: int, baselines: tuple[str, ...] = (), log=p
             fold[name] = report(*scored_rows(splits.test, cfg.data.sequence_length, predict))
         results.append(fold)
     return {"folds": results, "summary": summarize(results), "horizons": list(cfg.data.horizons),
-            "seed": cfg.train.seed}
+            "seed": cfg.train.seed, "region": region}
