@@ -37,6 +37,8 @@ def test_folds_of_the_validation_region_read_nothing_after_it():
         assert f["train"] == (0, f["val"][0] - gap)
     with pytest.raises(ValueError, match="data.val_fraction is 0"):
         fold_ranges(n, replace(cfg, val_fraction=0), 2, region="val")
+    with pytest.raises(ValueError, match="region must be 'test' or 'val'"):
+        fold_ranges(n, cfg, 2, region="train")
 
 
 def test_too_many_folds_are_refused():

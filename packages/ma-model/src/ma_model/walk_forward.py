@@ -38,14 +38,16 @@ def fold_ranges(n: int, cfg: DataConfig, folds: int,
     and val fold 0 of the test region shares."""
     gap = max(cfg.horizons) + cfg.sequence_length
     n_val = int(n * cfg.val_fraction)
+    if region not in ("test", "val"):
+        raise ValueError(f"walk-forward region must be 'test' or 'val', got {region!r}")
     if region == "val" and not n_val:
         raise ValueError("walk-forward over the validation region: data.val_fraction is 0")
-    start, stop = split_ranges(n, cfg)["val"] if region == "val" else (
+    first, last = split_ranges(n, cfg)["val"] if region == "val" else (
         n - int(n * cfg.test_fraction), n)
-    if folds < 1 or (stop - start) // folds < cfg.sequence_length:
+    if folds < 1 or (last - first) // folds < cfg.sequence_length:
         raise ValueError(f"--walk-forward {folds}: each fold needs at least sequence_length "
-                         f"{cfg.sequence_length} of the {stop - start} {region} rows")
-    bounds = [start + (stop - start) * j // folds for j in range(folds + 1)]
+                         f"{cfg.sequence_length} of the {last - first} {region} rows")
+    bounds = [first + (last - first) * j // folds for j in range(folds + 1)]
     out = []
     for start, stop in itertools.pairwise(bounds):
         val_stop = start - gap
